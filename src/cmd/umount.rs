@@ -1,0 +1,23 @@
+use super::{Context, require_root};
+use crate::exit::Code;
+use anyhow::Result;
+use clap::Args;
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct UmountArgs {
+    /// The mountpoint (anything containing '/') or the record id.
+    #[arg(value_name = "TARGET|ID")]
+    pub what: String,
+    /// How long to retry while the overlay is busy (EBUSY).
+    #[arg(long, default_value = "2.5s", value_parser = crate::parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+pub fn run(args: UmountArgs, ctx: &Context) -> Result<Code> {
+    require_root()?;
+    crate::sys::catch_interrupts();
+    let state = ctx.state()?;
+    crate::umount::umount(&state, &args.what, args.timeout)?;
+    Ok(Code::Success)
+}

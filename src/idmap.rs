@@ -1,0 +1,213 @@
+//! ID map ranges: `C:H:S` means a file owned on disk by container id C appears
+//! through the mount as owned by host id H (C..C+S-1 maps to H..H+S-1), the
+//! same reading as containerd's `uidmap=` option.
+//!
+//! In kernel terms a range is one line `C H S` of the helper namespace's
+//! `uid_map` (inside, outside, count): an idmapped mount made from that
+//! namespace shows on-disk INSIDE as OUTSIDE.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The kernel accepts at most this many lines per map (user_namespaces(7)).
+pub const MAX_RANGES: usize = 340;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdRange {
+    pub container: u32,
+    pub host: u32,
+    pub size: u32,
+}
+
+impl fmt::Display for IdRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.container, self.host, self.size)
+    }
+}
+
+/// Parses one `C:H:S` token.
+pub fn parse_range(token: &str) -> Result<IdRange, String> {
+    let parts: Vec<&str> = token.split(':').collect();
+    if parts.len() != 3 {
+        return Err(format!(
+            "id range {token:?} is not CONTAINER:HOST:SIZE (three numbers separated by ':')"
+        ));
+    }
+    let number = |what: &str, s: &str| -> Result<u32, String> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("id range {token:?}: {what} {s:?} is not a number"));
+        }
+        s.parse::<u32>()
+            .map_err(|_| format!("id range {token:?}: {what} {s} does not fit in 32 bits"))
+    };
+    Ok(IdRange {
+        container: number("container id", parts[0])?,
+        host: number("host id", parts[1])?,
+        size: number("size", parts[2])?,
+    })
+}
+
+/// Parses a comma-separated list of ranges and validates the whole map.
+pub fn parse_map(text: &str) -> Result<Vec<IdRange>, String> {
+    let ranges = text
+        .split(',')
+        .map(parse_range)
+        .collect::<Result<Vec<_>, _>>()?;
+    validate(&ranges)?;
+    Ok(ranges)
+}
+
+/// Checks what the kernel would refuse when writing the map, so the user gets
+/// a message that names the range instead of a bare EINVAL.
+pub fn validate(ranges: &[IdRange]) -> Result<(), String> {
+    if ranges.is_empty() {
+        return Err("id map is empty".into());
+    }
+    if ranges.len() > MAX_RANGES {
+        return Err(format!(
+            "id map has {} ranges; the kernel allows at most {MAX_RANGES}",
+            ranges.len()
+        ));
+    }
+    for r in ranges {
+        if r.size == 0 {
+            return Err(format!("id range {r}: size is zero"));
+        }
+        // The kernel rejects a range whose end wraps 32 bits; id 4294967295
+        // is (uid_t)-1 and cannot be mapped either.
+        let limit = u64::from(u32::MAX);
+        if u64::from(r.container) + u64::from(r.size) > limit {
+            return Err(format!(
+                "id range {r}: container ids run past {}",
+                u32::MAX - 1
+            ));
+        }
+        if u64::from(r.host) + u64::from(r.size) > limit {
+            return Err(format!("id range {r}: host ids run past {}", u32::MAX - 1));
+        }
+    }
+    for (i, a) in ranges.iter().enumerate() {
+        for b in &ranges[i + 1..] {
+            if overlaps(a.container, a.size, b.container, b.size) {
+                return Err(format!(
+                    "id ranges {a} and {b} overlap on the container side"
+                ));
+            }
+            if overlaps(a.host, a.size, b.host, b.size) {
+                return Err(format!("id ranges {a} and {b} overlap on the host side"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn overlaps(a: u32, a_len: u32, b: u32, b_len: u32) -> bool {
+    let (a, a_end) = (u64::from(a), u64::from(a) + u64::from(a_len));
+    let (b, b_end) = (u64::from(b), u64::from(b) + u64::from(b_len));
+    a < b_end && b < a_end
+}
+
+/// Renders the map as the lines written to `/proc/PID/uid_map`.
+pub fn to_proc_lines(ranges: &[IdRange]) -> String {
+    ranges
+        .iter()
+        .map(|r| format!("{} {} {}\n", r.container, r.host, r.size))
+        .collect()
+}
+
+/// Parses `/proc/PID/uid_map` content (whitespace-separated triples).
+pub fn from_proc_lines(text: &str) -> Result<Vec<IdRange>, String> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let n: Vec<&str> = line.split_whitespace().collect();
+            if n.len() != 3 {
+                return Err(format!("malformed map line {line:?}"));
+            }
+            parse_range(&n.join(":"))
+        })
+        .collect()
+}
+
+/// `C:H:S,C:H:S` for messages and tables.
+pub fn render(ranges: &[IdRange]) -> String {
+    ranges
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(container: u32, host: u32, size: u32) -> IdRange {
+        IdRange {
+            container,
+            host,
+            size,
+        }
+    }
+
+    #[test]
+    fn parses_ranges() {
+        assert_eq!(parse_map("0:100000:65536"), Ok(vec![r(0, 100000, 65536)]));
+        assert_eq!(
+            parse_map("0:1000:1,1:100000:65535"),
+            Ok(vec![r(0, 1000, 1), r(1, 100000, 65535)])
+        );
+        assert_eq!(parse_map("4294967294:0:1"), Ok(vec![r(4294967294, 0, 1)]));
+    }
+
+    #[test]
+    fn rejects_bad_maps() {
+        let cases = [
+            ("", "not CONTAINER:HOST:SIZE"),
+            ("0:100000", "not CONTAINER:HOST:SIZE"),
+            ("0:100000:1:2", "not CONTAINER:HOST:SIZE"),
+            ("a:1:1", "is not a number"),
+            ("-1:1:1", "is not a number"),
+            ("0:+1:1", "is not a number"),
+            (" 0:1:1", "is not a number"),
+            ("0:1:", "is not a number"),
+            ("0:100000:0", "size is zero"),
+            ("0:4294967296:1", "does not fit in 32 bits"),
+            ("0:4294967295:1", "host ids run past"),
+            ("4294967295:0:1", "container ids run past"),
+            ("1:0:4294967295", "container ids run past"),
+            ("0:100:10,5:1000:10", "overlap on the container side"),
+            ("0:100:10,50:105:10", "overlap on the host side"),
+            ("0:100:10,0:100:10", "overlap"),
+            ("0:1:1,,2:2:1", "not CONTAINER:HOST:SIZE"),
+        ];
+        for (input, want) in cases {
+            let err = parse_map(input).expect_err(input);
+            assert!(err.contains(want), "{input:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn limits_range_count() {
+        let ok: Vec<String> = (0..340).map(|i| format!("{i}:{}:1", 1000 + i)).collect();
+        assert_eq!(parse_map(&ok.join(",")).unwrap().len(), 340);
+        let too_many: Vec<String> = (0..341).map(|i| format!("{i}:{}:1", 1000 + i)).collect();
+        let err = parse_map(&too_many.join(",")).unwrap_err();
+        assert!(err.contains("at most 340"), "{err}");
+    }
+
+    #[test]
+    fn adjacent_ranges_do_not_overlap() {
+        assert!(parse_map("0:100:10,10:110:10").is_ok());
+    }
+
+    #[test]
+    fn proc_lines_round_trip() {
+        let map = vec![r(0, 100000, 1), r(1, 200000, 65535)];
+        assert_eq!(to_proc_lines(&map), "0 100000 1\n1 200000 65535\n");
+        assert_eq!(
+            from_proc_lines("         0     100000          1\n         1     200000      65535\n"),
+            Ok(map)
+        );
+    }
+}

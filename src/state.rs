@@ -1,0 +1,377 @@
+//! The state directory: one JSON record per overlay, written atomically, and
+//! a lock per record held by the operation that owns it.
+//!
+//! ```text
+//! <state>/mounts/<id>.json   the records (a temp file `.<id>.json.tmp` while writing)
+//! <state>/locks/<id>.lock    flock(2)ed by the running mount/umount of <id>
+//! <state>/tmp/<id>/N         temporary mountpoints (common-dir, per-layer)
+//! <state>/lock               flock(2)ed while an id or target is claimed
+//! ```
+
+use crate::exit::{Code, Coded, fail};
+use crate::idmap::IdRange;
+use crate::overlay::Strategy;
+use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// The held lock of one record.
+pub type RecordLock = Flock<File>;
+
+pub const DEFAULT_DIR: &str = "/run/idmap-overlay";
+pub const RECORD_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordState {
+    Preparing,
+    Mounted,
+    Unmounting,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub version: u32,
+    pub id: String,
+    pub target: PathBuf,
+    pub state: RecordState,
+    pub strategy: Strategy,
+    pub lowerdirs: Vec<PathBuf>,
+    pub upperdir: Option<PathBuf>,
+    pub workdir: Option<PathBuf>,
+    /// Other overlay options, as `key` or `key=value`.
+    pub options: Vec<String>,
+    pub uidmap: Vec<IdRange>,
+    pub gidmap: Vec<IdRange>,
+    /// The user namespace the maps came from, when `--userns` was used.
+    pub userns: Option<PathBuf>,
+    /// The directory cloned once for all layers, when there is one.
+    pub common_dir: Option<PathBuf>,
+    /// Every directory that was cloned as an idmapped tree.
+    pub idmapped_dirs: Vec<PathBuf>,
+    /// The temporary mountpoints this operation uses (common-dir and
+    /// per-layer); they are gone once the overlay is mounted.
+    pub temp_mounts: Vec<PathBuf>,
+    /// The overlay's source column in mountinfo: `idmap-overlay:<id>`.
+    pub source: String,
+    /// The overlay's mount id as mountinfo shows it, once mounted.
+    pub mount_id: Option<u64>,
+    /// The overlay's unique 64-bit mount id (statx STATX_MNT_ID_UNIQUE).
+    pub mount_id_unique: Option<u64>,
+    /// The process that made the mount.
+    pub pid: u32,
+    /// RFC 3339, UTC.
+    pub created: String,
+}
+
+pub fn source_tag(id: &str) -> String {
+    format!("idmap-overlay:{id}")
+}
+
+/// IDs are letters, digits, `-`, `_` and `.`, not starting with `.`.
+pub fn check_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "id {id:?} is not valid: use 1 to 128 letters, digits, '-', '_' or '.', not starting with '.'"
+        ))
+    }
+}
+
+/// A fresh id: seconds and nanoseconds since the epoch and our pid, in hex.
+pub fn new_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{:x}-{:x}-{:x}",
+        now.as_secs(),
+        std::process::id(),
+        now.subsec_nanos()
+    )
+}
+
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// A record file that could not be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+pub struct StateDir {
+    pub root: PathBuf,
+}
+
+/// Refuses a directory that someone other than root could have planted or
+/// can write: the tool acts as root on what it finds there.
+fn check_dir(path: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(path).code(Code::State, || {
+        format!("state directory {}", path.display())
+    })?;
+    if meta.file_type().is_symlink() {
+        return Err(fail(
+            Code::State,
+            format!(
+                "state directory {} is a symlink; refusing to follow it",
+                path.display()
+            ),
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(fail(
+            Code::State,
+            format!("state directory {} is not a directory", path.display()),
+        ));
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(fail(
+            Code::State,
+            format!(
+                "state directory {} is owned by uid {}, not by root",
+                path.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(fail(
+            Code::State,
+            format!(
+                "state directory {} is writable by others (mode {:o}); expected 0700",
+                path.display(),
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn ensure_dir(path: &Path) -> Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(e).code(Code::State, || {
+                format!("creating state directory {}", path.display())
+            });
+        }
+    }
+    check_dir(path)
+}
+
+impl StateDir {
+    /// Opens (creating it 0700 if needed) and checks the state directory.
+    pub fn open(root: &Path) -> Result<StateDir> {
+        if !root.is_absolute() {
+            return Err(fail(
+                Code::Usage,
+                format!("state directory {} is not an absolute path", root.display()),
+            ));
+        }
+        if let Some(parent) = root.parent()
+            && !parent.exists()
+        {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .code(Code::State, || format!("creating {}", parent.display()))?;
+        }
+        ensure_dir(root)?;
+        let dir = StateDir {
+            root: root.to_path_buf(),
+        };
+        for sub in ["mounts", "locks", "tmp"] {
+            ensure_dir(&dir.root.join(sub))?;
+        }
+        Ok(dir)
+    }
+
+    pub fn record_path(&self, id: &str) -> PathBuf {
+        self.root.join("mounts").join(format!("{id}.json"))
+    }
+
+    fn record_temp_path(&self, id: &str) -> PathBuf {
+        self.root.join("mounts").join(format!(".{id}.json.tmp"))
+    }
+
+    pub fn lock_path(&self, id: &str) -> PathBuf {
+        self.root.join("locks").join(format!("{id}.lock"))
+    }
+
+    pub fn temp_root(&self, id: &str) -> PathBuf {
+        self.root.join("tmp").join(id)
+    }
+
+    /// Writes a record so that no reader ever sees half of it: a temp file
+    /// renamed over the record. No fsync: `/run` is tmpfs and records share
+    /// the mounts' fate at reboot.
+    pub fn write_record(&self, record: &Record) -> Result<()> {
+        let path = self.record_path(&record.id);
+        let temp = self.record_temp_path(&record.id);
+        let text = serde_json::to_string_pretty(record).context("encoding the record")? + "\n";
+        let written = (|| -> std::io::Result<()> {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&temp)?;
+            file.write_all(text.as_bytes())?;
+            fs::rename(&temp, &path)
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(e).code(Code::State, || format!("writing record {}", path.display()));
+        }
+        Ok(())
+    }
+
+    pub fn remove_record(&self, id: &str) -> Result<()> {
+        let path = self.record_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).code(Code::State, || {
+                format!("removing record {}", path.display())
+            }),
+        }
+    }
+
+    /// Reads one record, refusing symlinks and anything but a regular file.
+    pub fn read_record_file(path: &Path) -> Result<Record, String> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => "is a symlink; not followed".to_string(),
+                _ => e.to_string(),
+            })?;
+        let meta = file.metadata().map_err(|e| e.to_string())?;
+        if !meta.is_file() {
+            return Err("is not a regular file".into());
+        }
+        if meta.len() > 1 << 20 {
+            return Err(format!("is {} bytes, too large for a record", meta.len()));
+        }
+        let text = std::io::read_to_string(file).map_err(|e| e.to_string())?;
+        if text.trim().is_empty() {
+            return Err("is empty".into());
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("is not valid JSON ({e})"))?;
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(RECORD_VERSION) => {}
+            Some(v) => {
+                return Err(format!(
+                    "has version {v}; this idmap-overlay understands version {RECORD_VERSION}"
+                ));
+            }
+            None => return Err("has no version".into()),
+        }
+        let record: Record =
+            serde_json::from_value(value).map_err(|e| format!("is not a valid record ({e})"))?;
+        let expected = path.file_stem().and_then(|s| s.to_str());
+        if expected != Some(record.id.as_str()) {
+            return Err(format!(
+                "holds id {:?}, not the one its name says",
+                record.id
+            ));
+        }
+        Ok(record)
+    }
+
+    /// Every record, plus the files under `mounts/` that are not usable
+    /// records (reported, never acted on).
+    pub fn records(&self) -> Result<(Vec<Record>, Vec<BadRecord>)> {
+        let dir = self.root.join("mounts");
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        let mut names: Vec<PathBuf> = fs::read_dir(&dir)
+            .code(Code::State, || format!("listing {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        names.sort();
+        for path in names {
+            match Self::read_record_file(&path) {
+                Ok(record) => good.push(record),
+                Err(problem) => bad.push(BadRecord { path, problem }),
+            }
+        }
+        Ok((good, bad))
+    }
+
+    /// The global lock, held while an id or target is claimed or while gc
+    /// takes its snapshot.
+    pub fn lock_all(&self) -> Result<Flock<File>> {
+        let path = self.root.join("lock");
+        let file = open_lock_file(&path)?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| e)
+            .code(Code::State, || format!("locking {}", path.display()))
+    }
+
+    /// Takes the lock of record `id` without waiting: `None` when another
+    /// live process holds it (an operation in progress).
+    pub fn try_lock_record(&self, id: &str) -> Result<Option<Flock<File>>> {
+        let path = self.lock_path(id);
+        let file = open_lock_file(&path)?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Some(lock)),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(e).code(Code::State, || format!("locking {}", path.display())),
+        }
+    }
+
+    /// Removes the lock file of `id`; call while holding that lock, after the
+    /// record is gone.
+    pub fn remove_lock(&self, id: &str) {
+        let _ = fs::remove_file(self.lock_path(id));
+    }
+}
+
+fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .code(Code::State, || format!("opening lock {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        for good in ["a", "web-1", "x_y.z", "0123"] {
+            assert!(check_id(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".hidden", "a/b", "a b", "é", &"x".repeat(129)] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+        assert!(check_id(&new_id()).is_ok());
+    }
+}

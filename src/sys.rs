@@ -1,0 +1,232 @@
+//! Thin wrappers for the kernel calls that neither rustix nor nix wrap. This
+//! is the only module with `unsafe` code.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `MOUNT_ATTR_RDONLY` (linux/mount.h).
+pub const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+/// `MOUNT_ATTR_IDMAP` (linux/mount.h, Linux 5.12).
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+/// `MS_PRIVATE`, as a propagation value for `mount_setattr`.
+pub const MS_PRIVATE: u64 = 1 << 18;
+
+/// `struct mount_attr` (linux/mount.h), version 0.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Makes the detached tree `tree` idmapped through the user namespace
+/// `userns`, read-only and private:
+/// `mount_setattr(tree, "", AT_EMPTY_PATH, &{attr_set: IDMAP|RDONLY,
+/// propagation: MS_PRIVATE, userns_fd}, sizeof)` (mount_setattr(2)).
+/// Not recursive: a submount that cannot be idmapped would make the whole
+/// call fail (containers/storage#1308), and layers on submounts get trees of
+/// their own.
+pub fn idmap_tree(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: MS_PRIVATE,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: the path is a valid NUL-terminated empty string, `attr` is a
+    // live, properly laid out `struct mount_attr` whose size we pass, and
+    // both fds are borrowed for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `ioctl(fd, NS_GET_NSTYPE)` (ioctl_nsfs(2)): the `CLONE_NEW*` type of a
+/// namespace file.
+pub fn namespace_type(ns: BorrowedFd<'_>) -> io::Result<i32> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd.
+    let ret = unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_NSTYPE) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `statmount(2)` syscall number (the same on every architecture that uses
+/// the generic table, since Linux 6.8).
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+))]
+const SYS_STATMOUNT: libc::c_long = 457;
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+)))]
+const SYS_STATMOUNT: libc::c_long = -1;
+
+const STATMOUNT_MNT_UIDMAP: u64 = 0x2000;
+const STATMOUNT_MNT_GIDMAP: u64 = 0x4000;
+
+/// `struct mnt_id_req` (linux/mount.h), version 0.
+#[repr(C)]
+struct MntIdReq {
+    size: u32,
+    spare: u32,
+    mnt_id: u64,
+    param: u64,
+}
+
+/// The maps of an idmapped mount as the kernel reports them, each a list of
+/// `uid_map`-style lines `INSIDE OUTSIDE COUNT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountIdmaps {
+    pub uid_lines: Vec<String>,
+    pub gid_lines: Vec<String>,
+}
+
+/// `statmount(&{size, mnt_id}, buf, len, STATMOUNT_MNT_UIDMAP |
+/// STATMOUNT_MNT_GIDMAP)` (Linux 6.15+ for the map fields). `mnt_id` is the
+/// unique (64-bit) mount id. Returns `Ok(None)` when the kernel does not
+/// report maps (old kernel, or the mount is not idmapped).
+pub fn statmount_idmaps(mnt_id: u64) -> io::Result<Option<MountIdmaps>> {
+    if SYS_STATMOUNT < 0 {
+        return Ok(None);
+    }
+    let req = MntIdReq {
+        size: std::mem::size_of::<MntIdReq>() as u32,
+        spare: 0,
+        mnt_id,
+        param: 0,
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: `req` is a live `struct mnt_id_req` (version 0, its size in
+    // `size`); `buf` is writable for its whole length, which we pass.
+    let ret = unsafe {
+        libc::syscall(
+            SYS_STATMOUNT,
+            &req as *const MntIdReq,
+            buf.as_mut_ptr(),
+            buf.len(),
+            STATMOUNT_MNT_UIDMAP | STATMOUNT_MNT_GIDMAP,
+            0,
+        )
+    };
+    if ret != 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => Ok(None),
+            _ => Err(err),
+        };
+    }
+    // Offsets in struct statmount (linux/mount.h).
+    let u32_at = |off: usize| u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap());
+    let u64_at = |off: usize| u64::from_ne_bytes(buf[off..off + 8].try_into().unwrap());
+    let mask = u64_at(8);
+    if mask & (STATMOUNT_MNT_UIDMAP | STATMOUNT_MNT_GIDMAP) == 0 {
+        return Ok(None);
+    }
+    const STRINGS: usize = 512;
+    let lines = |count: u32, offset: u32| -> Vec<String> {
+        let start = STRINGS + offset as usize;
+        buf[start..]
+            .split(|b| *b == 0)
+            .take(count as usize)
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    };
+    Ok(Some(MountIdmaps {
+        uid_lines: lines(u32_at(152), u32_at(156)),
+        gid_lines: lines(u32_at(160), u32_at(164)),
+    }))
+}
+
+/// Starts the namespace helper: a child that shares our file descriptor
+/// table (`CLONE_FILES`), so it never holds a copy of any fd of ours, the
+/// cause of the EBUSY leaks of containerd#12139. With `new_userns` it is born
+/// in a fresh user namespace (`CLONE_NEWUSER`) whose maps the caller writes;
+/// with `join` it enters that user namespace (setns(2)). It then waits to be
+/// killed, and dies with us (`PR_SET_PDEATHSIG`).
+pub fn spawn_namespace_helper(
+    new_userns: bool,
+    join: Option<BorrowedFd<'_>>,
+) -> io::Result<nix::unistd::Pid> {
+    use nix::sched::CloneFlags;
+    let parent = nix::unistd::getpid();
+    let join_fd = join.map(|fd| fd.as_raw_fd());
+    let mut flags = CloneFlags::CLONE_FILES;
+    if new_userns {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    }
+    // The child runs on a copy of our address space (no CLONE_VM): it makes
+    // only raw syscalls and never returns into our code.
+    let child = Box::new(move || -> isize {
+        // SAFETY: plain syscalls on values, no memory is shared with the parent.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != parent.as_raw() {
+                libc::_exit(1);
+            }
+            if let Some(fd) = join_fd
+                && libc::setns(fd, libc::CLONE_NEWUSER) != 0
+            {
+                libc::_exit(2);
+            }
+            loop {
+                libc::pause();
+            }
+        }
+    });
+    let mut stack = vec![0u8; 64 * 1024];
+    // SAFETY: the stack is owned for the call and the child gets its own copy
+    // of it (no CLONE_VM); the callback only makes async-signal-safe calls.
+    unsafe { nix::sched::clone(child, &mut stack, flags, Some(libc::SIGCHLD)) }
+        .map_err(io::Error::from)
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn note_signal(signal: libc::c_int) {
+    INTERRUPTED.store(signal, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP only set a flag that the steps of
+/// `mount` and `umount` check, so an interrupted operation rolls back instead
+/// of dying halfway.
+pub fn catch_interrupts() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(
+        SigHandler::Handler(note_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is
+        // async-signal-safe.
+        let _ = unsafe { sigaction(signal, &action) };
+    }
+}
+
+/// The signal that interrupted us, if any.
+pub fn interrupted() -> Option<i32> {
+    match INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}

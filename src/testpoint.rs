@@ -1,0 +1,77 @@
+//! Named points in `mount` and `umount` where tests can crash, fail or pause
+//! the tool, to prove that every instant is recoverable.
+//!
+//! `IDMAP_OVERLAY_TESTPOINT=NAME:ACTION` (several separated by `,`), where
+//! ACTION is `kill` (SIGKILL ourselves: a crash), `fail` (return an error: the
+//! in-process rollback), or `pause` (print `testpoint NAME pid=P ...` on
+//! stderr and wait for a line on stdin). Only debug builds (what `cargo test`
+//! builds) honour it; a release build ignores the variable.
+
+use anyhow::Result;
+
+pub const ENV: &str = "IDMAP_OVERLAY_TESTPOINT";
+
+/// Every test point, in the order `mount` and `umount` reach them. Tests
+/// iterate over this list.
+pub const MOUNT_POINTS: &[&str] = &[
+    "record-preparing",
+    "userns-helper",
+    "tree-open",
+    "temp-mounted",
+    "overlay-configured",
+    "overlay-mounted",
+    "temp-unmounted",
+    "record-mounted",
+];
+pub const UMOUNT_POINTS: &[&str] = &["record-unmounting", "overlay-unmounted"];
+
+/// Marks a step. Also where an interrupted operation (SIGINT, SIGTERM)
+/// stops and rolls back: the steps are the points where that is clean.
+pub fn hit(name: &str) -> Result<()> {
+    hit_with(name, "")
+}
+
+fn check_interrupted(name: &str) -> Result<()> {
+    match crate::sys::interrupted() {
+        Some(signal) => Err(crate::exit::fail(
+            crate::exit::Code::Interrupted,
+            format!("interrupted by signal {signal} before {name}; rolled back"),
+        )),
+        None => Ok(()),
+    }
+}
+
+#[cfg(debug_assertions)]
+pub fn hit_with(name: &str, detail: &str) -> Result<()> {
+    check_interrupted(name)?;
+    let Ok(spec) = std::env::var(ENV) else {
+        return Ok(());
+    };
+    for entry in spec.split(',') {
+        let Some((point, action)) = entry.split_once(':') else {
+            continue;
+        };
+        if point != name {
+            continue;
+        }
+        match action {
+            "kill" => {
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+            }
+            "fail" => anyhow::bail!("test point {name}: forced failure"),
+            "pause" => {
+                eprintln!("testpoint {name} pid={} {detail}", std::process::id());
+                let mut line = String::new();
+                let _ = std::io::stdin().read_line(&mut line);
+                check_interrupted(name)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(debug_assertions))]
+pub fn hit_with(name: &str, _detail: &str) -> Result<()> {
+    check_interrupted(name)
+}

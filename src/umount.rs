@@ -1,0 +1,242 @@
+//! The umount operation, and the teardown of one record that `gc` shares:
+//! prove the overlay at the target is ours, unmount it with EBUSY retries,
+//! remove what is temporary, delete the record.
+
+use crate::exit::{Code, Coded, fail};
+use crate::mountinfo::{self, MountEntry};
+use crate::state::{self, Record, RecordState, StateDir};
+use crate::testpoint;
+use crate::unmount::{describe_holders, holders, retry_unmount};
+use anyhow::Result;
+use nix::errno::Errno;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A TARGET argument as a canonical path when it still resolves, else as
+/// given, made absolute and without `.`/trailing slashes.
+pub fn resolve_target(arg: &str) -> PathBuf {
+    if let Ok(canonical) = std::fs::canonicalize(arg) {
+        return canonical;
+    }
+    let path = Path::new(arg);
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    absolute.components().collect()
+}
+
+/// Is this mount the overlay of `record`? The source tag must match, and the
+/// mount id too once the record knows it (a crashed mount's record may not).
+pub fn is_our_overlay(entry: &MountEntry, record: &Record) -> bool {
+    entry.fs_type == "overlay"
+        && entry.source == record.source
+        && entry.mount_point == record.target
+        && record.mount_id.is_none_or(|id| id == entry.id)
+}
+
+/// Temporary mounts of `record` still in the table, deepest first.
+pub fn temp_mounts_present<'a>(
+    state: &StateDir,
+    id: &str,
+    table: &'a [MountEntry],
+) -> Vec<&'a MountEntry> {
+    let root = state.temp_root(id);
+    let mut found: Vec<&MountEntry> = table
+        .iter()
+        .filter(|m| m.mount_point.starts_with(&root))
+        .collect();
+    found.sort_by_key(|m| std::cmp::Reverse(m.mount_point.components().count()));
+    found
+}
+
+/// Unmounts what is left under `<state>/tmp/<id>/` and removes its
+/// directories with rmdir (never recursively). Returns what failed.
+pub fn remove_temp_leftovers(
+    state: &StateDir,
+    id: &str,
+    table: &[MountEntry],
+    timeout: Duration,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for entry in temp_mounts_present(state, id, table) {
+        match retry_unmount(&entry.mount_point, timeout) {
+            Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+            Err(Errno::EBUSY) => problems.push(format!(
+                "temporary mount {} is busy: {}",
+                entry.mount_point.display(),
+                describe_holders(&holders(entry.id))
+            )),
+            Err(e) => problems.push(format!("unmounting {}: {e}", entry.mount_point.display())),
+        }
+    }
+    let root = state.temp_root(id);
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for entry in entries.flatten() {
+            remove_dir_if_present(&entry.path(), &mut problems);
+        }
+    }
+    remove_dir_if_present(&root, &mut problems);
+    problems
+}
+
+fn remove_dir_if_present(path: &Path, problems: &mut Vec<String>) {
+    match std::fs::remove_dir(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => problems.push(format!("removing {}: {e}", path.display())),
+    }
+}
+
+/// Unmounts the overlay of a locked record (if it is still there) and
+/// everything temporary, then deletes the record. On failure the record is
+/// left in place (back to `mounted` if the overlay stays busy).
+pub fn teardown(state: &StateDir, record: &mut Record, timeout: Duration) -> Result<()> {
+    let table = mountinfo::read()?;
+    let ours = table.iter().find(|m| is_our_overlay(m, record));
+    match ours {
+        Some(entry) => {
+            let top = mountinfo::top_at(&table, &record.target);
+            if top.map(|t| t.id) != Some(entry.id) {
+                return Err(fail(
+                    Code::Mount,
+                    format!(
+                        "another mount is stacked on {} above overlay {}; unmount it first",
+                        record.target.display(),
+                        record.id
+                    ),
+                ));
+            }
+            let was = record.state;
+            record.state = RecordState::Unmounting;
+            state.write_record(record)?;
+            testpoint::hit("record-unmounting")?;
+            match retry_unmount(&record.target, timeout) {
+                Ok(()) | Err(Errno::EINVAL) => {}
+                Err(e) => {
+                    let why = if e == Errno::EBUSY {
+                        format!(
+                            "{} is busy after {timeout:?}: held by {}",
+                            record.target.display(),
+                            describe_holders(&holders(entry.id))
+                        )
+                    } else {
+                        format!("unmounting {}: {e}", record.target.display())
+                    };
+                    record.state = if was == RecordState::Preparing {
+                        was
+                    } else {
+                        RecordState::Mounted
+                    };
+                    state.write_record(record)?;
+                    return Err(fail(Code::Mount, why));
+                }
+            }
+            testpoint::hit("overlay-unmounted")?;
+        }
+        None if record.state == RecordState::Mounted => log::warn!(
+            "{}: overlay {} was already unmounted; removing its record",
+            record.target.display(),
+            record.id
+        ),
+        None => {}
+    }
+    let problems = remove_temp_leftovers(state, &record.id, &table, timeout);
+    if !problems.is_empty() {
+        return Err(fail(Code::Mount, problems.join("; ")));
+    }
+    state.remove_record(&record.id)?;
+    state.remove_lock(&record.id);
+    Ok(())
+}
+
+/// Waits (up to `timeout`) for a record's lock: another mount or umount of
+/// the same overlay may be running.
+fn lock_record(state: &StateDir, record: &Record, timeout: Duration) -> Result<state::RecordLock> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(lock) = state.try_lock_record(&record.id)? {
+            return Ok(lock);
+        }
+        if Instant::now() >= deadline {
+            return Err(fail(
+                Code::Mount,
+                format!(
+                    "overlay {} is busy with another idmap-overlay operation (pid {})",
+                    record.id, record.pid
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `umount TARGET|ID`.
+pub fn umount(state: &StateDir, arg: &str, timeout: Duration) -> Result<()> {
+    let by_path = arg.contains('/');
+    let path = by_path.then(|| resolve_target(arg));
+    if !by_path {
+        state::check_id(arg).map_err(|e| fail(Code::Usage, e))?;
+    }
+    let matches = |r: &Record| match &path {
+        Some(p) => r.target == *p,
+        None => r.id == arg,
+    };
+    let (records, _) = state.records()?;
+    let Some(record) = records.into_iter().find(|r| matches(r)) else {
+        return umount_untracked(arg, path.as_deref(), timeout);
+    };
+    let _lock = lock_record(state, &record, timeout)?;
+    // Read it again under the lock: the operation we waited for may have
+    // changed or removed it.
+    let mut record = match StateDir::read_record_file(&state.record_path(&record.id)) {
+        Ok(r) => r,
+        Err(_) => {
+            log::warn!(
+                "{arg}: record {} went away while waiting for its lock",
+                record.id
+            );
+            return Ok(());
+        }
+    };
+    teardown(state, &mut record, timeout)
+}
+
+/// No record: unmount an overlay at the target (or with the id's tag) only
+/// if its source tag says it is ours.
+fn umount_untracked(arg: &str, path: Option<&Path>, timeout: Duration) -> Result<()> {
+    let table = mountinfo::read()?;
+    let candidate = match path {
+        Some(p) => mountinfo::top_at(&table, p)
+            .filter(|m| m.fs_type == "overlay" && m.source.starts_with("idmap-overlay:")),
+        None => table
+            .iter()
+            .find(|m| m.fs_type == "overlay" && m.source == state::source_tag(arg)),
+    };
+    let Some(entry) = candidate else {
+        return Err(fail(
+            Code::Mount,
+            format!("{arg}: no idmap-overlay record and no overlay of ours there"),
+        ));
+    };
+    if mountinfo::top_at(&table, &entry.mount_point).map(|t| t.id) != Some(entry.id) {
+        return Err(fail(
+            Code::Mount,
+            format!(
+                "another mount is stacked on {} above overlay {}",
+                entry.mount_point.display(),
+                entry.source
+            ),
+        ));
+    }
+    log::warn!(
+        "{arg}: no record; unmounting overlay {} found at {}",
+        entry.source,
+        entry.mount_point.display()
+    );
+    retry_unmount(&entry.mount_point, timeout).code(Code::Mount, || {
+        let why = describe_holders(&holders(entry.id));
+        format!("unmounting {} (held by {why})", entry.mount_point.display())
+    })
+}
