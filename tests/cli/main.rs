@@ -1,0 +1,7 @@
+//! The CLI, tested for real: every test runs the binary inside a private
+//! mount namespace of its own (see `support`), as root.
+
+mod support;
+
+mod mount;
+mod umount;

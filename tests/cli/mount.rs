@@ -1,0 +1,484 @@
+use crate::support::*;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+const STRATEGIES: [&str; 3] = ["detached", "common-dir", "per-layer"];
+
+/// Mounts `n` layers with `strategy` and checks everything issue #2 asks:
+/// mapped owners, layer order, writes landing in upperdir, no temporary
+/// mount left, a clean umount, and untouched layers.
+fn mount_and_check(strategy: &str, n: usize) {
+    let env = Env::new();
+    let layers = env.layers(n);
+    let before = snapshot(&env.path("layers"));
+    let upper = env.mkdir("upper");
+    let work = env.mkdir("work");
+    let target = env.mkdir("mnt");
+    let id = env
+        .ok(&[
+            "mount",
+            "--strategy",
+            strategy,
+            "--lowerdir",
+            &join(&layers),
+            "--upperdir",
+            s(&upper),
+            "--workdir",
+            s(&work),
+            "--uidmap",
+            "0:100000:65536",
+            s(&target),
+        ])
+        .trim()
+        .to_string();
+
+    // Exactly one mount is left in our directory: the overlay, tagged.
+    let mounts = env.our_mounts();
+    assert_eq!(mounts.len(), 1, "{strategy}/{n}: {mounts:#?}");
+    assert_eq!(mounts[0].mount_point, target);
+    assert_eq!(mounts[0].fs_type, "overlay");
+    assert_eq!(mounts[0].source, format!("idmap-overlay:{id}"));
+    assert!(
+        env.ns.mountinfo().iter().all(|m| !m.idmapped()),
+        "an idmapped mount is attached"
+    );
+    assert_eq!(env.state_files("tmp"), Vec::<String>::new());
+
+    // Owners are shifted: root's files appear as 100000, uid 1000's as 101000.
+    let shared = env.stat(&target.join("shared"));
+    assert_eq!((shared.uid(), shared.gid()), (100000, 100000));
+    let user = env.stat(&target.join("user-file"));
+    assert_eq!((user.uid(), user.gid()), (101000, 101000));
+    // The top layer wins, every layer is visible.
+    assert_eq!(env.read(&target.join("shared")), "0\n");
+    for i in 0..n {
+        assert_eq!(
+            env.read(&target.join(format!("only-{i}"))),
+            format!("{i}\n")
+        );
+    }
+    // A write lands in upperdir.
+    fs::write(env.ns.path(&target.join("new-file")), "hello").unwrap();
+    assert_eq!(fs::read_to_string(upper.join("new-file")).unwrap(), "hello");
+
+    // The record says what happened.
+    let record: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(env.state.join(format!("mounts/{id}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["state"], "mounted");
+    assert_eq!(record["strategy"], strategy);
+    assert_eq!(record["lowerdirs"].as_array().unwrap().len(), n);
+    assert_eq!(record["mount_id"], mounts[0].id);
+
+    env.ok(&["umount", s(&target)]);
+    env.assert_clean();
+    assert_eq!(snapshot(&env.path("layers")), before, "layer data changed");
+}
+
+#[test]
+fn detached_1_layer() {
+    mount_and_check("detached", 1);
+}
+#[test]
+fn detached_2_layers() {
+    mount_and_check("detached", 2);
+}
+#[test]
+fn detached_50_layers() {
+    mount_and_check("detached", 50);
+}
+#[test]
+fn common_dir_1_layer() {
+    mount_and_check("common-dir", 1);
+}
+#[test]
+fn common_dir_2_layers() {
+    mount_and_check("common-dir", 2);
+}
+#[test]
+fn common_dir_50_layers() {
+    mount_and_check("common-dir", 50);
+}
+#[test]
+fn per_layer_1_layer() {
+    mount_and_check("per-layer", 1);
+}
+#[test]
+fn per_layer_2_layers() {
+    mount_and_check("per-layer", 2);
+}
+#[test]
+fn per_layer_50_layers() {
+    mount_and_check("per-layer", 50);
+}
+
+#[test]
+fn detached_500_layers() {
+    let env = Env::new();
+    let layers = env.layers(500);
+    let target = env.mkdir("mnt");
+    env.ok(&[
+        "mount",
+        "--strategy",
+        "detached",
+        "--lowerdir",
+        &join(&layers),
+        "--uidmap",
+        "0:100000:65536",
+        s(&target),
+    ]);
+    assert_eq!(env.read(&target.join("only-499")), "499\n");
+    assert_eq!(env.stat(&target.join("only-499")).uid(), 100000);
+    env.ok(&["umount", s(&target)]);
+    env.assert_clean();
+}
+
+#[test]
+fn auto_picks_detached_here() {
+    let env = Env::new();
+    let layers = env.layers(3);
+    let target = env.mkdir("mnt");
+    let out = env.ok(&[
+        "mount",
+        "--json",
+        "--lowerdir",
+        &join(&layers),
+        "--uidmap",
+        "0:100000:65536",
+        s(&target),
+    ]);
+    let record: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // This kernel (6.18) takes layers by fd; the probe must have said so.
+    assert_eq!(record["strategy"], "detached");
+    let features: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(env.state.join("features.json")).unwrap())
+            .unwrap();
+    assert_eq!(features["detached"], true);
+    env.ok(&["umount", record["id"].as_str().unwrap()]);
+    env.assert_clean();
+}
+
+#[test]
+fn two_uid_ranges_and_a_separate_gid_map() {
+    for strategy in STRATEGIES {
+        let env = Env::new();
+        let layers = env.layers(2);
+        let target = env.mkdir("mnt");
+        // uid 0 -> 5000, uids 1..65536 -> 200001..; gids 0.. -> 300000..
+        env.ok(&[
+            "mount",
+            "--strategy",
+            strategy,
+            "--lowerdir",
+            &join(&layers),
+            "--uidmap",
+            "0:5000:1",
+            "--uidmap",
+            "1:200001:65535",
+            "--gidmap",
+            "0:300000:65536",
+            s(&target),
+        ]);
+        let shared = env.stat(&target.join("shared"));
+        assert_eq!((shared.uid(), shared.gid()), (5000, 300000), "{strategy}");
+        let user = env.stat(&target.join("user-file"));
+        assert_eq!((user.uid(), user.gid()), (201000, 301000), "{strategy}");
+        env.ok(&["umount", s(&target)]);
+        env.assert_clean();
+    }
+}
+
+#[test]
+fn containerd_option_string() {
+    let env = Env::new();
+    let layers = env.layers(3);
+    let upper = env.mkdir("upper");
+    let work = env.mkdir("work");
+    let target = env.mkdir("mnt");
+    let opts = format!(
+        "index=off,lowerdir={},upperdir={},workdir={},uidmap=0:100000:1,1:200001:65535,gidmap=0:100000:65536,volatile",
+        join(&layers),
+        s(&upper),
+        s(&work)
+    );
+    let id = env
+        .ok(&["mount", "-o", &opts, s(&target)])
+        .trim()
+        .to_string();
+    let overlay = env
+        .our_mounts()
+        .into_iter()
+        .find(|m| m.mount_point == target)
+        .unwrap();
+    // A flag passed through to overlayfs shows in its options.
+    assert!(
+        overlay.super_options.contains("volatile"),
+        "{}",
+        overlay.super_options
+    );
+    assert_eq!(env.stat(&target.join("user-file")).uid(), 201000);
+    assert_eq!(env.stat(&target.join("user-file")).gid(), 101000);
+    env.ok(&["umount", &id]);
+    env.assert_clean();
+}
+
+#[test]
+fn read_only_overlay() {
+    for strategy in STRATEGIES {
+        let env = Env::new();
+        let layers = env.layers(2);
+        let target = env.mkdir("mnt");
+        env.ok(&[
+            "mount",
+            "--strategy",
+            strategy,
+            "--lowerdir",
+            &join(&layers),
+            "--uidmap",
+            "0:100000:65536",
+            s(&target),
+        ]);
+        let err = fs::write(env.ns.path(&target.join("x")), "x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{strategy}");
+        env.ok(&["umount", s(&target)]);
+        env.assert_clean();
+    }
+}
+
+#[test]
+fn maps_of_an_existing_user_namespace() {
+    let env = Env::new();
+    // A user namespace of our own: unshare -U keeps it alive in `sleep`.
+    let mut holder = std::process::Command::new("unshare")
+        .args(["-U", "--", "sleep", "infinity"])
+        .spawn()
+        .unwrap();
+    let pid = holder.id();
+    let ns = PathBuf::from(format!("/proc/{pid}/ns/user"));
+    for _ in 0..500 {
+        if fs::read_link(&ns).unwrap() != fs::read_link("/proc/self/ns/user").unwrap() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    fs::write(format!("/proc/{pid}/uid_map"), "0 400000 65536\n").unwrap();
+    fs::write(format!("/proc/{pid}/setgroups"), "deny").unwrap();
+    fs::write(format!("/proc/{pid}/gid_map"), "0 500000 65536\n").unwrap();
+
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let out = env.ok(&[
+        "mount",
+        "--json",
+        "--lowerdir",
+        &join(&layers),
+        "--userns",
+        s(&ns),
+        s(&target),
+    ]);
+    let user = env.stat(&target.join("user-file"));
+    assert_eq!((user.uid(), user.gid()), (401000, 501000));
+    let record: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(record["uidmap"][0]["host"], 400000);
+    assert_eq!(record["gidmap"][0]["host"], 500000);
+    env.ok(&["umount", s(&target)]);
+    env.assert_clean();
+
+    // A bind mount of the namespace file works the same (the maps are read
+    // by joining it, not from /proc/PID).
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn a_layer_that_is_a_mountpoint_is_read_from_its_own_mount() {
+    for strategy in ["detached", "common-dir"] {
+        let env = Env::new();
+        let layers = env.layers(3);
+        // The middle layer gets a tmpfs mounted on it, with its own files;
+        // a clone of the common parent would show the directory underneath.
+        let status = env
+            .ns
+            .command("sh")
+            .args(["-c", &format!("mount -t tmpfs none {0} && echo tmpfs > {0}/only-1 && echo tmpfs > {0}/from-tmpfs", s(&layers[1]))])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let target = env.mkdir("mnt");
+        let out = env.ok(&[
+            "mount",
+            "--json",
+            "--strategy",
+            strategy,
+            "--lowerdir",
+            &join(&layers),
+            "--uidmap",
+            "0:100000:65536",
+            s(&target),
+        ]);
+        assert_eq!(
+            env.read(&target.join("from-tmpfs")),
+            "tmpfs\n",
+            "{strategy}"
+        );
+        assert_eq!(env.read(&target.join("only-1")), "tmpfs\n", "{strategy}");
+        assert_eq!(env.stat(&target.join("from-tmpfs")).uid(), 100000);
+        let record: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            record["idmapped_dirs"].as_array().unwrap().len(),
+            2,
+            "{strategy}: {record}"
+        );
+        env.ok(&["umount", s(&target)]);
+        // Only the test's tmpfs is left.
+        assert_eq!(env.our_mounts().len(), 1);
+    }
+}
+
+/// A forced failure at every step of every strategy leaves nothing behind.
+#[test]
+fn failure_at_any_step_rolls_back() {
+    let mut reached_points = std::collections::BTreeSet::new();
+    for strategy in STRATEGIES {
+        for point in [
+            "record-preparing",
+            "userns-helper",
+            "tree-open",
+            "temp-mounted",
+            "overlay-configured",
+            "overlay-mounted",
+            "temp-unmounted",
+            "record-mounted",
+        ] {
+            let env = Env::new();
+            let layers = env.layers(3);
+            let before = snapshot(&env.path("layers"));
+            let upper = env.mkdir("upper");
+            let work = env.mkdir("work");
+            let target = env.mkdir("mnt");
+            let out = env.run_at(
+                &format!("{point}:fail"),
+                &[
+                    "mount",
+                    "--strategy",
+                    strategy,
+                    "--lowerdir",
+                    &join(&layers),
+                    "--upperdir",
+                    s(&upper),
+                    "--workdir",
+                    s(&work),
+                    "--uidmap",
+                    "0:100000:65536",
+                    s(&target),
+                ],
+            );
+            let reached = stderr(&out).contains("forced failure");
+            if !reached {
+                // Points of the other strategies (tree-open is detached
+                // only, temp-* attached only) are simply not on this path.
+                assert!(out.status.success(), "{strategy}/{point}: {}", stderr(&out));
+                env.ok(&["umount", s(&target)]);
+            } else {
+                reached_points.insert(point);
+                assert!(!out.status.success());
+                assert_eq!(
+                    stderr(&out).lines().count(),
+                    1,
+                    "{strategy}/{point}: {}",
+                    stderr(&out)
+                );
+            }
+            env.assert_clean();
+            assert_eq!(snapshot(&env.path("layers")), before);
+        }
+    }
+    // Every point is on some strategy's path.
+    assert_eq!(reached_points.len(), 8, "{reached_points:?}");
+}
+
+/// The namespace helper shares our fd table (CLONE_FILES): while it lives,
+/// it holds nothing that could pin a mount (containerd#12139), and it is
+/// gone once the tool has its namespace.
+#[test]
+fn userns_helper_holds_no_fds_and_is_reaped() {
+    for strategy in STRATEGIES {
+        let env = Env::new();
+        let layers = env.layers(2);
+        let target = env.mkdir("mnt");
+        let paused = Paused::start(
+            &env,
+            "userns-helper:pause",
+            &[
+                "mount",
+                "--strategy",
+                strategy,
+                "--lowerdir",
+                &join(&layers),
+                "--uidmap",
+                "0:100000:65536",
+                s(&target),
+            ],
+        );
+        let helper = paused.value("helper");
+        let tool = paused.value("pid");
+        // It is a live child of the tool, in a user namespace of its own.
+        let status = fs::read_to_string(format!("/proc/{helper}/status")).unwrap();
+        assert!(status.contains(&format!("PPid:\t{tool}\n")), "{status}");
+        assert_ne!(
+            fs::read_link(format!("/proc/{helper}/ns/user")).unwrap(),
+            fs::read_link("/proc/self/ns/user").unwrap()
+        );
+        // Nothing it can see open refers to the layers, the target or the
+        // temporary mount area.
+        for fd in fs::read_dir(format!("/proc/{helper}/fd")).unwrap() {
+            let link = fs::read_link(fd.unwrap().path()).unwrap();
+            for place in [env.path("layers"), target.clone(), env.state.join("tmp")] {
+                assert!(!link.starts_with(&place), "helper holds {}", link.display());
+            }
+        }
+        assert!(paused.resume().success());
+        assert!(
+            !PathBuf::from(format!("/proc/{helper}")).exists(),
+            "helper {helper} still exists"
+        );
+        env.ok(&["umount", s(&target)]);
+        env.assert_clean();
+    }
+}
+
+#[test]
+fn helper_dies_with_a_killed_tool() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let paused = Paused::start(
+        &env,
+        "userns-helper:pause",
+        &[
+            "mount",
+            "--lowerdir",
+            &join(&layers),
+            "--uidmap",
+            "0:100000:65536",
+            s(&target),
+        ],
+    );
+    let helper = paused.value("helper");
+    let mut child = paused.child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // PR_SET_PDEATHSIG: the kernel kills it as soon as its parent is gone
+    // (it may linger as a zombie until whoever inherited it reaps it).
+    for _ in 0..500 {
+        match fs::read_to_string(format!("/proc/{helper}/status")) {
+            Err(_) => return,
+            Ok(status) if status.contains("State:\tZ") => return,
+            Ok(_) => {}
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    panic!("helper {helper} outlived the killed tool");
+}

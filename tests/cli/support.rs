@@ -1,0 +1,363 @@
+//! Test environment: a temp directory, a state directory inside it, and a
+//! private mount namespace held open by a `sleep` process. Every command
+//! runs in that namespace through nsenter; the test itself looks into it
+//! through `/proc/<holder>/root` and `/proc/<holder>/mountinfo`. When the
+//! environment drops, the holder is killed and the namespace, with every
+//! mount made in it, disappears: nothing reaches the host's mount table.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_idmap-overlay");
+
+/// Mounting tests need root; they fail (never skip) without it.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests mount filesystems and must run as root (in CI they do)"
+    );
+}
+
+pub struct Namespace {
+    holder: Child,
+}
+
+impl Namespace {
+    pub fn new() -> Namespace {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--propagation", "private", "--", "sleep", "infinity"]);
+        // SAFETY: the closure runs in the forked child before exec and only
+        // makes one prctl call; the holder then dies with the test thread.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let holder = cmd.stdin(Stdio::null()).spawn().expect("starting unshare");
+        let ns = Namespace { holder };
+        // Wait until the holder runs in its new namespace.
+        let mine = fs::read_link("/proc/self/ns/mnt").unwrap();
+        for _ in 0..500 {
+            if let Ok(theirs) = fs::read_link(format!("/proc/{}/ns/mnt", ns.pid()))
+                && theirs != mine
+            {
+                return ns;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        panic!("the namespace holder never entered a new mount namespace");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.holder.id()
+    }
+
+    /// `path` as seen inside the namespace.
+    pub fn path(&self, path: &Path) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.pid())).join(path.strip_prefix("/").unwrap())
+    }
+
+    pub fn mountinfo(&self) -> Vec<MountLine> {
+        fs::read_to_string(format!("/proc/{}/mountinfo", self.pid()))
+            .unwrap()
+            .lines()
+            .map(MountLine::parse)
+            .collect()
+    }
+
+    /// A command run inside the namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.pid().to_string(), "-m", "--", program]);
+        cmd
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MountLine {
+    pub id: u64,
+    pub mount_point: PathBuf,
+    pub options: String,
+    pub fs_type: String,
+    pub source: String,
+    pub super_options: String,
+}
+
+impl MountLine {
+    fn parse(line: &str) -> MountLine {
+        let f: Vec<&str> = line.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-").unwrap();
+        MountLine {
+            id: f[0].parse().unwrap(),
+            mount_point: PathBuf::from(f[4].replace("\\040", " ")),
+            options: f[5].to_string(),
+            fs_type: f[sep + 1].to_string(),
+            source: f[sep + 2].to_string(),
+            super_options: f[sep + 3..].join(" "),
+        }
+    }
+
+    pub fn idmapped(&self) -> bool {
+        self.options.split(',').any(|o| o == "idmapped")
+    }
+}
+
+pub struct Env {
+    // Field order is drop order: the namespace (and its mounts) goes first,
+    // then the directory, so nothing is ever deleted through a mount.
+    pub ns: Namespace,
+    pub dir: tempfile::TempDir,
+    pub state: PathBuf,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("idmap-overlay-test.")
+            .tempdir()
+            .unwrap();
+        // tempdir is 0700 already; the state dir is made by the tool.
+        let state = dir.path().join("state");
+        Env {
+            ns: Namespace::new(),
+            dir,
+            state,
+            extra_env: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn mkdir(&self, rel: &str) -> PathBuf {
+        let p = self.path(rel);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// The tool, run inside the namespace with a clean environment.
+    pub fn tool(&self, args: &[&str]) -> Command {
+        let mut cmd = self.ns.command(BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("IDMAP_OVERLAY_STATE_DIR", &self.state)
+            .stdin(Stdio::null());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.tool(args).output().unwrap()
+    }
+
+    /// Runs the tool and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "idmap-overlay {args:?} failed ({:?}):\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs the tool with a test point set; returns the output.
+    pub fn run_at(&self, testpoint: &str, args: &[&str]) -> Output {
+        self.tool(args)
+            .env("IDMAP_OVERLAY_TESTPOINT", testpoint)
+            .output()
+            .unwrap()
+    }
+
+    /// Layers `l0` (top) .. `l{n-1}` under `layers/N/fs`, containerd-style:
+    /// each has `only-<i>` owned by root, `shared` (top wins) with the
+    /// layer's index as content, and `user-file` owned by 1000:1000.
+    pub fn layers(&self, n: usize) -> Vec<PathBuf> {
+        (0..n)
+            .map(|i| {
+                let dir = self.mkdir(&format!("layers/{}/fs", n - i));
+                fs::write(dir.join(format!("only-{i}")), format!("{i}\n")).unwrap();
+                fs::write(dir.join("shared"), format!("{i}\n")).unwrap();
+                let user_file = dir.join("user-file");
+                fs::write(&user_file, "u\n").unwrap();
+                std::os::unix::fs::chown(&user_file, Some(1000), Some(1000)).unwrap();
+                dir
+            })
+            .collect()
+    }
+
+    /// Mounts in the namespace whose mountpoint lies in our temp dir.
+    pub fn our_mounts(&self) -> Vec<MountLine> {
+        self.ns
+            .mountinfo()
+            .into_iter()
+            .filter(|m| m.mount_point.starts_with(self.dir.path()))
+            .collect()
+    }
+
+    /// File names in a state subdirectory (`mounts`, `tmp`, `locks`).
+    pub fn state_files(&self, sub: &str) -> Vec<String> {
+        match fs::read_dir(self.state.join(sub)) {
+            Ok(entries) => {
+                let mut names: Vec<String> = entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                names
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Asserts that nothing of an operation is left: no mount in our temp
+    /// dir, no record, no temp directory, no lock file.
+    pub fn assert_clean(&self) {
+        assert_eq!(
+            self.our_mounts()
+                .iter()
+                .map(|m| m.mount_point.clone())
+                .collect::<Vec<_>>(),
+            Vec::<PathBuf>::new(),
+            "mounts left"
+        );
+        for sub in ["mounts", "tmp", "locks"] {
+            assert_eq!(
+                self.state_files(sub),
+                Vec::<String>::new(),
+                "state/{sub} not empty"
+            );
+        }
+    }
+
+    /// Stat a path as seen in the namespace (through any overlay).
+    pub fn stat(&self, path: &Path) -> fs::Metadata {
+        fs::metadata(self.ns.path(path)).unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+    }
+
+    pub fn read(&self, path: &Path) -> String {
+        fs::read_to_string(self.ns.path(path)).unwrap()
+    }
+}
+
+/// Everything about a directory tree that a mount must never change:
+/// relative path -> (mode, uid, gid, content or link target).
+pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let content = if meta.is_file() {
+                fs::read(&path).unwrap()
+            } else if meta.file_type().is_symlink() {
+                fs::read_link(&path)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else {
+                stack.push(path.clone());
+                Vec::new()
+            };
+            out.insert(
+                path.strip_prefix(root).unwrap().to_path_buf(),
+                (meta.mode(), meta.uid(), meta.gid(), content),
+            );
+        }
+    }
+    out
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn join(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A running tool paused at a test point (`NAME:pause`): the line it printed
+/// and its stdin, to let it go on.
+pub struct Paused {
+    pub child: Child,
+    pub line: String,
+    stdin: Option<ChildStdin>,
+}
+
+impl Paused {
+    pub fn start(env: &Env, testpoint: &str, args: &[&str]) -> Paused {
+        let mut child = env
+            .tool(args)
+            .env("IDMAP_OVERLAY_TESTPOINT", testpoint)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let mut reader = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                panic!("the tool exited before reaching {testpoint}");
+            }
+            if line.starts_with("testpoint ") {
+                break;
+            }
+        }
+        Paused { child, line, stdin }
+    }
+
+    /// `key=value` from the pause line.
+    pub fn value(&self, key: &str) -> u32 {
+        self.line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {:?}", self.line))
+            .parse()
+            .unwrap()
+    }
+
+    pub fn resume(mut self) -> std::process::ExitStatus {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.write_all(b"\n");
+        }
+        self.child.wait().unwrap()
+    }
+}
+
+pub fn make_private_dir(path: &Path) {
+    fs::create_dir_all(path).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700)).unwrap();
+}

@@ -1,0 +1,163 @@
+use crate::support::*;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn mounted(env: &Env) -> (std::path::PathBuf, String) {
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let id = env
+        .ok(&[
+            "mount",
+            "--lowerdir",
+            &join(&layers),
+            "--uidmap",
+            "0:100000:65536",
+            s(&target),
+        ])
+        .trim()
+        .to_string();
+    (target, id)
+}
+
+#[test]
+fn by_id_and_by_target() {
+    let env = Env::new();
+    let (target, id) = mounted(&env);
+    env.ok(&["umount", &id]);
+    env.assert_clean();
+    let (target2, _) = mounted(&env);
+    assert_eq!(target, target2);
+    // A trailing slash names the same target.
+    env.ok(&["umount", &format!("{}/", s(&target))]);
+    env.assert_clean();
+}
+
+#[test]
+fn already_gone_cleans_the_record() {
+    let env = Env::new();
+    let (target, id) = mounted(&env);
+    assert!(
+        env.ns
+            .command("umount")
+            .arg(&target)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = env.run(&["umount", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already unmounted"),
+        "{}",
+        stderr(&out)
+    );
+    env.assert_clean();
+}
+
+#[test]
+fn unknown_target_or_id_exits_32() {
+    let env = Env::new();
+    let dir = env.mkdir("nothing-here");
+    for arg in [s(&dir), "no-such-id"] {
+        let out = env.run(&["umount", arg]);
+        assert_eq!(out.status.code(), Some(32), "{arg}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no idmap-overlay record"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn never_unmounts_a_foreign_mount() {
+    let env = Env::new();
+    let dir = env.mkdir("foreign");
+    assert!(
+        env.ns
+            .command("mount")
+            .args(["-t", "tmpfs", "other", s(&dir)])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = env.run(&["umount", s(&dir)]);
+    assert_eq!(out.status.code(), Some(32));
+    assert_eq!(env.our_mounts().len(), 1, "the foreign tmpfs must stay");
+}
+
+#[test]
+fn busy_briefly_succeeds_by_retrying() {
+    let env = Env::new();
+    let (target, _) = mounted(&env);
+    let mut holder = env
+        .ns
+        .command("sh")
+        .args(["-c", "cd \"$1\" && sleep 0.3", "sh", s(&target)])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    env.ok(&["umount", "--timeout", "5s", s(&target)]);
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "it was not busy at all"
+    );
+    holder.wait().unwrap();
+    env.assert_clean();
+}
+
+#[test]
+fn busy_for_good_names_the_holder() {
+    let env = Env::new();
+    let (target, id) = mounted(&env);
+    let mut holder = env
+        .ns
+        .command("sh")
+        .args(["-c", "cd \"$1\" && exec sleep 60", "sh", s(&target)])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let out = env.run(&["umount", "--timeout", "200ms", s(&target)]);
+    assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
+    let msg = stderr(&out);
+    assert!(msg.contains(&format!("pid {}", holder.id())), "{msg}");
+    assert!(msg.contains("(sleep) through its cwd"), "{msg}");
+    // Still mounted, still recorded as mounted.
+    assert_eq!(env.our_mounts().len(), 1);
+    let record = std::fs::read_to_string(env.state.join(format!("mounts/{id}.json"))).unwrap();
+    assert!(record.contains("\"state\": \"mounted\""), "{record}");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    env.ok(&["umount", s(&target)]);
+    env.assert_clean();
+}
+
+#[test]
+fn rolls_back_a_crashed_mount() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let out = env.run_at(
+        "overlay-mounted:kill",
+        &[
+            "mount",
+            "--strategy",
+            "common-dir",
+            "--lowerdir",
+            &join(&layers),
+            "--uidmap",
+            "0:100000:65536",
+            s(&target),
+        ],
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9)
+    );
+    // The overlay and the temporary mount are both there, the record says preparing.
+    assert_eq!(env.our_mounts().len(), 2);
+    env.ok(&["umount", s(&target)]);
+    env.assert_clean();
+}
