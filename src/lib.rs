@@ -7,6 +7,7 @@ pub mod exit;
 pub mod features;
 pub mod idmap;
 pub mod mount;
+pub mod mount_helper;
 pub mod mountinfo;
 pub mod overlay;
 pub mod state;

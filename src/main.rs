@@ -1,10 +1,20 @@
 use clap::Parser;
 use idmap_overlay::cmd::{self, Cli};
 use idmap_overlay::exit::{Code, code_of};
+use idmap_overlay::mount_helper;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // mount(8) runs /sbin/mount.idmap-overlay for `mount -t idmap-overlay`:
+    // the same binary under that name speaks the helper's conventions.
+    if argv
+        .first()
+        .is_some_and(|argv0| mount_helper::invoked_as_helper(argv0))
+    {
+        return helper_main(&argv[1..]);
+    }
+    let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -16,7 +26,21 @@ fn main() -> ExitCode {
             });
         }
     };
-    let default_level = match (cli.quiet, cli.verbose) {
+    init_logging(cli.quiet, cli.verbose);
+    finish("idmap-overlay", cmd::run(cli))
+}
+
+fn helper_main(args: &[std::ffi::OsString]) -> ExitCode {
+    let helper = match mount_helper::parse_args(args) {
+        Ok(helper) => helper,
+        Err(err) => return finish(mount_helper::HELPER_NAME, Err(err)),
+    };
+    init_logging(false, u8::from(helper.verbose));
+    finish(mount_helper::HELPER_NAME, mount_helper::run(&helper))
+}
+
+fn init_logging(quiet: bool, verbose: u8) {
+    let default_level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",
@@ -27,10 +51,13 @@ fn main() -> ExitCode {
         .format_timestamp(None)
         .format_target(false)
         .init();
-    match cmd::run(cli) {
+}
+
+fn finish(program: &str, result: anyhow::Result<Code>) -> ExitCode {
+    match result {
         Ok(code) => ExitCode::from(code.as_u8()),
         Err(err) => {
-            eprintln!("idmap-overlay: {err:#}");
+            eprintln!("{program}: {err:#}");
             ExitCode::from(code_of(&err).as_u8())
         }
     }

@@ -341,6 +341,22 @@ impl StateDir {
         }
     }
 
+    /// Is the lock of `id` held by a running operation? Tests it without
+    /// creating a lock file (for read-only callers such as `inspect`).
+    pub fn lock_is_held(&self, id: &str) -> bool {
+        let Ok(file) = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(self.lock_path(id))
+        else {
+            return false;
+        };
+        matches!(
+            Flock::lock(file, FlockArg::LockExclusiveNonblock),
+            Err((_, nix::errno::Errno::EWOULDBLOCK))
+        )
+    }
+
     /// Removes the lock file of `id`; call while holding that lock, after the
     /// record is gone.
     pub fn remove_lock(&self, id: &str) {

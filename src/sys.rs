@@ -101,8 +101,8 @@ pub struct MountIdmaps {
     pub gid_lines: Vec<String>,
 }
 
-/// `statmount(&{size, mnt_id}, buf, len, STATMOUNT_MNT_UIDMAP |
-/// STATMOUNT_MNT_GIDMAP)` (Linux 6.15+ for the map fields). `mnt_id` is the
+/// `statmount(&{size, mnt_id, param: STATMOUNT_MNT_UIDMAP |
+/// STATMOUNT_MNT_GIDMAP}, buf, len, 0)` (Linux 6.15+ for the map fields). `mnt_id` is the
 /// unique (64-bit) mount id. Returns `Ok(None)` when the kernel does not
 /// report maps (old kernel, or the mount is not idmapped).
 pub fn statmount_idmaps(mnt_id: u64) -> io::Result<Option<MountIdmaps>> {
@@ -113,7 +113,8 @@ pub fn statmount_idmaps(mnt_id: u64) -> io::Result<Option<MountIdmaps>> {
         size: std::mem::size_of::<MntIdReq>() as u32,
         spare: 0,
         mnt_id,
-        param: 0,
+        // What to report goes in `param`; the flags argument must be 0.
+        param: STATMOUNT_MNT_UIDMAP | STATMOUNT_MNT_GIDMAP,
     };
     let mut buf = vec![0u8; 64 * 1024];
     // SAFETY: `req` is a live `struct mnt_id_req` (version 0, its size in
@@ -124,7 +125,6 @@ pub fn statmount_idmaps(mnt_id: u64) -> io::Result<Option<MountIdmaps>> {
             &req as *const MntIdReq,
             buf.as_mut_ptr(),
             buf.len(),
-            STATMOUNT_MNT_UIDMAP | STATMOUNT_MNT_GIDMAP,
             0,
         )
     };

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each an `Args` struct and a
 //! `run` that calls into the library.
 
+pub mod complete;
 pub mod mount;
 pub mod umount;
 
@@ -37,6 +38,9 @@ pub enum Command {
     Mount(mount::MountArgs),
     /// Unmount an overlay and remove its record.
     Umount(umount::UmountArgs),
+    /// Recorded ids and targets, one per line, for shell completion.
+    #[command(name = "complete-ids", hide = true)]
+    CompleteIds(complete::CompleteIdsArgs),
 }
 
 /// What every subcommand gets besides its own arguments.
@@ -69,5 +73,6 @@ pub fn run(cli: Cli) -> Result<Code> {
     match cli.command {
         Command::Mount(args) => mount::run(args, &ctx),
         Command::Umount(args) => umount::run(args, &ctx),
+        Command::CompleteIds(args) => complete::run(args, &ctx),
     }
 }

@@ -3,5 +3,6 @@
 
 mod support;
 
+mod helper;
 mod mount;
 mod umount;

@@ -1,0 +1,553 @@
+//! One view of the world for `inspect` and `gc`: a snapshot of the state
+//! directory and the mount table goes in, a list of findings comes out.
+//! `inspect --leaks` renders the findings, `gc` acts on them, so the two can
+//! never disagree. `classify` is pure and tested with fixture data.
+
+use crate::mountinfo::MountEntry;
+use crate::state::{BadRecord, Record, RecordState, source_tag};
+use crate::umount::is_our_overlay;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Everything `classify` looks at, gathered under the state directory's
+/// global lock.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub state_root: PathBuf,
+    pub records: Vec<Record>,
+    pub bad_records: Vec<BadRecord>,
+    /// Ids whose lock is held by a running operation: never touched.
+    pub in_flight: BTreeSet<String>,
+    pub table: Vec<MountEntry>,
+    /// Entry names under `<state>/tmp/`.
+    pub temp_dirs: Vec<String>,
+    /// Ids that have a file under `<state>/locks/`.
+    pub lock_files: Vec<String>,
+    /// Names of leftover `.<id>.json.tmp` files under `<state>/mounts/`.
+    pub partial_writes: Vec<String>,
+    /// Directories below which idmapped mounts of other programs are leaks
+    /// (`gc --foreign DIR`).
+    pub foreign_dirs: Vec<PathBuf>,
+    /// When each foreign idmapped mount was first seen (key: see
+    /// [`foreign_key`]), in seconds since the epoch.
+    pub first_seen: BTreeMap<String, u64>,
+    pub now: u64,
+    pub min_age: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// A mount or umount that died midway (its lock is free): roll it back,
+    /// or finish the unmount it had started.
+    CrashedOperation,
+    /// A `mounted` record whose overlay is gone.
+    VanishedOverlay,
+    /// A temporary idmapped mount of ours that is still attached.
+    TempMount,
+    /// A leftover directory under `<state>/tmp/`.
+    TempDir,
+    /// A lock file or half-written record with no operation behind it.
+    StaleFile,
+    /// A record file we cannot use (corrupt, symlink, future version):
+    /// reported, never touched.
+    BadRecord,
+    /// An idmapped mount of another program that looks leaked (containerd's
+    /// `ovl-idmapped*` temp mounts, or any below a `--foreign` directory).
+    ForeignMount,
+}
+
+/// What `gc` does about a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "action")]
+pub enum Action {
+    /// Tear down the record `id` (overlay if ours, temp mounts, dirs, record).
+    Teardown {
+        id: String,
+    },
+    /// Unmount the mount `mount_id` at the finding's path.
+    Unmount {
+        mount_id: u64,
+    },
+    RemoveDir,
+    RemoveFile,
+    /// Nothing: report only.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub kind: Kind,
+    pub path: PathBuf,
+    pub id: Option<String>,
+    pub mount_id: Option<u64>,
+    pub why: String,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// The key under which a foreign mount's first sighting is remembered: the
+/// kernel keeps no mount times, and reuses mount ids, so id and place.
+pub fn foreign_key(entry: &MountEntry) -> String {
+    format!("{}:{}", entry.id, entry.mount_point.display())
+}
+
+/// Does this mountpoint look like a temporary idmapped mount of containerd
+/// (`.../tmpmounts/ovl-idmapped*`, or the shim's `/tmp/ovl-idmapped*`)?
+pub fn looks_like_containerd_leak(mount_point: &Path) -> bool {
+    mount_point
+        .ancestors()
+        .filter_map(|a| a.file_name())
+        .any(|name| name.to_string_lossy().starts_with("ovl-idmapped"))
+}
+
+/// Health of one record, for `inspect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// The overlay at the target is ours (source tag and mount id).
+    pub mounted: bool,
+    /// The operation's process still holds the record's lock.
+    pub owner_alive: bool,
+    pub temp_mounts_present: Vec<PathBuf>,
+    pub leaked: bool,
+}
+
+impl Health {
+    pub fn word(&self, state: RecordState) -> &'static str {
+        match (self.owner_alive, self.leaked, self.mounted, state) {
+            (true, _, _, _) => "running",
+            (_, true, _, _) => "leaked",
+            (_, _, true, _) => "ok",
+            (_, _, false, _) => "gone",
+        }
+    }
+}
+
+impl Snapshot {
+    fn temp_root(&self) -> PathBuf {
+        self.state_root.join("tmp")
+    }
+
+    /// Temporary mounts of `id` still attached, deepest first.
+    fn temp_mounts_of(&self, id: &str) -> Vec<&MountEntry> {
+        let root = self.temp_root().join(id);
+        let mut found: Vec<&MountEntry> = self
+            .table
+            .iter()
+            .filter(|m| m.mount_point.starts_with(&root))
+            .collect();
+        found.sort_by_key(|m| std::cmp::Reverse(m.mount_point.components().count()));
+        found
+    }
+
+    pub fn health(&self, record: &Record) -> Health {
+        let mounted = self.table.iter().any(|m| is_our_overlay(m, record));
+        let owner_alive = self.in_flight.contains(&record.id);
+        let temp_mounts_present: Vec<PathBuf> = self
+            .temp_mounts_of(&record.id)
+            .iter()
+            .map(|m| m.mount_point.clone())
+            .collect();
+        let leaked = !owner_alive
+            && (record.state != RecordState::Mounted
+                || !mounted
+                || !temp_mounts_present.is_empty());
+        Health {
+            mounted,
+            owner_alive,
+            temp_mounts_present,
+            leaked,
+        }
+    }
+}
+
+/// Everything leaked, in the order `gc` should act: records first (a
+/// teardown also takes their temp mounts), then loose temp mounts deepest
+/// first, then directories and files, then foreign mounts, deepest first.
+pub fn classify(snap: &Snapshot) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let recorded: BTreeSet<&str> = snap.records.iter().map(|r| r.id.as_str()).collect();
+
+    for record in &snap.records {
+        if snap.in_flight.contains(&record.id) {
+            continue;
+        }
+        let health = snap.health(record);
+        let (kind, why) = match record.state {
+            RecordState::Preparing => (
+                Kind::CrashedOperation,
+                format!("mount by pid {} died before it finished", record.pid),
+            ),
+            RecordState::Unmounting => (
+                Kind::CrashedOperation,
+                format!(
+                    "umount died before it finished (record by pid {})",
+                    record.pid
+                ),
+            ),
+            RecordState::Mounted if !health.mounted => (
+                Kind::VanishedOverlay,
+                format!(
+                    "overlay {} is no longer mounted at {}",
+                    record.source,
+                    record.target.display()
+                ),
+            ),
+            RecordState::Mounted if !health.temp_mounts_present.is_empty() => (
+                Kind::TempMount,
+                format!(
+                    "{} temporary mount(s) of a mounted overlay were never unmounted",
+                    health.temp_mounts_present.len()
+                ),
+            ),
+            RecordState::Mounted => continue,
+        };
+        let path = if kind == Kind::TempMount {
+            snap.temp_root().join(&record.id)
+        } else {
+            record.target.clone()
+        };
+        findings.push(Finding {
+            kind,
+            path,
+            id: Some(record.id.clone()),
+            mount_id: record.mount_id,
+            why,
+            action: Action::Teardown {
+                id: record.id.clone(),
+            },
+        });
+    }
+
+    // Temp mounts and dirs of ids that have no record at all.
+    let mut loose_mounts: Vec<&MountEntry> = snap
+        .table
+        .iter()
+        .filter(|m| m.mount_point.starts_with(snap.temp_root()))
+        .filter(|m| {
+            let id = id_under(&snap.temp_root(), &m.mount_point);
+            !id.is_some_and(|id| recorded.contains(id.as_str()) || snap.in_flight.contains(&id))
+        })
+        .collect();
+    loose_mounts.sort_by_key(|m| std::cmp::Reverse(m.mount_point.components().count()));
+    for m in loose_mounts {
+        findings.push(Finding {
+            kind: Kind::TempMount,
+            path: m.mount_point.clone(),
+            id: id_under(&snap.temp_root(), &m.mount_point),
+            mount_id: Some(m.id),
+            why: "temporary mount with no record".into(),
+            action: Action::Unmount { mount_id: m.id },
+        });
+    }
+    for name in &snap.temp_dirs {
+        if recorded.contains(name.as_str()) || snap.in_flight.contains(name) {
+            continue;
+        }
+        findings.push(Finding {
+            kind: Kind::TempDir,
+            path: snap.temp_root().join(name),
+            id: Some(name.clone()),
+            mount_id: None,
+            why: "temporary directory with no record".into(),
+            action: Action::RemoveDir,
+        });
+    }
+    for id in &snap.lock_files {
+        if recorded.contains(id.as_str()) || snap.in_flight.contains(id) {
+            continue;
+        }
+        findings.push(Finding {
+            kind: Kind::StaleFile,
+            path: snap.state_root.join("locks").join(format!("{id}.lock")),
+            id: Some(id.clone()),
+            mount_id: None,
+            why: "lock file with no record and no operation".into(),
+            action: Action::RemoveFile,
+        });
+    }
+    for name in &snap.partial_writes {
+        let id = name
+            .trim_start_matches('.')
+            .trim_end_matches(".json.tmp")
+            .to_string();
+        if snap.in_flight.contains(&id) {
+            continue;
+        }
+        findings.push(Finding {
+            kind: Kind::StaleFile,
+            path: snap.state_root.join("mounts").join(name),
+            id: Some(id),
+            mount_id: None,
+            why: "half-written record left by a crash".into(),
+            action: Action::RemoveFile,
+        });
+    }
+    for bad in &snap.bad_records {
+        findings.push(Finding {
+            kind: Kind::BadRecord,
+            path: bad.path.clone(),
+            id: None,
+            mount_id: None,
+            why: format!(
+                "record {}; not touched, inspect and remove it by hand",
+                bad.problem
+            ),
+            action: Action::None,
+        });
+    }
+
+    // Other programs' idmapped mounts.
+    let ours_tag = source_tag("");
+    let mut foreign: Vec<&MountEntry> = snap
+        .table
+        .iter()
+        .filter(|m| m.is_idmapped() && !m.mount_point.starts_with(&snap.state_root))
+        .filter(|m| !m.source.starts_with(&ours_tag))
+        .filter(|m| {
+            looks_like_containerd_leak(&m.mount_point)
+                || snap
+                    .foreign_dirs
+                    .iter()
+                    .any(|d| m.mount_point.starts_with(d))
+        })
+        .collect();
+    foreign.sort_by_key(|m| std::cmp::Reverse(m.mount_point.components().count()));
+    for m in foreign {
+        let below = snap
+            .foreign_dirs
+            .iter()
+            .any(|d| m.mount_point.starts_with(d));
+        let age = snap
+            .first_seen
+            .get(&foreign_key(m))
+            .map(|seen| snap.now.saturating_sub(*seen))
+            .unwrap_or(0);
+        let (action, why) = if !below {
+            (
+                Action::None,
+                "idmapped mount of another program that looks leaked; `gc --foreign DIR` removes it".to_string(),
+            )
+        } else if age < snap.min_age {
+            (
+                Action::None,
+                format!(
+                    "idmapped mount of another program, seen {age}s ago; removed once older than {}s",
+                    snap.min_age
+                ),
+            )
+        } else {
+            (
+                Action::Unmount { mount_id: m.id },
+                format!("idmapped mount of another program, seen {age}s ago"),
+            )
+        };
+        findings.push(Finding {
+            kind: Kind::ForeignMount,
+            path: m.mount_point.clone(),
+            id: None,
+            mount_id: Some(m.id),
+            why,
+            action,
+        });
+    }
+    findings
+}
+
+/// The `<id>` of a path `<temp_root>/<id>/...`.
+fn id_under(temp_root: &Path, path: &Path) -> Option<String> {
+    path.strip_prefix(temp_root)
+        .ok()?
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mountinfo::parse_line;
+    use crate::overlay::Strategy;
+
+    fn record(id: &str, state: RecordState, mount_id: Option<u64>) -> Record {
+        Record {
+            version: 1,
+            id: id.into(),
+            target: format!("/mnt/{id}").into(),
+            state,
+            strategy: Strategy::CommonDir,
+            lowerdirs: vec!["/l/2".into(), "/l/1".into()],
+            upperdir: None,
+            workdir: None,
+            options: vec![],
+            uidmap: vec![],
+            gidmap: vec![],
+            userns: None,
+            common_dir: Some("/l".into()),
+            idmapped_dirs: vec!["/l".into()],
+            temp_mounts: vec![format!("/run/io/tmp/{id}/0").into()],
+            source: source_tag(id),
+            mount_id,
+            mount_id_unique: None,
+            pid: 42,
+            created: "2026-11-26T00:00:00Z".into(),
+        }
+    }
+
+    fn overlay(mount_id: u64, id: &str) -> MountEntry {
+        parse_line(&format!(
+            "{mount_id} 1 0:50 / /mnt/{id} rw - overlay idmap-overlay:{id} rw,lowerdir=/x"
+        ))
+        .unwrap()
+    }
+
+    fn idmapped(mount_id: u64, at: &str) -> MountEntry {
+        parse_line(&format!(
+            "{mount_id} 1 254:0 /l {at} ro,idmapped - ext4 /dev/vda rw"
+        ))
+        .unwrap()
+    }
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            state_root: "/run/io".into(),
+            now: 1000,
+            min_age: 60,
+            ..Default::default()
+        }
+    }
+
+    fn kinds(findings: &[Finding]) -> Vec<(Kind, String)> {
+        findings
+            .iter()
+            .map(|f| (f.kind, f.path.display().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_healthy_mount_is_not_a_finding() {
+        let mut snap = snapshot();
+        snap.records = vec![record("a", RecordState::Mounted, Some(70))];
+        snap.table = vec![overlay(70, "a")];
+        assert_eq!(classify(&snap), vec![]);
+        let health = snap.health(&snap.records[0]);
+        assert!(health.mounted && !health.leaked);
+        assert_eq!(health.word(RecordState::Mounted), "ok");
+    }
+
+    #[test]
+    fn a_different_mount_id_is_not_ours() {
+        let mut snap = snapshot();
+        snap.records = vec![record("a", RecordState::Mounted, Some(70))];
+        snap.table = vec![overlay(71, "a")];
+        assert_eq!(
+            kinds(&classify(&snap)),
+            vec![(Kind::VanishedOverlay, "/mnt/a".into())]
+        );
+    }
+
+    #[test]
+    fn in_flight_operations_are_never_touched() {
+        let mut snap = snapshot();
+        snap.records = vec![record("a", RecordState::Preparing, None)];
+        snap.table = vec![idmapped(80, "/run/io/tmp/a/0")];
+        snap.temp_dirs = vec!["a".into()];
+        snap.lock_files = vec!["a".into()];
+        snap.partial_writes = vec![".a.json.tmp".into()];
+        snap.in_flight.insert("a".into());
+        assert_eq!(classify(&snap), vec![]);
+        assert!(snap.health(&snap.records[0]).owner_alive);
+    }
+
+    #[test]
+    fn crashed_mount_is_rolled_back() {
+        let mut snap = snapshot();
+        snap.records = vec![record("a", RecordState::Preparing, None)];
+        snap.table = vec![idmapped(80, "/run/io/tmp/a/0"), overlay(81, "a")];
+        snap.temp_dirs = vec!["a".into()];
+        snap.lock_files = vec!["a".into()];
+        let found = classify(&snap);
+        // One teardown takes care of the overlay, the temp mount, the dir
+        // and the lock of the recorded id.
+        assert_eq!(
+            kinds(&found),
+            vec![(Kind::CrashedOperation, "/mnt/a".into())]
+        );
+        assert_eq!(found[0].action, Action::Teardown { id: "a".into() });
+    }
+
+    #[test]
+    fn leftovers_without_a_record() {
+        let mut snap = snapshot();
+        snap.table = vec![
+            idmapped(80, "/run/io/tmp/b/0"),
+            idmapped(81, "/run/io/tmp/b/0/sub"),
+        ];
+        snap.temp_dirs = vec!["b".into()];
+        snap.lock_files = vec!["c".into()];
+        snap.partial_writes = vec![".d.json.tmp".into()];
+        assert_eq!(
+            kinds(&classify(&snap)),
+            vec![
+                (Kind::TempMount, "/run/io/tmp/b/0/sub".into()),
+                (Kind::TempMount, "/run/io/tmp/b/0".into()),
+                (Kind::TempDir, "/run/io/tmp/b".into()),
+                (Kind::StaleFile, "/run/io/locks/c.lock".into()),
+                (Kind::StaleFile, "/run/io/mounts/.d.json.tmp".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn mounted_record_with_a_leaked_temp_mount() {
+        let mut snap = snapshot();
+        snap.records = vec![record("a", RecordState::Mounted, Some(70))];
+        snap.table = vec![overlay(70, "a"), idmapped(80, "/run/io/tmp/a/0")];
+        let found = classify(&snap);
+        assert_eq!(
+            kinds(&found),
+            vec![(Kind::TempMount, "/run/io/tmp/a".into())]
+        );
+        assert!(snap.health(&snap.records[0]).leaked);
+    }
+
+    #[test]
+    fn bad_records_are_reported_not_acted_on() {
+        let mut snap = snapshot();
+        snap.bad_records = vec![BadRecord {
+            path: "/run/io/mounts/x.json".into(),
+            problem: "is empty".into(),
+        }];
+        let found = classify(&snap);
+        assert_eq!(found[0].kind, Kind::BadRecord);
+        assert_eq!(found[0].action, Action::None);
+        assert!(found[0].why.contains("is empty"));
+    }
+
+    #[test]
+    fn foreign_mounts_need_a_foreign_dir_and_age() {
+        let mut snap = snapshot();
+        let leak = idmapped(90, "/var/lib/containerd/tmpmounts/ovl-idmapped123");
+        let other = idmapped(91, "/srv/volume");
+        snap.table = vec![leak.clone(), other.clone()];
+        // Without --foreign: listed (looks like containerd's), never acted on.
+        let found = classify(&snap);
+        assert_eq!(
+            kinds(&found),
+            vec![(Kind::ForeignMount, leak.mount_point.display().to_string())]
+        );
+        assert_eq!(found[0].action, Action::None);
+        // With --foreign but too young.
+        snap.foreign_dirs = vec!["/var/lib/containerd/tmpmounts".into()];
+        snap.first_seen.insert(foreign_key(&leak), 990);
+        assert_eq!(classify(&snap)[0].action, Action::None);
+        // Old enough.
+        snap.first_seen.insert(foreign_key(&leak), 900);
+        assert_eq!(classify(&snap)[0].action, Action::Unmount { mount_id: 90 });
+        // An idmapped mount elsewhere is nobody's leak unless a --foreign dir holds it.
+        snap.foreign_dirs.push("/srv".into());
+        snap.first_seen.insert(foreign_key(&other), 0);
+        assert_eq!(classify(&snap).len(), 2);
+    }
+}

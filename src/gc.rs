@@ -1,0 +1,290 @@
+//! Gathering the snapshot that `findings::classify` judges, and carrying out
+//! what `gc` decides. Everything is gathered under the state directory's
+//! global lock, so no mount can be half-claimed while we look.
+
+use crate::exit::Code;
+use crate::findings::{self, Action, Finding, Kind, Snapshot};
+use crate::mountinfo;
+use crate::state::{RecordLock, StateDir};
+use crate::umount::teardown;
+use crate::unmount::{describe_holders, holders, retry_unmount};
+use anyhow::Result;
+use nix::errno::Errno;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where first sightings of foreign idmapped mounts are remembered.
+const FIRST_SEEN: &str = "foreign-seen.json";
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The snapshot, plus (for `gc`) the locks of every idmap-overlay id that
+/// is not in flight, held until the actions are done.
+pub struct Gathered {
+    pub snapshot: Snapshot,
+    pub locks: BTreeMap<String, RecordLock>,
+}
+
+/// Looks at the state directory and the mount table. With `hold_locks`
+/// (gc) it takes and keeps the lock of every id it may act on; without
+/// (inspect) it only tests them.
+pub fn gather(
+    state: &StateDir,
+    foreign_dirs: Vec<PathBuf>,
+    min_age: Duration,
+    hold_locks: bool,
+) -> Result<Gathered> {
+    let _all = state.lock_all()?;
+    // Lock first, read second: an operation that is running can change its
+    // record and temp files at any moment, so what we read of an id is only
+    // trusted once we hold its lock. New ids cannot appear meanwhile: a
+    // mount claims its id under the global lock we hold.
+    let id_of_record = |n: &str| n.strip_suffix(".json").map(str::to_string);
+    let id_of_partial = |n: &str| {
+        n.strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".json.tmp"))
+            .map(str::to_string)
+    };
+    let mut ids: BTreeSet<String> = BTreeSet::new();
+    for name in names_in(&state.root.join("mounts")) {
+        ids.extend(id_of_record(&name).or_else(|| id_of_partial(&name)));
+    }
+    ids.extend(names_in(&state.root.join("tmp")));
+    ids.extend(
+        names_in(&state.root.join("locks"))
+            .iter()
+            .filter_map(|n| n.strip_suffix(".lock").map(str::to_string)),
+    );
+    let mut in_flight = BTreeSet::new();
+    let mut locks = BTreeMap::new();
+    for id in ids {
+        if crate::state::check_id(&id).is_err() {
+            continue;
+        }
+        let free = if hold_locks {
+            match state.try_lock_record(&id)? {
+                Some(lock) => {
+                    locks.insert(id.clone(), lock);
+                    true
+                }
+                None => false,
+            }
+        } else {
+            !state.lock_is_held(&id)
+        };
+        log::debug!("{id}: lock {}", if free { "free" } else { "held" });
+        if !free {
+            in_flight.insert(id);
+        }
+    }
+
+    let (records, bad_records) = state.records()?;
+    let temp_dirs = names_in(&state.root.join("tmp"));
+    let lock_files: Vec<String> = names_in(&state.root.join("locks"))
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(".lock").map(str::to_string))
+        .collect();
+    let partial_writes: Vec<String> = names_in(&state.root.join("mounts"))
+        .into_iter()
+        .filter(|n| id_of_partial(n).is_some())
+        .collect();
+    let table = mountinfo::read()?;
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let first_seen = remember_foreign(state, &table, now);
+    Ok(Gathered {
+        snapshot: Snapshot {
+            state_root: state.root.clone(),
+            records,
+            bad_records,
+            in_flight,
+            table,
+            temp_dirs,
+            lock_files,
+            partial_writes,
+            foreign_dirs,
+            first_seen,
+            now,
+            min_age: min_age.as_secs(),
+        },
+        locks,
+    })
+}
+
+/// Updates the first-sighting times of idmapped mounts that are not ours
+/// (the kernel keeps no mount times) and returns them.
+fn remember_foreign(
+    state: &StateDir,
+    table: &[mountinfo::MountEntry],
+    now: u64,
+) -> BTreeMap<String, u64> {
+    let path = state.root.join(FIRST_SEEN);
+    let known: BTreeMap<String, u64> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let seen: BTreeMap<String, u64> = table
+        .iter()
+        .filter(|m| m.is_idmapped() && !m.mount_point.starts_with(&state.root))
+        .map(|m| {
+            let key = findings::foreign_key(m);
+            let when = known.get(&key).copied().unwrap_or(now);
+            (key, when)
+        })
+        .collect();
+    if seen != known {
+        let temp = state.root.join(format!(".{FIRST_SEEN}.tmp"));
+        let written = serde_json::to_string(&seen)
+            .map_err(std::io::Error::other)
+            .and_then(|text| std::fs::write(&temp, text))
+            .and_then(|()| std::fs::rename(&temp, &path));
+        if let Err(e) = written {
+            log::warn!("cannot remember foreign mounts in {}: {e}", path.display());
+        }
+    }
+    seen
+}
+
+/// One line of the gc report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub kind: Kind,
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub version: u32,
+    pub dry_run: bool,
+    pub cleaned: Vec<Item>,
+    pub failed: Vec<Item>,
+    /// Found but left alone on purpose (foreign mounts without `--foreign`
+    /// or too young).
+    pub skipped: Vec<Item>,
+}
+
+fn item(finding: &Finding, reason: String) -> Item {
+    Item {
+        kind: finding.kind,
+        path: finding.path.clone(),
+        reason,
+    }
+}
+
+/// Removes a temp directory `<state>/tmp/<id>`: its (empty) mountpoint
+/// subdirectories, then itself, with rmdir only.
+fn remove_temp_dir(path: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(path)? {
+        std::fs::remove_dir(entry?.path())?;
+    }
+    std::fs::remove_dir(path)
+}
+
+/// Unmounts a mount found in the snapshot, after checking the same mount
+/// (by id) is still at that place.
+fn unmount_checked(path: &Path, mount_id: u64, timeout: Duration) -> Result<(), String> {
+    let table = mountinfo::read().map_err(|e| format!("{e:#}"))?;
+    if !table
+        .iter()
+        .any(|m| m.id == mount_id && m.mount_point == path)
+    {
+        return Ok(()); // already gone
+    }
+    if mountinfo::top_at(&table, path).map(|m| m.id) != Some(mount_id) {
+        return Err("another mount is stacked on it".into());
+    }
+    match retry_unmount(path, timeout) {
+        Ok(()) | Err(Errno::EINVAL) => Ok(()),
+        Err(Errno::EBUSY) => Err(format!(
+            "busy after {timeout:?}: held by {}",
+            describe_holders(&holders(mount_id))
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Acts on every finding (or, with `dry_run`, only says what it would do).
+pub fn collect(
+    state: &StateDir,
+    gathered: Gathered,
+    dry_run: bool,
+    timeout: Duration,
+) -> Result<Report> {
+    let findings = findings::classify(&gathered.snapshot);
+    let mut report = Report {
+        version: 1,
+        dry_run,
+        ..Default::default()
+    };
+    for finding in &findings {
+        if finding.action == Action::None {
+            if finding.kind == Kind::BadRecord {
+                report.failed.push(item(finding, finding.why.clone()));
+            } else {
+                report.skipped.push(item(finding, finding.why.clone()));
+            }
+            continue;
+        }
+        if dry_run {
+            report
+                .cleaned
+                .push(item(finding, format!("would clean: {}", finding.why)));
+            continue;
+        }
+        let result: Result<(), String> = match &finding.action {
+            Action::Teardown { id } => match StateDir::read_record_file(&state.record_path(id)) {
+                Ok(mut record) => {
+                    teardown(state, &mut record, timeout).map_err(|e| format!("{e:#}"))
+                }
+                Err(problem) => Err(format!("record {problem}")),
+            },
+            Action::Unmount { mount_id } => unmount_checked(&finding.path, *mount_id, timeout),
+            Action::RemoveDir => remove_temp_dir(&finding.path).map_err(|e| e.to_string()),
+            Action::RemoveFile => match std::fs::remove_file(&finding.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                _ => Ok(()),
+            },
+            Action::None => Ok(()),
+        };
+        match result {
+            Ok(()) => report.cleaned.push(item(finding, finding.why.clone())),
+            Err(why) => report.failed.push(item(finding, why)),
+        }
+    }
+    if !dry_run {
+        // Lock files gc created for ids that now have no record.
+        for id in gathered.locks.keys() {
+            if !state.record_path(id).exists() {
+                state.remove_lock(id);
+            }
+        }
+    }
+    drop(gathered.locks);
+    Ok(report)
+}
+
+/// The exit code of a gc run.
+pub fn exit_code(report: &Report) -> Code {
+    if report.failed.is_empty() {
+        Code::Success
+    } else {
+        Code::Partial
+    }
+}

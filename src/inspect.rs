@@ -1,0 +1,604 @@
+//! What `inspect` and `gc` print: the record table, one overlay's detail,
+//! the leak list, the gc report and the feature list. Pure rendering of a
+//! snapshot, golden-tested.
+
+use crate::features::Features;
+use crate::findings::{Action, Finding, Health, Snapshot};
+use crate::gc::Report;
+use crate::idmap;
+use crate::state::Record;
+use serde::Serialize;
+use std::path::PathBuf;
+
+fn created_secs(record: &Record) -> Option<u64> {
+    humantime::parse_rfc3339(&record.created)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
+}
+
+/// `42s`, `5m`, `3h`, `2d`; `?` when the record's time is unreadable.
+pub fn age(record: &Record, now: u64) -> String {
+    let Some(created) = created_secs(record) else {
+        return "?".into();
+    };
+    let secs = now.saturating_sub(created);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct MountView<'a> {
+    #[serde(flatten)]
+    record: &'a Record,
+    health: Health,
+}
+
+/// `inspect --json`: every record with its live health.
+pub fn mounts_json(snap: &Snapshot) -> serde_json::Value {
+    let mounts: Vec<MountView> = snap
+        .records
+        .iter()
+        .map(|record| MountView {
+            record,
+            health: snap.health(record),
+        })
+        .collect();
+    serde_json::json!({ "version": 1, "mounts": mounts })
+}
+
+/// Cuts `text` to `width` characters, keeping the end (paths) or the start.
+fn fit(text: &str, width: usize, keep_end: bool) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= width {
+        return text.to_string();
+    }
+    let keep = width.saturating_sub(1);
+    if keep_end {
+        format!(
+            "…{}",
+            chars[chars.len() - keep..].iter().collect::<String>()
+        )
+    } else {
+        format!("{}…", chars[..keep].iter().collect::<String>())
+    }
+}
+
+/// A table with columns as wide as their content, narrowed to `max_width`
+/// by shrinking the columns listed in `shrink` (index, minimum, keep end).
+fn table(
+    headers: &[&str],
+    rows: &[Vec<String>],
+    max_width: usize,
+    shrink: &[(usize, usize, bool)],
+) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * (w.len() - 1);
+    for &(col, min, _) in shrink {
+        let over = total(&widths).saturating_sub(max_width);
+        widths[col] = widths[col].saturating_sub(over).max(min.min(widths[col]));
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<String>| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let keep_end = shrink.iter().find(|s| s.0 == i).is_some_and(|s| s.2);
+            let cell = fit(cell, widths[i], keep_end);
+            if i + 1 == cells.len() {
+                text.push_str(&cell);
+            } else {
+                text.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+    out
+}
+
+fn maps_cell(record: &Record) -> String {
+    let uid = idmap::render(&record.uidmap);
+    if record.gidmap == record.uidmap {
+        uid
+    } else {
+        format!("{uid} g:{}", idmap::render(&record.gidmap))
+    }
+}
+
+/// `inspect`: one line per record, fitted to 80 columns.
+pub fn render_table(snap: &Snapshot) -> String {
+    if snap.records.is_empty() {
+        return "no idmap-overlay mounts recorded\n".into();
+    }
+    let rows: Vec<Vec<String>> = snap
+        .records
+        .iter()
+        .map(|r| {
+            let health = snap.health(r);
+            vec![
+                r.id.clone(),
+                r.target.display().to_string(),
+                r.strategy.name().to_string(),
+                r.lowerdirs.len().to_string(),
+                maps_cell(r),
+                format!("{:?}", r.state).to_lowercase(),
+                age(r, snap.now),
+                health.word(r.state).to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID", "TARGET", "STRATEGY", "LAYERS", "MAPS", "STATE", "AGE", "HEALTH",
+        ],
+        &rows,
+        80,
+        &[(1, 10, true), (4, 10, false), (0, 8, false)],
+    )
+}
+
+/// The maps as the kernel reports them (statmount), where it can.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelMaps {
+    /// The idmapped mount the maps were read from, if any.
+    pub from: Option<PathBuf>,
+    pub uid_lines: Vec<String>,
+    pub gid_lines: Vec<String>,
+    pub note: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Detail<'a> {
+    pub version: u32,
+    #[serde(flatten)]
+    pub record: &'a Record,
+    pub health: Health,
+    pub kernel_maps: KernelMaps,
+}
+
+impl<'a> Detail<'a> {
+    pub fn of(snap: &Snapshot, record: &'a Record) -> Detail<'a> {
+        let health = snap.health(record);
+        Detail {
+            version: 1,
+            record,
+            kernel_maps: kernel_maps(&health),
+            health,
+        }
+    }
+}
+
+fn kernel_maps(health: &Health) -> KernelMaps {
+    let unavailable = |note: &str| KernelMaps {
+        from: None,
+        uid_lines: vec![],
+        gid_lines: vec![],
+        note: note.into(),
+    };
+    let Some(temp) = health.temp_mounts_present.first() else {
+        return unavailable(
+            "no idmapped mount of this overlay is attached (overlayfs keeps private clones of its layers), so the kernel cannot be asked; the maps above are as recorded",
+        );
+    };
+    let Some(unique) = crate::unmount::unique_mount_id_of(temp) else {
+        return unavailable(
+            "this kernel has no unique mount ids (STATX_MNT_ID_UNIQUE, Linux 6.8+)",
+        );
+    };
+    match crate::sys::statmount_idmaps(unique) {
+        Ok(Some(maps)) => KernelMaps {
+            from: Some(temp.clone()),
+            uid_lines: maps.uid_lines,
+            gid_lines: maps.gid_lines,
+            note: "read with statmount(2)".into(),
+        },
+        Ok(None) => unavailable("this kernel's statmount(2) does not report id maps (Linux 6.15+)"),
+        Err(e) => unavailable(&format!("statmount(2) failed: {e}")),
+    }
+}
+
+/// `inspect TARGET|ID`.
+pub fn render_detail(d: &Detail, now: u64) -> String {
+    let r = d.record;
+    let mut out = String::new();
+    let mut field = |name: &str, value: String| out.push_str(&format!("{name:<13}{value}\n"));
+    field("id:", r.id.clone());
+    field("target:", r.target.display().to_string());
+    field("state:", format!("{:?}", r.state).to_lowercase());
+    field("health:", d.health.word(r.state).to_string());
+    field("mounted:", yes_no(d.health.mounted).into());
+    field("strategy:", r.strategy.name().into());
+    field("source:", r.source.clone());
+    field(
+        "mount id:",
+        r.mount_id
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "-".into()),
+    );
+    for (i, layer) in r.lowerdirs.iter().enumerate() {
+        field(
+            if i == 0 { "lowerdirs:" } else { "" },
+            format!("{:>3}  {}", i + 1, layer.display()),
+        );
+    }
+    let opt = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "- (read-only)".into())
+    };
+    field("upperdir:", opt(&r.upperdir));
+    field("workdir:", opt(&r.workdir));
+    if !r.options.is_empty() {
+        field("options:", r.options.join(","));
+    }
+    field("uidmap:", idmap::render(&r.uidmap));
+    field("gidmap:", idmap::render(&r.gidmap));
+    if let Some(ns) = &r.userns {
+        field("userns:", ns.display().to_string());
+    }
+    let km = &d.kernel_maps;
+    if km.from.is_some() {
+        field("kernel uid:", km.uid_lines.join(", "));
+        field("kernel gid:", km.gid_lines.join(", "));
+    }
+    field("kernel maps:", km.note.clone());
+    field(
+        "common dir:",
+        r.common_dir
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "-".into()),
+    );
+    for (i, dir) in r.idmapped_dirs.iter().enumerate() {
+        field(
+            if i == 0 { "idmapped:" } else { "" },
+            dir.display().to_string(),
+        );
+    }
+    let temps = if d.health.temp_mounts_present.is_empty() {
+        "none attached".to_string()
+    } else {
+        d.health
+            .temp_mounts_present
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    field("temp mounts:", temps);
+    field(
+        "owner:",
+        format!(
+            "pid {} ({})",
+            r.pid,
+            if d.health.owner_alive {
+                "running"
+            } else {
+                "exited"
+            }
+        ),
+    );
+    field("created:", format!("{} ({} ago)", r.created, age(r, now)));
+    field("leaked:", yes_no(d.health.leaked).into());
+    out
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// `inspect --leaks`.
+pub fn render_leaks(findings: &[Finding]) -> String {
+    if findings.is_empty() {
+        return "no leaks found\n".into();
+    }
+    let rows: Vec<Vec<String>> = findings
+        .iter()
+        .map(|f| {
+            vec![
+                serde_json::to_value(f.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                f.mount_id
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                f.path.display().to_string(),
+                match f.action {
+                    Action::None => format!("{} (left alone)", f.why),
+                    _ => f.why.clone(),
+                },
+            ]
+        })
+        .collect();
+    table(&["KIND", "MOUNT", "PATH", "WHY"], &rows, usize::MAX, &[])
+}
+
+/// The human form of a gc report.
+pub fn render_gc(report: &Report) -> String {
+    let mut out = String::new();
+    let kind = |k| {
+        serde_json::to_value(k)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let verb = if report.dry_run {
+        "would clean"
+    } else {
+        "cleaned"
+    };
+    for i in &report.cleaned {
+        let why = i.reason.trim_start_matches("would clean: ");
+        out.push_str(&format!(
+            "{verb}: {} {} ({why})\n",
+            kind(i.kind),
+            i.path.display()
+        ));
+    }
+    for i in &report.failed {
+        out.push_str(&format!(
+            "failed: {} {} ({})\n",
+            kind(i.kind),
+            i.path.display(),
+            i.reason
+        ));
+    }
+    for i in &report.skipped {
+        out.push_str(&format!(
+            "left alone: {} {} ({})\n",
+            kind(i.kind),
+            i.path.display(),
+            i.reason
+        ));
+    }
+    if out.is_empty() {
+        out.push_str("nothing to clean\n");
+    }
+    out
+}
+
+/// `inspect --features`.
+pub fn render_features(f: &Features) -> String {
+    let mut out = format!("kernel:              {}\n", f.kernel);
+    out.push_str(&format!(
+        "idmapped mounts:     {}\n",
+        yes_no(f.idmapped_mounts)
+    ));
+    out.push_str(&format!("detached strategy:   {}\n", yes_no(f.detached)));
+    out.push_str(&format!(
+        "statmount id maps:   {}\n",
+        yes_no(f.statmount_idmaps)
+    ));
+    out.push_str(&format!(
+        "auto strategy:       {}\n",
+        if f.detached { "detached" } else { "common-dir" }
+    ));
+    for note in &f.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod golden {
+    //! The shapes scripts and eyes rely on. `UPDATE_GOLDEN=1 cargo test`
+    //! rewrites the files under tests/golden/ after a deliberate change.
+    use super::*;
+    use crate::findings::classify;
+    use crate::idmap::IdRange;
+    use crate::mountinfo::parse_line;
+    use crate::overlay::Strategy;
+    use crate::state::{RecordState, source_tag};
+    use std::path::Path;
+
+    fn check(name: &str, actual: &str) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+        assert_eq!(
+            actual, expected,
+            "{name} changed; UPDATE_GOLDEN=1 if deliberate"
+        );
+    }
+
+    fn record(
+        id: &str,
+        target: &str,
+        state: RecordState,
+        strategy: Strategy,
+        mount_id: Option<u64>,
+    ) -> Record {
+        let map = vec![IdRange {
+            container: 0,
+            host: 100000,
+            size: 65536,
+        }];
+        Record {
+            version: 1,
+            id: id.into(),
+            target: target.into(),
+            state,
+            strategy,
+            lowerdirs: vec![
+                "/var/lib/layers/3/fs".into(),
+                "/var/lib/layers/2/fs".into(),
+                "/var/lib/layers/1/fs".into(),
+            ],
+            upperdir: Some("/var/lib/c/upper".into()),
+            workdir: Some("/var/lib/c/work".into()),
+            options: vec!["index=off".into()],
+            uidmap: map.clone(),
+            gidmap: if id == "web-2" {
+                vec![IdRange {
+                    container: 0,
+                    host: 200000,
+                    size: 65536,
+                }]
+            } else {
+                map
+            },
+            userns: None,
+            common_dir: Some("/var/lib/layers".into()),
+            idmapped_dirs: vec!["/var/lib/layers".into()],
+            temp_mounts: if strategy == Strategy::Detached {
+                vec![]
+            } else {
+                vec![format!("/run/idmap-overlay/tmp/{id}/0").into()]
+            },
+            source: source_tag(id),
+            mount_id,
+            mount_id_unique: None,
+            pid: 4242,
+            created: "2026-11-26T10:00:00Z".into(),
+        }
+    }
+
+    fn fixture() -> Snapshot {
+        let now = humantime::parse_rfc3339("2026-11-26T12:30:00Z")
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let table = [
+            "60 1 0:50 / /run/containers/web-1/rootfs rw - overlay idmap-overlay:web-1 rw",
+            "61 1 0:51 / /run/containers/web-2/rootfs rw - overlay idmap-overlay:web-2 rw",
+            "70 1 254:0 /var/lib/layers /run/idmap-overlay/tmp/6b0860aa-3327-178bc4d2/0 ro,idmapped - ext4 /dev/vda rw",
+            "80 1 254:0 /var/lib/containerd/snapshots /var/lib/containerd/tmpmounts/ovl-idmapped42 ro,idmapped - ext4 /dev/vda rw",
+        ];
+        Snapshot {
+            state_root: "/run/idmap-overlay".into(),
+            records: vec![
+                record(
+                    "web-1",
+                    "/run/containers/web-1/rootfs",
+                    RecordState::Mounted,
+                    Strategy::Detached,
+                    Some(60),
+                ),
+                record(
+                    "web-2",
+                    "/run/containers/web-2/rootfs",
+                    RecordState::Mounted,
+                    Strategy::CommonDir,
+                    Some(61),
+                ),
+                record(
+                    "6b0860aa-3327-178bc4d2",
+                    "/run/containers/job-7/rootfs",
+                    RecordState::Preparing,
+                    Strategy::CommonDir,
+                    None,
+                ),
+                record(
+                    "gone",
+                    "/mnt/gone",
+                    RecordState::Mounted,
+                    Strategy::PerLayer,
+                    Some(99),
+                ),
+            ],
+            table: table.iter().map(|l| parse_line(l).unwrap()).collect(),
+            temp_dirs: vec!["6b0860aa-3327-178bc4d2".into()],
+            lock_files: vec![
+                "web-1".into(),
+                "web-2".into(),
+                "6b0860aa-3327-178bc4d2".into(),
+                "gone".into(),
+            ],
+            now,
+            min_age: 60,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn table() {
+        let text = render_table(&fixture());
+        assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+        check("inspect-table.txt", &text);
+    }
+
+    #[test]
+    fn json() {
+        check(
+            "inspect.json",
+            &(serde_json::to_string_pretty(&mounts_json(&fixture())).unwrap() + "\n"),
+        );
+    }
+
+    #[test]
+    fn leaks() {
+        let snap = fixture();
+        let found = classify(&snap);
+        check("inspect-leaks.txt", &render_leaks(&found));
+        let json = serde_json::json!({"version": 1, "leaks": found});
+        check(
+            "inspect-leaks.json",
+            &(serde_json::to_string_pretty(&json).unwrap() + "\n"),
+        );
+    }
+
+    #[test]
+    fn detail() {
+        let snap = fixture();
+        let detail = Detail {
+            version: 1,
+            record: &snap.records[1],
+            health: snap.health(&snap.records[1]),
+            kernel_maps: KernelMaps {
+                from: None,
+                uid_lines: vec![],
+                gid_lines: vec![],
+                note: "as recorded".into(),
+            },
+        };
+        check("inspect-detail.txt", &render_detail(&detail, snap.now));
+    }
+
+    #[test]
+    fn gc_report() {
+        use crate::findings::Kind;
+        use crate::gc::{Item, Report};
+        let report = Report {
+            version: 1,
+            dry_run: false,
+            cleaned: vec![Item {
+                kind: Kind::CrashedOperation,
+                path: "/run/containers/job-7/rootfs".into(),
+                reason: "mount by pid 4242 died before it finished".into(),
+            }],
+            failed: vec![Item {
+                kind: Kind::TempMount,
+                path: "/run/idmap-overlay/tmp/x/0".into(),
+                reason: "busy after 2.5s: held by pid 77 (sh) through its cwd".into(),
+            }],
+            skipped: vec![],
+        };
+        check("gc-report.txt", &render_gc(&report));
+        check(
+            "gc-report.json",
+            &(serde_json::to_string_pretty(&report).unwrap() + "\n"),
+        );
+    }
+}

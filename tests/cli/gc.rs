@@ -1,0 +1,387 @@
+use crate::support::*;
+use serde_json::Value;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const STRATEGIES: [&str; 3] = ["detached", "common-dir", "per-layer"];
+const MOUNT_POINTS: [&str; 8] = [
+    "record-preparing",
+    "userns-helper",
+    "tree-open",
+    "temp-mounted",
+    "overlay-configured",
+    "overlay-mounted",
+    "temp-unmounted",
+    "record-mounted",
+];
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(out)
+        )
+    })
+}
+
+fn leaks(env: &Env) -> Vec<Value> {
+    let out = env.run(&["inspect", "--leaks", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    json(&out)["leaks"].as_array().unwrap().clone()
+}
+
+/// After gc: either nothing at all, or exactly one healthy mounted overlay
+/// with its record (and its lock file), and no temporary anything.
+fn assert_clean_or_mounted(env: &Env, target: &Path, what: &str) {
+    assert!(
+        env.ns.mountinfo().iter().all(|m| !m.idmapped()),
+        "{what}: idmapped mount left"
+    );
+    assert_eq!(
+        env.state_files("tmp"),
+        Vec::<String>::new(),
+        "{what}: temp dirs left"
+    );
+    let records = env.state_files("mounts");
+    let mounts = env.our_mounts();
+    if records.is_empty() {
+        assert!(
+            mounts.is_empty(),
+            "{what}: mount without record: {mounts:?}"
+        );
+        assert_eq!(env.state_files("locks"), Vec::<String>::new(), "{what}");
+    } else {
+        assert_eq!(records.len(), 1, "{what}: {records:?}");
+        assert_eq!(mounts.len(), 1, "{what}: {mounts:?}");
+        assert_eq!(mounts[0].mount_point, target);
+        let out = env.run(&["inspect", "--json"]);
+        let view = &json(&out)["mounts"][0];
+        assert_eq!(view["state"], "mounted", "{what}");
+        assert_eq!(view["health"]["mounted"], true, "{what}");
+        assert_eq!(view["mount_id"], mounts[0].id, "{what}");
+    }
+}
+
+/// Crash `mount` (SIGKILL) at every step of every strategy: inspect sees the
+/// leak, gc cleans it, and the layers are untouched.
+#[test]
+fn crash_at_every_mount_step() {
+    let mut reached_points = std::collections::BTreeSet::new();
+    for strategy in STRATEGIES {
+        for point in MOUNT_POINTS {
+            let what = format!("{strategy}/{point}");
+            let env = Env::new();
+            let layers = env.layers(3);
+            let before = snapshot(&env.path("layers"));
+            let (upper, work, target) = (env.mkdir("upper"), env.mkdir("work"), env.mkdir("mnt"));
+            let out = env.run_at(
+                &format!("{point}:kill"),
+                &[
+                    "mount",
+                    "--strategy",
+                    strategy,
+                    "--lowerdir",
+                    &join(&layers),
+                    "--upperdir",
+                    s(&upper),
+                    "--workdir",
+                    s(&work),
+                    "--uidmap",
+                    "0:100000:65536",
+                    s(&target),
+                ],
+            );
+            if out.status.signal() != Some(9) {
+                assert!(out.status.success(), "{what}: {}", stderr(&out));
+                continue; // not a step of this strategy
+            }
+            reached_points.insert(point);
+            let found = leaks(&env);
+            if point == "record-mounted" {
+                assert!(
+                    found.is_empty(),
+                    "{what}: a finished mount is no leak: {found:?}"
+                );
+            } else {
+                assert!(!found.is_empty(), "{what}: inspect --leaks saw nothing");
+            }
+            let gc = env.run(&["gc", "--json"]);
+            assert_eq!(gc.status.code(), Some(0), "{what}: {}", stderr(&gc));
+            assert_eq!(
+                json(&gc)["cleaned"].as_array().unwrap().len(),
+                found.len(),
+                "{what}"
+            );
+            assert_clean_or_mounted(&env, &target, &what);
+            assert!(leaks(&env).is_empty(), "{what}: still leaking after gc");
+            assert_eq!(
+                snapshot(&env.path("layers")),
+                before,
+                "{what}: layer data changed"
+            );
+        }
+    }
+    assert_eq!(
+        reached_points.len(),
+        MOUNT_POINTS.len(),
+        "{reached_points:?}"
+    );
+}
+
+#[test]
+fn crash_at_every_umount_step() {
+    for strategy in STRATEGIES {
+        for point in ["record-unmounting", "overlay-unmounted"] {
+            let what = format!("{strategy}/{point}");
+            let env = Env::new();
+            let layers = env.layers(2);
+            let target = env.mkdir("mnt");
+            env.ok(&[
+                "mount",
+                "--strategy",
+                strategy,
+                "--lowerdir",
+                &join(&layers),
+                "--uidmap",
+                "0:100000:65536",
+                s(&target),
+            ]);
+            let out = env.run_at(&format!("{point}:kill"), &["umount", s(&target)]);
+            assert_eq!(out.status.signal(), Some(9), "{what}: {}", stderr(&out));
+            let found = leaks(&env);
+            assert_eq!(found.len(), 1, "{what}: {found:?}");
+            assert_eq!(found[0]["kind"], "crashed-operation");
+            assert_eq!(env.run(&["gc"]).status.code(), Some(0));
+            // The admin asked for the unmount: gc finishes it.
+            env.assert_clean();
+        }
+    }
+}
+
+/// Leaves a temporary idmapped mount behind: common-dir killed right after
+/// attaching it. Returns its path.
+fn leaked_temp_mount(env: &Env) -> PathBuf {
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let out = env.run_at(
+        "temp-mounted:kill",
+        &[
+            "mount",
+            "--strategy",
+            "common-dir",
+            "--lowerdir",
+            &join(&layers),
+            "--uidmap",
+            "0:100000:65536",
+            s(&target),
+        ],
+    );
+    assert_eq!(out.status.signal(), Some(9));
+    let temp: Vec<_> = env
+        .our_mounts()
+        .into_iter()
+        .filter(|m| m.idmapped())
+        .collect();
+    assert_eq!(temp.len(), 1);
+    temp[0].mount_point.clone()
+}
+
+#[test]
+fn gc_retries_a_briefly_busy_temp_mount() {
+    let env = Env::new();
+    let temp = leaked_temp_mount(&env);
+    let mut holder = env
+        .ns
+        .command("sh")
+        .args(["-c", "cd \"$1\" && sleep 0.3", "sh", s(&temp)])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let out = env.run(&["gc", "--timeout", "5s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    holder.wait().unwrap();
+    env.assert_clean();
+}
+
+#[test]
+fn gc_reports_a_temp_mount_busy_for_good() {
+    let env = Env::new();
+    let temp = leaked_temp_mount(&env);
+    let mut holder = env
+        .ns
+        .command("sh")
+        .args(["-c", "cd \"$1\" && exec sleep 60", "sh", s(&temp)])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let out = env.run(&["gc", "--json", "--timeout", "300ms"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let report = json(&out);
+    let reason = report["failed"][0]["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains(&format!("pid {}", holder.id())), "{reason}");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(env.run(&["gc"]).status.code(), Some(0));
+    env.assert_clean();
+}
+
+#[test]
+fn foreign_leaks_are_listed_and_removed_only_with_foreign() {
+    let env = Env::new();
+    let temp = leaked_temp_mount(&env);
+    // Make it look like containerd's: move the idmapped mount under a fake
+    // tmpmounts directory, then let gc clean what is left of ours.
+    let tmpmounts = env.mkdir("containerd/tmpmounts");
+    let leak = env.mkdir("containerd/tmpmounts/ovl-idmapped123");
+    assert!(
+        env.ns
+            .command("mount")
+            .args(["--move", s(&temp), s(&leak)])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(env.run(&["gc"]).status.code(), Some(0));
+    assert_eq!(env.state_files("mounts"), Vec::<String>::new());
+
+    let found = leaks(&env);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["kind"], "foreign-mount");
+    assert_eq!(found[0]["path"], s(&leak));
+    // Plain gc leaves other programs' mounts alone; so does a young one.
+    assert_eq!(env.run(&["gc"]).status.code(), Some(0));
+    let young = env.run(&["gc", "--json", "--foreign", s(&tmpmounts)]);
+    assert_eq!(json(&young)["skipped"].as_array().unwrap().len(), 1);
+    assert_eq!(env.our_mounts().len(), 1);
+    // Old enough (or --min-age 0): removed.
+    let out = env.run(&["gc", "--json", "--foreign", s(&tmpmounts), "--min-age", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json(&out)["cleaned"][0]["kind"], "foreign-mount");
+    assert!(env.our_mounts().is_empty());
+    assert!(leaks(&env).is_empty());
+}
+
+#[test]
+fn gc_never_touches_operations_in_flight() {
+    let env = Env::new();
+    let layers = env.layers(3);
+    let lowerdir = join(&layers);
+    let targets: Vec<PathBuf> = (0..50).map(|i| env.mkdir(&format!("mnt/{i}"))).collect();
+    let mut mounts: Vec<std::process::Child> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            env.tool(&[
+                "mount",
+                "--strategy",
+                STRATEGIES[i % 3],
+                "--lowerdir",
+                &lowerdir,
+                "--uidmap",
+                "0:100000:65536",
+                s(t),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let mut gc_runs = 0;
+    loop {
+        let out = env.run(&["gc", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let report = json(&out);
+        assert_eq!(
+            report["cleaned"],
+            serde_json::json!([]),
+            "gc removed something in flight"
+        );
+        gc_runs += 1;
+        if mounts.iter_mut().all(|m| m.try_wait().unwrap().is_some()) {
+            break;
+        }
+    }
+    for m in mounts {
+        let out = m.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert!(gc_runs > 1);
+    assert_eq!(env.state_files("mounts").len(), 50);
+    assert_eq!(env.our_mounts().len(), 50);
+    assert!(env.ns.mountinfo().iter().all(|m| !m.idmapped()));
+    assert!(leaks(&env).is_empty());
+}
+
+#[test]
+fn stale_records_and_files_are_removed() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let id = env
+        .ok(&[
+            "mount",
+            "--lowerdir",
+            &join(&layers),
+            "--uidmap",
+            "0:100000:65536",
+            s(&target),
+        ])
+        .trim()
+        .to_string();
+    // Someone unmounts the overlay behind our back; a crash left files.
+    assert!(
+        env.ns
+            .command("umount")
+            .arg(&target)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(env.state.join("mounts/.gone.json.tmp"), "{").unwrap();
+    std::fs::write(env.state.join("locks/gone.lock"), "").unwrap();
+    std::fs::create_dir_all(env.state.join("tmp/gone/0")).unwrap();
+    let found = leaks(&env);
+    let kinds: Vec<&str> = found.iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["vanished-overlay", "temp-dir", "stale-file", "stale-file"],
+        "{found:?}"
+    );
+    assert_eq!(found[0]["id"], id);
+    let dry = env.run(&["gc", "--dry-run"]);
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("would clean: vanished-overlay"));
+    assert_eq!(
+        env.state_files("mounts").len(),
+        2,
+        "dry run removed something"
+    );
+    assert_eq!(env.run(&["gc"]).status.code(), Some(0));
+    env.assert_clean();
+}
+
+#[test]
+fn corrupt_records_are_reported_and_left_alone() {
+    let env = Env::new();
+    env.ok(&["inspect"]); // creates the state dir
+    for (name, text) in [
+        ("empty.json", ""),
+        ("broken.json", "{\"version\": 1, \"id\""),
+        ("future.json", "{\"version\": 99}"),
+    ] {
+        std::fs::write(env.state.join("mounts").join(name), text).unwrap();
+    }
+    let found = leaks(&env);
+    assert_eq!(found.len(), 3);
+    assert!(found.iter().all(|f| f["kind"] == "bad-record"));
+    let out = env.run(&["gc", "--json"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert_eq!(json(&out)["failed"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        env.state_files("mounts").len(),
+        3,
+        "gc must not delete what it cannot read"
+    );
+}

@@ -1,0 +1,237 @@
+//! `mount -t idmap-overlay` through the real mount(8), which runs
+//! `/sbin/mount.idmap-overlay` (util-linux looks for helpers in /sbin,
+//! /sbin/fs.d and /sbin/fs). The host's /sbin is never touched: inside the
+//! test's private namespace, /sbin (usually a symlink to /usr/sbin) gets an
+//! overlay whose upper layer, in the test's temp dir, holds the helper
+//! symlink. libmount's utab goes to the temp dir too (LIBMOUNT_UTAB), so
+//! nothing reaches the host's /run/mount either.
+
+use crate::support::*;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// An [`Env`] whose namespace has `mount.idmap-overlay` in /sbin.
+struct HelperEnv {
+    env: Env,
+}
+
+impl HelperEnv {
+    fn new() -> HelperEnv {
+        let env = Env::new();
+        let sbin = fs::canonicalize("/sbin").unwrap();
+        let upper = env.mkdir("sbin-upper");
+        let work = env.mkdir("sbin-work");
+        std::os::unix::fs::symlink(BIN, upper.join("mount.idmap-overlay")).unwrap();
+        let out = env
+            .ns
+            .command("mount")
+            .env("LIBMOUNT_UTAB", env.path("utab"))
+            .args(["-t", "overlay", "-o"])
+            .arg(format!(
+                "lowerdir={},upperdir={},workdir={}",
+                sbin.display(),
+                upper.display(),
+                work.display()
+            ))
+            .arg("sbin-with-helper")
+            .arg(&sbin)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "overlay on /sbin: {}", stderr(&out));
+        HelperEnv { env }
+    }
+
+    /// mount(8) in the namespace, with a clean environment.
+    fn mount(&self, args: &[&str]) -> Command {
+        let mut cmd = self.env.ns.command("mount");
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("IDMAP_OVERLAY_STATE_DIR", &self.env.state)
+            .env("LIBMOUNT_UTAB", self.env.path("utab"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.mount(args).output().unwrap()
+    }
+
+    /// Two layers, an upper and a work dir, a target: the containerd
+    /// option string for them, and the target.
+    fn overlay(&self) -> (String, PathBuf) {
+        let layers = self.env.layers(2);
+        let upper = self.env.mkdir("upper");
+        let work = self.env.mkdir("work");
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={},uidmap=0:100000:65536",
+            join(&layers),
+            upper.display(),
+            work.display()
+        );
+        (options, self.env.mkdir("mnt"))
+    }
+
+    /// The one overlay in our temp dir, as mount(8) made it.
+    fn assert_mounted(&self, target: &Path) -> MountLine {
+        let mounts = self.env.our_mounts();
+        assert_eq!(mounts.len(), 1, "{mounts:#?}");
+        let overlay = mounts[0].clone();
+        assert_eq!(overlay.mount_point, target);
+        assert_eq!(overlay.fs_type, "overlay");
+        assert!(overlay.source.starts_with("idmap-overlay:"), "{overlay:?}");
+        let id = overlay.source.trim_start_matches("idmap-overlay:");
+        assert_eq!(self.env.state_files("mounts"), [format!("{id}.json")]);
+        // Mapped for real: uid 1000 on disk shows as 101000.
+        let user = self.env.stat(&target.join("user-file"));
+        assert_eq!((user.uid(), user.gid()), (101000, 101000));
+        overlay
+    }
+
+    fn umount_and_check_clean(&self, target: &Path) {
+        self.env.ok(&["umount", s(target)]);
+        self.env.assert_clean();
+    }
+}
+
+fn ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?}):\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        stderr(out)
+    );
+}
+
+#[test]
+fn mount_t_idmap_overlay_goes_through_the_helper() {
+    let h = HelperEnv::new();
+    let (options, target) = h.overlay();
+
+    // Without helpers (-i) mount(8) asks the kernel for a filesystem type
+    // "idmap-overlay", which does not exist: what works below is the helper.
+    let out = h.run(&["-i", "-t", "idmap-overlay", "-o", &options, "none", s(&target)]);
+    assert!(!out.status.success());
+    assert_eq!(h.env.state_files("mounts"), Vec::<String>::new());
+
+    let out = h.run(&["-t", "idmap-overlay", "-o", &options, "none", s(&target)]);
+    ok(&out, "mount -t idmap-overlay");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "", "quiet unless -v");
+    let overlay = h.assert_mounted(&target);
+    // A plain mount: no attribute we did not ask for.
+    for flag in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(!overlay.options.split(',').any(|o| o == flag), "{overlay:?}");
+    }
+    // Writes land in the upper layer.
+    fs::write(h.env.ns.path(&target.join("new")), "x").unwrap();
+    assert!(h.env.path("upper/new").exists());
+    h.umount_and_check_clean(&target);
+}
+
+#[test]
+fn generic_options_become_mount_attributes() {
+    let h = HelperEnv::new();
+    let (options, target) = h.overlay();
+    let out = h.run(&[
+        "-v",
+        "-n",
+        "-t",
+        "idmap-overlay",
+        "-o",
+        &format!("ro,nosuid,nodev,noexec,noatime,_netdev,nofail,x-test.flag,{options}"),
+        "none",
+        s(&target),
+    ]);
+    ok(&out, "mount -v -n -o ro,nosuid,...");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("mounted"),
+        "-v says what it did: {out:?}"
+    );
+    let overlay = h.assert_mounted(&target);
+    let flags: Vec<&str> = overlay.options.split(',').collect();
+    for flag in ["ro", "nosuid", "nodev", "noexec", "noatime"] {
+        assert!(flags.contains(&flag), "{flag} missing: {overlay:?}");
+    }
+    assert!(fs::write(h.env.ns.path(&target.join("new")), "x").is_err());
+    h.umount_and_check_clean(&target);
+}
+
+#[test]
+fn an_fstab_line_works() {
+    let h = HelperEnv::new();
+    let (options, target) = h.overlay();
+    let fstab = h.env.path("fstab");
+    fs::write(
+        &fstab,
+        format!(
+            "# test fstab\nnone {} idmap-overlay defaults,noauto,x-systemd.requires=x.service,{options} 0 0\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    let out = h.run(&["--fstab", s(&fstab), s(&target)]);
+    ok(&out, "mount --fstab FILE TARGET");
+    h.assert_mounted(&target);
+    h.umount_and_check_clean(&target);
+}
+
+#[test]
+fn exit_codes_are_mount_8s() {
+    let h = HelperEnv::new();
+    let (options, target) = h.overlay();
+
+    // Usage: no id map at all.
+    let lower_only = options.split(",uidmap=").next().unwrap().to_string();
+    let out = h.run(&["-t", "idmap-overlay", "-o", &lower_only, "none", s(&target)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("mount.idmap-overlay: "), "{}", stderr(&out));
+
+    // Mount failure: overlayfs refuses an option.
+    let bad = format!("{options},no-such-overlay-option");
+    let out = h.run(&["-t", "idmap-overlay", "-o", &bad, "none", s(&target)]);
+    assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
+    h.env.assert_clean();
+
+    // Sloppy (-s): the unknown option is dropped with a warning.
+    let out = h.run(&["-s", "-t", "idmap-overlay", "-o", &bad, "none", s(&target)]);
+    ok(&out, "mount -s");
+    assert!(stderr(&out).contains("no-such-overlay-option"));
+    h.assert_mounted(&target);
+    h.umount_and_check_clean(&target);
+
+    // Fake (-f): checked, nothing mounted.
+    let out = h.run(&["-f", "-t", "idmap-overlay", "-o", &options, "none", s(&target)]);
+    ok(&out, "mount -f");
+    h.env.assert_clean();
+}
+
+#[test]
+fn the_helper_alone_speaks_mount_8s_conventions() {
+    let env = Env::new();
+    let dir = env.mkdir("bin");
+    let helper = dir.join("mount.idmap-overlay");
+    std::os::unix::fs::symlink(BIN, &helper).unwrap();
+    let run = |args: &[&str]| {
+        env.ns
+            .command(s(&helper))
+            .args(args)
+            .env_clear()
+            .env("IDMAP_OVERLAY_STATE_DIR", &env.state)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["-h"]);
+    ok(&out, "mount.idmap-overlay -h");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("usage: mount.idmap-overlay"));
+    for bad in [&["none"][..], &["none", "/x", "-q"], &["none", "/x", "-o"]] {
+        let out = run(bad);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("usage: mount.idmap-overlay"));
+    }
+    // The binary under its own name is unaffected.
+    let out = env.run(&["--version"]);
+    ok(&out, "idmap-overlay --version");
+}

@@ -1,0 +1,127 @@
+use crate::support::*;
+use serde_json::Value;
+
+#[test]
+fn table_detail_and_json() {
+    let env = Env::new();
+    let out = env.ok(&["inspect"]);
+    assert_eq!(out, "no idmap-overlay mounts recorded\n");
+    let layers = env.layers(3);
+    let target = env.mkdir("mnt");
+    env.ok(&[
+        "mount",
+        "--id",
+        "web-1",
+        "--lowerdir",
+        &join(&layers),
+        "--uidmap",
+        "0:100000:65536",
+        "--gidmap",
+        "0:200000:65536",
+        s(&target),
+    ]);
+
+    let table = env.ok(&["inspect"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(lines[0].starts_with("ID "), "{table}");
+    assert!(
+        lines.iter().all(|l| l.chars().count() <= 80),
+        "wider than 80 columns:\n{table}"
+    );
+    for word in ["web-1", "detached", "mounted", " ok"] {
+        assert!(lines[1].contains(word), "{word} missing: {table}");
+    }
+
+    let detail = env.ok(&["inspect", "web-1"]);
+    assert!(
+        detail.contains(&format!("target:      {}", s(&target))),
+        "{detail}"
+    );
+    assert!(detail.contains("gidmap:      0:200000:65536"), "{detail}");
+    assert!(detail.contains(s(&layers[2])), "{detail}");
+    assert!(detail.contains("mounted:     yes"), "{detail}");
+    // Same by target.
+    assert_eq!(
+        env.ok(&["inspect", s(&target)]).lines().next(),
+        detail.lines().next()
+    );
+
+    let all: Value = serde_json::from_str(&env.ok(&["inspect", "--json"])).unwrap();
+    assert_eq!(all["version"], 1);
+    let m = &all["mounts"][0];
+    assert_eq!(m["id"], "web-1");
+    assert_eq!(m["health"]["mounted"], true);
+    assert_eq!(m["health"]["owner_alive"], false);
+    assert_eq!(m["health"]["leaked"], false);
+    assert_eq!(m["health"]["temp_mounts_present"], serde_json::json!([]));
+
+    let one: Value = serde_json::from_str(&env.ok(&["inspect", "--json", "web-1"])).unwrap();
+    assert_eq!(one["gidmap"][0]["host"], 200000);
+    assert!(
+        one["kernel_maps"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("private clones")
+    );
+}
+
+#[test]
+fn kernel_maps_of_a_leaked_temp_mount() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let out = env.run_at(
+        "temp-mounted:kill",
+        &[
+            "mount",
+            "--id",
+            "x",
+            "--strategy",
+            "common-dir",
+            "--lowerdir",
+            &join(&layers),
+            "--uidmap",
+            "0:100000:65536",
+            "--gidmap",
+            "0:200000:1000",
+            s(&target),
+        ],
+    );
+    assert!(!out.status.success());
+    let one: Value = serde_json::from_str(&env.ok(&["inspect", "--json", "x"])).unwrap();
+    // statmount(2) reads the maps back from the kernel (Linux 6.15+; this is 6.18).
+    assert_eq!(
+        one["kernel_maps"]["uid_lines"],
+        serde_json::json!(["0 100000 65536"])
+    );
+    assert_eq!(
+        one["kernel_maps"]["gid_lines"],
+        serde_json::json!(["0 200000 1000"])
+    );
+    assert_eq!(one["health"]["leaked"], true);
+    env.ok(&["gc"]);
+}
+
+#[test]
+fn unknown_id_exits_1() {
+    let env = Env::new();
+    let out = env.run(&["inspect", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nope: no idmap-overlay record"));
+}
+
+#[test]
+fn features_are_probed() {
+    let env = Env::new();
+    let f: Value = serde_json::from_str(&env.ok(&["inspect", "--features", "--json"])).unwrap();
+    assert_eq!(f["idmapped_mounts"], true);
+    assert_eq!(f["detached"], true);
+    assert_eq!(f["statmount_idmaps"], true);
+    assert!(
+        env.ok(&["inspect", "--features"])
+            .contains("auto strategy:       detached")
+    );
+    // The probe attaches nothing.
+    assert!(env.our_mounts().is_empty());
+}
