@@ -5,7 +5,10 @@
 pub mod cmd;
 pub mod exit;
 pub mod features;
+pub mod findings;
+pub mod gc;
 pub mod idmap;
+pub mod inspect;
 pub mod mount;
 pub mod mount_helper;
 pub mod mountinfo;

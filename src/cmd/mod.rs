@@ -2,6 +2,8 @@
 //! `run` that calls into the library.
 
 pub mod complete;
+pub mod gc;
+pub mod inspect;
 pub mod mount;
 pub mod umount;
 
@@ -38,6 +40,10 @@ pub enum Command {
     Mount(mount::MountArgs),
     /// Unmount an overlay and remove its record.
     Umount(umount::UmountArgs),
+    /// Remove leaked temporary mounts, stale records and leftover directories.
+    Gc(gc::GcArgs),
+    /// Show what is mounted, by us and by others, and whether anything leaked.
+    Inspect(inspect::InspectArgs),
     /// Recorded ids and targets, one per line, for shell completion.
     #[command(name = "complete-ids", hide = true)]
     CompleteIds(complete::CompleteIdsArgs),
@@ -73,6 +79,8 @@ pub fn run(cli: Cli) -> Result<Code> {
     match cli.command {
         Command::Mount(args) => mount::run(args, &ctx),
         Command::Umount(args) => umount::run(args, &ctx),
+        Command::Gc(args) => gc::run(args, &ctx),
+        Command::Inspect(args) => inspect::run(args, &ctx),
         Command::CompleteIds(args) => complete::run(args, &ctx),
     }
 }

@@ -3,6 +3,8 @@
 
 mod support;
 
+mod gc;
 mod helper;
+mod inspect;
 mod mount;
 mod umount;
