@@ -224,7 +224,10 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
     let mut loose_mounts: Vec<&MountEntry> = snap
         .table
         .iter()
-        .filter(|m| m.mount_point.starts_with(snap.temp_root()))
+        // `<state>/tmp` itself may be our private bind mount: not a leak.
+        .filter(|m| {
+            m.mount_point.starts_with(snap.temp_root()) && m.mount_point != snap.temp_root()
+        })
         .filter(|m| {
             let id = id_under(&snap.temp_root(), &m.mount_point);
             !id.is_some_and(|id| recorded.contains(id.as_str()) || snap.in_flight.contains(&id))

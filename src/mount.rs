@@ -237,6 +237,9 @@ fn claim(state: &StateDir, record: &Record) -> Result<RecordLock> {
             ),
         ));
     }
+    if !record.temp_mounts.is_empty() {
+        state.ensure_private_temp_area()?;
+    }
     let lock = state
         .try_lock_record(&record.id)?
         .ok_or_else(|| usage(format!("id {} is in use by a running operation", record.id)))?;

@@ -357,6 +357,55 @@ impl StateDir {
         )
     }
 
+    /// Makes sure temporary mounts attached under `<state>/tmp` propagate
+    /// nowhere. Attaching below a shared mount (systemd makes `/` and `/run`
+    /// shared) copies the mount into every peer and slave namespace, whatever
+    /// the new mount's own propagation. So when the mount holding `tmp` is
+    /// shared, `tmp` becomes a private bind mount of itself, once; it stays
+    /// (like /run/netns) and is not a leak. Call under the global lock.
+    pub fn ensure_private_temp_area(&self) -> Result<()> {
+        let tmp = self.root.join("tmp");
+        let table = crate::mountinfo::read()?;
+        let holder = crate::unmount::mount_id_of(&tmp)
+            .code(Code::State, || format!("statx {}", tmp.display()))?;
+        let shared = table
+            .iter()
+            .find(|m| m.id == holder)
+            .is_some_and(|m| m.tags.iter().any(|t| t.starts_with("shared:")));
+        if !shared {
+            return Ok(());
+        }
+        use nix::mount::{MsFlags, mount};
+        let is_own_mount = table.iter().any(|m| m.id == holder && m.mount_point == tmp);
+        if !is_own_mount {
+            mount(
+                Some(&tmp),
+                &tmp,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .code(Code::State, || {
+                format!("bind-mounting {} on itself", tmp.display())
+            })?;
+        }
+        mount(
+            None::<&str>,
+            &tmp,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .code(Code::State, || {
+            format!("making {} a private mount", tmp.display())
+        })?;
+        log::info!(
+            "{} is now a private mount: temporary mounts there propagate nowhere",
+            tmp.display()
+        );
+        Ok(())
+    }
+
     /// Removes the lock file of `id`; call while holding that lock, after the
     /// record is gone.
     pub fn remove_lock(&self, id: &str) {

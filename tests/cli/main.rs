@@ -7,4 +7,5 @@ mod gc;
 mod helper;
 mod inspect;
 mod mount;
+mod privacy;
 mod umount;
