@@ -300,14 +300,18 @@ pub fn mount_attached(
     userns: BorrowedFd<'_>,
     temps: &mut TempMounts,
 ) -> Result<()> {
+    // Layers are named relative to the temp root, and the mount is made from
+    // inside it (containerd's chdir trick): `0/3/fs` instead of a full path
+    // per layer leaves room for several times more layers in one page.
     let mut layer_paths: Vec<Option<PathBuf>> = vec![None; spec.lowerdir_count];
     for tree in spec.trees {
         let mountpoint = temps.attach(&tree.dir, userns)?;
+        let short = mountpoint.strip_prefix(&temps.root).unwrap_or(&mountpoint);
         for (index, rel) in &tree.layers {
             layer_paths[*index] = Some(if rel == Path::new(".") {
-                mountpoint.clone()
+                short.to_path_buf()
             } else {
-                mountpoint.join(rel)
+                short.join(rel)
             });
         }
     }
@@ -345,14 +349,21 @@ pub fn mount_attached(
         ));
     }
     testpoint::hit("overlay-configured")?;
-    nix::mount::mount(
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    std::env::set_current_dir(&temps.root)
+        .code(Code::System, || format!("entering {}", temps.root.display()))?;
+    let mounted = nix::mount::mount(
         Some(spec.source),
         spec.target,
         Some("overlay"),
         nix::mount::MsFlags::empty(),
         Some(data.as_str()),
-    )
-    .code(Code::Mount, || {
+    );
+    // Leave the temp area before anything tries to remove it.
+    if std::env::set_current_dir(&cwd).is_err() {
+        let _ = std::env::set_current_dir("/");
+    }
+    mounted.code(Code::Mount, || {
         format!("mounting the overlay at {}", spec.target.display())
     })
 }

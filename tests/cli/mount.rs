@@ -482,3 +482,30 @@ fn helper_dies_with_a_killed_tool() {
     }
     panic!("helper {helper} outlived the killed tool");
 }
+
+/// The attached strategies name layers relative to the temp area (the
+/// chdir trick), so 200 layers fit in mount(2)'s one page of options.
+#[test]
+fn common_dir_200_layers() {
+    let env = Env::new();
+    let layers = env.layers(200);
+    let target = env.mkdir("mnt");
+    env.ok(&["mount", "--strategy", "common-dir", "--lowerdir", &join(&layers), "--uidmap", "0:100000:65536", s(&target)]);
+    assert_eq!(env.read(&target.join("only-199")), "199\n");
+    assert_eq!(env.stat(&target.join("only-199")).uid(), 100000);
+    env.ok(&["umount", s(&target)]);
+    env.assert_clean();
+}
+
+/// Past one page, common-dir says so and points at detached; nothing is left.
+#[test]
+fn common_dir_500_layers_fails_cleanly() {
+    let env = Env::new();
+    let layers = env.layers(500);
+    let target = env.mkdir("mnt");
+    let out = env.run(&["mount", "--strategy", "common-dir", "--lowerdir", &join(&layers), "--uidmap", "0:100000:65536", s(&target)]);
+    assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
+    assert!(stderr(&out).contains("use --strategy detached"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1);
+    env.assert_clean();
+}
