@@ -78,20 +78,12 @@ fn crash_at_every_mount_step() {
             let (upper, work, target) = (env.mkdir("upper"), env.mkdir("work"), env.mkdir("mnt"));
             let out = env.run_at(
                 &format!("{point}:kill"),
-                &[
-                    "mount",
-                    "--strategy",
+                &mount_args_with(
                     strategy,
-                    "--lowerdir",
-                    &join(&layers),
-                    "--upperdir",
-                    s(&upper),
-                    "--workdir",
-                    s(&work),
-                    "--uidmap",
-                    "0:100000:65536",
-                    s(&target),
-                ],
+                    &layers,
+                    &target,
+                    &["--upperdir", s(&upper), "--workdir", s(&work)],
+                ),
             );
             if out.status.signal() != Some(9) {
                 assert!(out.status.success(), "{what}: {}", stderr(&out));
@@ -138,16 +130,7 @@ fn crash_at_every_umount_step() {
             let env = Env::new();
             let layers = env.layers(2);
             let target = env.mkdir("mnt");
-            env.ok(&[
-                "mount",
-                "--strategy",
-                strategy,
-                "--lowerdir",
-                &join(&layers),
-                "--uidmap",
-                "0:100000:65536",
-                s(&target),
-            ]);
+            env.ok(&mount_args(strategy, &layers, &target));
             let out = env.run_at(&format!("{point}:kill"), &["umount", s(&target)]);
             assert_eq!(out.status.signal(), Some(9), "{what}: {}", stderr(&out));
             let found = leaks(&env);
@@ -167,16 +150,7 @@ fn leaked_temp_mount(env: &Env) -> PathBuf {
     let target = env.mkdir("mnt");
     let out = env.run_at(
         "temp-mounted:kill",
-        &[
-            "mount",
-            "--strategy",
-            "common-dir",
-            "--lowerdir",
-            &join(&layers),
-            "--uidmap",
-            "0:100000:65536",
-            s(&target),
-        ],
+        &mount_args("common-dir", &layers, &target),
     );
     assert_eq!(out.status.signal(), Some(9));
     let temp: Vec<_> = env
@@ -316,19 +290,7 @@ fn gc_never_touches_operations_in_flight() {
 #[test]
 fn stale_records_and_files_are_removed() {
     let env = Env::new();
-    let layers = env.layers(2);
-    let target = env.mkdir("mnt");
-    let id = env
-        .ok(&[
-            "mount",
-            "--lowerdir",
-            &join(&layers),
-            "--uidmap",
-            "0:100000:65536",
-            s(&target),
-        ])
-        .trim()
-        .to_string();
+    let (target, id) = env.mounted();
     // Someone unmounts the overlay behind our back; a crash left files.
     assert!(
         env.ns

@@ -16,20 +16,12 @@ fn mount_and_check(strategy: &str, n: usize) {
     let work = env.mkdir("work");
     let target = env.mkdir("mnt");
     let id = env
-        .ok(&[
-            "mount",
-            "--strategy",
+        .ok(&mount_args_with(
             strategy,
-            "--lowerdir",
-            &join(&layers),
-            "--upperdir",
-            s(&upper),
-            "--workdir",
-            s(&work),
-            "--uidmap",
-            "0:100000:65536",
-            s(&target),
-        ])
+            &layers,
+            &target,
+            &["--upperdir", s(&upper), "--workdir", s(&work)],
+        ))
         .trim()
         .to_string();
 
@@ -114,25 +106,23 @@ fn per_layer_50_layers() {
     mount_and_check("per-layer", 50);
 }
 
-#[test]
-fn detached_500_layers() {
+/// Mounts `n` layers, reads the bottom one through the overlay, unmounts.
+fn mount_many(strategy: &str, n: usize) {
     let env = Env::new();
-    let layers = env.layers(500);
+    let layers = env.layers(n);
     let target = env.mkdir("mnt");
-    env.ok(&[
-        "mount",
-        "--strategy",
-        "detached",
-        "--lowerdir",
-        &join(&layers),
-        "--uidmap",
-        "0:100000:65536",
-        s(&target),
-    ]);
-    assert_eq!(env.read(&target.join("only-499")), "499\n");
-    assert_eq!(env.stat(&target.join("only-499")).uid(), 100000);
+    env.ok(&mount_args(strategy, &layers, &target));
+    let bottom = target.join(format!("only-{}", n - 1));
+    assert_eq!(env.read(&bottom), format!("{}\n", n - 1));
+    assert_eq!(env.stat(&bottom).uid(), 100000);
     env.ok(&["umount", s(&target)]);
     env.assert_clean();
+}
+
+/// overlayfs's maximum, only possible with layers passed by fd.
+#[test]
+fn detached_500_layers() {
+    mount_many("detached", 500);
 }
 
 #[test]
@@ -230,16 +220,7 @@ fn read_only_overlay() {
         let env = Env::new();
         let layers = env.layers(2);
         let target = env.mkdir("mnt");
-        env.ok(&[
-            "mount",
-            "--strategy",
-            strategy,
-            "--lowerdir",
-            &join(&layers),
-            "--uidmap",
-            "0:100000:65536",
-            s(&target),
-        ]);
+        env.ok(&mount_args(strategy, &layers, &target));
         let err = fs::write(env.ns.path(&target.join("x")), "x").unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{strategy}");
         env.ok(&["umount", s(&target)]);
@@ -360,20 +341,12 @@ fn failure_at_any_step_rolls_back() {
             let target = env.mkdir("mnt");
             let out = env.run_at(
                 &format!("{point}:fail"),
-                &[
-                    "mount",
-                    "--strategy",
+                &mount_args_with(
                     strategy,
-                    "--lowerdir",
-                    &join(&layers),
-                    "--upperdir",
-                    s(&upper),
-                    "--workdir",
-                    s(&work),
-                    "--uidmap",
-                    "0:100000:65536",
-                    s(&target),
-                ],
+                    &layers,
+                    &target,
+                    &["--upperdir", s(&upper), "--workdir", s(&work)],
+                ),
             );
             let reached = stderr(&out).contains("forced failure");
             if !reached {
@@ -411,16 +384,7 @@ fn userns_helper_holds_no_fds_and_is_reaped() {
         let paused = Paused::start(
             &env,
             "userns-helper:pause",
-            &[
-                "mount",
-                "--strategy",
-                strategy,
-                "--lowerdir",
-                &join(&layers),
-                "--uidmap",
-                "0:100000:65536",
-                s(&target),
-            ],
+            &mount_args(strategy, &layers, &target),
         );
         let helper = paused.value("helper");
         let tool = paused.value("pid");
@@ -487,14 +451,7 @@ fn helper_dies_with_a_killed_tool() {
 /// chdir trick), so 200 layers fit in mount(2)'s one page of options.
 #[test]
 fn common_dir_200_layers() {
-    let env = Env::new();
-    let layers = env.layers(200);
-    let target = env.mkdir("mnt");
-    env.ok(&["mount", "--strategy", "common-dir", "--lowerdir", &join(&layers), "--uidmap", "0:100000:65536", s(&target)]);
-    assert_eq!(env.read(&target.join("only-199")), "199\n");
-    assert_eq!(env.stat(&target.join("only-199")).uid(), 100000);
-    env.ok(&["umount", s(&target)]);
-    env.assert_clean();
+    mount_many("common-dir", 200);
 }
 
 /// Past one page, common-dir says so and points at detached; nothing is left.
@@ -503,9 +460,13 @@ fn common_dir_500_layers_fails_cleanly() {
     let env = Env::new();
     let layers = env.layers(500);
     let target = env.mkdir("mnt");
-    let out = env.run(&["mount", "--strategy", "common-dir", "--lowerdir", &join(&layers), "--uidmap", "0:100000:65536", s(&target)]);
+    let out = env.run(&mount_args("common-dir", &layers, &target));
     assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
-    assert!(stderr(&out).contains("use --strategy detached"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("use --strategy detached"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(stderr(&out).lines().count(), 1);
     env.assert_clean();
 }

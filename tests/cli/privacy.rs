@@ -72,16 +72,7 @@ fn common_dir_view_reaches_no_one_else() {
     let paused = Paused::start(
         &env,
         "temp-mounted:pause",
-        &[
-            "mount",
-            "--strategy",
-            "common-dir",
-            "--lowerdir",
-            &join(&layers),
-            "--uidmap",
-            "0:100000:65536",
-            s(&target),
-        ],
+        &mount_args("common-dir", &layers, &target),
     );
 
     let temp: Vec<MountLine> = env

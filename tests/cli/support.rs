@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -154,7 +155,7 @@ impl Env {
     }
 
     /// The tool, run inside the namespace with a clean environment.
-    pub fn tool(&self, args: &[&str]) -> Command {
+    pub fn tool<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
         let mut cmd = self.ns.command(BIN);
         cmd.args(args)
             .env_clear()
@@ -167,12 +168,12 @@ impl Env {
         cmd
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub fn run<S: AsRef<OsStr>>(&self, args: &[S]) -> Output {
         self.tool(args).output().unwrap()
     }
 
     /// Runs the tool and asserts success; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub fn ok<S: AsRef<OsStr> + std::fmt::Debug>(&self, args: &[S]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -184,7 +185,7 @@ impl Env {
     }
 
     /// Runs the tool with a test point set; returns the output.
-    pub fn run_at(&self, testpoint: &str, args: &[&str]) -> Output {
+    pub fn run_at<S: AsRef<OsStr>>(&self, testpoint: &str, args: &[S]) -> Output {
         self.tool(args)
             .env("IDMAP_OVERLAY_TESTPOINT", testpoint)
             .output()
@@ -206,6 +207,17 @@ impl Env {
                 dir
             })
             .collect()
+    }
+
+    /// Two layers mounted at `mnt` with the default strategy: (target, id).
+    pub fn mounted(&self) -> (PathBuf, String) {
+        let layers = self.layers(2);
+        let target = self.mkdir("mnt");
+        let id = self
+            .ok(&mount_args("auto", &layers, &target))
+            .trim()
+            .to_string();
+        (target, id)
     }
 
     /// Mounts in the namespace whose mountpoint lies in our temp dir.
@@ -290,6 +302,37 @@ pub fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u32, u32, u32, Vec<u8>)> {
     out
 }
 
+/// `mount --strategy S --lowerdir L --uidmap 0:100000:65536 TARGET`, the
+/// common case; callers may insert more flags before the target.
+pub fn mount_args(strategy: &str, layers: &[PathBuf], target: &Path) -> Vec<String> {
+    [
+        "mount",
+        "--strategy",
+        strategy,
+        "--lowerdir",
+        &join(layers),
+        "--uidmap",
+        "0:100000:65536",
+        s(target),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `mount_args` with `extra` flags before the target.
+pub fn mount_args_with(
+    strategy: &str,
+    layers: &[PathBuf],
+    target: &Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args = mount_args(strategy, layers, target);
+    let target = args.pop().unwrap();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.push(target);
+    args
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -315,7 +358,7 @@ pub struct Paused {
 }
 
 impl Paused {
-    pub fn start(env: &Env, testpoint: &str, args: &[&str]) -> Paused {
+    pub fn start<S: AsRef<OsStr>>(env: &Env, testpoint: &str, args: &[S]) -> Paused {
         let mut child = env
             .tool(args)
             .env("IDMAP_OVERLAY_TESTPOINT", testpoint)

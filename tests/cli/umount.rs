@@ -2,30 +2,13 @@ use crate::support::*;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn mounted(env: &Env) -> (std::path::PathBuf, String) {
-    let layers = env.layers(2);
-    let target = env.mkdir("mnt");
-    let id = env
-        .ok(&[
-            "mount",
-            "--lowerdir",
-            &join(&layers),
-            "--uidmap",
-            "0:100000:65536",
-            s(&target),
-        ])
-        .trim()
-        .to_string();
-    (target, id)
-}
-
 #[test]
 fn by_id_and_by_target() {
     let env = Env::new();
-    let (target, id) = mounted(&env);
+    let (target, id) = env.mounted();
     env.ok(&["umount", &id]);
     env.assert_clean();
-    let (target2, _) = mounted(&env);
+    let (target2, _) = env.mounted();
     assert_eq!(target, target2);
     // A trailing slash names the same target.
     env.ok(&["umount", &format!("{}/", s(&target))]);
@@ -35,7 +18,7 @@ fn by_id_and_by_target() {
 #[test]
 fn already_gone_cleans_the_record() {
     let env = Env::new();
-    let (target, id) = mounted(&env);
+    let (target, id) = env.mounted();
     assert!(
         env.ns
             .command("umount")
@@ -89,7 +72,7 @@ fn never_unmounts_a_foreign_mount() {
 #[test]
 fn busy_briefly_succeeds_by_retrying() {
     let env = Env::new();
-    let (target, _) = mounted(&env);
+    let (target, _) = env.mounted();
     let mut holder = env
         .ns
         .command("sh")
@@ -110,7 +93,7 @@ fn busy_briefly_succeeds_by_retrying() {
 #[test]
 fn busy_for_good_names_the_holder() {
     let env = Env::new();
-    let (target, id) = mounted(&env);
+    let (target, id) = env.mounted();
     let mut holder = env
         .ns
         .command("sh")
@@ -141,16 +124,7 @@ fn rolls_back_a_crashed_mount() {
     let target = env.mkdir("mnt");
     let out = env.run_at(
         "overlay-mounted:kill",
-        &[
-            "mount",
-            "--strategy",
-            "common-dir",
-            "--lowerdir",
-            &join(&layers),
-            "--uidmap",
-            "0:100000:65536",
-            s(&target),
-        ],
+        &mount_args("common-dir", &layers, &target),
     );
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&out.status),
