@@ -17,13 +17,15 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(&argv) {
         Ok(cli) => cli,
         Err(err) => {
-            let _ = err.print();
             // mount(8) exits 1 on incorrect invocation; clap would say 2.
-            return ExitCode::from(if err.use_stderr() {
-                Code::Usage.as_u8()
-            } else {
-                0
-            });
+            if !err.use_stderr() {
+                let _ = err.print(); // --help, --version
+                return ExitCode::SUCCESS;
+            }
+            // Every error of ours is one line on stderr; clap spreads its
+            // own over several (found by tests/cli/bad_input.rs).
+            eprintln!("idmap-overlay: {}", cmd::usage_line(&err));
+            return ExitCode::from(Code::Usage.as_u8());
         }
     };
     init_logging(cli.quiet, cli.verbose);

@@ -72,6 +72,30 @@ pub fn require_root() -> Result<()> {
     }
 }
 
+/// A clap error as one line, like every other error the tool prints:
+/// `invalid value 'x' for '--strategy <STRATEGY>' [possible values: ...]`.
+/// Keeps clap's tips, drops its usage block and "For more information".
+pub fn usage_line(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    let mut line = String::new();
+    for part in text.lines().map(str::trim) {
+        if part.is_empty() || part.starts_with("Usage:") || part.starts_with("For more information")
+        {
+            continue;
+        }
+        let part = part.strip_prefix("error: ").unwrap_or(part);
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') || part.starts_with('[') {
+                " "
+            } else {
+                "; "
+            });
+        }
+        line.push_str(part);
+    }
+    line
+}
+
 pub fn run(cli: Cli) -> Result<Code> {
     let ctx = Context {
         state_dir: cli.state_dir,
@@ -82,5 +106,33 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Gc(args) => gc::run(args, &ctx),
         Command::Inspect(args) => inspect::run(args, &ctx),
         Command::CompleteIds(args) => complete::run(args, &ctx),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        for (args, want) in [
+            (
+                &["idmap-overlay", "mount", "--strategy", "x", "/t"][..],
+                "invalid value 'x' for '--strategy <STRATEGY>' [possible values: auto, detached, common-dir, per-layer]",
+            ),
+            (
+                &["idmap-overlay", "mount"][..],
+                "the following required arguments were not provided: <TARGET>",
+            ),
+            (
+                &["idmap-overlay", "frobnicate"][..],
+                "unrecognized subcommand 'frobnicate'",
+            ),
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            let line = usage_line(&err);
+            assert!(!line.contains('\n'), "{line:?}");
+            assert!(line.starts_with(want), "{args:?}: {line:?}");
+        }
     }
 }

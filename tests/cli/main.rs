@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bad_input;
 mod gc;
 mod helper;
 mod inspect;
