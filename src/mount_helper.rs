@@ -97,8 +97,7 @@ pub fn parse_args(args: &[OsString]) -> Result<HelperArgs> {
             parsed.help = true;
             continue;
         }
-        let mut flags = text[1..].char_indices();
-        while let Some((at, flag)) = flags.next() {
+        for (at, flag) in text[1..].char_indices() {
             match flag {
                 's' => parsed.sloppy = true,
                 'f' => parsed.fake = true,

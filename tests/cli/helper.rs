@@ -113,7 +113,15 @@ fn mount_t_idmap_overlay_goes_through_the_helper() {
 
     // Without helpers (-i) mount(8) asks the kernel for a filesystem type
     // "idmap-overlay", which does not exist: what works below is the helper.
-    let out = h.run(&["-i", "-t", "idmap-overlay", "-o", &options, "none", s(&target)]);
+    let out = h.run(&[
+        "-i",
+        "-t",
+        "idmap-overlay",
+        "-o",
+        &options,
+        "none",
+        s(&target),
+    ]);
     assert!(!out.status.success());
     assert_eq!(h.env.state_files("mounts"), Vec::<String>::new());
 
@@ -123,7 +131,10 @@ fn mount_t_idmap_overlay_goes_through_the_helper() {
     let overlay = h.assert_mounted(&target);
     // A plain mount: no attribute we did not ask for.
     for flag in ["ro", "nosuid", "nodev", "noexec"] {
-        assert!(!overlay.options.split(',').any(|o| o == flag), "{overlay:?}");
+        assert!(
+            !overlay.options.split(',').any(|o| o == flag),
+            "{overlay:?}"
+        );
     }
     // Writes land in the upper layer.
     fs::write(h.env.ns.path(&target.join("new")), "x").unwrap();
@@ -187,7 +198,11 @@ fn exit_codes_are_mount_8s() {
     let lower_only = options.split(",uidmap=").next().unwrap().to_string();
     let out = h.run(&["-t", "idmap-overlay", "-o", &lower_only, "none", s(&target)]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("mount.idmap-overlay: "), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mount.idmap-overlay: "),
+        "{}",
+        stderr(&out)
+    );
 
     // Mount failure: overlayfs refuses an option.
     let bad = format!("{options},no-such-overlay-option");
@@ -203,7 +218,15 @@ fn exit_codes_are_mount_8s() {
     h.umount_and_check_clean(&target);
 
     // Fake (-f): checked, nothing mounted.
-    let out = h.run(&["-f", "-t", "idmap-overlay", "-o", &options, "none", s(&target)]);
+    let out = h.run(&[
+        "-f",
+        "-t",
+        "idmap-overlay",
+        "-o",
+        &options,
+        "none",
+        s(&target),
+    ]);
     ok(&out, "mount -f");
     h.env.assert_clean();
 }

@@ -1,0 +1,342 @@
+_idmap__overlay() {
+    local i cur prev opts cmd
+    COMPREPLY=()
+    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+        cur="$2"
+    else
+        cur="${COMP_WORDS[COMP_CWORD]}"
+    fi
+    prev="$3"
+    cmd=""
+    opts=""
+
+    for i in "${COMP_WORDS[@]:0:COMP_CWORD}"
+    do
+        case "${cmd},${i}" in
+            ",$1")
+                cmd="idmap__overlay"
+                ;;
+            idmap__overlay,gc)
+                cmd="idmap__overlay__subcmd__gc"
+                ;;
+            idmap__overlay,help)
+                cmd="idmap__overlay__subcmd__help"
+                ;;
+            idmap__overlay,inspect)
+                cmd="idmap__overlay__subcmd__inspect"
+                ;;
+            idmap__overlay,mount)
+                cmd="idmap__overlay__subcmd__mount"
+                ;;
+            idmap__overlay,umount)
+                cmd="idmap__overlay__subcmd__umount"
+                ;;
+            idmap__overlay__subcmd__help,gc)
+                cmd="idmap__overlay__subcmd__help__subcmd__gc"
+                ;;
+            idmap__overlay__subcmd__help,help)
+                cmd="idmap__overlay__subcmd__help__subcmd__help"
+                ;;
+            idmap__overlay__subcmd__help,inspect)
+                cmd="idmap__overlay__subcmd__help__subcmd__inspect"
+                ;;
+            idmap__overlay__subcmd__help,mount)
+                cmd="idmap__overlay__subcmd__help__subcmd__mount"
+                ;;
+            idmap__overlay__subcmd__help,umount)
+                cmd="idmap__overlay__subcmd__help__subcmd__umount"
+                ;;
+            *)
+                ;;
+        esac
+    done
+
+    case "${cmd}" in
+        idmap__overlay)
+            opts="-v -q -h -V --state-dir --verbose --quiet --help --version mount umount gc inspect help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        idmap__overlay__subcmd__gc)
+            opts="-v -q -h -V --dry-run --json --foreign --min-age --timeout --state-dir --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --foreign)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --min-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        idmap__overlay__subcmd__help)
+            opts="mount umount gc inspect help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        idmap__overlay__subcmd__help__subcmd__gc)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        idmap__overlay__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        idmap__overlay__subcmd__help__subcmd__inspect)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        idmap__overlay__subcmd__help__subcmd__mount)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        idmap__overlay__subcmd__help__subcmd__umount)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        idmap__overlay__subcmd__inspect)
+            opts="-v -q -h -V --json --leaks --features --state-dir --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        idmap__overlay__subcmd__mount)
+            opts="-o -v -q -h -V --lowerdir --upperdir --workdir --uidmap --gidmap --userns --options --strategy --id --json --timeout --state-dir --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --lowerdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --upperdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workdir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --uidmap)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --gidmap)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --userns)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --options)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --strategy)
+                    COMPREPLY=($(compgen -W "auto detached common-dir per-layer" -- "${cur}"))
+                    return 0
+                    ;;
+                --id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        idmap__overlay__subcmd__umount)
+            opts="-v -q -h -V --timeout --state-dir --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+    esac
+}
+
+# Added by examples/gen-docs: a TARGET|ID argument (umount|inspect) is
+# completed with the recorded ids and targets that `idmap-overlay
+# complete-ids` prints; everything else is clap_complete's _idmap__overlay.
+_idmap__overlay_records() {
+    local i word subcommand="" positionals=0 value_next=0 value_of="" state_dir=()
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        word=${COMP_WORDS[i]}
+        if ((value_next)); then
+            # bash splits --opt=value at '=' (COMP_WORDBREAKS): skip it too.
+            [[ $word == "=" ]] && continue
+            value_next=0
+            [[ $value_of == --state-dir ]] && state_dir=(--state-dir "$word")
+            continue
+        fi
+        case $word in
+            --state-dir|--timeout)
+                value_next=1
+                value_of=$word
+                ;;
+            -*) ;;
+            *)
+                if [[ -z $subcommand ]]; then
+                    subcommand=$word
+                else
+                    ((positionals++))
+                fi
+                ;;
+        esac
+    done
+    local cur=${COMP_WORDS[COMP_CWORD]}
+    case $subcommand in
+        umount|inspect)
+            if ((!value_next && positionals == 0)) && [[ $cur != -* ]]; then
+                local IFS=$'\n' word
+                COMPREPLY=()
+                # Quoted, so a target with a space stays one word.
+                for word in $(compgen -W "$(command "$1" "${state_dir[@]}" complete-ids 2>/dev/null)" -- "$cur"); do
+                    COMPREPLY+=("$(printf '%q' "$word")")
+                done
+                return 0
+            fi
+            ;;
+    esac
+    _idmap__overlay "$@"
+}
+
+if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
+    complete -F _idmap__overlay_records -o nosort -o bashdefault -o default idmap-overlay
+else
+    complete -F _idmap__overlay_records -o bashdefault -o default idmap-overlay
+fi

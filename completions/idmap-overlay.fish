@@ -1,0 +1,127 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_idmap_overlay_global_optspecs
+    string join \n state-dir= v/verbose q/quiet h/help V/version
+end
+
+function __fish_idmap_overlay_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_idmap_overlay_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_idmap_overlay_using_subcommand
+    set -l cmd (__fish_idmap_overlay_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -l state-dir -d 'Where records, locks and temporary mountpoints live' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s q -l quiet -d 'Only errors on stderr: no warnings'
+complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s h -l help -d 'Print help'
+complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s V -l version -d 'Print version'
+complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -f -a "mount" -d 'Mount an overlay whose lower layers appear owned by shifted ids'
+complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -f -a "umount" -d 'Unmount an overlay and remove its record'
+complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -f -a "gc" -d 'Remove leaked temporary mounts, stale records and leftover directories'
+complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -f -a "inspect" -d 'Show what is mounted, by us and by others, and whether anything leaked'
+complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l lowerdir -d 'Lower layers, colon-separated, top layer first (overlayfs order)' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l upperdir -d 'The writable layer; with --workdir. Both absent: a read-only overlay' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l workdir -d 'overlayfs\'s work directory, on the same filesystem as --upperdir' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l uidmap -d 'Container id : host id : size. On-disk C..C+S-1 appears as H..H+S-1. Repeatable' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l gidmap -d 'Like --uidmap, for groups; defaults to the uid map' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l userns -d 'Take the maps of an existing user namespace (/proc/PID/ns/user)' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s o -l options -d 'containerd\'s overlay options: lowerdir=A:B,upperdir=U,workdir=W,uidmap=0:100000:65536,... Other overlay options are passed to overlayfs' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l strategy -d 'How the idmapped layers are built' -r -f -a "auto\t''
+detached\t''
+common-dir\t''
+per-layer\t''"
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l id -d 'Record id (default: generated, unique)' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l timeout -d 'How long to retry unmounting a busy temporary mount' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l state-dir -d 'Where records, locks and temporary mountpoints live' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l json -d 'Print the record as JSON instead of the id'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s q -l quiet -d 'Only errors on stderr: no warnings'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s h -l help -d 'Print help'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s V -l version -d 'Print version'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l timeout -d 'How long to retry while the overlay is busy (EBUSY)' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l state-dir -d 'Where records, locks and temporary mountpoints live' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s q -l quiet -d 'Only errors on stderr: no warnings'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s h -l help -d 'Print help'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s V -l version -d 'Print version'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l foreign -d 'Also unmount other programs\' idmapped mounts below DIR (for example /var/lib/containerd/tmpmounts) once older than --min-age. Repeatable' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l min-age -d 'Age a foreign mount must reach (counted from the first gc or inspect that saw it) before it is removed' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l timeout -d 'How long to retry unmounting a busy mount' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l state-dir -d 'Where records, locks and temporary mountpoints live' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l dry-run -d 'Say what would be removed, remove nothing'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l json -d 'Print the report as JSON'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s q -l quiet -d 'Only errors on stderr: no warnings'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s h -l help -d 'Print help'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s V -l version -d 'Print version'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l state-dir -d 'Where records, locks and temporary mountpoints live' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l json -d 'Output JSON for scripts'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l leaks -d 'List everything leaked on this host: ours and other programs\''
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l features -d 'What the running kernel supports, from real probes'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s q -l quiet -d 'Only errors on stderr: no warnings'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s h -l help -d 'Print help'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s V -l version -d 'Print version'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand help; and not __fish_seen_subcommand_from mount umount gc inspect help" -f -a "mount" -d 'Mount an overlay whose lower layers appear owned by shifted ids'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand help; and not __fish_seen_subcommand_from mount umount gc inspect help" -f -a "umount" -d 'Unmount an overlay and remove its record'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand help; and not __fish_seen_subcommand_from mount umount gc inspect help" -f -a "gc" -d 'Remove leaked temporary mounts, stale records and leftover directories'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand help; and not __fish_seen_subcommand_from mount umount gc inspect help" -f -a "inspect" -d 'Show what is mounted, by us and by others, and whether anything leaked'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand help; and not __fish_seen_subcommand_from mount umount gc inspect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+
+# Added by examples/gen-docs: a TARGET|ID argument is completed with the
+# recorded ids and targets that `idmap-overlay complete-ids` prints.
+
+# True while the TARGET|ID positional is still to come: one word (the
+# subcommand) that is neither an option nor an option's value so far, and
+# the word before the cursor is not an option waiting for its value.
+function __fish_idmap_overlay_wants_record
+    set -l tokens (commandline -opc)
+    set -e tokens[1]
+    set -l words 0
+    set -l value_next 0
+    for token in $tokens
+        if test $value_next = 1
+            set value_next 0
+            continue
+        end
+        if contains -- $token --state-dir --timeout
+            set value_next 1
+        else if not string match -q -- '-*' $token
+            set words (math $words + 1)
+        end
+    end
+    test $value_next = 0 -a $words = 1
+end
+
+function __fish_idmap_overlay_records
+    set -l tokens (commandline -opc)
+    set -l state_dir
+    if set -l at (contains -i -- --state-dir $tokens)
+        and test $at -lt (count $tokens)
+        set state_dir --state-dir $tokens[(math $at + 1)]
+    end
+    for token in $tokens
+        if string match -q -- '--state-dir=*' $token
+            set state_dir --state-dir (string replace -- '--state-dir=' '' $token)
+        end
+    end
+    command idmap-overlay $state_dir complete-ids 2>/dev/null
+end
+
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount; and __fish_idmap_overlay_wants_record" -f -a "(__fish_idmap_overlay_records)" -d 'recorded id or target'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect; and __fish_idmap_overlay_wants_record" -f -a "(__fish_idmap_overlay_records)" -d 'recorded id or target'

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Installs idmap-overlay where a distribution would put it, or removes it.
+#
+#   scripts/install.sh [install|uninstall]
+#
+# Honours (the usual names of make install):
+#   DESTDIR   staging root, prepended to every path (packaging); default none
+#   PREFIX    default /usr/local; a distribution package uses /usr
+#   SBINDIR   default $PREFIX/sbin              the binary
+#   HELPERDIR default /sbin, or $SBINDIR when PREFIX is /usr
+#             mount.idmap-overlay, a symlink to the binary: mount(8) looks for
+#             helpers in /sbin (and /sbin/fs.d, /sbin/fs) only; /sbin is
+#             /usr/sbin on merged-/usr systems
+#   MANDIR    default $PREFIX/share/man         man1/*.1
+#   BASHCOMPDIR, ZSHCOMPDIR, FISHCOMPDIR        completions, defaults under
+#             $PREFIX/share (bash-completion, zsh/site-functions,
+#             fish/vendor_completions.d)
+#   UNITDIR   default $PREFIX/lib/systemd/system   the gc service and timer
+#   BINARY    the binary to install; default: `cargo build --release --locked`
+#             and target/release/idmap-overlay
+#
+# The gc units are installed with ExecStart pointing at $SBINDIR, and are not
+# enabled: `systemctl enable --now idmap-overlay-gc.timer` does that.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+action=${1:-install}
+
+DESTDIR=${DESTDIR:-}
+PREFIX=${PREFIX:-/usr/local}
+SBINDIR=${SBINDIR:-$PREFIX/sbin}
+if [ "$PREFIX" = /usr ]; then
+    HELPERDIR=${HELPERDIR:-$SBINDIR}
+else
+    HELPERDIR=${HELPERDIR:-/sbin}
+fi
+MANDIR=${MANDIR:-$PREFIX/share/man}
+BASHCOMPDIR=${BASHCOMPDIR:-$PREFIX/share/bash-completion/completions}
+ZSHCOMPDIR=${ZSHCOMPDIR:-$PREFIX/share/zsh/site-functions}
+FISHCOMPDIR=${FISHCOMPDIR:-$PREFIX/share/fish/vendor_completions.d}
+UNITDIR=${UNITDIR:-$PREFIX/lib/systemd/system}
+
+bin="$SBINDIR/idmap-overlay"
+helper="$HELPERDIR/mount.idmap-overlay"
+units=(idmap-overlay-gc.service idmap-overlay-gc.timer)
+
+# Every installed path (without DESTDIR), for uninstall.
+installed() {
+    echo "$bin"
+    echo "$helper"
+    for page in "$root"/man/*.1; do
+        echo "$MANDIR/man1/$(basename "$page")"
+    done
+    echo "$BASHCOMPDIR/idmap-overlay"
+    echo "$ZSHCOMPDIR/_idmap-overlay"
+    echo "$FISHCOMPDIR/idmap-overlay.fish"
+    for unit in "${units[@]}"; do
+        echo "$UNITDIR/$unit"
+    done
+}
+
+say() { echo "$action: $*"; }
+
+case "$action" in
+install)
+    if [ -z "${BINARY:-}" ]; then
+        (cd "$root" && cargo build --release --locked)
+        BINARY="$root/target/release/idmap-overlay"
+    fi
+    [ -x "$BINARY" ] || { echo "install: $BINARY is not an executable" >&2; exit 1; }
+
+    install -D -m 0755 "$BINARY" "$DESTDIR$bin"
+    say "$bin"
+    # The helper is the same binary under another name (dispatched on argv[0]).
+    # Relative when both are in one directory, so the link survives DESTDIR.
+    mkdir -p "$DESTDIR$HELPERDIR"
+    if [ "$HELPERDIR" = "$SBINDIR" ]; then
+        ln -sfn idmap-overlay "$DESTDIR$helper"
+    else
+        ln -sfn "$bin" "$DESTDIR$helper"
+    fi
+    say "$helper -> $(readlink "$DESTDIR$helper")"
+    for page in "$root"/man/*.1; do
+        install -D -m 0644 "$page" "$DESTDIR$MANDIR/man1/$(basename "$page")"
+    done
+    say "$MANDIR/man1/idmap-overlay*.1"
+    install -D -m 0644 "$root/completions/idmap-overlay.bash" "$DESTDIR$BASHCOMPDIR/idmap-overlay"
+    install -D -m 0644 "$root/completions/_idmap-overlay" "$DESTDIR$ZSHCOMPDIR/_idmap-overlay"
+    install -D -m 0644 "$root/completions/idmap-overlay.fish" "$DESTDIR$FISHCOMPDIR/idmap-overlay.fish"
+    say "completions for bash, zsh, fish"
+    for unit in "${units[@]}"; do
+        mkdir -p "$DESTDIR$UNITDIR"
+        sed "s|/usr/sbin/idmap-overlay|$bin|g" "$root/contrib/systemd/$unit" >"$DESTDIR$UNITDIR/$unit"
+        chmod 0644 "$DESTDIR$UNITDIR/$unit"
+        say "$UNITDIR/$unit"
+    done
+    ;;
+uninstall)
+    # Files only: the directories are shared with other packages.
+    while read -r path; do
+        if [ -e "$DESTDIR$path" ] || [ -L "$DESTDIR$path" ]; then
+            rm -f "$DESTDIR$path"
+            say "$path"
+        fi
+    done < <(installed)
+    ;;
+*)
+    echo "usage: $0 [install|uninstall]" >&2
+    exit 1
+    ;;
+esac

@@ -1,0 +1,335 @@
+//! The generated man pages and completions: checked in, current (the test
+//! fails when `cargo run --example gen-docs` would change them), rendering
+//! cleanly, and completing recorded ids and targets for real in each shell
+//! that is installed (bash always is).
+
+#[path = "../examples/gen-docs/docs.rs"]
+#[allow(dead_code)]
+mod docs;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_idmap-overlay");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const REGENERATE: &str = "run `cargo run --example gen-docs` and commit the result";
+
+#[test]
+fn checked_in_files_are_current() {
+    let root = Path::new(ROOT);
+    let generated = docs::generate();
+    let mut problems = Vec::new();
+    for (rel, content) in &generated {
+        match fs::read(root.join(rel)) {
+            Ok(on_disk) if on_disk == *content => {}
+            Ok(_) => problems.push(format!("{} is stale", rel.display())),
+            Err(e) => problems.push(format!("{} is missing ({e})", rel.display())),
+        }
+    }
+    for dir in docs::OWNED_DIRS {
+        for entry in fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap();
+            if !generated.iter().any(|(p, _)| p == rel) {
+                problems.push(format!("{} is no longer generated", rel.display()));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}: {REGENERATE}", problems.join("; "));
+}
+
+#[test]
+fn every_subcommand_has_a_page_and_the_hidden_one_none() {
+    let names: Vec<String> = docs::generate()
+        .into_iter()
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    for page in ["", "-mount", "-umount", "-gc", "-inspect"] {
+        assert!(
+            names.contains(&format!("man/idmap-overlay{page}.1")),
+            "{names:?}"
+        );
+    }
+    for (path, content) in docs::generate() {
+        let text = String::from_utf8(content).unwrap();
+        if path.starts_with("man") {
+            assert!(!text.contains("complete"), "{} shows it", path.display());
+        } else {
+            // Called by the scripts, never offered as a subcommand: not in
+            // bash's opts, zsh's commands, fish's arguments.
+            let offered = text.lines().any(|l| {
+                (l.trim_start().starts_with("opts=") && l.contains("complete-ids"))
+                    || l.contains("'complete-ids:")
+                    || l.contains("-a \"complete-ids\"")
+            });
+            assert!(!offered, "{} offers complete-ids", path.display());
+        }
+    }
+}
+
+fn man_pages() -> Vec<PathBuf> {
+    let mut pages: Vec<PathBuf> = fs::read_dir(Path::new(ROOT).join("man"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    pages.sort();
+    pages
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn man_pages_render_without_warnings() {
+    let page = Path::new(ROOT).join("man/idmap-overlay.1");
+    let text = fs::read_to_string(&page).unwrap();
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "OPTIONS",
+        "SUBCOMMANDS",
+        "\"EXIT STATUS\"",
+        "ENVIRONMENT",
+        "FILES",
+        "JSON",
+        "EXAMPLES",
+        "\"SEE ALSO\"",
+    ] {
+        assert!(text.contains(&format!("\n.SH {section}\n")), "{section}");
+    }
+    if !have("groff") {
+        eprintln!("groff is not installed: rendering not checked");
+        return;
+    }
+    for page in man_pages() {
+        // -ww: every warning; -z: no output, only the diagnostics.
+        let out = Command::new("groff")
+            .args(["-t", "-man", "-Tutf8", "-ww", "-z"])
+            .arg(&page)
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{}: {}",
+            page.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if have("man") {
+        let out = Command::new("man")
+            .args(["--warnings", "-l"])
+            .arg(&page)
+            .env("MANWIDTH", "80")
+            .env("MANPAGER", "cat")
+            .env("LC_ALL", "C.UTF-8")
+            .output()
+            .unwrap();
+        assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(shown.contains("EXIT STATUS") && shown.contains("mount_setattr(2)"));
+    }
+}
+
+/// A state directory with two records, one target holding a space.
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mounts = dir.path().join("state/mounts");
+    fs::create_dir_all(&mounts).unwrap();
+    for (id, target) in [("web-1", "/mnt/web"), ("db", "/srv/db data")] {
+        let record = serde_json::json!({
+            "version": 1, "id": id, "target": target, "state": "mounted",
+            "strategy": "detached", "lowerdirs": ["/l/1"], "upperdir": null,
+            "workdir": null, "options": [], "uidmap": [], "gidmap": [],
+            "userns": null, "common_dir": null, "idmapped_dirs": [],
+            "temp_mounts": [], "source": format!("idmap-overlay:{id}"),
+            "mount_id": null, "mount_id_unique": null, "pid": 1,
+            "created": "2026-01-01T00:00:00Z"
+        });
+        fs::write(mounts.join(format!("{id}.json")), record.to_string()).unwrap();
+    }
+    dir
+}
+
+fn shell(program: &str, args: &[&str], state: &Path) -> Output {
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    Command::new(program)
+        .args(args)
+        .env_clear()
+        .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
+        .env("HOME", state.parent().unwrap())
+        .env("IDMAP_OVERLAY_STATE_DIR", state)
+        .output()
+        .unwrap()
+}
+
+fn stdout_ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn complete_ids_prints_records_and_never_fails() {
+    let dir = fixture();
+    let state = dir.path().join("state");
+    let out = shell(BIN, &["complete-ids"], &state);
+    assert_eq!(stdout_ok(out), "db\nweb-1\n/mnt/web\n/srv/db data\n");
+    // A missing state directory: nothing, exit 0, and nothing created.
+    let missing = dir.path().join("missing");
+    let out = shell(BIN, &["complete-ids"], &missing);
+    assert_eq!(stdout_ok(out), "");
+    assert!(!missing.exists());
+    // Hidden from help.
+    let help = stdout_ok(shell(BIN, &["--help"], &state));
+    assert!(!help.contains("complete-ids"), "{help}");
+}
+
+/// `line` completed by bash, the way readline would call the function.
+const BASH_DRIVER: &str = r#"
+source "$1"
+shift
+read -r -a COMP_WORDS <<<"$1"
+[[ $1 == *" " ]] && COMP_WORDS+=("")
+COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+COMP_LINE=$1
+COMP_POINT=${#COMP_LINE}
+_idmap__overlay_records idmap-overlay "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+printf '%s\n' "${COMPREPLY[@]}"
+"#;
+
+#[test]
+fn bash_completes_records_and_options() {
+    let dir = fixture();
+    let state = dir.path().join("state");
+    let script = Path::new(ROOT).join("completions/idmap-overlay.bash");
+    let complete = |line: &str| -> Vec<String> {
+        let out = shell(
+            "bash",
+            &["-c", BASH_DRIVER, "bash", script.to_str().unwrap(), line],
+            &state,
+        );
+        stdout_ok(out)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let all = ["db", "web-1", "/mnt/web", "/srv/db\\ data"];
+    assert_eq!(complete("idmap-overlay umount "), all);
+    assert_eq!(complete("idmap-overlay inspect "), all);
+    assert_eq!(complete("idmap-overlay umount w"), ["web-1"]);
+    assert_eq!(
+        complete("idmap-overlay -v umount --timeout 3s /s"),
+        ["/srv/db\\ data"]
+    );
+    assert_eq!(
+        complete(&format!(
+            "idmap-overlay --state-dir {} inspect d",
+            state.display()
+        )),
+        ["db"]
+    );
+    // Not where a record goes: an option's value, a second positional,
+    // another subcommand's options, a state directory that is not there.
+    assert!(!complete("idmap-overlay umount --timeout ").contains(&"db".to_string()));
+    assert!(!complete("idmap-overlay umount db ").contains(&"db".to_string()));
+    assert_eq!(complete("idmap-overlay gc --dr"), ["--dry-run"]);
+    assert_eq!(complete("idmap-overlay umount --ti"), ["--timeout"]);
+    assert_eq!(
+        complete("idmap-overlay --state-dir /nonexistent umount "),
+        Vec::<String>::new()
+    );
+    let subcommands = complete("idmap-overlay ");
+    assert!(
+        subcommands.contains(&"inspect".to_string()),
+        "{subcommands:?}"
+    );
+    assert!(
+        !subcommands.contains(&"complete-ids".to_string()),
+        "{subcommands:?}"
+    );
+}
+
+#[test]
+fn zsh_completion_function_offers_records() {
+    if !have("zsh") {
+        eprintln!("zsh is not installed: zsh completion not checked");
+        return;
+    }
+    let dir = fixture();
+    let state = dir.path().join("state");
+    let script = Path::new(ROOT).join("completions/_idmap-overlay");
+    let text = fs::read_to_string(&script).unwrap();
+    assert_eq!(text.matches(":_idmap-overlay_records' \\").count(), 2);
+    // Source it with compsys stubbed: compdef does nothing, compadd prints.
+    let driver = r#"
+        compdef() { :; }
+        _wanted() { shift 3; "$@"; }
+        compadd() { local w; for w in "${(@P)2}"; do print -r -- "$w"; done; }
+        _call_program() { shift; eval "$*"; }
+        source "$1"
+        LBUFFER=$2
+        _idmap-overlay_records
+    "#;
+    for (line, expected) in [
+        (
+            "idmap-overlay umount ",
+            "db\nweb-1\n/mnt/web\n/srv/db data\n",
+        ),
+        ("idmap-overlay --state-dir /nonexistent umount ", ""),
+    ] {
+        let out = shell(
+            "zsh",
+            &["-f", "-c", driver, "zsh", script.to_str().unwrap(), line],
+            &state,
+        );
+        assert_eq!(stdout_ok(out), expected, "{line}");
+    }
+}
+
+#[test]
+fn fish_completes_records_and_options() {
+    if !have("fish") {
+        eprintln!("fish is not installed: fish completion not checked");
+        return;
+    }
+    let dir = fixture();
+    let state = dir.path().join("state");
+    let script = Path::new(ROOT).join("completions/idmap-overlay.fish");
+    let complete = |line: &str| -> Vec<String> {
+        let out = shell(
+            "fish",
+            &[
+                "--no-config",
+                "-c",
+                "source $argv[1]; complete -C $argv[2]",
+                script.to_str().unwrap(),
+                line,
+            ],
+            &state,
+        );
+        let mut words: Vec<String> = stdout_ok(out)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect();
+        words.sort();
+        words
+    };
+    let all = ["/mnt/web", "/srv/db data", "db", "web-1"];
+    assert_eq!(complete("idmap-overlay umount "), all);
+    assert_eq!(complete("idmap-overlay -v inspect --json "), all);
+    assert_eq!(complete("idmap-overlay umount w"), ["web-1"]);
+    assert!(!complete("idmap-overlay umount --timeout ").contains(&"db".to_string()));
+    assert!(!complete("idmap-overlay umount db ").contains(&"db".to_string()));
+    assert_eq!(complete("idmap-overlay gc --dr"), ["--dry-run"]);
+}
