@@ -342,10 +342,7 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
         log::warn!("ignoring unknown option {option:?} (-s)");
     }
     let argv = mount_command_line(&helper.target, &translation);
-    let cli = Cli::try_parse_from(&argv).map_err(|e| {
-        let text = e.to_string();
-        usage(text.trim_end().trim_start_matches("error: "))
-    })?;
+    let cli = Cli::try_parse_from(&argv).map_err(|e| usage(cmd::usage_line(&e)))?;
     let Command::Mount(args) = cli.command else {
         return Err(fail(
             Code::Bug,
