@@ -258,3 +258,40 @@ fn the_helper_alone_speaks_mount_8s_conventions() {
     let out = env.run(&["--version"]);
     ok(&out, "idmap-overlay --version");
 }
+
+#[test]
+fn dash_n_mounts_in_the_named_namespace() {
+    let h = HelperEnv::new();
+    let (options, target) = h.overlay();
+    let other = Namespace::new();
+    let ns = format!("/proc/{}/ns/mnt", other.pid());
+    let out = h.run(&[
+        "-N",
+        &ns,
+        "-t",
+        "idmap-overlay",
+        "-o",
+        &options,
+        "none",
+        s(&target),
+    ]);
+    ok(&out, "mount -N");
+    // In the other namespace, not in the one mount(8) ran in.
+    assert_eq!(h.env.our_mounts().len(), 0);
+    let there: Vec<MountLine> = other
+        .mountinfo()
+        .into_iter()
+        .filter(|m| m.mount_point == target)
+        .collect();
+    assert_eq!(there.len(), 1, "{there:?}");
+    assert!(there[0].source.starts_with("idmap-overlay:"));
+    let out = other
+        .command(BIN)
+        .args(["umount", s(&target)])
+        .env("IDMAP_OVERLAY_STATE_DIR", &h.env.state)
+        .output()
+        .unwrap();
+    ok(&out, "umount in the other namespace");
+    assert!(other.mountinfo().iter().all(|m| m.mount_point != target));
+    assert_eq!(h.env.state_files("mounts"), Vec::<String>::new());
+}
