@@ -68,6 +68,13 @@ pub fn gather(
             .iter()
             .filter_map(|n| n.strip_suffix(".lock").map(str::to_string)),
     );
+    // Lock files as found, before we take locks below: taking one creates
+    // its file, and what gc creates itself is no leftover to report (it
+    // removes those silently when done).
+    let lock_files: Vec<String> = names_in(&state.root.join("locks"))
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(".lock").map(str::to_string))
+        .collect();
     let mut in_flight = BTreeSet::new();
     let mut locks = BTreeMap::new();
     for id in ids {
@@ -93,10 +100,6 @@ pub fn gather(
 
     let (records, bad_records) = state.records()?;
     let temp_dirs = names_in(&state.root.join("tmp"));
-    let lock_files: Vec<String> = names_in(&state.root.join("locks"))
-        .into_iter()
-        .filter_map(|n| n.strip_suffix(".lock").map(str::to_string))
-        .collect();
     let partial_writes: Vec<String> = names_in(&state.root.join("mounts"))
         .into_iter()
         .filter(|n| id_of_partial(n).is_some())
@@ -191,6 +194,13 @@ fn item(finding: &Finding, reason: String) -> Item {
 /// Removes a temp directory `<state>/tmp/<id>`: its (empty) mountpoint
 /// subdirectories, then itself, with rmdir only.
 fn remove_temp_dir(path: &Path) -> std::io::Result<()> {
+    // Only the tool makes these, as directories: a symlink there was planted
+    // and is not followed (read_dir would list its target's entries).
+    if !std::fs::symlink_metadata(path)?.is_dir() {
+        return Err(std::io::Error::other(
+            "is not a directory (a symlink?); not followed, remove it by hand",
+        ));
+    }
     for entry in std::fs::read_dir(path)? {
         std::fs::remove_dir(entry?.path())?;
     }

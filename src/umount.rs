@@ -6,7 +6,7 @@ use crate::exit::{Code, Coded, fail};
 use crate::mountinfo::{self, MountEntry};
 use crate::state::{self, Record, RecordState, StateDir};
 use crate::testpoint;
-use crate::unmount::{describe_holders, holders, retry_unmount};
+use crate::unmount::{describe_holders, holders, retry_unmount, unique_mount_id_of};
 use anyhow::Result;
 use nix::errno::Errno;
 use std::path::{Path, PathBuf};
@@ -72,6 +72,16 @@ pub fn remove_temp_leftovers(
         }
     }
     let root = state.temp_root(id);
+    // Only the tool creates `tmp/<id>`, as a directory: anything else there
+    // was planted and is not followed (read_dir would list, and rmdir
+    // below would remove, the empty directories of wherever it points).
+    if std::fs::symlink_metadata(&root).is_ok_and(|m| !m.is_dir()) {
+        problems.push(format!(
+            "{} is not a directory (a symlink?); not followed, remove it by hand",
+            root.display()
+        ));
+        return problems;
+    }
     if let Ok(entries) = std::fs::read_dir(&root) {
         for entry in entries.flatten() {
             remove_dir_if_present(&entry.path(), &mut problems);
@@ -103,6 +113,22 @@ pub fn teardown(state: &StateDir, record: &mut Record, timeout: Duration) -> Res
                     Code::Mount,
                     format!(
                         "another mount is stacked on {} above overlay {}; unmount it first",
+                        record.target.display(),
+                        record.id
+                    ),
+                ));
+            }
+            // Mount ids are reused by the kernel: an overlay mounted at the
+            // target after ours vanished can carry our tag and our old id.
+            // The unique id (never reused) tells them apart; it is read
+            // through the path, which reaches `entry` (the top mount there).
+            if let Some(unique) = record.mount_id_unique
+                && unique_mount_id_of(&record.target) != Some(unique)
+            {
+                return Err(fail(
+                    Code::Mount,
+                    format!(
+                        "the overlay at {} has the tag and mount id of {} but not its unique mount id {unique}: it is not ours, left alone",
                         record.target.display(),
                         record.id
                     ),
@@ -200,7 +226,48 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration) -> Result<()> {
             return Ok(());
         }
     };
+    refuse_foreign_at_target(&record)?;
     teardown(state, &mut record, timeout)
+}
+
+/// `umount` was asked for a target, and the record's overlay is not there:
+/// when something else is (somebody's mount), or our overlay is found at
+/// another place (its parent was renamed), refuse rather than call the
+/// overlay "already unmounted" and drop the record. Nothing is unmounted.
+/// `gc` still drops such a stale record: it never unmounts anything but
+/// what `is_our_overlay` proves ours.
+fn refuse_foreign_at_target(record: &Record) -> Result<()> {
+    let table = mountinfo::read()?;
+    if table.iter().any(|m| is_our_overlay(m, record)) {
+        return Ok(());
+    }
+    if let Some(moved) = table.iter().find(|m| {
+        m.fs_type == "overlay" && m.source == record.source && record.mount_id == Some(m.id)
+    }) {
+        return Err(fail(
+            Code::Mount,
+            format!(
+                "overlay {} is no longer at {} but at {} (moved with a renamed directory?); nothing unmounted",
+                record.id,
+                record.target.display(),
+                moved.mount_point.display()
+            ),
+        ));
+    }
+    if let Some(other) = mountinfo::top_at(&table, &record.target) {
+        return Err(fail(
+            Code::Mount,
+            format!(
+                "{} now holds another mount ({} {}, mount id {}), not overlay {}: left alone; `gc` removes the stale record",
+                record.target.display(),
+                other.fs_type,
+                other.source,
+                other.id,
+                record.id
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// No record: unmount an overlay at the target (or with the id's tag) only

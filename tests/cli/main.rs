@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod gc;
 mod helper;
+mod hostile;
 mod inspect;
 mod mount;
 mod privacy;
