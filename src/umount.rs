@@ -104,6 +104,7 @@ fn remove_dir_if_present(path: &Path, problems: &mut Vec<String>) {
 /// left in place (back to `mounted` if the overlay stays busy).
 pub fn teardown(state: &StateDir, record: &mut Record, timeout: Duration) -> Result<()> {
     let table = mountinfo::read()?;
+    let mut late_signal = None;
     let ours = table.iter().find(|m| is_our_overlay(m, record));
     match ours {
         Some(entry) => {
@@ -135,9 +136,22 @@ pub fn teardown(state: &StateDir, record: &mut Record, timeout: Duration) -> Res
                 ));
             }
             let was = record.state;
+            // What the record says again if the overlay stays mounted.
+            let restored = if was == RecordState::Preparing {
+                was
+            } else {
+                RecordState::Mounted
+            };
             record.state = RecordState::Unmounting;
             state.write_record(record)?;
-            testpoint::hit("record-unmounting")?;
+            if let Err(e) = testpoint::hit("record-unmounting") {
+                // Interrupted (SIGINT, SIGTERM) before anything was
+                // unmounted: roll back to the record as it was, so no leak
+                // is left for gc (the overlay is still ours and healthy).
+                record.state = restored;
+                state.write_record(record)?;
+                return Err(e);
+            }
             match retry_unmount(&record.target, timeout) {
                 Ok(()) | Err(Errno::EINVAL) => {}
                 Err(e) => {
@@ -150,16 +164,20 @@ pub fn teardown(state: &StateDir, record: &mut Record, timeout: Duration) -> Res
                     } else {
                         format!("unmounting {}: {e}", record.target.display())
                     };
-                    record.state = if was == RecordState::Preparing {
-                        was
-                    } else {
-                        RecordState::Mounted
-                    };
+                    record.state = restored;
                     state.write_record(record)?;
                     return Err(fail(Code::Mount, why));
                 }
             }
-            testpoint::hit("overlay-unmounted")?;
+            // Past the point of no return: the overlay is gone and cannot
+            // be put back. An interruption here lets the teardown finish
+            // (temp leftovers, record, lock) and is reported after it.
+            if let Err(e) = testpoint::hit("overlay-unmounted") {
+                match crate::sys::interrupted() {
+                    Some(signal) => late_signal = Some(signal),
+                    None => return Err(e),
+                }
+            }
         }
         None if record.state == RecordState::Mounted => log::warn!(
             "{}: overlay {} was already unmounted; removing its record",
@@ -174,7 +192,16 @@ pub fn teardown(state: &StateDir, record: &mut Record, timeout: Duration) -> Res
     }
     state.remove_record(&record.id)?;
     state.remove_lock(&record.id);
-    Ok(())
+    match late_signal {
+        Some(signal) => Err(fail(
+            Code::Interrupted,
+            format!(
+                "interrupted by signal {signal} after {} was unmounted; finished removing its record",
+                record.target.display()
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Waits (up to `timeout`) for a record's lock: another mount or umount of

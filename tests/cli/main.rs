@@ -10,4 +10,5 @@ mod hostile;
 mod inspect;
 mod mount;
 mod privacy;
+mod signals;
 mod umount;
