@@ -220,13 +220,15 @@ fn plan(req: &MountRequest, checked: &Checked, state: &StateDir) -> Result<(Stra
 /// Claims the id and the target under the global lock, takes the record's
 /// own lock and writes the `preparing` record: from here on a crash leaves a
 /// record that `gc` can find.
-fn claim(state: &StateDir, record: &Record) -> Result<RecordLock> {
+fn claim(state: &StateDir, record: &Record, timeout: Duration) -> Result<RecordLock> {
     let _all = state.lock_all()?;
     let (records, _) = state.records()?;
     if records.iter().any(|r| r.id == record.id) {
         return Err(usage(format!("id {} is already in use", record.id)));
     }
-    if let Some(other) = records.iter().find(|r| r.target == record.target) {
+    if let Some(other) = records.iter().find(|r| r.target == record.target)
+        && !replaced_stale(state, other, timeout)?
+    {
         return Err(fail(
             Code::Mount,
             format!(
@@ -245,6 +247,28 @@ fn claim(state: &StateDir, record: &Record) -> Result<RecordLock> {
         .ok_or_else(|| usage(format!("id {} is in use by a running operation", record.id)))?;
     state.write_record(record)?;
     Ok(lock)
+}
+
+/// A `mounted` record whose overlay is gone (a plain umount(8), or a
+/// systemd .mount unit stopped) must not block the target forever: with its
+/// lock free and no overlay of its own in the table, it is torn down like
+/// `gc` would, and the new mount goes ahead.
+fn replaced_stale(state: &StateDir, other: &Record, timeout: Duration) -> Result<bool> {
+    if other.state != RecordState::Mounted {
+        return Ok(false);
+    }
+    let Some(_lock) = state.try_lock_record(&other.id)? else {
+        return Ok(false);
+    };
+    let table = crate::mountinfo::read()?;
+    if table
+        .iter()
+        .any(|m| crate::umount::is_our_overlay(m, other))
+    {
+        return Ok(false);
+    }
+    crate::umount::teardown(state, &mut other.clone(), timeout)?;
+    Ok(true)
 }
 
 /// Removes the record (and its lock file) of an operation that failed,
@@ -349,7 +373,7 @@ pub fn mount(req: &MountRequest, state: &StateDir) -> Result<Record> {
         created: state::now_rfc3339(),
     };
 
-    let _lock = claim(state, &record)?;
+    let _lock = claim(state, &record, req.timeout)?;
     let mut record_guard = RecordGuard {
         state,
         id: id.clone(),

@@ -350,8 +350,9 @@ pub fn mount_attached(
     }
     testpoint::hit("overlay-configured")?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    std::env::set_current_dir(&temps.root)
-        .code(Code::System, || format!("entering {}", temps.root.display()))?;
+    std::env::set_current_dir(&temps.root).code(Code::System, || {
+        format!("entering {}", temps.root.display())
+    })?;
     let mounted = nix::mount::mount(
         Some(spec.source),
         spec.target,

@@ -28,6 +28,9 @@ pub fn require_root() {
 
 pub struct Namespace {
     holder: Child,
+    /// libmount's utab for mount(8)/umount(8) run in the namespace: the
+    /// default, /run/mount/utab, is the host's.
+    utab: tempfile::TempDir,
 }
 
 impl Namespace {
@@ -43,7 +46,10 @@ impl Namespace {
             });
         }
         let holder = cmd.stdin(Stdio::null()).spawn().expect("starting unshare");
-        let ns = Namespace { holder };
+        let ns = Namespace {
+            holder,
+            utab: tempfile::tempdir().unwrap(),
+        };
         // Wait until the holder runs in its new namespace.
         let mine = fs::read_link("/proc/self/ns/mnt").unwrap();
         for _ in 0..500 {
@@ -77,7 +83,8 @@ impl Namespace {
     /// A command run inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("nsenter");
-        cmd.args(["-t", &self.pid().to_string(), "-m", "--", program]);
+        cmd.args(["-t", &self.pid().to_string(), "-m", "--", program])
+            .env("LIBMOUNT_UTAB", self.utab.path().join("utab"));
         cmd
     }
 }

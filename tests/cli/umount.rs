@@ -135,3 +135,41 @@ fn rolls_back_a_crashed_mount() {
     env.ok(&["umount", s(&target)]);
     env.assert_clean();
 }
+
+/// A plain umount(8) (or a stopped .mount unit) leaves our record behind;
+/// the next mount at that target replaces the stale record instead of
+/// refusing, and says so.
+#[test]
+fn a_record_left_by_plain_umount_does_not_block_the_target() {
+    let env = Env::new();
+    let (target, old_id) = env.mounted();
+    assert!(
+        env.ns
+            .command("umount")
+            .arg(&target)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let layers = env.layers(2);
+    let out = env.run(&mount_args("auto", &layers, &target));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already unmounted"),
+        "{}",
+        stderr(&out)
+    );
+    let new_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(env.state_files("mounts"), vec![format!("{new_id}.json")]);
+    assert!(!env.state_files("locks").contains(&format!("{old_id}.lock")));
+    // A live record still blocks it.
+    let again = env.run(&mount_args("auto", &layers, &target));
+    assert_eq!(again.status.code(), Some(32));
+    assert!(
+        stderr(&again).contains("already used by idmap-overlay mount"),
+        "{}",
+        stderr(&again)
+    );
+    env.ok(&["umount", s(&target)]);
+    env.assert_clean();
+}
