@@ -106,6 +106,14 @@ pub fn teardown(state: &StateDir, record: &mut Record, timeout: Duration) -> Res
     let table = mountinfo::read()?;
     let mut late_signal = None;
     let ours = table.iter().find(|m| is_our_overlay(m, record));
+    log::debug!(
+        "record {} ({:?}) at {}: overlay {}",
+        record.id,
+        record.state,
+        record.target.display(),
+        ours.map(|m| format!("is mount {}", m.id))
+            .unwrap_or_else(|| "not mounted".into())
+    );
     match ours {
         Some(entry) => {
             let top = mountinfo::top_at(&table, &record.target);

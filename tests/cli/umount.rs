@@ -173,3 +173,42 @@ fn a_record_left_by_plain_umount_does_not_block_the_target() {
     env.ok(&["umount", s(&target)]);
     env.assert_clean();
 }
+
+/// Warnings go to stderr and -q silences them; -v and RUST_LOG add debug
+/// logs there; stdout stays for results only.
+#[test]
+fn quiet_and_verbose() {
+    let env = Env::new();
+    let (target, id) = env.mounted();
+    assert!(
+        env.ns
+            .command("umount")
+            .arg(&target)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let quiet = env.run(&["-q", "umount", &id]);
+    assert!(quiet.status.success());
+    assert_eq!(stderr(&quiet), "");
+    assert!(quiet.stdout.is_empty());
+
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let mut args = vec!["-vv".to_string()];
+    args.extend(mount_args("auto", &layers, &target));
+    let verbose = env.run(&args);
+    assert!(verbose.status.success());
+    assert!(stderr(&verbose).contains("[DEBUG]"), "{}", stderr(&verbose));
+    // stdout holds the id and nothing else.
+    let id = String::from_utf8(verbose.stdout).unwrap();
+    assert_eq!(id.lines().count(), 1);
+    let out = env
+        .tool(&["umount", id.trim()])
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("[DEBUG]"), "{}", stderr(&out));
+    env.assert_clean();
+}
