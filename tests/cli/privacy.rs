@@ -30,10 +30,14 @@ impl Peer {
             .spawn()
             .unwrap();
         let peer = Peer { holder };
-        let theirs = format!("/proc/{}/ns/mnt", env.ns.pid());
+        // Ready once it is in a namespace that is neither the test's nor
+        // ours (nsenter starts out in ours, then joins the test's).
+        let test_ns = fs::read_link(format!("/proc/{}/ns/mnt", env.ns.pid())).unwrap();
+        let host_ns = fs::read_link("/proc/self/ns/mnt").unwrap();
         for _ in 0..500 {
-            if fs::read_link(format!("/proc/{}/ns/mnt", peer.holder.id())).ok()
-                != fs::read_link(&theirs).ok()
+            if let Ok(ns) = fs::read_link(format!("/proc/{}/ns/mnt", peer.holder.id()))
+                && ns != test_ns
+                && ns != host_ns
             {
                 return peer;
             }
