@@ -1,0 +1,677 @@
+#!/usr/bin/env python3
+"""The idmap-overlay benchmark. Run it through bench/run.sh, which builds the
+binaries and starts this inside a private mount namespace.
+
+Everything it mounts lives in that namespace and under --work: a tmpfs at
+WORK/r holds the state directories (like /run), the layers and targets are
+plain directories on the disk filesystem below WORK. It never touches
+/run/idmap-overlay and never unmounts anything it did not mount.
+
+Sections (see docs/BENCHMARKS.md for what each measures):
+  1. temporary mounts per overlay   (mountinfo watcher peak, strace counts)
+  2. mount-table change events      (POLLPRI wake-ups on /proc/self/mountinfo)
+  3. mount / umount latency         (whole process, tool and floor, interleaved)
+  4. scale                          (100 concurrent overlays, 2,000 unrelated mounts)
+  5. gc and inspect --leaks         (10,000 records, 2,000 leaked temp mounts)
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+STRATEGIES = ["per-layer", "common-dir", "detached"]
+IMPLS = ["tool", "floor"]
+MAP_TOOL = "0:100000:65536"
+MAP_LINE = "0 100000 65536"
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def pct(values, q):
+    """The q-quantile (0..1) of values, linear interpolation."""
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    k = (len(v) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def summary(values):
+    return {
+        "n": len(values),
+        "median": statistics.median(values) if values else float("nan"),
+        "p25": pct(values, 0.25),
+        "p75": pct(values, 0.75),
+        "min": min(values) if values else float("nan"),
+        "max": max(values) if values else float("nan"),
+    }
+
+
+def mountinfo():
+    with open("/proc/self/mountinfo") as f:
+        return [line.split() for line in f]
+
+
+def fstype(m):
+    return m[m.index("-") + 1]
+
+
+def mounted_under(path):
+    path = path.rstrip("/")
+    return [m for m in mountinfo() if m[4] == path or m[4].startswith(path + "/")]
+
+
+def cpu_busy_s():
+    """CPU-seconds all processes have used (from /proc/stat), and ours."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = (sum(v[:8]) - v[3] - v[4]) / hz
+    t = os.times()
+    return busy, t.user + t.system + t.children_user + t.children_system
+
+
+def wait_idle(max_wait):
+    """Waits (up to max_wait s) for a 3 s window in which the machine is
+    under 10% busy: other people's builds make every number noisier."""
+    deadline = time.time() + max_wait
+    while True:
+        b0, _ = cpu_busy_s()
+        time.sleep(3)
+        b1, _ = cpu_busy_s()
+        busy = (b1 - b0) / 3 / os.cpu_count()
+        if busy < 0.10 or time.time() > deadline:
+            return busy
+        log(f"machine {busy:.0%} busy with other work; waiting for it to calm down")
+
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.work = os.path.realpath(args.work)
+        self.quick = args.quick
+        if self.quick:
+            self.counts = [1, 10, 50]
+            self.runs = args.runs or 5
+            self.warmup = 1
+            self.scale_n, self.scale_layers, self.unrelated = 10, 10, 100
+            self.gc_records, self.gc_leaks = 1000, 200
+        else:
+            self.counts = [1, 10, 50, 100, 500]
+            self.runs = args.runs or 40
+            self.warmup = 3
+            self.scale_n, self.scale_layers, self.unrelated = 100, 50, 2000
+            self.gc_records, self.gc_leaks = 10000, 2000
+        self.tool, self.floor, self.kit = args.tool, args.floor, args.benchkit
+        self.results = {"sections": {}}
+        self.seq = 0
+        self.logdir = os.path.join(self.work, "log")
+
+    # ----------------------------------------------------------------- setup
+    def check_namespace(self):
+        mine = os.readlink("/proc/self/ns/mnt")
+        if not self.a.host_ns or mine == self.a.host_ns:
+            sys.exit("bench: refusing to run in the host mount namespace; use bench/run.sh")
+        shared = [m for m in mountinfo() if any(f.startswith("shared:") for f in m[6:m.index("-")])]
+        if shared:
+            sys.exit(f"bench: mounts here still propagate ({shared[0][4]}); run under "
+                     "unshare -m --propagation private")
+
+    def setup(self):
+        self.check_namespace()
+        os.makedirs(self.logdir, exist_ok=True)
+        self.run_dir = os.path.join(self.work, "r")
+        os.mkdir(self.run_dir, 0o700)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0700,size=512m", "bench-run",
+                        self.run_dir], check=True)
+        # Same length as each other (and as /run/idmap-overlay, give or take
+        # the length of WORK) so lowerdir= strings compare like with like.
+        self.state = os.path.join(self.run_dir, "s")
+        self.floor_state = os.path.join(self.run_dir, "f")
+        assert os.path.realpath(self.state) != "/run/idmap-overlay"
+        os.makedirs(os.path.join(self.floor_state, "tmp"), 0o700)
+        os.environ["IDMAP_OVERLAY_STATE_DIR"] = self.state
+        os.environ.pop("RUST_LOG", None)
+        self.snap = os.path.join(self.work, "snapshots")
+        for i in range(1, max(self.counts) + 1):
+            d = os.path.join(self.snap, str(i), "fs")
+            os.makedirs(d)
+            with open(os.path.join(d, f"file-{i}"), "w") as f:
+                f.write(f"layer {i}\n")
+        self.stderr = open(os.path.join(self.logdir, "children.stderr"), "a")
+        self.baseline_table = len(mountinfo())
+
+    def layers(self, n):
+        return [os.path.join(self.snap, str(i), "fs") for i in range(1, n + 1)]
+
+    def fake_id(self):
+        """A temp-dir name shaped like the tool's generated ids."""
+        self.seq += 1
+        now = time.time_ns()
+        return f"{now // 10**9:x}-{os.getpid():x}-{(now + self.seq) % 10**9:x}"
+
+    def dirs(self, key):
+        base = os.path.join(self.work, "c", key)
+        target, up, wk = (os.path.join(base, x) for x in ("m", "up", "wk"))
+        for d in (target, up, wk):
+            os.makedirs(d, exist_ok=True)
+        return target, up, wk
+
+    def mount_argv(self, impl, strategy, n, target, up, wk, layers=None):
+        layers = layers or self.layers(n)
+        if impl == "tool":
+            return [self.tool, "mount", "--lowerdir", ":".join(layers), "--upperdir", up,
+                    "--workdir", wk, "--uidmap", MAP_TOOL, "--strategy", strategy, target]
+        if n == 1:
+            common, rels = layers[0], ["."]
+        else:
+            common = os.path.commonpath(layers)
+            rels = [os.path.relpath(l, common) for l in layers]
+        tmp = os.path.join(self.floor_state, "tmp", self.fake_id())
+        return [self.floor, "mount", strategy, target, tmp, common, up, wk, MAP_LINE, *rels]
+
+    def umount_argv(self, impl, target):
+        return [self.tool, "umount", target] if impl == "tool" else [self.floor, "umount", target]
+
+    # ------------------------------------------------------------ running
+    def run(self, argv, **kw):
+        return subprocess.run(argv, capture_output=True, text=True, **kw)
+
+    def run_plan(self, lines, mode="run"):
+        """lines: (label, argv); returns [(label, ms, status)]."""
+        path = os.path.join(self.logdir, "plan.tsv")
+        with open(path, "w") as f:
+            for label, argv in lines:
+                assert not any("\t" in a or "\n" in a for a in argv)
+                f.write("\t".join([label, *argv]) + "\n")
+        out = subprocess.run([self.kit, mode, path], stdout=subprocess.PIPE, stderr=self.stderr,
+                             text=True, check=True).stdout
+        res = []
+        for line in out.splitlines():
+            label, ns, status = line.split("\t")
+            res.append((label, int(ns) / 1e6, int(status)))
+        return res
+
+    def watcher(self, read):
+        argv = [self.kit, "watch"] + (["--read"] if read else [])
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        return p
+
+    @staticmethod
+    def stop(p):
+        p.stdin.close()
+        out = p.stdout.read()
+        p.wait()
+        return {k: int(v) for k, v in (l.split() for l in out.splitlines())}
+
+    def strace_counts(self, argv):
+        out = os.path.join(self.logdir, "strace.txt")
+        r = self.run(["strace", "-f", "-c", "-o", out, *argv])
+        counts = {}
+        with open(out) as f:
+            for line in f:
+                tok = line.split()
+                if len(tok) in (5, 6) and re.fullmatch(r"[\d.]+", tok[0]) and tok[-1].isidentifier():
+                    counts[tok[-1]] = int(tok[3])
+                    counts[tok[-1] + ":errors"] = int(tok[4]) if len(tok) == 6 else 0
+        return r.returncode, counts
+
+    def leftovers(self):
+        """Mounts or records a config left behind (must be none)."""
+        left = [m[4] for m in mountinfo() if m[4].startswith(self.work + "/c/")]
+        left += [m[4] for m in mounted_under(os.path.join(self.state, "tmp"))]
+        left += [m[4] for m in mounted_under(os.path.join(self.floor_state, "tmp"))]
+        recs = os.listdir(os.path.join(self.state, "mounts")) if os.path.isdir(
+            os.path.join(self.state, "mounts")) else []
+        return left, [r for r in recs if r.endswith(".json")]
+
+    def clean_config(self, target):
+        """Unmounts an overlay the benchmark itself left at target (after a
+        failure), checking it is one of ours by its source tag."""
+        for m in reversed(mountinfo()):
+            if m[4] == target:
+                src = m[m.index("-") + 2]
+                if src == "floor" or src.startswith("idmap-overlay:"):
+                    self.run([self.floor, "umount", target])
+
+    # ------------------------------------------------------ section 0
+    def startup(self):
+        log("process start baseline")
+        lines = []
+        for r in range(self.warmup + self.runs):
+            lines += [(f"floor:{r}", [self.floor, "noop"]),
+                      (f"tool:{r}", [self.tool, "--version"]),
+                      (f"true:{r}", ["/bin/true"])]
+        res = self.run_plan(lines)
+        out = {}
+        for who in ("floor", "tool", "true"):
+            v = [ms for l, ms, st in res if l.startswith(who + ":") and int(l.split(":")[1]) >= self.warmup]
+            out[who] = summary(v)
+        self.results["startup"] = out
+
+    # ------------------------------------------------------ sections 1, 2
+    def counts_and_events(self):
+        sec = {}
+        for strategy in STRATEGIES:
+            for n in self.counts:
+                for impl in IMPLS:
+                    key = f"{impl}-{strategy}-{n}"
+                    log(f"mounts/events {key}")
+                    target, up, wk = self.dirs(key)
+                    r = self.run(self.mount_argv(impl, strategy, n, target, up, wk))
+                    entry = {"ok": r.returncode == 0}
+                    if r.returncode != 0:
+                        entry["exit"] = r.returncode
+                        entry["error"] = (r.stderr.strip().splitlines() or ["?"])[-1]
+                        sec[key] = entry
+                        continue
+                    u = self.run(self.umount_argv(impl, target))
+                    if u.returncode != 0:
+                        raise SystemExit(f"bench: {key}: umount failed: {u.stderr}")
+                    # syscall counts
+                    rc, mc = self.strace_counts(self.mount_argv(impl, strategy, n, target, up, wk))
+                    rc2, uc = self.strace_counts(self.umount_argv(impl, target))
+                    entry["syscalls_mount"], entry["syscalls_umount"] = mc, uc
+                    # peak temporary mounts, read as a watcher sees them
+                    w = self.watcher(read=True)
+                    self.run(self.mount_argv(impl, strategy, n, target, up, wk))
+                    self.run(self.umount_argv(impl, target))
+                    peak = self.stop(w)
+                    entry["peak_idmapped"] = peak["peak_idmapped"] - peak["baseline_idmapped"]
+                    entry["peak_overlay"] = peak["peak_overlay"] - peak["baseline_overlay"]
+                    entry["peak_table_delta"] = peak["peak_total"] - peak["baseline_total"]
+                    # events: a tight watcher, mount and umount apart, 3 times
+                    ev_m, ev_u = [], []
+                    for _ in range(3):
+                        w = self.watcher(read=False)
+                        self.run(self.mount_argv(impl, strategy, n, target, up, wk))
+                        ev_m.append(self.stop(w)["wakeups"])
+                        w = self.watcher(read=False)
+                        self.run(self.umount_argv(impl, target))
+                        ev_u.append(self.stop(w)["wakeups"])
+                    entry["events_mount"] = ev_m
+                    entry["events_umount"] = ev_u
+                    # where the floor's kernel time goes, per phase
+                    if impl == "floor":
+                        phases = {}
+                        for _ in range(5):
+                            env = dict(os.environ, FLOOR_TIMINGS="1")
+                            for argv in (self.mount_argv(impl, strategy, n, target, up, wk),
+                                         self.umount_argv(impl, target)):
+                                rr = self.run(argv, env=env)
+                                for line in rr.stderr.splitlines():
+                                    if line.startswith("phases "):
+                                        for kv in line.split()[1:]:
+                                            k, v = kv.split("=")
+                                            phases.setdefault(k, []).append(int(v) / 1e6)
+                        entry["phases"] = {k: statistics.median(v) for k, v in phases.items()}
+                    left, recs = self.leftovers()
+                    if left or recs:
+                        raise SystemExit(f"bench: {key} left {left} {recs}")
+                    sec[key] = entry
+        self.results["sections"]["counts"] = sec
+
+    # ---------------------------------------------------------- section 3
+    def latency(self):
+        counts = self.results["sections"]["counts"]
+        sec = {}
+        for strategy in STRATEGIES:
+            for n in self.counts:
+                impls = [i for i in IMPLS if counts[f"{i}-{strategy}-{n}"]["ok"]]
+                if not impls:
+                    continue
+                log(f"latency {strategy} {n} layers ({', '.join(impls)})")
+                dirs = {i: self.dirs(f"{i}-{strategy}-{n}") for i in impls}
+                lines = []
+                for r in range(self.warmup + self.runs):
+                    for i in impls:
+                        target, up, wk = dirs[i]
+                        lines.append((f"{i}:mount:{r}", self.mount_argv(i, strategy, n, target, up, wk)))
+                        lines.append((f"{i}:umount:{r}", self.umount_argv(i, target)))
+                res = self.run_plan(lines)
+                for i in impls:
+                    mount = {int(l.split(":")[2]): (ms, st) for l, ms, st in res if l.startswith(i + ":mount:")}
+                    umount = {int(l.split(":")[2]): (ms, st) for l, ms, st in res if l.startswith(i + ":umount:")}
+                    keep = [r for r in range(self.warmup, self.warmup + self.runs)]
+                    failures = sum(1 for r in keep if mount[r][1] != 0 or umount[r][1] != 0)
+                    good = [r for r in keep if mount[r][1] == 0 and umount[r][1] == 0]
+                    sec[f"{i}-{strategy}-{n}"] = {
+                        "mount": summary([mount[r][0] for r in good]),
+                        "umount": summary([umount[r][0] for r in good]),
+                        "cycle": summary([mount[r][0] + umount[r][0] for r in good]),
+                        "failures": failures,
+                    }
+                    self.clean_config(dirs[i][0])
+                left, recs = self.leftovers()
+                if left or recs:
+                    raise SystemExit(f"bench: latency {strategy} {n} left {left} {recs}")
+        self.results["sections"]["latency"] = sec
+
+    # ------------------------------------------------- build variants
+    def variants(self):
+        """Detached, 50 layers: the tool and the floor as built, and both
+        built static with LTO, interleaved."""
+        if not (self.a.tool_static and self.a.floor_static):
+            return
+        n = 50 if 50 in self.counts else self.counts[-1]
+        bins = {"tool": self.tool, "tool-static": self.a.tool_static,
+                "floor": self.floor, "floor-static": self.a.floor_static}
+        log(f"build variants, detached {n} layers")
+        target, up, wk = self.dirs(f"variants-{n}")
+        lines = []
+        for r in range(self.warmup + self.runs):
+            for name, path in bins.items():
+                impl = "tool" if name.startswith("tool") else "floor"
+                argv = self.mount_argv(impl, "detached", n, target, up, wk)
+                argv[0] = path
+                lines.append((f"{name}:mount:{r}", argv))
+                lines.append((f"{name}:umount:{r}", [path] + self.umount_argv(impl, target)[1:]))
+                lines.append((f"{name}:start:{r}", [path, "--version" if impl == "tool" else "noop"]))
+        res = self.run_plan(lines)
+        out = {}
+        for name in bins:
+            get = lambda what: {int(l.split(":")[2]): (ms, st) for l, ms, st in res
+                                if l.startswith(f"{name}:{what}:") and int(l.split(":")[2]) >= self.warmup}
+            m, u, st = get("mount"), get("umount"), get("start")
+            good = [r for r in m if m[r][1] == 0 and u[r][1] == 0]
+            out[name] = {"mount": summary([m[r][0] for r in good]),
+                         "umount": summary([u[r][0] for r in good]),
+                         "cycle": summary([m[r][0] + u[r][0] for r in good]),
+                         "start": summary([v[0] for v in st.values()]),
+                         "failures": len(m) - len(good),
+                         "size": os.path.getsize(bins[name])}
+        self.clean_config(target)
+        self.results["sections"]["variants"] = {"layers": n, "builds": out}
+
+    # ---------------------------------------------------------- section 4
+    def scale(self):
+        sec = {"overlays": self.scale_n, "layers": self.scale_layers, "unrelated": self.unrelated}
+        fill = os.path.join(self.work, "unrelated")
+        os.makedirs(fill)
+        log(f"scale: mounting {self.unrelated} unrelated tmpfs")
+        t = time.perf_counter()
+        subprocess.run([self.kit, "fill", fill, str(self.unrelated)], check=True)
+        sec["fill_s"] = time.perf_counter() - t
+        sec["table_before"] = len(mountinfo())
+        layers = self.layers(self.scale_layers)
+        for strategy in STRATEGIES:
+            for impl in IMPLS:
+                key = f"{impl}-{strategy}"
+                log(f"scale {key}: {self.scale_n} x {self.scale_layers} layers")
+                targets = []
+                mounts, umounts = [], []
+                for k in range(self.scale_n):
+                    base = os.path.join(self.work, "scale", key, str(k))
+                    target, up, wk = (os.path.join(base, x) for x in ("m", "up", "wk"))
+                    for d in (target, up, wk):
+                        os.makedirs(d)
+                    targets.append(target)
+                    mounts.append((f"m{k}", self.mount_argv(impl, strategy, self.scale_layers,
+                                                            target, up, wk, layers)))
+                    umounts.append((f"u{k}", self.umount_argv(impl, target)))
+                entry = {}
+                for phase, plan in (("mount", mounts), ("umount", umounts)):
+                    before = len(mountinfo())
+                    wr, wc = self.watcher(read=True), self.watcher(read=False)
+                    res = self.run_plan(plan, mode="parallel")
+                    peak, events = self.stop(wr), self.stop(wc)
+                    table = mountinfo()
+                    per = [ms for l, ms, st in res if l != "WALL"]
+                    entry[phase] = {
+                        "wall_ms": [ms for l, ms, st in res if l == "WALL"][0],
+                        "failures": sum(1 for l, ms, st in res if l != "WALL" and st != 0),
+                        "statuses": sorted({st for l, ms, st in res if l != "WALL" and st != 0}),
+                        "per_op": summary(per),
+                        "events": events["wakeups"],
+                        "watcher_wakeups": peak["wakeups"],
+                        "watcher_read_ms": peak["read_ns"] / 1e6,
+                        "table_before": before,
+                        "peak_table": peak["peak_total"],
+                        "peak_idmapped": peak["peak_idmapped"],
+                        "overlays_after": sum(1 for m in table if fstype(m) == "overlay"),
+                        "idmapped_after": sum(1 for m in table if "idmapped" in m[5].split(",")),
+                        "table_after": len(table),
+                    }
+                left, recs = self.leftovers()
+                entry["left_mounts"] = len([m for m in mountinfo() if m[4].startswith(
+                    os.path.join(self.work, "scale", key) + "/")]) + len(left)
+                entry["left_records"] = len(recs)
+                # Whatever failed to unmount is ours: take it down, so the
+                # next run starts from the same table.
+                for target in targets:
+                    self.clean_config(target)
+                for m in mounted_under(os.path.join(self.state, "tmp")):
+                    self.run([self.floor, "umount", m[4]])
+                sec[key] = entry
+        log("scale: unmounting the unrelated tmpfs")
+        subprocess.run([self.kit, "unfill", fill, str(self.unrelated)], check=True)
+        self.results["sections"]["scale"] = sec
+
+    # ---------------------------------------------------------- section 5
+    def gc_available(self):
+        r = self.run([self.tool, "gc", "--help"])
+        i = self.run([self.tool, "inspect", "--help"])
+        return r.returncode == 0, i.returncode == 0
+
+    def gc(self):
+        has_gc, has_inspect = self.gc_available()
+        sec = {"records": self.gc_records, "leaks": self.gc_leaks, "gc": has_gc,
+               "inspect": has_inspect}
+        self.results["sections"]["gc"] = sec
+        if not (has_gc or has_inspect):
+            log("gc/inspect: not implemented yet; skipped")
+            return
+        # A nested private namespace: its 12,000 mounts vanish with it.
+        out = os.path.join(self.logdir, "gc.json")
+        argv = ["unshare", "-m", "--propagation", "private", sys.executable, __file__,
+                "--gc-child", out, "--work", self.work, "--tool", self.tool,
+                "--floor", self.floor, "--benchkit", self.kit, "--md", "-", "--svg", "-",
+                "--host-ns", os.readlink("/proc/self/ns/mnt")]
+        if self.quick:
+            argv.append("--quick")
+        log(f"gc/inspect: {self.gc_records} records, {self.gc_leaks} leaked temporary mounts")
+        r = subprocess.run(argv)
+        if r.returncode != 0 or not os.path.exists(out):
+            sec["error"] = f"the gc section failed (exit {r.returncode}); see the log above"
+        else:
+            with open(out) as f:
+                sec.update(json.load(f))
+        gstate = os.path.join(self.run_dir, "g")
+        if os.path.isdir(gstate) and not mounted_under(gstate):
+            shutil.rmtree(gstate)
+
+    def gc_child(self, out):
+        """Runs in its own private namespace (see gc())."""
+        self.check_namespace()
+        self.snap = os.path.join(self.work, "snapshots")
+        self.stderr = open(os.path.join(self.logdir, "children.stderr"), "a")
+        res = {}
+        gstate = os.path.join(self.work, "r", "g")
+        os.environ["IDMAP_OVERLAY_STATE_DIR"] = gstate
+        base = os.path.join(self.work, "gc")
+        targets = os.path.join(base, "t")
+        os.makedirs(targets)
+        snap = os.path.join(self.work, "snapshots")
+        l1, l2 = os.path.join(snap, "1", "fs"), os.path.join(snap, "2", "fs")
+        # A record template from the tool itself (common-dir, two layers).
+        tpl_target = os.path.join(base, "template")
+        os.makedirs(tpl_target)
+        r = self.run([self.tool, "mount", "--json", "--lowerdir", f"{l1}:{l2}", "--uidmap",
+                      MAP_TOOL, "--strategy", "common-dir", tpl_target])
+        if r.returncode != 0:
+            raise SystemExit(f"bench: template mount failed: {r.stderr}")
+        template = json.loads(r.stdout)
+        tid = template["id"]
+        has_lock = os.path.exists(os.path.join(gstate, "locks", f"{tid}.lock"))
+        self.run([self.tool, "umount", tpl_target]).check_returncode()
+        # The overlays, in-process, the way the tool makes them.
+        t = time.perf_counter()
+        pop = subprocess.run([self.kit, "populate", gstate, snap, "1/fs", "2/fs", targets,
+                              str(self.gc_records), str(self.gc_leaks)],
+                             stdout=subprocess.PIPE, text=True, check=True).stdout
+        res["populate_s"] = time.perf_counter() - t
+        created = template.get("created")
+        p = subprocess.Popen(["true"])  # a pid that is surely dead now
+        p.wait()
+        dead_pid = p.pid
+        for line in pop.splitlines():
+            rid, target, mid, umid = line.split("\t")
+            rec = dict(template)
+            rec.update({
+                "id": rid, "target": target, "state": "mounted", "strategy": "common-dir",
+                "lowerdirs": [l1, l2], "upperdir": None, "workdir": None,
+                "temp_mounts": [os.path.join(gstate, "tmp", rid, "0")],
+                "source": f"idmap-overlay:{rid}", "mount_id": int(mid),
+                "mount_id_unique": int(umid), "pid": dead_pid, "created": created,
+            })
+            with open(os.path.join(gstate, "mounts", f"{rid}.json"), "w") as f:
+                json.dump(rec, f, indent=2)
+                f.write("\n")
+            if has_lock:
+                open(os.path.join(gstate, "locks", f"{rid}.lock"), "w").close()
+        table = mountinfo()
+        res["table"] = len(table)
+        res["temp_before"] = len(mounted_under(os.path.join(gstate, "tmp")))
+
+        def timed(argv, repeat, budget_s=90):
+            times, last = [], None
+            for _ in range(repeat):
+                t = time.perf_counter()
+                last = self.run(argv, timeout=600)
+                times.append((time.perf_counter() - t) * 1e3)
+                if sum(times) > budget_s * 1e3:
+                    break
+            return {"ms": summary(times), "exit": last.returncode,
+                    "stdout_bytes": len(last.stdout),
+                    "stderr_tail": last.stderr.strip().splitlines()[-3:]}, last
+
+        if self.run([self.tool, "inspect", "--help"]).returncode == 0:
+            log("gc child: inspect --leaks")
+            res["inspect_leaks"], last = timed([self.tool, "inspect", "--leaks"], 5)
+            res["inspect_leaks_json"], last = timed([self.tool, "inspect", "--leaks", "--json"], 3)
+            try:
+                rep = json.loads(last.stdout)
+                res["inspect_leaks_json"]["top_keys"] = sorted(rep.keys())
+            except ValueError:
+                pass
+            res["inspect_all"], _ = timed([self.tool, "inspect"], 3)
+        if self.run([self.tool, "gc", "--help"]).returncode == 0:
+            log("gc child: gc --dry-run")
+            res["gc_dry"], _ = timed([self.tool, "gc", "--dry-run"], 5)
+            log("gc child: gc")
+            res["gc"], last = timed([self.tool, "gc", "--json"], 1)
+            try:
+                rep = json.loads(last.stdout)
+                res["gc"]["cleaned"] = len(rep.get("cleaned", []))
+                res["gc"]["failed"] = len(rep.get("failed", []))
+            except ValueError:
+                res["gc"]["cleaned"] = None
+            res["temp_after"] = len(mounted_under(os.path.join(gstate, "tmp")))
+            res["overlays_after"] = sum(1 for m in mountinfo() if m[4].startswith(targets + "/"))
+            res["records_after"] = len([x for x in os.listdir(os.path.join(gstate, "mounts"))
+                                        if x.endswith(".json")])
+            res["gc_again"], _ = timed([self.tool, "gc", "--dry-run"], 1)
+        # mount/umount with 10,000 records in the state directory
+        log("gc child: mount/umount with the records present")
+        tgt = os.path.join(base, "probe")
+        up, wk = os.path.join(base, "up"), os.path.join(base, "wk")
+        for d in (tgt, up, wk):
+            os.makedirs(d)
+        lines = []
+        for r in range(5):
+            lines.append((f"m:{r}", self.mount_argv("tool", "detached", 50, tgt, up, wk)))
+            lines.append((f"u:{r}", self.umount_argv("tool", tgt)))
+        resp = self.run_plan(lines)
+        res["mount_with_records"] = summary([ms for l, ms, st in resp if l.startswith("m:") and st == 0])
+        res["umount_with_records"] = summary([ms for l, ms, st in resp if l.startswith("u:") and st == 0])
+        res["mount_with_records_failures"] = sum(1 for l, ms, st in resp if st != 0)
+        with open(out, "w") as f:
+            json.dump(res, f)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--tool", required=True)
+    ap.add_argument("--floor", required=True)
+    ap.add_argument("--benchkit", required=True)
+    ap.add_argument("--md", required=True)
+    ap.add_argument("--svg", required=True)
+    ap.add_argument("--raw", help="also write the raw results as JSON here")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--runs", type=int)
+    ap.add_argument("--tool-desc", default="")
+    ap.add_argument("--max-wait", type=int, default=600,
+                    help="seconds to wait for an idle machine before starting (not in --quick)")
+    ap.add_argument("--tool-static", help="the tool built static with LTO (variants table)")
+    ap.add_argument("--floor-static", help="the floor built static with LTO")
+    ap.add_argument("--host-ns", help="the mount namespace run.sh started in (must differ)")
+    ap.add_argument("--gc-child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    b = Bench(args)
+    if args.gc_child:
+        b.gc_child(args.gc_child)
+        return
+    idle = wait_idle(0 if args.quick else args.max_wait)
+    started = time.time()
+    cpu0 = cpu_busy_s()
+    b.setup()
+    try:
+        b.results["env"] = {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "kernel": platform.release(),
+            "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                         if l.startswith("model name")), "?"),
+            "cpus": os.cpu_count(),
+            "tool": args.tool_desc,
+            "quick": args.quick,
+            "runs": b.runs,
+            "warmup": b.warmup,
+            "counts": b.counts,
+            "work_len": len(b.work),
+            "state_dir": b.state,
+            "fs_layers": fstype(max((m for m in mountinfo() if m[4] == "/" or b.work.startswith(
+                m[4] + "/")), key=lambda m: len(m[4]))),
+        }
+        b.results["env"]["loadavg_start"] = open("/proc/loadavg").read().split()[:3]
+        b.startup()
+        b.counts_and_events()
+        b.latency()
+        b.variants()
+        b.scale()
+        b.gc()
+        b.results["env"]["duration_s"] = time.time() - started
+        b.results["env"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+        cpu1 = cpu_busy_s()
+        wall = time.time() - started
+        b.results["env"]["busy_before"] = idle
+        b.results["env"]["other_cpu_share"] = max(0.0, ((cpu1[0] - cpu0[0]) - (cpu1[1] - cpu0[1]))
+                                                  / wall / os.cpu_count())
+    finally:
+        b.stderr.close()
+        subprocess.run(["umount", b.run_dir])
+    if args.raw:
+        with open(args.raw, "w") as f:
+            json.dump(b.results, f, indent=1)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import report
+    report.write(b.results, args.md, args.svg)
+    log(f"done in {time.time() - started:.0f}s: {args.md}, {args.svg}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+//! The raw-syscall floor of idmap-overlay's three strategies: only the kernel
+//! calls each strategy needs, no state, no locks, no records, no checks, no
+//! logging. One process per mount and one per umount, like the tool, so the
+//! benchmark can put the tool beside the floor of the same strategy.
+//!
+//! ```text
+//! floor noop
+//! floor mount STRATEGY TARGET TMPDIR COMMON UPPER WORK MAPLINE REL...
+//! floor umount TARGET
+//! ```
+//! STRATEGY is `detached`, `common-dir` or `per-layer`. COMMON is the
+//! directory the layers share (the tool computes the same one), REL the
+//! layers relative to it, top layer first (`.` is COMMON itself). MAPLINE is
+//! one `uid_map` line (`INSIDE OUTSIDE COUNT`), used for uids and gids.
+//! TMPDIR is where the attached strategies put their temporary mountpoints
+//! (made and removed here, like the tool's `<state>/tmp/<id>/N`).
+//!
+//! Exit 0 on success, 32 when a kernel call fails (mount(8)'s "mount
+//! failure"), 1 on bad arguments.
+
+use idmap_overlay_bench_floor::{Phases, check, die, idmapped_tree, userns};
+use rustix::fs::{CWD, Mode, OFlags, ResolveFlags, openat2};
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
+    fsconfig_create, fsconfig_set_fd, fsconfig_set_string, fsmount, fsopen, move_mount, unmount,
+};
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::process::exit;
+
+/// The kernel copies mount(2)'s data into one page and cuts it at 4095
+/// bytes; a longer `lowerdir=` would silently lose layers, so (like the tool
+/// and any correct program) the floor refuses it.
+const MAX_MOUNT_DATA: usize = 4095;
+
+fn join(dir: &str, rel: &str) -> String {
+    if rel == "." {
+        dir.to_string()
+    } else {
+        format!("{dir}/{rel}")
+    }
+}
+
+struct Spec<'a> {
+    target: &'a str,
+    tmpdir: &'a str,
+    common: &'a str,
+    upper: &'a str,
+    work: &'a str,
+    rels: &'a [String],
+}
+
+fn detached(spec: &Spec, ns: BorrowedFd<'_>, ph: &mut Phases) {
+    // The tree must stay open until FSCONFIG_CMD_CREATE has returned.
+    let tree = idmapped_tree(spec.common, ns);
+    ph.mark("tree");
+    let layers: Vec<OwnedFd> = spec
+        .rels
+        .iter()
+        .map(|rel| {
+            check(
+                "openat2(O_PATH, RESOLVE_BENEATH)",
+                openat2(
+                    tree.as_fd(),
+                    rel.as_str(),
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
+                ),
+            )
+        })
+        .collect();
+    ph.mark("open_layers");
+    let fs = check("fsopen", fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC));
+    check("fsconfig source", fsconfig_set_string(&fs, "source", "floor"));
+    for fd in &layers {
+        check("fsconfig lowerdir+", fsconfig_set_fd(&fs, "lowerdir+", fd));
+    }
+    check("fsconfig upperdir", fsconfig_set_string(&fs, "upperdir", spec.upper));
+    check("fsconfig workdir", fsconfig_set_string(&fs, "workdir", spec.work));
+    ph.mark("fsconfig");
+    check("fsconfig create", fsconfig_create(&fs));
+    ph.mark("create");
+    let mnt = check(
+        "fsmount",
+        fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty()),
+    );
+    ph.mark("fsmount");
+    check(
+        "move_mount",
+        move_mount(
+            &mnt,
+            "",
+            CWD,
+            spec.target,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        ),
+    );
+    ph.mark("move_mount");
+    drop(layers);
+    drop(tree);
+    drop(mnt);
+    drop(fs);
+    ph.mark("close");
+}
+
+/// common-dir (`per_layer == false`): one idmapped tree of COMMON attached
+/// at TMPDIR/0. per-layer: one per layer, at TMPDIR/0..N-1. Then mount(2)
+/// with `lowerdir=` naming paths inside them, then unmount them.
+fn attached(spec: &Spec, ns: BorrowedFd<'_>, per_layer: bool, ph: &mut Phases) {
+    let mut lowers = Vec::with_capacity(spec.rels.len());
+    let mut trees = Vec::new();
+    if per_layer {
+        for (i, rel) in spec.rels.iter().enumerate() {
+            trees.push((join(spec.common, rel), format!("{}/{i}", spec.tmpdir)));
+            lowers.push(format!("{}/{i}", spec.tmpdir));
+        }
+    } else {
+        let mountpoint = format!("{}/0", spec.tmpdir);
+        for rel in spec.rels {
+            lowers.push(join(&mountpoint, rel));
+        }
+        trees.push((spec.common.to_string(), mountpoint));
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        spec.upper,
+        spec.work
+    );
+    if data.len() > MAX_MOUNT_DATA {
+        die(
+            "mount(2) data",
+            format!(
+                "lowerdir= option string is {} bytes; the kernel takes one page ({MAX_MOUNT_DATA})",
+                data.len()
+            ),
+        );
+    }
+    let mode = Mode::from_raw_mode(0o700);
+    check(spec.tmpdir, rustix::fs::mkdir(spec.tmpdir, mode));
+    let mut mounted: Vec<&str> = Vec::new();
+    let mut failure = None;
+    for (dir, mountpoint) in &trees {
+        if let Err(e) = rustix::fs::mkdir(mountpoint.as_str(), mode) {
+            failure = Some(format!("mkdir {mountpoint}: {e}"));
+            break;
+        }
+        let tree = idmapped_tree(dir, ns);
+        if let Err(e) = move_mount(
+            &tree,
+            "",
+            CWD,
+            mountpoint.as_str(),
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        ) {
+            failure = Some(format!("move_mount {mountpoint}: {e}"));
+            break;
+        }
+        mounted.push(mountpoint);
+    }
+    ph.mark("attach_temps");
+    if failure.is_none() {
+        let data = CString::new(data).unwrap();
+        if let Err(e) = rustix::mount::mount(
+            "floor",
+            spec.target,
+            "overlay",
+            MountFlags::empty(),
+            data.as_c_str(),
+        ) {
+            failure = Some(format!("mount overlay: {e}"));
+        }
+        ph.mark("mount");
+    }
+    for mountpoint in mounted.iter().rev() {
+        if let Err(e) = unmount(*mountpoint, UnmountFlags::empty()) {
+            eprintln!("floor: umount2 {mountpoint}: {e}");
+            exit(32);
+        }
+    }
+    ph.mark("umount_temps");
+    for (_, mountpoint) in trees.iter().rev() {
+        let _ = rustix::fs::rmdir(mountpoint.as_str());
+    }
+    let _ = rustix::fs::rmdir(spec.tmpdir);
+    ph.mark("rmdir");
+    if let Some(f) = failure {
+        die("attached strategy", f);
+    }
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: floor noop | floor umount TARGET |\n       floor mount detached|common-dir|per-layer TARGET TMPDIR COMMON UPPER WORK MAPLINE REL..."
+    );
+    exit(1)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("noop") => {}
+        Some("umount") if args.len() == 2 => {
+            let mut ph = Phases::new();
+            check("umount2", unmount(args[1].as_str(), UnmountFlags::empty()));
+            ph.mark("umount2");
+        }
+        Some("mount") if args.len() >= 9 => {
+            let spec = Spec {
+                target: &args[2],
+                tmpdir: &args[3],
+                common: &args[4],
+                upper: &args[5],
+                work: &args[6],
+                rels: &args[8..],
+            };
+            let mut ph = Phases::new();
+            let ns = userns(&args[7]);
+            ph.mark("userns");
+            match args[1].as_str() {
+                "detached" => detached(&spec, ns.as_fd(), &mut ph),
+                "common-dir" => attached(&spec, ns.as_fd(), false, &mut ph),
+                "per-layer" => attached(&spec, ns.as_fd(), true, &mut ph),
+                _ => usage(),
+            }
+        }
+        _ => usage(),
+    }
+}
