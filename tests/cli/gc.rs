@@ -2,7 +2,6 @@ use crate::support::*;
 use serde_json::Value;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 const STRATEGIES: [&str; 3] = ["detached", "common-dir", "per-layer"];
 const MOUNT_POINTS: [&str; 8] = [
@@ -166,13 +165,7 @@ fn leaked_temp_mount(env: &Env) -> PathBuf {
 fn gc_retries_a_briefly_busy_temp_mount() {
     let env = Env::new();
     let temp = leaked_temp_mount(&env);
-    let mut holder = env
-        .ns
-        .command("sh")
-        .args(["-c", "cd \"$1\" && sleep 0.3", "sh", s(&temp)])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    let mut holder = hold_busy(&env, &temp, "0.3");
     let out = env.run(&["gc", "--timeout", "5s"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     holder.wait().unwrap();
@@ -183,13 +176,7 @@ fn gc_retries_a_briefly_busy_temp_mount() {
 fn gc_reports_a_temp_mount_busy_for_good() {
     let env = Env::new();
     let temp = leaked_temp_mount(&env);
-    let mut holder = env
-        .ns
-        .command("sh")
-        .args(["-c", "cd \"$1\" && exec sleep 60", "sh", s(&temp)])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    let mut holder = hold_busy(&env, &temp, "60");
     let out = env.run(&["gc", "--json", "--timeout", "300ms"]);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     let report = json(&out);

@@ -407,6 +407,32 @@ impl Paused {
     }
 }
 
+/// A process in `env`'s namespace whose working directory is `dir` for
+/// `seconds`, returned once it really is there (so the mount is busy).
+pub fn hold_busy(env: &Env, dir: &Path, seconds: &str) -> Child {
+    let holder = env
+        .ns
+        .command("sh")
+        .args([
+            "-c",
+            "cd \"$1\" && exec sleep \"$2\"",
+            "sh",
+            s(dir),
+            seconds,
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let cwd = format!("/proc/{}/cwd", holder.id());
+    for _ in 0..2000 {
+        if fs::read_link(&cwd).is_ok_and(|p| p == dir) {
+            return holder;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("the holder never entered {}", dir.display());
+}
+
 pub fn make_private_dir(path: &Path) {
     fs::create_dir_all(path).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(0o700)).unwrap();

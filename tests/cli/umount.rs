@@ -1,5 +1,4 @@
 use crate::support::*;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -73,17 +72,11 @@ fn never_unmounts_a_foreign_mount() {
 fn busy_briefly_succeeds_by_retrying() {
     let env = Env::new();
     let (target, _) = env.mounted();
-    let mut holder = env
-        .ns
-        .command("sh")
-        .args(["-c", "cd \"$1\" && sleep 0.3", "sh", s(&target)])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    let mut holder = hold_busy(&env, &target, "0.3");
     let started = Instant::now();
     env.ok(&["umount", "--timeout", "5s", s(&target)]);
     assert!(
-        started.elapsed() >= Duration::from_millis(100),
+        started.elapsed() >= Duration::from_millis(50),
         "it was not busy at all"
     );
     holder.wait().unwrap();
@@ -94,14 +87,7 @@ fn busy_briefly_succeeds_by_retrying() {
 fn busy_for_good_names_the_holder() {
     let env = Env::new();
     let (target, id) = env.mounted();
-    let mut holder = env
-        .ns
-        .command("sh")
-        .args(["-c", "cd \"$1\" && exec sleep 60", "sh", s(&target)])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    let mut holder = hold_busy(&env, &target, "60");
     let out = env.run(&["umount", "--timeout", "200ms", s(&target)]);
     assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
     let msg = stderr(&out);
