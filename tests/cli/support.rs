@@ -430,6 +430,8 @@ pub fn hold_busy(env: &Env, dir: &Path, seconds: &str) -> Child {
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
+    let _ = holder.kill();
+    let _ = holder.wait();
     panic!("the holder never entered {}", dir.display());
 }
 
