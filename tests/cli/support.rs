@@ -410,7 +410,7 @@ impl Paused {
 /// A process in `env`'s namespace whose working directory is `dir` for
 /// `seconds`, returned once it really is there (so the mount is busy).
 pub fn hold_busy(env: &Env, dir: &Path, seconds: &str) -> Child {
-    let holder = env
+    let mut holder = env
         .ns
         .command("sh")
         .args([
