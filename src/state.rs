@@ -313,6 +313,11 @@ impl StateDir {
         for path in names {
             match Self::read_record_file(&path) {
                 Ok(record) => good.push(record),
+                // Removed since the listing (an umount finished meanwhile:
+                // it does not take the global lock): gone, not bad.
+                Err(_)
+                    if fs::symlink_metadata(&path)
+                        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) => {}
                 Err(problem) => bad.push(BadRecord { path, problem }),
             }
         }

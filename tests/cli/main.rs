@@ -8,6 +8,7 @@ mod gc;
 mod helper;
 mod hostile;
 mod inspect;
+mod load;
 mod mount;
 mod privacy;
 mod signals;
