@@ -1,6 +1,7 @@
 //! What the running kernel can do, found by really doing it (a kernel
 //! version says nothing about backports or the filesystem), cached per boot.
 
+use crate::exit::{Code, Coded};
 use crate::state::StateDir;
 use crate::sys;
 use anyhow::{Context, Result};
@@ -56,9 +57,14 @@ pub fn cached_or_probe(state: &StateDir) -> Result<Features> {
     }
     let found = probe(state)?;
     let temp = state.root.join(".features.json.tmp");
-    std::fs::write(&temp, serde_json::to_string_pretty(&found)? + "\n")
-        .and_then(|()| std::fs::rename(&temp, &cache))
-        .with_context(|| format!("writing {}", cache.display()))?;
+    let written = std::fs::write(&temp, serde_json::to_string_pretty(&found)? + "\n")
+        .and_then(|()| std::fs::rename(&temp, &cache));
+    if written.is_err() {
+        // A full or read-only state filesystem: a state problem (exit 16),
+        // and no half-written temp file left behind.
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.code(Code::State, || format!("writing {}", cache.display()))?;
     Ok(found)
 }
 

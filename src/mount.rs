@@ -245,7 +245,12 @@ fn claim(state: &StateDir, record: &Record, timeout: Duration) -> Result<RecordL
     let lock = state
         .try_lock_record(&record.id)?
         .ok_or_else(|| usage(format!("id {} is in use by a running operation", record.id)))?;
-    state.write_record(record)?;
+    if let Err(e) = state.write_record(record) {
+        // A full or read-only state filesystem: leave no lock file behind
+        // (the RecordGuard that would remove it is not armed yet).
+        state.remove_lock(&record.id);
+        return Err(e);
+    }
     Ok(lock)
 }
 

@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod faults;
 mod gc;
 mod helper;
 mod hostile;
