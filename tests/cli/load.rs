@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -106,7 +106,7 @@ fn cycle(
     env: &Env,
     i: usize,
     lowerdir: &str,
-    target: &PathBuf,
+    target: &Path,
     writable: &Option<(PathBuf, PathBuf)>,
 ) -> Result<(), String> {
     let strategy = STRATEGIES[i % STRATEGIES.len()];
@@ -148,7 +148,11 @@ fn cycle(
             return Err(format!("{id}: the write did not reach upperdir"));
         }
     }
-    let by = if i % 2 == 0 { id.as_str() } else { s(target) };
+    let by = if i.is_multiple_of(2) {
+        id.as_str()
+    } else {
+        s(target)
+    };
     let out = env.run(&["umount", by]);
     if !out.status.success() {
         return Err(format!(

@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod faults;
+mod filesystems;
 mod gc;
 mod helper;
 mod hostile;

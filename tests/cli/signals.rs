@@ -30,6 +30,14 @@ struct Stopped {
     rest: BufReader<ChildStderr>,
 }
 
+/// A tool left paused by a failed assertion is killed and reaped.
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Stopped {
     /// Runs the tool paused at `point`; `None` if it never got there.
     fn start(env: &Env, point: &str, args: &[&str]) -> Option<Stopped> {
@@ -41,17 +49,22 @@ impl Stopped {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut rest = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
+        let rest = BufReader::new(child.stderr.take().unwrap());
+        // Owned by `Stopped` from here: its Drop reaps it on every path.
+        let mut stopped = Stopped {
+            child,
+            line: String::new(),
+            rest,
+        };
         loop {
-            line.clear();
-            if rest.read_line(&mut line).unwrap() == 0 {
-                let status = child.wait().unwrap();
+            stopped.line.clear();
+            if stopped.rest.read_line(&mut stopped.line).unwrap() == 0 {
+                let status = stopped.child.wait().unwrap();
                 assert!(status.success(), "{point}: failed before reaching it");
                 return None;
             }
-            if line.starts_with("testpoint ") {
-                return Some(Stopped { child, line, rest });
+            if stopped.line.starts_with("testpoint ") {
+                return Some(stopped);
             }
         }
     }
