@@ -121,19 +121,18 @@ fn man_pages_render_without_warnings() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    if have("man") {
-        let out = Command::new("man")
-            .args(["--warnings", "-l"])
-            .arg(&page)
-            .env("MANWIDTH", "80")
-            .env("MANPAGER", "cat")
-            .env("LC_ALL", "C.UTF-8")
-            .output()
-            .unwrap();
-        assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
-        let shown = String::from_utf8_lossy(&out.stdout);
-        assert!(shown.contains("EXIT STATUS") && shown.contains("mount_setattr(2)"));
-    }
+    assert!(have("man"), "man is not installed (Debian: man-db)");
+    let out = Command::new("man")
+        .args(["--warnings", "-l"])
+        .arg(&page)
+        .env("MANWIDTH", "80")
+        .env("MANPAGER", "cat")
+        .env("LC_ALL", "C.UTF-8")
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("EXIT STATUS") && shown.contains("mount_setattr(2)"));
 }
 
 /// A state directory with two records, one target holding a space.
