@@ -7,7 +7,8 @@ use crate::mountinfo::MountEntry;
 use crate::state::{BadRecord, Record, RecordState, source_tag};
 use crate::umount::is_our_overlay;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::OnceCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Everything `classify` looks at, gathered under the state directory's
@@ -34,6 +35,11 @@ pub struct Snapshot {
     pub first_seen: BTreeMap<String, u64>,
     pub now: u64,
     pub min_age: u64,
+    /// Caches, built on first use (leave them default) so each record is
+    /// judged without rescanning the
+    /// whole table (records x mounts was 13 s for 10,000 records).
+    pub(crate) temp_index: OnceCell<BTreeMap<String, Vec<usize>>>,
+    pub(crate) overlay_index: OnceCell<HashMap<String, Vec<usize>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -64,6 +70,11 @@ pub enum Kind {
 pub enum Action {
     /// Tear down the record `id` (overlay if ours, temp mounts, dirs, record).
     Teardown {
+        id: String,
+    },
+    /// Unmount and remove only the temporary mounts and directories of `id`,
+    /// whose overlay is mounted and healthy: it and its record stay.
+    RemoveTemps {
         id: String,
     },
     /// Unmount the mount `mount_id` at the finding's path.
@@ -131,18 +142,45 @@ impl Snapshot {
 
     /// Temporary mounts of `id` still attached, deepest first.
     fn temp_mounts_of(&self, id: &str) -> Vec<&MountEntry> {
-        let root = self.temp_root().join(id);
-        let mut found: Vec<&MountEntry> = self
-            .table
-            .iter()
-            .filter(|m| m.mount_point.starts_with(&root))
-            .collect();
-        found.sort_by_key(|m| std::cmp::Reverse(m.mount_point.components().count()));
-        found
+        let index = self.temp_index.get_or_init(|| {
+            let root = self.temp_root();
+            let mut index: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for (i, m) in self.table.iter().enumerate() {
+                if let Some(id) = id_under(&root, &m.mount_point) {
+                    index.entry(id).or_default().push(i);
+                }
+            }
+            for list in index.values_mut() {
+                list.sort_by_key(|i| {
+                    std::cmp::Reverse(self.table[*i].mount_point.components().count())
+                });
+            }
+            index
+        });
+        index
+            .get(id)
+            .map(|list| list.iter().map(|i| &self.table[*i]).collect())
+            .unwrap_or_default()
+    }
+
+    /// Is the overlay of `record` in the table (source tag, place, mount id)?
+    fn overlay_mounted(&self, record: &Record) -> bool {
+        let index = self.overlay_index.get_or_init(|| {
+            let mut index: HashMap<String, Vec<usize>> = HashMap::new();
+            for (i, m) in self.table.iter().enumerate() {
+                if m.fs_type == "overlay" {
+                    index.entry(m.source.clone()).or_default().push(i);
+                }
+            }
+            index
+        });
+        index
+            .get(&record.source)
+            .is_some_and(|list| list.iter().any(|i| is_our_overlay(&self.table[*i], record)))
     }
 
     pub fn health(&self, record: &Record) -> Health {
-        let mounted = self.table.iter().any(|m| is_our_overlay(m, record));
+        let mounted = self.overlay_mounted(record);
         let owner_alive = self.in_flight.contains(&record.id);
         let temp_mounts_present: Vec<PathBuf> = self
             .temp_mounts_of(&record.id)
@@ -208,14 +246,17 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
         } else {
             record.target.clone()
         };
+        let id = record.id.clone();
         findings.push(Finding {
             kind,
             path,
-            id: Some(record.id.clone()),
+            id: Some(id.clone()),
             mount_id: record.mount_id,
             why,
-            action: Action::Teardown {
-                id: record.id.clone(),
+            action: if kind == Kind::TempMount {
+                Action::RemoveTemps { id }
+            } else {
+                Action::Teardown { id }
             },
         });
     }

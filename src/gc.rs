@@ -6,7 +6,7 @@ use crate::exit::Code;
 use crate::findings::{self, Action, Finding, Kind, Snapshot};
 use crate::mountinfo;
 use crate::state::{RecordLock, StateDir};
-use crate::umount::teardown;
+use crate::umount::{remove_temp_leftovers, teardown};
 use crate::unmount::{describe_holders, holders, retry_unmount};
 use anyhow::Result;
 use nix::errno::Errno;
@@ -125,6 +125,7 @@ pub fn gather(
             first_seen,
             now,
             min_age: min_age.as_secs(),
+            ..Default::default()
         },
         locks,
     })
@@ -209,15 +210,19 @@ fn remove_temp_dir(path: &Path) -> std::io::Result<()> {
 
 /// Unmounts a mount found in the snapshot, after checking the same mount
 /// (by id) is still at that place.
-fn unmount_checked(path: &Path, mount_id: u64, timeout: Duration) -> Result<(), String> {
-    let table = mountinfo::read().map_err(|e| format!("{e:#}"))?;
+fn unmount_checked(
+    path: &Path,
+    mount_id: u64,
+    table: &[mountinfo::MountEntry],
+    timeout: Duration,
+) -> Result<(), String> {
     if !table
         .iter()
         .any(|m| m.id == mount_id && m.mount_point == path)
     {
         return Ok(()); // already gone
     }
-    if mountinfo::top_at(&table, path).map(|m| m.id) != Some(mount_id) {
+    if mountinfo::top_at(table, path).map(|m| m.id) != Some(mount_id) {
         return Err("another mount is stacked on it".into());
     }
     match retry_unmount(path, timeout) {
@@ -238,6 +243,7 @@ pub fn collect(
     timeout: Duration,
 ) -> Result<Report> {
     let findings = findings::classify(&gathered.snapshot);
+    let table = &gathered.snapshot.table;
     let mut report = Report {
         version: 1,
         dry_run,
@@ -259,13 +265,31 @@ pub fn collect(
             continue;
         }
         let result: Result<(), String> = match &finding.action {
+            // We hold the lock of every id we act on, so what the snapshot
+            // says of our own mounts still holds: no need to re-read the
+            // table (12,000 lines) for each of thousands of leaks.
             Action::Teardown { id } => match StateDir::read_record_file(&state.record_path(id)) {
                 Ok(mut record) => {
-                    teardown(state, &mut record, timeout).map_err(|e| format!("{e:#}"))
+                    teardown(state, &mut record, table, timeout).map_err(|e| format!("{e:#}"))
                 }
                 Err(problem) => Err(format!("record {problem}")),
             },
-            Action::Unmount { mount_id } => unmount_checked(&finding.path, *mount_id, timeout),
+            Action::RemoveTemps { id } => {
+                let problems = remove_temp_leftovers(state, id, table, timeout);
+                if problems.is_empty() {
+                    Ok(())
+                } else {
+                    Err(problems.join("; "))
+                }
+            }
+            Action::Unmount { mount_id } if finding.kind == Kind::TempMount => {
+                unmount_checked(&finding.path, *mount_id, table, timeout)
+            }
+            // Other programs' mounts change under us: look again first.
+            Action::Unmount { mount_id } => match mountinfo::read() {
+                Ok(now) => unmount_checked(&finding.path, *mount_id, &now, timeout),
+                Err(e) => Err(format!("{e:#}")),
+            },
             Action::RemoveDir => remove_temp_dir(&finding.path).map_err(|e| e.to_string()),
             Action::RemoveFile => match std::fs::remove_file(&finding.path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),

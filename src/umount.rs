@@ -102,8 +102,12 @@ fn remove_dir_if_present(path: &Path, problems: &mut Vec<String>) {
 /// Unmounts the overlay of a locked record (if it is still there) and
 /// everything temporary, then deletes the record. On failure the record is
 /// left in place (back to `mounted` if the overlay stays busy).
-pub fn teardown(state: &StateDir, record: &mut Record, timeout: Duration) -> Result<()> {
-    let table = mountinfo::read()?;
+pub fn teardown(
+    state: &StateDir,
+    record: &mut Record,
+    table: &[MountEntry],
+    timeout: Duration,
+) -> Result<()> {
     let mut late_signal = None;
     let ours = table.iter().find(|m| is_our_overlay(m, record));
     log::debug!(
@@ -116,7 +120,7 @@ pub fn teardown(state: &StateDir, record: &mut Record, timeout: Duration) -> Res
     );
     match ours {
         Some(entry) => {
-            let top = mountinfo::top_at(&table, &record.target);
+            let top = mountinfo::top_at(table, &record.target);
             if top.map(|t| t.id) != Some(entry.id) {
                 return Err(fail(
                     Code::Mount,
@@ -194,7 +198,7 @@ pub fn teardown(state: &StateDir, record: &mut Record, timeout: Duration) -> Res
         ),
         None => {}
     }
-    let problems = remove_temp_leftovers(state, &record.id, &table, timeout);
+    let problems = remove_temp_leftovers(state, &record.id, table, timeout);
     if !problems.is_empty() {
         return Err(fail(Code::Mount, problems.join("; ")));
     }
@@ -240,12 +244,12 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration) -> Result<()> {
     if !by_path {
         state::check_id(arg).map_err(|e| fail(Code::Usage, e))?;
     }
-    let matches = |r: &Record| match &path {
-        Some(p) => r.target == *p,
-        None => r.id == arg,
+    // By id, the record is one file; by target, the records are searched.
+    let found = match &path {
+        None => StateDir::read_record_file(&state.record_path(arg)).ok(),
+        Some(p) => state.records()?.0.into_iter().find(|r| r.target == *p),
     };
-    let (records, _) = state.records()?;
-    let Some(record) = records.into_iter().find(|r| matches(r)) else {
+    let Some(record) = found else {
         return umount_untracked(arg, path.as_deref(), timeout);
     };
     let _lock = lock_record(state, &record, timeout)?;
@@ -261,8 +265,9 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration) -> Result<()> {
             return Ok(());
         }
     };
-    refuse_foreign_at_target(&record)?;
-    teardown(state, &mut record, timeout)
+    let table = mountinfo::read()?;
+    refuse_foreign_at_target(&record, &table)?;
+    teardown(state, &mut record, &table, timeout)
 }
 
 /// `umount` was asked for a target, and the record's overlay is not there:
@@ -271,8 +276,7 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration) -> Result<()> {
 /// overlay "already unmounted" and drop the record. Nothing is unmounted.
 /// `gc` still drops such a stale record: it never unmounts anything but
 /// what `is_our_overlay` proves ours.
-fn refuse_foreign_at_target(record: &Record) -> Result<()> {
-    let table = mountinfo::read()?;
+fn refuse_foreign_at_target(record: &Record, table: &[MountEntry]) -> Result<()> {
     if table.iter().any(|m| is_our_overlay(m, record)) {
         return Ok(());
     }
@@ -289,7 +293,7 @@ fn refuse_foreign_at_target(record: &Record) -> Result<()> {
             ),
         ));
     }
-    if let Some(other) = mountinfo::top_at(&table, &record.target) {
+    if let Some(other) = mountinfo::top_at(table, &record.target) {
         return Err(fail(
             Code::Mount,
             format!(

@@ -332,3 +332,37 @@ fn corrupt_records_are_reported_and_left_alone() {
         "gc must not delete what it cannot read"
     );
 }
+
+/// A temporary mount that stayed busy while `mount` finished leaves a
+/// healthy overlay and a leaked temp mount: gc removes the temp mount only.
+#[test]
+fn gc_keeps_a_healthy_overlay_whose_temp_mount_leaked() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let args = mount_args_with("common-dir", &layers, &target, &["--timeout", "100ms"]);
+    let paused = Paused::start(&env, "overlay-mounted:pause", &args);
+    let temp = env.our_mounts().into_iter().find(|m| m.idmapped()).unwrap();
+    let mut holder = hold_busy(&env, &temp.mount_point, "60");
+    assert!(paused.resume().success());
+
+    let found = leaks(&env);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["kind"], "temp-mount");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let out = env.run(&["gc", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // The overlay and its record are untouched and healthy.
+    assert!(env.ns.mountinfo().iter().all(|m| !m.idmapped()));
+    assert_eq!(env.state_files("tmp"), Vec::<String>::new());
+    assert_eq!(env.our_mounts().len(), 1);
+    let view = &json(&env.run(&["inspect", "--json"]))["mounts"][0];
+    assert_eq!(view["state"], "mounted");
+    assert_eq!(view["health"]["mounted"], true);
+    assert_eq!(view["health"]["leaked"], false);
+    assert_eq!(env.read(&target.join("shared")), "0\n");
+    env.ok(&["umount", s(&target)]);
+    env.assert_clean();
+}
