@@ -275,19 +275,11 @@ impl StateDir {
         if text.trim().is_empty() {
             return Err("is empty".into());
         }
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("is not valid JSON ({e})"))?;
-        match value.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v == u64::from(RECORD_VERSION) => {}
-            Some(v) => {
-                return Err(format!(
-                    "has version {v}; this idmap-overlay understands version {RECORD_VERSION}"
-                ));
-            }
-            None => return Err("has no version".into()),
-        }
-        let record: Record =
-            serde_json::from_value(value).map_err(|e| format!("is not a valid record ({e})"))?;
+        // The common case in one pass; the slow path only to say what is wrong.
+        let record = match serde_json::from_str::<Record>(&text) {
+            Ok(record) if record.version == RECORD_VERSION => record,
+            _ => return Err(Self::why_unreadable(&text)),
+        };
         let expected = path.file_stem().and_then(|s| s.to_str());
         if expected != Some(record.id.as_str()) {
             return Err(format!(
@@ -296,6 +288,27 @@ impl StateDir {
             ));
         }
         Ok(record)
+    }
+
+    /// Why a record's text is not a record of ours.
+    fn why_unreadable(text: &str) -> String {
+        let value: serde_json::Value = match serde_json::from_str(text) {
+            Ok(value) => value,
+            Err(e) => return format!("is not valid JSON ({e})"),
+        };
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(v) if v == u64::from(RECORD_VERSION) => {}
+            Some(v) => {
+                return format!(
+                    "has version {v}; this idmap-overlay understands version {RECORD_VERSION}"
+                );
+            }
+            None => return "has no version".into(),
+        }
+        match serde_json::from_value::<Record>(value) {
+            Err(e) => format!("is not a valid record ({e})"),
+            Ok(_) => "is not a valid record".into(),
+        }
     }
 
     /// Every record, plus the files under `mounts/` that are not usable
