@@ -110,13 +110,14 @@ class Bench:
             self.gc_records, self.gc_leaks = 1000, 200
         else:
             self.counts = [1, 10, 50, 100, 500]
-            self.runs = args.runs or 40
+            self.runs = args.runs or 60
             self.warmup = 3
             self.scale_n, self.scale_layers, self.unrelated = 100, 50, 2000
             self.gc_records, self.gc_leaks = 10000, 2000
         self.tool, self.floor, self.kit = args.tool, args.floor, args.benchkit
         self.results = {"sections": {}}
         self.seq = 0
+        self.other_shares, self.retries = [], 0
         self.logdir = os.path.join(self.work, "log")
 
     # ----------------------------------------------------------------- setup
@@ -204,6 +205,26 @@ class Bench:
             res.append((label, int(ns) / 1e6, int(status)))
         return res
 
+    def quiet_plan(self, lines, what):
+        """run_plan, redone (after waiting for the machine to calm down) when
+        other processes took more than 15% of the CPU (and 0.2 CPU-seconds)
+        while it ran: timing runs share the machine with whatever else is on
+        it. Kernel threads finishing our own unmounts count as others too."""
+        for attempt in range(3):
+            t0, (b0, o0) = time.time(), cpu_busy_s()
+            res = self.run_plan(lines)
+            wall = time.time() - t0
+            b1, o1 = cpu_busy_s()
+            other_s = max(0.0, (b1 - b0) - (o1 - o0))
+            other = other_s / wall / os.cpu_count()
+            if other <= 0.15 or other_s < 0.2 or attempt == 2:
+                break
+            log(f"{what}: other processes took {other:.0%} of the CPU; measuring again")
+            wait_idle(120)
+        self.other_shares.append(other)
+        self.retries += attempt
+        return res
+
     def watcher(self, read):
         argv = [self.kit, "watch"] + (["--read"] if read else [])
         p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -255,7 +276,7 @@ class Bench:
             lines += [(f"floor:{r}", [self.floor, "noop"]),
                       (f"tool:{r}", [self.tool, "--version"]),
                       (f"true:{r}", ["/bin/true"])]
-        res = self.run_plan(lines)
+        res = self.quiet_plan(lines, "process start")
         out = {}
         for who in ("floor", "tool", "true"):
             v = [ms for l, ms, st in res if l.startswith(who + ":") and int(l.split(":")[1]) >= self.warmup]
@@ -307,7 +328,7 @@ class Bench:
                     # where the floor's kernel time goes, per phase
                     if impl == "floor":
                         phases = {}
-                        for _ in range(5):
+                        for _ in range(15):
                             env = dict(os.environ, FLOOR_TIMINGS="1")
                             for argv in (self.mount_argv(impl, strategy, n, target, up, wk),
                                          self.umount_argv(impl, target)):
@@ -341,7 +362,7 @@ class Bench:
                         target, up, wk = dirs[i]
                         lines.append((f"{i}:mount:{r}", self.mount_argv(i, strategy, n, target, up, wk)))
                         lines.append((f"{i}:umount:{r}", self.umount_argv(i, target)))
-                res = self.run_plan(lines)
+                res = self.quiet_plan(lines, f"latency {strategy} {n}")
                 for i in impls:
                     mount = {int(l.split(":")[2]): (ms, st) for l, ms, st in res if l.startswith(i + ":mount:")}
                     umount = {int(l.split(":")[2]): (ms, st) for l, ms, st in res if l.startswith(i + ":umount:")}
@@ -380,7 +401,7 @@ class Bench:
                 lines.append((f"{name}:mount:{r}", argv))
                 lines.append((f"{name}:umount:{r}", [path] + self.umount_argv(impl, target)[1:]))
                 lines.append((f"{name}:start:{r}", [path, "--version" if impl == "tool" else "noop"]))
-        res = self.run_plan(lines)
+        res = self.quiet_plan(lines, "build variants")
         out = {}
         for name in bins:
             get = lambda what: {int(l.split(":")[2]): (ms, st) for l, ms, st in res
@@ -546,7 +567,7 @@ class Bench:
         res["table"] = len(table)
         res["temp_before"] = len(mounted_under(os.path.join(gstate, "tmp")))
 
-        def timed(argv, repeat, budget_s=90):
+        def timed(argv, repeat, budget_s=40):
             times, last = [], None
             for _ in range(repeat):
                 t = time.perf_counter()
@@ -659,6 +680,8 @@ def main():
         cpu1 = cpu_busy_s()
         wall = time.time() - started
         b.results["env"]["busy_before"] = idle
+        b.results["env"]["timed_other_max"] = max(b.other_shares or [0])
+        b.results["env"]["timed_retries"] = b.retries
         b.results["env"]["other_cpu_share"] = max(0.0, ((cpu1[0] - cpu0[0]) - (cpu1[1] - cpu0[1]))
                                                   / wall / os.cpu_count())
     finally:

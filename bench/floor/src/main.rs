@@ -106,21 +106,24 @@ fn detached(spec: &Spec, ns: BorrowedFd<'_>, ph: &mut Phases) {
 
 /// common-dir (`per_layer == false`): one idmapped tree of COMMON attached
 /// at TMPDIR/0. per-layer: one per layer, at TMPDIR/0..N-1. Then mount(2)
-/// with `lowerdir=` naming paths inside them, then unmount them.
+/// with `lowerdir=` naming paths inside them (relative to TMPDIR, from
+/// inside it), then unmount them.
 fn attached(spec: &Spec, ns: BorrowedFd<'_>, per_layer: bool, ph: &mut Phases) {
+    // Layers are named relative to TMPDIR and mount(2) is called from
+    // inside it (containerd's chdir trick, which the tool uses too): `0/3/fs`
+    // rather than a full path per layer.
     let mut lowers = Vec::with_capacity(spec.rels.len());
     let mut trees = Vec::new();
     if per_layer {
         for (i, rel) in spec.rels.iter().enumerate() {
             trees.push((join(spec.common, rel), format!("{}/{i}", spec.tmpdir)));
-            lowers.push(format!("{}/{i}", spec.tmpdir));
+            lowers.push(i.to_string());
         }
     } else {
-        let mountpoint = format!("{}/0", spec.tmpdir);
         for rel in spec.rels {
-            lowers.push(join(&mountpoint, rel));
+            lowers.push(join("0", rel));
         }
-        trees.push((spec.common.to_string(), mountpoint));
+        trees.push((spec.common.to_string(), format!("{}/0", spec.tmpdir)));
     }
     let data = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -162,14 +165,19 @@ fn attached(spec: &Spec, ns: BorrowedFd<'_>, per_layer: bool, ph: &mut Phases) {
     ph.mark("attach_temps");
     if failure.is_none() {
         let data = CString::new(data).unwrap();
-        if let Err(e) = rustix::mount::mount(
-            "floor",
-            spec.target,
-            "overlay",
-            MountFlags::empty(),
-            data.as_c_str(),
-        ) {
-            failure = Some(format!("mount overlay: {e}"));
+        if let Err(e) = rustix::process::chdir(spec.tmpdir) {
+            failure = Some(format!("chdir {}: {e}", spec.tmpdir));
+        } else {
+            if let Err(e) = rustix::mount::mount(
+                "floor",
+                spec.target,
+                "overlay",
+                MountFlags::empty(),
+                data.as_c_str(),
+            ) {
+                failure = Some(format!("mount overlay: {e}"));
+            }
+            let _ = rustix::process::chdir("/");
         }
         ph.mark("mount");
     }
