@@ -347,38 +347,42 @@ class Bench:
 
     # ---------------------------------------------------------- section 3
     def latency(self):
+        """One batch per layer count, every strategy and both programs
+        interleaved in it (tool mount, tool umount, floor mount, floor
+        umount, next strategy, ...), so that strategies are compared under
+        the same conditions as tool and floor are."""
         counts = self.results["sections"]["counts"]
         sec = {}
-        for strategy in STRATEGIES:
-            for n in self.counts:
-                impls = [i for i in IMPLS if counts[f"{i}-{strategy}-{n}"]["ok"]]
-                if not impls:
-                    continue
-                log(f"latency {strategy} {n} layers ({', '.join(impls)})")
-                dirs = {i: self.dirs(f"{i}-{strategy}-{n}") for i in impls}
-                lines = []
-                for r in range(self.warmup + self.runs):
-                    for i in impls:
-                        target, up, wk = dirs[i]
-                        lines.append((f"{i}:mount:{r}", self.mount_argv(i, strategy, n, target, up, wk)))
-                        lines.append((f"{i}:umount:{r}", self.umount_argv(i, target)))
-                res = self.quiet_plan(lines, f"latency {strategy} {n}")
-                for i in impls:
-                    mount = {int(l.split(":")[2]): (ms, st) for l, ms, st in res if l.startswith(i + ":mount:")}
-                    umount = {int(l.split(":")[2]): (ms, st) for l, ms, st in res if l.startswith(i + ":umount:")}
-                    keep = [r for r in range(self.warmup, self.warmup + self.runs)]
-                    failures = sum(1 for r in keep if mount[r][1] != 0 or umount[r][1] != 0)
-                    good = [r for r in keep if mount[r][1] == 0 and umount[r][1] == 0]
-                    sec[f"{i}-{strategy}-{n}"] = {
-                        "mount": summary([mount[r][0] for r in good]),
-                        "umount": summary([umount[r][0] for r in good]),
-                        "cycle": summary([mount[r][0] + umount[r][0] for r in good]),
-                        "failures": failures,
-                    }
-                    self.clean_config(dirs[i][0])
-                left, recs = self.leftovers()
-                if left or recs:
-                    raise SystemExit(f"bench: latency {strategy} {n} left {left} {recs}")
+        for n in self.counts:
+            cells = [(s, i) for s in STRATEGIES for i in IMPLS if counts[f"{i}-{s}-{n}"]["ok"]]
+            if not cells:
+                continue
+            log(f"latency {n} layers: {', '.join(f'{i} {s}' for s, i in cells)}")
+            dirs = {c: self.dirs(f"{c[1]}-{c[0]}-{n}") for c in cells}
+            lines = []
+            for r in range(self.warmup + self.runs):
+                for (s, i) in cells:
+                    target, up, wk = dirs[(s, i)]
+                    lines.append((f"{i}:{s}:mount:{r}", self.mount_argv(i, s, n, target, up, wk)))
+                    lines.append((f"{i}:{s}:umount:{r}", self.umount_argv(i, target)))
+            res = self.quiet_plan(lines, f"latency {n} layers")
+            for (s, i) in cells:
+                def get(phase):
+                    return {int(l.rsplit(":", 1)[1]): (ms, st) for l, ms, st in res
+                            if l.startswith(f"{i}:{s}:{phase}:")}
+                mount, umount = get("mount"), get("umount")
+                keep = range(self.warmup, self.warmup + self.runs)
+                good = [r for r in keep if mount[r][1] == 0 and umount[r][1] == 0]
+                sec[f"{i}-{s}-{n}"] = {
+                    "mount": summary([mount[r][0] for r in good]),
+                    "umount": summary([umount[r][0] for r in good]),
+                    "cycle": summary([mount[r][0] + umount[r][0] for r in good]),
+                    "failures": len(keep) - len(good),
+                }
+                self.clean_config(dirs[(s, i)][0])
+            left, recs = self.leftovers()
+            if left or recs:
+                raise SystemExit(f"bench: latency {n} left {left} {recs}")
         self.results["sections"]["latency"] = sec
 
     # ------------------------------------------------- build variants
