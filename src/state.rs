@@ -383,18 +383,27 @@ impl StateDir {
     /// (like /run/netns) and is not a leak. Call under the global lock.
     pub fn ensure_private_temp_area(&self) -> Result<()> {
         let tmp = self.root.join("tmp");
-        let table = crate::mountinfo::read()?;
         let holder = crate::unmount::mount_id_of(&tmp)
             .code(Code::State, || format!("statx {}", tmp.display()))?;
-        let shared = table
-            .iter()
-            .find(|m| m.id == holder)
-            .is_some_and(|m| m.tags.iter().any(|t| t.starts_with("shared:")));
+        // Ask the kernel about that one mount (statmount, Linux 6.8+) rather
+        // than read the whole table under the global lock on every mount: at
+        // scale that made common-dir 7x slower than detached.
+        let asked = crate::unmount::unique_mount_id_of(&tmp)
+            .and_then(|unique| crate::sys::mount_is_shared(unique).ok().flatten());
+        let shared = match asked {
+            Some(shared) => shared,
+            None => crate::mountinfo::read()?
+                .iter()
+                .find(|m| m.id == holder)
+                .is_some_and(|m| m.tags.iter().any(|t| t.starts_with("shared:"))),
+        };
         if !shared {
             return Ok(());
         }
+        let is_own_mount = crate::unmount::mount_id_of(&self.root)
+            .code(Code::State, || format!("statx {}", self.root.display()))?
+            != holder;
         use nix::mount::{MsFlags, mount};
-        let is_own_mount = table.iter().any(|m| m.id == holder && m.mount_point == tmp);
         if !is_own_mount {
             mount(
                 Some(&tmp),

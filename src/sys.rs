@@ -101,11 +101,10 @@ pub struct MountIdmaps {
     pub gid_lines: Vec<String>,
 }
 
-/// `statmount(&{size, mnt_id, param: STATMOUNT_MNT_UIDMAP |
-/// STATMOUNT_MNT_GIDMAP}, buf, len, 0)` (Linux 6.15+ for the map fields). `mnt_id` is the
-/// unique (64-bit) mount id. Returns `Ok(None)` when the kernel does not
-/// report maps (old kernel, or the mount is not idmapped).
-pub fn statmount_idmaps(mnt_id: u64) -> io::Result<Option<MountIdmaps>> {
+/// `statmount(&{size, mnt_id, param: mask}, buf, len, 0)` (statmount(2),
+/// Linux 6.8+): the raw `struct statmount` of the mount with the unique
+/// (64-bit) id `mnt_id`, or `Ok(None)` on a kernel without the call.
+fn statmount(mnt_id: u64, mask: u64, buf_len: usize) -> io::Result<Option<Vec<u8>>> {
     if SYS_STATMOUNT < 0 {
         return Ok(None);
     }
@@ -114,9 +113,9 @@ pub fn statmount_idmaps(mnt_id: u64) -> io::Result<Option<MountIdmaps>> {
         spare: 0,
         mnt_id,
         // What to report goes in `param`; the flags argument must be 0.
-        param: STATMOUNT_MNT_UIDMAP | STATMOUNT_MNT_GIDMAP,
+        param: mask,
     };
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; buf_len.max(512)];
     // SAFETY: `req` is a live `struct mnt_id_req` (version 0, its size in
     // `size`); `buf` is writable for its whole length, which we pass.
     let ret = unsafe {
@@ -135,11 +134,28 @@ pub fn statmount_idmaps(mnt_id: u64) -> io::Result<Option<MountIdmaps>> {
             _ => Err(err),
         };
     }
+    Ok(Some(buf))
+}
+
+fn u32_at(buf: &[u8], off: usize) -> u32 {
+    u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap())
+}
+
+fn u64_at(buf: &[u8], off: usize) -> u64 {
+    u64::from_ne_bytes(buf[off..off + 8].try_into().unwrap())
+}
+
+/// The maps of an idmapped mount, read back with statmount(2)
+/// `STATMOUNT_MNT_UIDMAP | STATMOUNT_MNT_GIDMAP` (Linux 6.15+). Returns
+/// `Ok(None)` when the kernel does not report maps (old kernel, or the mount
+/// is not idmapped).
+pub fn statmount_idmaps(mnt_id: u64) -> io::Result<Option<MountIdmaps>> {
+    let mask = STATMOUNT_MNT_UIDMAP | STATMOUNT_MNT_GIDMAP;
+    let Some(buf) = statmount(mnt_id, mask, 64 * 1024)? else {
+        return Ok(None);
+    };
     // Offsets in struct statmount (linux/mount.h).
-    let u32_at = |off: usize| u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap());
-    let u64_at = |off: usize| u64::from_ne_bytes(buf[off..off + 8].try_into().unwrap());
-    let mask = u64_at(8);
-    if mask & (STATMOUNT_MNT_UIDMAP | STATMOUNT_MNT_GIDMAP) == 0 {
+    if u64_at(&buf, 8) & mask == 0 {
         return Ok(None);
     }
     const STRINGS: usize = 512;
@@ -152,9 +168,22 @@ pub fn statmount_idmaps(mnt_id: u64) -> io::Result<Option<MountIdmaps>> {
             .collect()
     };
     Ok(Some(MountIdmaps {
-        uid_lines: lines(u32_at(152), u32_at(156)),
-        gid_lines: lines(u32_at(160), u32_at(164)),
+        uid_lines: lines(u32_at(&buf, 152), u32_at(&buf, 156)),
+        gid_lines: lines(u32_at(&buf, 160), u32_at(&buf, 164)),
     }))
+}
+
+/// Is the mount (unique id) shared? statmount(2) `STATMOUNT_MNT_BASIC`'s
+/// `mnt_propagation` has `MS_SHARED`. `Ok(None)` without statmount.
+pub fn mount_is_shared(mnt_id: u64) -> io::Result<Option<bool>> {
+    const STATMOUNT_MNT_BASIC: u64 = 0x2;
+    let Some(buf) = statmount(mnt_id, STATMOUNT_MNT_BASIC, 512)? else {
+        return Ok(None);
+    };
+    if u64_at(&buf, 8) & STATMOUNT_MNT_BASIC == 0 {
+        return Ok(None);
+    }
+    Ok(Some(u64_at(&buf, 72) & libc::MS_SHARED != 0))
 }
 
 /// Starts the namespace helper: a child that shares our file descriptor
