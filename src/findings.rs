@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub lock_files: Vec<String>,
     /// Names of leftover `.<id>.json.tmp` files under `<state>/mounts/`.
     pub partial_writes: Vec<String>,
+    /// Target index entries under `<state>/targets/`: (file name, id named).
+    pub target_index: Vec<(String, String)>,
     /// Directories below which idmapped mounts of other programs are leaks
     /// (`gc --foreign DIR`).
     pub foreign_dirs: Vec<PathBuf>,
@@ -75,6 +77,11 @@ pub enum Action {
     /// Unmount and remove only the temporary mounts and directories of `id`,
     /// whose overlay is mounted and healthy: it and its record stay.
     RemoveTemps {
+        id: String,
+    },
+    /// Remove a target index entry that names `id`, whose record is gone
+    /// (checked again under the global lock, where mount writes entries).
+    RemoveStaleIndex {
         id: String,
     },
     /// Unmount the mount `mount_id` at the finding's path.
@@ -328,6 +335,28 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
             action: Action::RemoveFile,
         });
     }
+    // An entry whose record file exists but cannot be read stays with it.
+    let unreadable: BTreeSet<&str> = snap
+        .bad_records
+        .iter()
+        .filter_map(|b| b.path.file_stem().and_then(|s| s.to_str()))
+        .collect();
+    for (name, id) in &snap.target_index {
+        if recorded.contains(id.as_str())
+            || unreadable.contains(id.as_str())
+            || snap.in_flight.contains(id)
+        {
+            continue;
+        }
+        findings.push(Finding {
+            kind: Kind::StaleFile,
+            path: snap.state_root.join("targets").join(name),
+            id: Some(id.clone()),
+            mount_id: None,
+            why: "target index entry of a record that is gone".into(),
+            action: Action::RemoveStaleIndex { id: id.clone() },
+        });
+    }
     for bad in &snap.bad_records {
         findings.push(Finding {
             kind: Kind::BadRecord,
@@ -531,6 +560,7 @@ mod tests {
         snap.temp_dirs = vec!["b".into()];
         snap.lock_files = vec!["c".into()];
         snap.partial_writes = vec![".d.json.tmp".into()];
+        snap.target_index = vec![("00000000000000ff".into(), "e".into())];
         assert_eq!(
             kinds(&classify(&snap)),
             vec![
@@ -539,6 +569,7 @@ mod tests {
                 (Kind::TempDir, "/run/io/tmp/b".into()),
                 (Kind::StaleFile, "/run/io/locks/c.lock".into()),
                 (Kind::StaleFile, "/run/io/mounts/.d.json.tmp".into()),
+                (Kind::StaleFile, "/run/io/targets/00000000000000ff".into()),
             ]
         );
     }

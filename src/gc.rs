@@ -6,7 +6,7 @@ use crate::exit::Code;
 use crate::findings::{self, Action, Finding, Kind, Snapshot};
 use crate::mountinfo;
 use crate::state::{RecordLock, StateDir};
-use crate::umount::{remove_temp_leftovers, teardown};
+use crate::umount::{forget, remove_temp_leftovers};
 use crate::unmount::{describe_holders, holders, retry_unmount};
 use anyhow::Result;
 use nix::errno::Errno;
@@ -105,6 +105,7 @@ pub fn gather(
         .filter(|n| id_of_partial(n).is_some())
         .collect();
     let table = mountinfo::read()?;
+    let target_index = state.target_index();
 
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -121,6 +122,7 @@ pub fn gather(
             temp_dirs,
             lock_files,
             partial_writes,
+            target_index,
             foreign_dirs,
             first_seen,
             now,
@@ -235,6 +237,17 @@ fn unmount_checked(
     }
 }
 
+/// Removes a target index entry if it still names `id` and `id` still has
+/// no record, under the global lock (mount writes entries under it).
+fn remove_stale_index(state: &StateDir, path: &Path, id: &str) -> Result<(), String> {
+    let _all = state.lock_all().map_err(|e| format!("{e:#}"))?;
+    let still = std::fs::read_to_string(path).is_ok_and(|now| now.trim() == id);
+    if still && std::fs::symlink_metadata(state.record_path(id)).is_err() {
+        std::fs::remove_file(path).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
 /// Acts on every finding (or, with `dry_run`, only says what it would do).
 pub fn collect(
     state: &StateDir,
@@ -270,7 +283,7 @@ pub fn collect(
             // table (12,000 lines) for each of thousands of leaks.
             Action::Teardown { id } => match StateDir::read_record_file(&state.record_path(id)) {
                 Ok(mut record) => {
-                    teardown(state, &mut record, table, timeout).map_err(|e| format!("{e:#}"))
+                    forget(state, &mut record, table, timeout).map_err(|e| format!("{e:#}"))
                 }
                 Err(problem) => Err(format!("record {problem}")),
             },
@@ -282,6 +295,7 @@ pub fn collect(
                     Err(problems.join("; "))
                 }
             }
+            Action::RemoveStaleIndex { id } => remove_stale_index(state, &finding.path, id),
             Action::Unmount { mount_id } if finding.kind == Kind::TempMount => {
                 unmount_checked(&finding.path, *mount_id, table, timeout)
             }

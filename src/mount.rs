@@ -10,6 +10,7 @@ use crate::strategy::{OverlaySpec, TempMounts};
 use crate::unmount::{mount_id_of, retry_unmount, unique_mount_id_of};
 use crate::{features, state, strategy, testpoint, userns};
 use anyhow::Result;
+use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -240,12 +241,11 @@ fn plan(req: &MountRequest, checked: &Checked, state: &StateDir) -> Result<(Stra
 /// record that `gc` can find.
 fn claim(state: &StateDir, record: &Record, timeout: Duration) -> Result<RecordLock> {
     let _all = state.lock_all()?;
-    let (records, _) = state.records()?;
-    if records.iter().any(|r| r.id == record.id) {
+    if fs::symlink_metadata(state.record_path(&record.id)).is_ok() {
         return Err(usage(format!("id {} is already in use", record.id)));
     }
-    if let Some(other) = records.iter().find(|r| r.target == record.target)
-        && !replaced_stale(state, other, timeout)?
+    if let Some(other) = state.record_at(&record.target)
+        && !replaced_stale(state, &other, timeout)?
     {
         return Err(fail(
             Code::Mount,
@@ -263,7 +263,12 @@ fn claim(state: &StateDir, record: &Record, timeout: Duration) -> Result<RecordL
     let lock = state
         .try_lock_record(&record.id)?
         .ok_or_else(|| usage(format!("id {} is in use by a running operation", record.id)))?;
-    if let Err(e) = state.write_record(record) {
+    // The index entry first: a crash between the two leaves a stale entry
+    // (ignored, and removed by gc), never a record the index misses.
+    let written = state
+        .index_target(&record.target, &record.id)
+        .and_then(|()| state.write_record(record));
+    if let Err(e) = written {
         // A full or read-only state filesystem: leave no lock file behind
         // (the RecordGuard that would remove it is not armed yet).
         state.remove_lock(&record.id);
@@ -299,13 +304,18 @@ fn replaced_stale(state: &StateDir, other: &Record, timeout: Duration) -> Result
 struct RecordGuard<'a> {
     state: &'a StateDir,
     id: String,
+    target: &'a Path,
     armed: bool,
 }
 
 impl Drop for RecordGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            if let Err(e) = self.state.remove_record(&self.id) {
+            let removed = self
+                .state
+                .remove_record(&self.id)
+                .and_then(|()| self.state.unindex_target(self.target, &self.id));
+            if let Err(e) = removed {
                 log::warn!("cleanup: {e:#}");
             }
             self.state.remove_lock(&self.id);
@@ -400,6 +410,7 @@ pub fn mount(req: &MountRequest, state: &StateDir) -> Result<Record> {
     let mut record_guard = RecordGuard {
         state,
         id: id.clone(),
+        target: &checked.target,
         armed: true,
     };
     testpoint::hit("record-preparing")?;

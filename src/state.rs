@@ -196,10 +196,85 @@ impl StateDir {
         let dir = StateDir {
             root: root.to_path_buf(),
         };
-        for sub in ["mounts", "locks", "tmp"] {
+        for sub in ["mounts", "locks", "tmp", "targets"] {
             ensure_dir(&dir.root.join(sub))?;
         }
         Ok(dir)
+    }
+
+    /// `targets/<key>`: which record claims a target, so that `mount` and
+    /// `umount TARGET` need not read every record (120 ms at 10,000).
+    pub fn target_index_path(&self, target: &Path) -> PathBuf {
+        self.root.join("targets").join(target_key(target))
+    }
+
+    /// The record that claims `target`, found through its index entry. The
+    /// entry is only a hint: the record it names must exist and agree. An
+    /// entry left by a crash or a removed record is stale and ignored.
+    pub fn record_at(&self, target: &Path) -> Option<Record> {
+        let id = read_small_file(&self.target_index_path(target))?;
+        check_id(&id).ok()?;
+        let record = Self::read_record_file(&self.record_path(&id)).ok()?;
+        (record.target == target).then_some(record)
+    }
+
+    /// Points the index entry of `target` at `id`, atomically. Only `mount`
+    /// writes entries, under the global lock; `unindex_target` removes one
+    /// under the same lock, only if it still names the same id.
+    pub fn index_target(&self, target: &Path, id: &str) -> Result<()> {
+        let path = self.target_index_path(target);
+        let temp = path.with_file_name(format!(".{}.tmp", target_key(target)));
+        let written = (|| -> std::io::Result<()> {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&temp)?;
+            file.write_all(id.as_bytes())?;
+            fs::rename(&temp, &path)
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(e).code(Code::State, || format!("writing {}", path.display()));
+        }
+        Ok(())
+    }
+
+    /// Removes the index entry of `target` if it still names `id`. Takes
+    /// the global lock, under which `mount` writes entries, so an entry a
+    /// new mount just wrote for the same target is never lost. Not for
+    /// callers that hold the global lock already.
+    pub fn unindex_target(&self, target: &Path, id: &str) -> Result<()> {
+        let _all = self.lock_all()?;
+        let path = self.target_index_path(target);
+        if read_small_file(&path).as_deref() == Some(id) {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).code(Code::State, || format!("removing {}", path.display()));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Index entries as (file name, id they name).
+    pub fn target_index(&self) -> Vec<(String, String)> {
+        let mut entries: Vec<(String, String)> = fs::read_dir(self.root.join("targets"))
+            .map(|dir| {
+                dir.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let id = read_small_file(&e.path()).unwrap_or_default();
+                        (!name.starts_with('.')).then_some((name, id))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        entries.sort();
+        entries
     }
 
     pub fn record_path(&self, id: &str) -> PathBuf {
@@ -440,6 +515,33 @@ impl StateDir {
     }
 }
 
+/// FNV-1a (64 bits) of the path's bytes, as 16 hex digits: a stable file
+/// name for a target of any length.
+fn target_key(target: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in target.as_os_str().as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// A short file's trimmed content, not following symlinks.
+fn read_small_file(path: &Path) -> Option<String> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, 256), &mut text).ok()?;
+    Some(text.trim().to_string())
+}
+
 fn open_lock_file(path: &Path) -> Result<File> {
     OpenOptions::new()
         .read(true)
@@ -455,6 +557,21 @@ fn open_lock_file(path: &Path) -> Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn target_keys_are_stable_and_distinct() {
+        assert_eq!(
+            target_key(Path::new("/mnt/a")),
+            target_key(Path::new("/mnt/a"))
+        );
+        assert_ne!(
+            target_key(Path::new("/mnt/a")),
+            target_key(Path::new("/mnt/b"))
+        );
+        assert_eq!(target_key(Path::new("")).len(), 16);
+        // FNV-1a 64 of "a", a published test vector.
+        assert_eq!(target_key(Path::new("a")), "af63dc4c8601ec8c");
+    }
 
     #[test]
     fn ids() {

@@ -247,7 +247,12 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration) -> Result<()> {
     // By id, the record is one file; by target, the records are searched.
     let found = match &path {
         None => StateDir::read_record_file(&state.record_path(arg)).ok(),
-        Some(p) => state.records()?.0.into_iter().find(|r| r.target == *p),
+        // The index finds it at once; a scan is the fallback for a record
+        // whose index entry went missing.
+        Some(p) => match state.record_at(p) {
+            Some(record) => Some(record),
+            None => state.records()?.0.into_iter().find(|r| r.target == *p),
+        },
     };
     let Some(record) = found else {
         return umount_untracked(arg, path.as_deref(), timeout);
@@ -267,7 +272,23 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration) -> Result<()> {
     };
     let table = mountinfo::read()?;
     refuse_foreign_at_target(&record, &table)?;
-    teardown(state, &mut record, &table, timeout)
+    forget(state, &mut record, &table, timeout)
+}
+
+/// `teardown`, then the record's target index entry once the record is gone
+/// (even when teardown reports an interruption after finishing). Not for
+/// callers holding the global lock (`mount` overwrites the entry instead).
+pub fn forget(
+    state: &StateDir,
+    record: &mut Record,
+    table: &[MountEntry],
+    timeout: Duration,
+) -> Result<()> {
+    let result = teardown(state, record, table, timeout);
+    if std::fs::symlink_metadata(state.record_path(&record.id)).is_err() {
+        state.unindex_target(&record.target, &record.id)?;
+    }
+    result
 }
 
 /// `umount` was asked for a target, and the record's overlay is not there:

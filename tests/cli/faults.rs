@@ -124,7 +124,7 @@ fn mount_fails_cleanly(env: &Env, strategy: &str, says: &[&str], what: &str) {
         for path in state_tree(env) {
             assert!(
                 [
-                    "filler", "mounts", "locks", "tmp", "probe", "probe/l1", "probe/l2"
+                    "filler", "mounts", "locks", "tmp", "targets", "probe", "probe/l1", "probe/l2"
                 ]
                 .iter()
                 .any(|d| path == Path::new(d)),
@@ -150,7 +150,7 @@ fn assert_only_the_state_fs(env: &Env) {
         .map(|m| m.mount_point)
         .collect();
     assert_eq!(mounts, vec![env.state.clone()]);
-    for sub in ["mounts", "tmp", "locks"] {
+    for sub in ["mounts", "tmp", "locks", "targets"] {
         assert_eq!(env.state_files(sub), Vec::<String>::new(), "state/{sub}");
     }
 }

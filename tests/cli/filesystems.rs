@@ -219,7 +219,7 @@ fn check_mount(
             "{what}/{strategy}: {:?}",
             env.our_mounts()
         );
-        for sub in ["mounts", "tmp", "locks"] {
+        for sub in ["mounts", "tmp", "locks", "targets"] {
             assert_eq!(
                 env.state_files(sub),
                 Vec::<String>::new(),
@@ -314,7 +314,17 @@ fn layers_on(kind: &str, idmappable: bool) {
     if let Some(device) = device {
         let image = device.image.clone();
         drop(device);
-        assert_eq!(LoopDevice::attached(&image), "", "{kind}: loop device left");
+        // The kernel may let go of the block device a moment after the
+        // umount (deferred fput): a detach set autoclear, so wait for it.
+        let mut left = LoopDevice::attached(&image);
+        for _ in 0..200 {
+            if left.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            left = LoopDevice::attached(&image);
+        }
+        assert_eq!(left, "", "{kind}: loop device left");
     }
 }
 

@@ -261,7 +261,7 @@ impl Env {
             Vec::<PathBuf>::new(),
             "mounts left"
         );
-        for sub in ["mounts", "tmp", "locks"] {
+        for sub in ["mounts", "tmp", "locks", "targets"] {
             assert_eq!(
                 self.state_files(sub),
                 Vec::<String>::new(),
