@@ -4,6 +4,7 @@
 //! ```text
 //! <state>/mounts/<id>.json   the records (a temp file `.<id>.json.tmp` while writing)
 //! <state>/locks/<id>.lock    flock(2)ed by the running mount/umount of <id>
+//! <state>/targets/<key>      the id whose record claims a target (a hint)
 //! <state>/tmp/<id>/N         temporary mountpoints (common-dir, per-layer)
 //! <state>/lock               flock(2)ed while an id or target is claimed
 //! ```
