@@ -48,11 +48,19 @@ fn kernel_release() -> String {
 /// The cached probe result for this boot, or a fresh probe (then cached).
 pub fn cached_or_probe(state: &StateDir) -> Result<Features> {
     let cache = state.root.join("features.json");
-    if let Ok(text) = std::fs::read_to_string(&cache)
-        && let Ok(found) = serde_json::from_str::<Features>(&text)
-        && found.boot_id == boot_id()
-        && found.version == 1
-    {
+    let cached = || {
+        std::fs::read_to_string(&cache)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Features>(&text).ok())
+            .filter(|found| found.boot_id == boot_id() && found.version == 1)
+    };
+    if let Some(found) = cached() {
+        return Ok(found);
+    }
+    // Many mounts start at once after a boot: one probes, the others wait
+    // for its answer instead of racing on the probe files.
+    let _all = state.lock_all()?;
+    if let Some(found) = cached() {
         return Ok(found);
     }
     let found = probe(state)?;
@@ -84,11 +92,12 @@ pub fn probe(state: &StateDir) -> Result<Features> {
     let dir = state.root.join("probe");
     for sub in ["", "l1", "l2"] {
         let path = dir.join(sub);
-        if !path.is_dir() {
-            std::fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&path)
-                .with_context(|| format!("creating probe directory {}", path.display()))?;
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(e)
+                    .with_context(|| format!("creating probe directory {}", path.display()));
+            }
+            _ => {}
         }
     }
     let map = [crate::idmap::IdRange {

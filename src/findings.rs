@@ -61,6 +61,9 @@ pub enum Kind {
     /// A record file we cannot use (corrupt, symlink, future version):
     /// reported, never touched.
     BadRecord,
+    /// An overlay with our source tag but no record here (another
+    /// `--state-dir`, or a record lost by hand): reported, left alone.
+    UntrackedOverlay,
     /// An idmapped mount of another program that looks leaked (containerd's
     /// `ovl-idmapped*` temp mounts, or any below a `--foreign` directory).
     ForeignMount,
@@ -351,9 +354,13 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
         findings.push(Finding {
             kind: Kind::StaleFile,
             path: snap.state_root.join("targets").join(name),
-            id: Some(id.clone()),
+            id: (!id.is_empty()).then(|| id.clone()),
             mount_id: None,
-            why: "target index entry of a record that is gone".into(),
+            why: if id.is_empty() {
+                "half-written target index entry left by a crash".into()
+            } else {
+                "target index entry of a record that is gone".into()
+            },
             action: Action::RemoveStaleIndex { id: id.clone() },
         });
     }
@@ -371,8 +378,30 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
         });
     }
 
-    // Other programs' idmapped mounts.
+    // Overlays tagged as ours that no record here accounts for.
     let ours_tag = source_tag("");
+    for m in &snap.table {
+        let Some(id) = m.source.strip_prefix(&ours_tag) else {
+            continue;
+        };
+        if m.fs_type != "overlay"
+            || recorded.contains(id)
+            || unreadable.contains(id)
+            || snap.in_flight.contains(id)
+        {
+            continue;
+        }
+        findings.push(Finding {
+            kind: Kind::UntrackedOverlay,
+            path: m.mount_point.clone(),
+            id: Some(id.to_string()),
+            mount_id: Some(m.id),
+            why: "overlay tagged by idmap-overlay with no record in this state directory; `idmap-overlay umount ID` removes it".into(),
+            action: Action::None,
+        });
+    }
+
+    // Other programs' idmapped mounts.
     let mut foreign: Vec<&MountEntry> = snap
         .table
         .iter()
@@ -585,6 +614,18 @@ mod tests {
             vec![(Kind::TempMount, "/run/io/tmp/a".into())]
         );
         assert!(snap.health(&snap.records[0]).leaked);
+    }
+
+    #[test]
+    fn tagged_overlays_without_a_record_are_reported() {
+        let mut snap = snapshot();
+        snap.table = vec![overlay(70, "lost")];
+        let found = classify(&snap);
+        assert_eq!(
+            kinds(&found),
+            vec![(Kind::UntrackedOverlay, "/mnt/lost".into())]
+        );
+        assert_eq!(found[0].action, Action::None);
     }
 
     #[test]

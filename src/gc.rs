@@ -241,8 +241,11 @@ fn unmount_checked(
 /// no record, under the global lock (mount writes entries under it).
 fn remove_stale_index(state: &StateDir, path: &Path, id: &str) -> Result<(), String> {
     let _all = state.lock_all().map_err(|e| format!("{e:#}"))?;
-    let still = std::fs::read_to_string(path).is_ok_and(|now| now.trim() == id);
-    if still && std::fs::symlink_metadata(state.record_path(id)).is_err() {
+    let leftover_temp = id.is_empty();
+    let still = leftover_temp
+        || (crate::state::read_small_file(path).as_deref() == Some(id)
+            && std::fs::symlink_metadata(state.record_path(id)).is_err());
+    if still && std::fs::symlink_metadata(path).is_ok() {
         std::fs::remove_file(path).map_err(|e| e.to_string())?;
     }
     Ok(())
@@ -251,11 +254,19 @@ fn remove_stale_index(state: &StateDir, path: &Path, id: &str) -> Result<(), Str
 /// Acts on every finding (or, with `dry_run`, only says what it would do).
 pub fn collect(
     state: &StateDir,
-    gathered: Gathered,
+    mut gathered: Gathered,
     dry_run: bool,
     timeout: Duration,
 ) -> Result<Report> {
     let findings = findings::classify(&gathered.snapshot);
+    // Let go at once of the ids we will not touch, so a umount of a
+    // healthy overlay need not wait for a long gc.
+    let acting: BTreeSet<String> = findings
+        .iter()
+        .filter(|f| f.action != Action::None)
+        .filter_map(|f| f.id.clone())
+        .collect();
+    gathered.locks.retain(|id, _| acting.contains(id));
     let table = &gathered.snapshot.table;
     let mut report = Report {
         version: 1,
@@ -317,9 +328,11 @@ pub fn collect(
         }
     }
     if !dry_run {
-        // Lock files gc created for ids that now have no record.
+        // Lock files of ids that now have no record: under the global lock,
+        // so a mount that just claimed one of these ids again keeps its own.
+        let _all = state.lock_all()?;
         for id in gathered.locks.keys() {
-            if !state.record_path(id).exists() {
+            if std::fs::symlink_metadata(state.record_path(id)).is_err() {
                 state.remove_lock(id);
             }
         }

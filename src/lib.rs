@@ -2,6 +2,30 @@
 //! idmapped mount, with crash-safe state under /run. See ARCHITECTURE in the
 //! README for the map of these modules.
 
+/// `println!` that does not panic when stdout is closed.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cmd::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that does not panic when stdout is closed.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cmd::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that does not panic when stderr is closed.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::cmd::write_stderr(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 pub mod cmd;
 pub mod exit;
 pub mod features;

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             }
             // Every error of ours is one line on stderr; clap spreads its
             // own over several (found by tests/cli/bad_input.rs).
-            eprintln!("idmap-overlay: {}", cmd::usage_line(&err));
+            idmap_overlay::errln!("idmap-overlay: {}", cmd::usage_line(&err));
             return ExitCode::from(Code::Usage.as_u8());
         }
     };
@@ -59,7 +59,7 @@ fn finish(program: &str, result: anyhow::Result<Code>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.as_u8()),
         Err(err) => {
-            eprintln!("{program}: {err:#}");
+            idmap_overlay::errln!("{program}: {err:#}");
             ExitCode::from(code_of(&err).as_u8())
         }
     }

@@ -10,6 +10,7 @@ use crate::strategy::{OverlaySpec, TempMounts};
 use crate::unmount::{mount_id_of, retry_unmount, unique_mount_id_of};
 use crate::{features, state, strategy, testpoint, userns};
 use anyhow::Result;
+use std::cell::Cell;
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -306,10 +307,21 @@ struct RecordGuard<'a> {
     id: String,
     target: &'a Path,
     armed: bool,
+    /// Set when our overlay could not be unmounted on the way out: then the
+    /// `preparing` record stays, so gc finds and rolls back the overlay.
+    overlay_left: &'a Cell<bool>,
 }
 
 impl Drop for RecordGuard<'_> {
     fn drop(&mut self) {
+        if self.overlay_left.get() {
+            log::warn!(
+                "cleanup: the overlay at {} stays mounted; record {} is kept for `idmap-overlay gc`",
+                self.target.display(),
+                self.id
+            );
+            return;
+        }
         if self.armed {
             let removed = self
                 .state
@@ -329,6 +341,7 @@ struct OverlayGuard<'a> {
     target: &'a Path,
     mount_id: Option<u64>,
     timeout: Duration,
+    overlay_left: &'a Cell<bool>,
 }
 
 impl Drop for OverlayGuard<'_> {
@@ -338,6 +351,7 @@ impl Drop for OverlayGuard<'_> {
             && let Err(e) = retry_unmount(self.target, self.timeout)
         {
             log::warn!("cleanup: unmounting {}: {e}", self.target.display());
+            self.overlay_left.set(true);
         }
     }
 }
@@ -407,7 +421,9 @@ pub fn mount(req: &MountRequest, state: &StateDir) -> Result<Record> {
     };
 
     let _lock = claim(state, &record, req.timeout)?;
+    let overlay_left = Cell::new(false);
     let mut record_guard = RecordGuard {
+        overlay_left: &overlay_left,
         state,
         id: id.clone(),
         target: &checked.target,
@@ -435,12 +451,17 @@ pub fn mount(req: &MountRequest, state: &StateDir) -> Result<Record> {
         strategy::mount_detached(&spec, userns_fd.as_fd())?;
     }
     drop(userns_fd);
+    // Without the new mount's id we cannot prove what to unmount: on that
+    // (unlikely) failure the overlay and its `preparing` record stay for gc.
+    let mounted_id = mount_id_of(&checked.target);
+    overlay_left.set(mounted_id.is_err());
     let mut overlay_guard = OverlayGuard {
         target: &checked.target,
-        mount_id: Some(mount_id_of(&checked.target).code(Code::Mount, || {
+        mount_id: Some(mounted_id.code(Code::Mount, || {
             format!("statx {} after mounting", checked.target.display())
         })?),
         timeout: req.timeout,
+        overlay_left: &overlay_left,
     };
     testpoint::hit("overlay-mounted")?;
 

@@ -334,7 +334,7 @@ fn set_attributes(target: &Path, attributes: MsFlags) -> nix::Result<()> {
 /// unmounted again, so the mount either happens whole or not at all.
 pub fn run(helper: &HelperArgs) -> Result<Code> {
     if helper.help {
-        print!("{USAGE}");
+        crate::out!("{USAGE}");
         return Ok(Code::Success);
     }
     let translation = translate(&helper.options, helper.sloppy);
@@ -352,7 +352,7 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
     let req = cmd::mount::request(&args)?;
     if helper.fake {
         if helper.verbose {
-            println!(
+            crate::outln!(
                 "{HELPER_NAME}: would mount {} (-f)",
                 helper.target.display()
             );
@@ -387,7 +387,7 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
         });
     }
     if helper.verbose {
-        println!(
+        crate::outln!(
             "{HELPER_NAME}: mounted {} (record {})",
             record.target.display(),
             record.id

@@ -107,7 +107,16 @@ pub fn parse_options(text: &str) -> Result<MountOptions, String> {
             "workdir" => opts.workdir = Some(needs_value(value)?),
             "uidmap" => open_map = Some(("uidmap", needs_value(value)?)),
             "gidmap" => open_map = Some(("gidmap", needs_value(value)?)),
-            _ => opts.passthrough.push((key, value)),
+            _ => {
+                // mount(2) data is split on every comma: a quoted value with
+                // one would smuggle in another option. Only the LSM context
+                // options take commas (MCS categories), and their parser
+                // honours quotes, which the attached strategies keep.
+                if value.as_ref().is_some_and(|v| v.contains(',')) && !is_context_option(&key) {
+                    return Err(format!("option {key:?} has a ',' in its value"));
+                }
+                opts.passthrough.push((key, value))
+            }
         }
     }
     if let Some((key, ranges)) = open_map.take() {
@@ -121,6 +130,11 @@ pub fn parse_options(text: &str) -> Result<MountOptions, String> {
         }
     }
     Ok(opts)
+}
+
+/// SELinux mount options, whose values may hold commas inside quotes.
+pub fn is_context_option(key: &str) -> bool {
+    matches!(key, "context" | "fscontext" | "defcontext" | "rootcontext")
 }
 
 /// Splits a colon-separated lowerdir list, top layer first.
@@ -375,6 +389,7 @@ mod tests {
             ("=x", "no name"),
             ("lowerdir+=/a", "set by idmap-overlay"),
             ("source=x", "set by idmap-overlay"),
+            ("index=\"off,lowerdir=/x\"", "has a ',' in its value"),
         ];
         for (input, want) in cases {
             let err = parse_options(input).expect_err(input);

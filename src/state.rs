@@ -261,15 +261,20 @@ impl StateDir {
         Ok(())
     }
 
-    /// Index entries as (file name, id they name).
+    /// Index entries as (file name, id they name; empty for a leftover
+    /// temp file).
     pub fn target_index(&self) -> Vec<(String, String)> {
         let mut entries: Vec<(String, String)> = fs::read_dir(self.root.join("targets"))
             .map(|dir| {
                 dir.flatten()
-                    .filter_map(|e| {
+                    .map(|e| {
                         let name = e.file_name().to_string_lossy().into_owned();
-                        let id = read_small_file(&e.path()).unwrap_or_default();
-                        (!name.starts_with('.')).then_some((name, id))
+                        // A `.<key>.tmp` left by a crash names no id.
+                        let id = match name.starts_with('.') {
+                            true => String::new(),
+                            false => read_small_file(&e.path()).unwrap_or_default(),
+                        };
+                        (name, id)
                     })
                     .collect()
             })
@@ -529,7 +534,7 @@ fn target_key(target: &Path) -> String {
 }
 
 /// A short file's trimmed content, not following symlinks.
-fn read_small_file(path: &Path) -> Option<String> {
+pub(crate) fn read_small_file(path: &Path) -> Option<String> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)

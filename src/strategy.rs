@@ -270,12 +270,14 @@ impl TempMounts {
                 problems.push(format!("removing {}: {e}", path.display()));
             }
         }
-        if self.root_created && still_mounted.is_empty() {
-            if let Err(e) = fs::remove_dir(&self.root) {
-                problems.push(format!("removing {}: {e}", self.root.display()));
-            }
-            self.root_created = false;
+        if self.root_created
+            && still_mounted.is_empty()
+            && let Err(e) = fs::remove_dir(&self.root)
+        {
+            problems.push(format!("removing {}: {e}", self.root.display()));
         }
+        // What is left is gc's now: a second release (Drop) must not retry.
+        self.root_created = false;
         problems
     }
 }
@@ -335,8 +337,14 @@ pub fn mount_attached(
         data.push(',');
         data.push_str(key);
         if let Some(v) = value {
-            data.push('=');
-            data.push_str(v);
+            // Only context options may carry commas (checked when parsed);
+            // quoted, as mount(8) passes them.
+            if v.contains(',') {
+                data.push_str(&format!("=\"{v}\""));
+            } else {
+                data.push('=');
+                data.push_str(v);
+            }
         }
     }
     if data.len() > MAX_MOUNT_DATA {

@@ -147,6 +147,19 @@ pub fn teardown(
                     ),
                 ));
             }
+            // The table may be a snapshot (gc's): someone may have replaced
+            // our overlay since. Look at the target itself, right now.
+            if crate::unmount::mount_id_at(&record.target).ok() != Some(entry.id) {
+                return Err(fail(
+                    Code::Mount,
+                    format!(
+                        "{} changed since it was looked at: mount {} of overlay {} is not on top there now; left alone",
+                        record.target.display(),
+                        entry.id,
+                        record.id
+                    ),
+                ));
+            }
             let was = record.state;
             // What the record says again if the overlay stays mounted.
             let restored = if was == RecordState::Preparing {
@@ -228,8 +241,8 @@ fn lock_record(state: &StateDir, record: &Record, timeout: Duration) -> Result<s
             return Err(fail(
                 Code::Mount,
                 format!(
-                    "overlay {} is busy with another idmap-overlay operation (pid {})",
-                    record.id, record.pid
+                    "overlay {} is busy with another idmap-overlay operation (a mount, umount or gc of it); try again",
+                    record.id
                 ),
             ));
         }

@@ -32,6 +32,13 @@ pub fn mount_id_of(path: &Path) -> std::io::Result<u64> {
     Ok(st.stx_mnt_id)
 }
 
+/// The mount id of what sits at `path` itself, not following a symlink
+/// there: what `umount2(path)` would act on.
+pub fn mount_id_at(path: &Path) -> std::io::Result<u64> {
+    let st = statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::MNT_ID)?;
+    Ok(st.stx_mnt_id)
+}
+
 /// The unique 64-bit mount id (`STATX_MNT_ID_UNIQUE`, Linux 6.8+), if known.
 pub fn unique_mount_id_of(path: &Path) -> Option<u64> {
     const STATX_MNT_ID_UNIQUE: u32 = 0x4000;

@@ -38,9 +38,9 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
     let gathered = gc::gather(&state, foreign, args.min_age, true)?;
     let report = gc::collect(&state, gathered, args.dry_run, args.timeout)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", crate::inspect::render_gc(&report));
+        crate::out!("{}", crate::inspect::render_gc(&report));
     }
     Ok(gc::exit_code(&report))
 }

@@ -27,9 +27,9 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     if args.features {
         let found = features::probe(&state)?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&found)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&found)?);
         } else {
-            print!("{}", inspect::render_features(&found));
+            crate::out!("{}", inspect::render_features(&found));
         }
         return Ok(Code::Success);
     }
@@ -39,21 +39,21 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
         let leaks = crate::findings::classify(snap);
         if args.json {
             let out = serde_json::json!({"version": 1, "leaks": leaks});
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            print!("{}", inspect::render_leaks(&leaks));
+            crate::out!("{}", inspect::render_leaks(&leaks));
         }
         return Ok(Code::Success);
     }
     match &args.what {
         None => {
             if args.json {
-                println!(
+                crate::outln!(
                     "{}",
                     serde_json::to_string_pretty(&inspect::mounts_json(snap))?
                 );
             } else {
-                print!("{}", inspect::render_table(snap));
+                crate::out!("{}", inspect::render_table(snap));
             }
         }
         Some(what) => {
@@ -75,9 +75,9 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
                 })?;
             let detail = inspect::Detail::of(snap, record);
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&detail)?);
+                crate::outln!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
-                print!("{}", inspect::render_detail(&detail, snap.now));
+                crate::out!("{}", inspect::render_detail(&detail, snap.now));
             }
         }
     }

@@ -61,6 +61,19 @@ impl Context {
     }
 }
 
+/// Writes results to stdout. A closed stdout (`inspect | head`) is no
+/// reason for a panic: the work is done and recorded either way.
+pub fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_fmt(args);
+}
+
+/// Writes a diagnostic to stderr, ignoring a closed stderr likewise.
+pub fn write_stderr(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
 pub fn require_root() -> Result<()> {
     if nix::unistd::geteuid().is_root() {
         Ok(())

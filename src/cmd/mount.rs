@@ -146,9 +146,9 @@ pub fn run(args: MountArgs, ctx: &Context) -> Result<Code> {
     let state = ctx.state()?;
     let record = crate::mount::mount(&req, &state)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&record)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&record)?);
     } else {
-        println!("{}", record.id);
+        crate::outln!("{}", record.id);
     }
     Ok(Code::Success)
 }

@@ -120,11 +120,14 @@ fn mount_fails_cleanly(env: &Env, strategy: &str, says: &[&str], what: &str) {
         "{what}/{strategy}: a mount was made"
     );
     if tree.is_empty() {
-        // First use: the tool made its directories and nothing else.
+        // First use: the tool made its directories (and its lock file) and
+        // nothing else.
         for path in state_tree(env) {
             assert!(
                 [
-                    "filler", "mounts", "locks", "tmp", "targets", "probe", "probe/l1", "probe/l2"
+                    "filler", "mounts", "locks", "tmp", "targets", "probe", "probe/l1", "probe/l2",
+                    // The (empty) global lock file, taken for the probe.
+                    "lock",
                 ]
                 .iter()
                 .any(|d| path == Path::new(d)),

@@ -366,3 +366,26 @@ fn gc_keeps_a_healthy_overlay_whose_temp_mount_leaked() {
     env.ok(&["umount", s(&target)]);
     env.assert_clean();
 }
+
+/// A failure after the overlay is mounted, while something keeps it busy:
+/// the rollback cannot unmount it, so the `preparing` record stays (never an
+/// overlay without a record), and gc finishes the job once it is free.
+#[test]
+fn a_rollback_that_cannot_unmount_leaves_the_record_for_gc() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let args = mount_args_with("detached", &layers, &target, &["--timeout", "100ms"]);
+    let paused = Paused::start(&env, "overlay-mounted:pause,overlay-mounted:fail", &args);
+    let mut holder = hold_busy(&env, &target, "60");
+    let status = paused.resume();
+    assert_eq!(status.code(), Some(2), "the forced failure");
+    assert_eq!(env.our_mounts().len(), 1, "the overlay stays");
+    let found = leaks(&env);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["kind"], "crashed-operation");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(env.run(&["gc"]).status.code(), Some(0));
+    env.assert_clean();
+}

@@ -362,6 +362,8 @@ pub struct Paused {
     pub child: Child,
     pub line: String,
     stdin: Option<ChildStdin>,
+    /// Kept open: the tool's later diagnostics must not hit a closed pipe.
+    stderr: BufReader<std::process::ChildStderr>,
 }
 
 impl Paused {
@@ -386,7 +388,12 @@ impl Paused {
                 break;
             }
         }
-        Paused { child, line, stdin }
+        Paused {
+            child,
+            line,
+            stdin,
+            stderr: reader,
+        }
     }
 
     /// `key=value` from the pause line.
@@ -403,6 +410,8 @@ impl Paused {
         if let Some(mut stdin) = self.stdin.take() {
             let _ = stdin.write_all(b"\n");
         }
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut self.stderr, &mut rest);
         self.child.wait().unwrap()
     }
 }
