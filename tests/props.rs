@@ -135,10 +135,18 @@ fn valid_options() -> impl Strategy<Value = MountOptions> {
                 workdir,
                 uidmap,
                 gidmap,
-                // A quoted value reads back without its quotes.
+                // A quoted value reads back without its quotes; only
+                // SELinux context options may keep commas in it.
                 passthrough: pass
                     .into_iter()
-                    .map(|(k, v)| (k, v.map(|v| v.replace('"', ""))))
+                    .map(|(k, v)| {
+                        let v = v.map(|v| v.replace('"', ""));
+                        let v = match idmap_overlay::overlay::is_context_option(&k) {
+                            true => v,
+                            false => v.map(|v| v.replace(',', "")),
+                        };
+                        (k, v)
+                    })
                     .collect(),
             }
         })
