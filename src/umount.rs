@@ -283,9 +283,39 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration) -> Result<()> {
             return Ok(());
         }
     };
-    let table = mountinfo::read()?;
+    let table = match proven_on_top(state, &record) {
+        Some(entry) => vec![entry],
+        None => mountinfo::read()?,
+    };
     refuse_foreign_at_target(&record, &table)?;
     forget(state, &mut record, &table, timeout)
+}
+
+/// The common case without reading the whole mount table (2,000 lines at
+/// scale, and 100 umounts at once): the mount on top at the target has the
+/// overlay's unique id (never reused), so it is ours and nothing is stacked
+/// on it, and no temporary area is left. Then that one mount is all the
+/// teardown needs to see. Anything else: `None`, read the table.
+fn proven_on_top(state: &StateDir, record: &Record) -> Option<MountEntry> {
+    let unique = record.mount_id_unique?;
+    let id = record.mount_id?;
+    if record.state != RecordState::Mounted
+        || unique_mount_id_of(&record.target) != Some(unique)
+        || std::fs::symlink_metadata(state.temp_root(&record.id)).is_ok()
+    {
+        return None;
+    }
+    Some(MountEntry {
+        id,
+        parent: 0,
+        root: "/".into(),
+        mount_point: record.target.clone(),
+        options: String::new(),
+        tags: Vec::new(),
+        fs_type: "overlay".into(),
+        source: record.source.clone(),
+        super_options: String::new(),
+    })
 }
 
 /// `teardown`, then the record's target index entry once the record is gone
