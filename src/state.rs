@@ -404,8 +404,28 @@ impl StateDir {
             .filter(|p| p.extension().is_some_and(|e| e == "json"))
             .collect();
         names.sort();
-        for path in names {
-            match Self::read_record_file(&path) {
+        // Reading and parsing thousands of records is most of a gc scan:
+        // spread it over the CPUs, keeping the order.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+        let chunk = names.len().div_ceil(workers).max(256);
+        let results: Vec<Vec<(PathBuf, Result<Record, String>)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = names
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|path| (path.clone(), Self::read_record_file(path)))
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a record reader panicked"))
+                .collect()
+        });
+        for (path, result) in results.into_iter().flatten() {
+            match result {
                 Ok(record) => good.push(record),
                 // Removed since the listing (an umount finished meanwhile:
                 // it does not take the global lock): gone, not bad.
