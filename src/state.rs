@@ -225,22 +225,8 @@ impl StateDir {
     pub fn index_target(&self, target: &Path, id: &str) -> Result<()> {
         let path = self.target_index_path(target);
         let temp = path.with_file_name(format!(".{}.tmp", target_key(target)));
-        let written = (|| -> std::io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&temp)?;
-            file.write_all(id.as_bytes())?;
-            fs::rename(&temp, &path)
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&temp);
-            return Err(e).code(Code::State, || format!("writing {}", path.display()));
-        }
-        Ok(())
+        write_atomically(&temp, &path, id.as_bytes())
+            .code(Code::State, || format!("writing {}", path.display()))
     }
 
     /// Removes the index entry of `target` if it still names `id`. Takes
@@ -306,22 +292,8 @@ impl StateDir {
         let path = self.record_path(&record.id);
         let temp = self.record_temp_path(&record.id);
         let text = serde_json::to_string_pretty(record).context("encoding the record")? + "\n";
-        let written = (|| -> std::io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&temp)?;
-            file.write_all(text.as_bytes())?;
-            fs::rename(&temp, &path)
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&temp);
-            return Err(e).code(Code::State, || format!("writing record {}", path.display()));
-        }
-        Ok(())
+        write_atomically(&temp, &path, text.as_bytes())
+            .code(Code::State, || format!("writing record {}", path.display()))
     }
 
     pub fn remove_record(&self, id: &str) -> Result<()> {
@@ -539,6 +511,27 @@ impl StateDir {
     pub fn remove_lock(&self, id: &str) {
         let _ = fs::remove_file(self.lock_path(id));
     }
+}
+
+/// Writes `bytes` to `temp` (0600, not through a symlink) and renames it
+/// over `path`, so no reader ever sees half of it. On failure the temp file
+/// is removed. No fsync: the state lives on tmpfs with the mounts.
+fn write_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(temp)?;
+        file.write_all(bytes)?;
+        fs::rename(temp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(temp);
+    }
+    written
 }
 
 /// FNV-1a (64 bits) of the path's bytes, as 16 hex digits: a stable file

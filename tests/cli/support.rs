@@ -227,6 +227,12 @@ impl Env {
         (target, id)
     }
 
+    /// Unmounts `path` with plain umount(8), behind the tool's back.
+    pub fn plain_umount(&self, path: &Path) {
+        let status = self.ns.command("umount").arg(path).status().unwrap();
+        assert!(status.success(), "umount {}", path.display());
+    }
+
     /// Mounts in the namespace whose mountpoint lies in our temp dir.
     pub fn our_mounts(&self) -> Vec<MountLine> {
         self.ns

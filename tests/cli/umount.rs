@@ -18,14 +18,7 @@ fn by_id_and_by_target() {
 fn already_gone_cleans_the_record() {
     let env = Env::new();
     let (target, id) = env.mounted();
-    assert!(
-        env.ns
-            .command("umount")
-            .arg(&target)
-            .status()
-            .unwrap()
-            .success()
-    );
+    env.plain_umount(&target);
     let out = env.run(&["umount", &id]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -129,14 +122,7 @@ fn rolls_back_a_crashed_mount() {
 fn a_record_left_by_plain_umount_does_not_block_the_target() {
     let env = Env::new();
     let (target, old_id) = env.mounted();
-    assert!(
-        env.ns
-            .command("umount")
-            .arg(&target)
-            .status()
-            .unwrap()
-            .success()
-    );
+    env.plain_umount(&target);
     let layers = env.layers(2);
     let out = env.run(&mount_args("auto", &layers, &target));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -166,14 +152,7 @@ fn a_record_left_by_plain_umount_does_not_block_the_target() {
 fn quiet_and_verbose() {
     let env = Env::new();
     let (target, id) = env.mounted();
-    assert!(
-        env.ns
-            .command("umount")
-            .arg(&target)
-            .status()
-            .unwrap()
-            .success()
-    );
+    env.plain_umount(&target);
     let quiet = env.run(&["-q", "umount", &id]);
     assert!(quiet.status.success());
     assert_eq!(stderr(&quiet), "");
