@@ -77,8 +77,9 @@ pub enum Action {
     Teardown {
         id: String,
     },
-    /// Unmount and remove only the temporary mounts and directories of `id`,
-    /// whose overlay is mounted and healthy: it and its record stay.
+    /// Unmount and remove (rmdir) only the temporary mounts and directories
+    /// of `id`: for a healthy overlay's leftovers, or a temp dir with no
+    /// record at all.
     RemoveTemps {
         id: String,
     },
@@ -91,7 +92,6 @@ pub enum Action {
     Unmount {
         mount_id: u64,
     },
-    RemoveDir,
     RemoveFile,
     /// Nothing: report only.
     None,
@@ -305,7 +305,7 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
             id: Some(name.clone()),
             mount_id: None,
             why: "temporary directory with no record".into(),
-            action: Action::RemoveDir,
+            action: Action::RemoveTemps { id: name.clone() },
         });
     }
     for id in &snap.lock_files {

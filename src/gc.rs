@@ -194,22 +194,6 @@ fn item(finding: &Finding, reason: String) -> Item {
     }
 }
 
-/// Removes a temp directory `<state>/tmp/<id>`: its (empty) mountpoint
-/// subdirectories, then itself, with rmdir only.
-fn remove_temp_dir(path: &Path) -> std::io::Result<()> {
-    // Only the tool makes these, as directories: a symlink there was planted
-    // and is not followed (read_dir would list its target's entries).
-    if !std::fs::symlink_metadata(path)?.is_dir() {
-        return Err(std::io::Error::other(
-            "is not a directory (a symlink?); not followed, remove it by hand",
-        ));
-    }
-    for entry in std::fs::read_dir(path)? {
-        std::fs::remove_dir(entry?.path())?;
-    }
-    std::fs::remove_dir(path)
-}
-
 /// Unmounts a mount found in the snapshot, after checking the same mount
 /// (by id) is still at that place.
 fn unmount_checked(
@@ -315,7 +299,6 @@ pub fn collect(
                 Ok(now) => unmount_checked(&finding.path, *mount_id, &now, timeout),
                 Err(e) => Err(format!("{e:#}")),
             },
-            Action::RemoveDir => remove_temp_dir(&finding.path).map_err(|e| e.to_string()),
             Action::RemoveFile => match std::fs::remove_file(&finding.path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
                 _ => Ok(()),
