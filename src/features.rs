@@ -148,13 +148,13 @@ pub fn probe(state: &StateDir) -> Result<Features> {
             .notes
             .push(format!("overlay with idmapped layers by fd: {e}")),
     }
-    features.statmount_idmaps = statmount_reports_idmaps(&dir);
+    features.statmount_idmaps = statmount_reports_idmaps();
     Ok(features)
 }
 
 /// statmount on our own root mount: a kernel that knows the map flags
 /// answers, an older one refuses them with EINVAL.
-fn statmount_reports_idmaps(_dir: &Path) -> bool {
+fn statmount_reports_idmaps() -> bool {
     crate::unmount::unique_mount_id_of(Path::new("/"))
         .is_some_and(|id| sys::statmount_idmaps(id).is_ok())
 }

@@ -367,8 +367,11 @@ fn option_strings(options: &[(String, Option<String>)]) -> Vec<String> {
 }
 
 /// Mounts the overlay and returns its record (state `mounted`).
-pub fn mount(req: &MountRequest, state: &StateDir) -> Result<Record> {
+/// Bad input is refused before the state directory is even opened (or
+/// created): no side effect at all.
+pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     let checked = check(req)?;
+    let state = &StateDir::open(state_root)?;
     let id = match &req.id {
         Some(id) => {
             state::check_id(id).map_err(usage)?;

@@ -367,12 +367,13 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
     let ctx = Context {
         state_dir: cli.state_dir,
     };
-    let state = ctx.state()?;
-    let record = crate::mount::mount(&req, &state)?;
+    let record = crate::mount::mount(&req, &ctx.state_dir)?;
     if !translation.attributes.is_empty()
         && let Err(errno) = set_attributes(&record.target, translation.attributes)
     {
-        let undone = crate::umount::umount(&state, &record.id, req.timeout);
+        let undone = ctx
+            .state()
+            .and_then(|state| crate::umount::umount(&state, &record.id, req.timeout));
         let message = format!(
             "setting the mount options on {}: {}",
             record.target.display(),

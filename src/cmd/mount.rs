@@ -143,8 +143,7 @@ pub fn run(args: MountArgs, ctx: &Context) -> Result<Code> {
     let req = request(&args)?;
     require_root()?;
     crate::sys::catch_interrupts();
-    let state = ctx.state()?;
-    let record = crate::mount::mount(&req, &state)?;
+    let record = crate::mount::mount(&req, &ctx.state_dir)?;
     if args.json {
         crate::outln!("{}", serde_json::to_string_pretty(&record)?);
     } else {

@@ -470,3 +470,15 @@ fn common_dir_500_layers_fails_cleanly() {
     assert_eq!(stderr(&out).lines().count(), 1);
     env.assert_clean();
 }
+
+/// Bad input is refused before the state directory is touched: on a first
+/// use nothing at all is created.
+#[test]
+fn bad_input_on_first_use_creates_nothing() {
+    let env = Env::new();
+    let target = env.mkdir("mnt");
+    let missing = env.path("no-such-layer");
+    let out = env.run(&mount_args("auto", &[missing.clone(), missing], &target));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!env.state.exists(), "the state directory was created");
+}
