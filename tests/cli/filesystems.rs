@@ -14,7 +14,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const STRATEGIES: [&str; 3] = ["detached", "common-dir", "per-layer"];
 /// mkfs.* and losetup live in sbin, which a caller's PATH may lack.
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 

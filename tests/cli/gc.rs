@@ -3,18 +3,6 @@ use serde_json::Value;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
-const STRATEGIES: [&str; 3] = ["detached", "common-dir", "per-layer"];
-const MOUNT_POINTS: [&str; 8] = [
-    "record-preparing",
-    "userns-helper",
-    "tree-open",
-    "temp-mounted",
-    "overlay-configured",
-    "overlay-mounted",
-    "temp-unmounted",
-    "record-mounted",
-];
-
 fn json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -69,7 +57,7 @@ fn assert_clean_or_mounted(env: &Env, target: &Path, what: &str) {
 fn crash_at_every_mount_step() {
     let mut reached_points = std::collections::BTreeSet::new();
     for strategy in STRATEGIES {
-        for point in MOUNT_POINTS {
+        for &point in MOUNT_POINTS {
             let what = format!("{strategy}/{point}");
             let env = Env::new();
             let layers = env.layers(3);
@@ -124,7 +112,7 @@ fn crash_at_every_mount_step() {
 #[test]
 fn crash_at_every_umount_step() {
     for strategy in STRATEGIES {
-        for point in ["record-unmounting", "overlay-unmounted"] {
+        for &point in UMOUNT_POINTS {
             let what = format!("{strategy}/{point}");
             let env = Env::new();
             let layers = env.layers(2);

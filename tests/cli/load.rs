@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 const CYCLES: usize = 200;
 const WORKERS: usize = 16;
-const STRATEGIES: [&str; 3] = ["detached", "common-dir", "per-layer"];
 
 /// 200 mount/umount cycles on distinct targets from 16 threads, each
 /// running the tool, while gc loops: no failure, no leak, no layer changed.

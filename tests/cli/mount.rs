@@ -3,8 +3,6 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-const STRATEGIES: [&str; 3] = ["detached", "common-dir", "per-layer"];
-
 /// Mounts `n` layers with `strategy` and checks everything issue #2 asks:
 /// mapped owners, layer order, writes landing in upperdir, no temporary
 /// mount left, a clean umount, and untouched layers.
@@ -323,16 +321,7 @@ fn a_layer_that_is_a_mountpoint_is_read_from_its_own_mount() {
 fn failure_at_any_step_rolls_back() {
     let mut reached_points = std::collections::BTreeSet::new();
     for strategy in STRATEGIES {
-        for point in [
-            "record-preparing",
-            "userns-helper",
-            "tree-open",
-            "temp-mounted",
-            "overlay-configured",
-            "overlay-mounted",
-            "temp-unmounted",
-            "record-mounted",
-        ] {
+        for &point in MOUNT_POINTS {
             let env = Env::new();
             let layers = env.layers(3);
             let before = snapshot(&env.path("layers"));
@@ -369,7 +358,11 @@ fn failure_at_any_step_rolls_back() {
         }
     }
     // Every point is on some strategy's path.
-    assert_eq!(reached_points.len(), 8, "{reached_points:?}");
+    assert_eq!(
+        reached_points.len(),
+        MOUNT_POINTS.len(),
+        "{reached_points:?}"
+    );
 }
 
 /// The namespace helper shares our fd table (CLONE_FILES): while it lives,

@@ -10,18 +10,6 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Stdio};
 
 const SIGNALS: [Signal; 2] = [Signal::SIGINT, Signal::SIGTERM];
-/// The steps of `mount`, in order (src/testpoint.rs); not every strategy
-/// passes every one.
-const MOUNT_POINTS: [&str; 8] = [
-    "record-preparing",
-    "userns-helper",
-    "tree-open",
-    "temp-mounted",
-    "overlay-configured",
-    "overlay-mounted",
-    "temp-unmounted",
-    "record-mounted",
-];
 
 /// The tool stopped at a test point, or finished without reaching it.
 struct Stopped {
@@ -117,7 +105,7 @@ fn a_signal_during_mount_rolls_back() {
     let mut reached = std::collections::BTreeSet::new();
     for signal in SIGNALS {
         for strategy in ["detached", "common-dir", "per-layer"] {
-            for point in MOUNT_POINTS {
+            for &point in MOUNT_POINTS {
                 let what = format!("{signal:?} at {strategy}/{point}");
                 let env = Env::new();
                 let layers = env.layers(3);

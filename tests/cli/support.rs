@@ -18,6 +18,12 @@ use std::process::{Child, ChildStdin, Command, Output, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_idmap-overlay");
 
+/// The strategies a test runs through, and the steps of `mount` and
+/// `umount` where it can crash, fail or pause the tool (the library's own
+/// lists, so a new step is tested everywhere).
+pub const STRATEGIES: [&str; 3] = ["detached", "common-dir", "per-layer"];
+pub use idmap_overlay::testpoint::{MOUNT_POINTS, UMOUNT_POINTS};
+
 /// Mounting tests need root; they fail (never skip) without it.
 pub fn require_root() {
     assert!(
