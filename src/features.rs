@@ -13,7 +13,6 @@ use rustix::mount::{
 use serde::{Deserialize, Serialize};
 use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Features {
@@ -155,6 +154,9 @@ pub fn probe(state: &StateDir) -> Result<Features> {
 /// statmount on our own root mount: a kernel that knows the map flags
 /// answers, an older one refuses them with EINVAL.
 fn statmount_reports_idmaps() -> bool {
-    crate::unmount::unique_mount_id_of(Path::new("/"))
+    std::fs::File::open("/")
+        .ok()
+        .and_then(|root| sys::mount_ids(root.as_fd()).ok())
+        .and_then(|ids| ids.unique)
         .is_some_and(|id| sys::statmount_idmaps(id).is_ok())
 }

@@ -492,6 +492,9 @@ mod tests {
             source: source_tag(id),
             mount_id,
             mount_id_unique: None,
+            dev: None,
+            super_options: None,
+            vfs_flags: Vec::new(),
             pid: 42,
             created: "2026-11-26T00:00:00Z".into(),
         }

@@ -6,10 +6,8 @@ use crate::exit::Code;
 use crate::findings::{self, Action, Finding, Kind, Snapshot};
 use crate::mountinfo;
 use crate::state::{RecordLock, StateDir};
-use crate::umount::{forget, remove_temp_leftovers};
-use crate::unmount::{describe_holders, holders, retry_unmount};
+use crate::umount::{forget, remove_temp_leftovers, unmount_listed};
 use anyhow::Result;
-use nix::errno::Errno;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -194,31 +192,24 @@ fn item(finding: &Finding, reason: String) -> Item {
     }
 }
 
-/// Unmounts a mount found in the snapshot, after checking the same mount
-/// (by id) is still at that place.
+/// Unmounts a mount found in a table, after checking the same mount (by
+/// id) is still the one on top at that place.
 fn unmount_checked(
     path: &Path,
     mount_id: u64,
     table: &[mountinfo::MountEntry],
     timeout: Duration,
 ) -> Result<(), String> {
-    if !table
+    let Some(entry) = table
         .iter()
-        .any(|m| m.id == mount_id && m.mount_point == path)
-    {
+        .find(|m| m.id == mount_id && m.mount_point == path)
+    else {
         return Ok(()); // already gone
-    }
+    };
     if mountinfo::top_at(table, path).map(|m| m.id) != Some(mount_id) {
         return Err("another mount is stacked on it".into());
     }
-    match retry_unmount(path, timeout) {
-        Ok(()) | Err(Errno::EINVAL) => Ok(()),
-        Err(Errno::EBUSY) => Err(format!(
-            "busy after {timeout:?}: held by {}",
-            describe_holders(&holders(mount_id))
-        )),
-        Err(e) => Err(e.to_string()),
-    }
+    unmount_listed(entry, timeout)
 }
 
 /// Removes a target index entry if it still names `id` and `id` still has

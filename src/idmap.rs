@@ -107,6 +107,17 @@ fn overlaps(a: u32, a_len: u32, b: u32, b_len: u32) -> bool {
     a < b_end && b < a_end
 }
 
+/// The first range that shows an on-disk id other than 0 as host id 0
+/// (root): through an overlay that allows setuid, a setuid file owned on
+/// disk by that id would run as host root. An identity map (0 to 0) is
+/// fine: on-disk root stays root.
+pub fn maps_to_host_root(ranges: &[IdRange]) -> Option<IdRange> {
+    ranges
+        .iter()
+        .copied()
+        .find(|r| r.host == 0 && r.container != 0)
+}
+
 /// Renders the map as the lines written to `/proc/PID/uid_map`.
 pub fn to_proc_lines(ranges: &[IdRange]) -> String {
     ranges
@@ -194,6 +205,16 @@ mod tests {
         let too_many: Vec<String> = (0..341).map(|i| format!("{i}:{}:1", 1000 + i)).collect();
         let err = parse_map(&too_many.join(",")).unwrap_err();
         assert!(err.contains("at most 340"), "{err}");
+    }
+
+    #[test]
+    fn only_non_root_ids_shown_as_host_root_are_flagged() {
+        assert_eq!(maps_to_host_root(&[r(0, 0, 65536)]), None);
+        assert_eq!(maps_to_host_root(&[r(0, 100000, 65536)]), None);
+        assert_eq!(
+            maps_to_host_root(&[r(0, 100000, 1000), r(1000, 0, 1)]),
+            Some(r(1000, 0, 1))
+        );
     }
 
     #[test]

@@ -194,7 +194,12 @@ fn kernel_maps(health: &Health) -> KernelMaps {
             "no idmapped mount of this overlay is attached (overlayfs keeps private clones of its layers), so the kernel cannot be asked; the maps above are as recorded",
         );
     };
-    let Some(unique) = crate::unmount::unique_mount_id_of(temp) else {
+    let unique = crate::resolve::resolve_entry(temp)
+        .ok()
+        .and_then(|place| place.open().ok())
+        .and_then(|fd| crate::sys::mount_ids(std::os::fd::AsFd::as_fd(&fd)).ok())
+        .and_then(|ids| ids.unique);
+    let Some(unique) = unique else {
         return unavailable(
             "this kernel has no unique mount ids (STATX_MNT_ID_UNIQUE, Linux 6.8+)",
         );
@@ -469,6 +474,9 @@ mod golden {
             source: source_tag(id),
             mount_id,
             mount_id_unique: None,
+            dev: None,
+            super_options: None,
+            vfs_flags: Vec::new(),
             pid: 4242,
             created: "2026-11-26T10:00:00Z".into(),
         }

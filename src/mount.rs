@@ -3,17 +3,19 @@
 //! what was done; a crash at any instant leaves what `gc` rolls back.
 
 use crate::exit::{Code, Coded, fail};
-use crate::idmap::IdRange;
-use crate::overlay::{self, MAX_LAYERS, Strategy, Tree};
+use crate::idmap::{self, IdRange};
+use crate::overlay::{self, MAX_LAYERS, Strategy, VfsFlags};
+use crate::resolve::{Resolved, Resolver};
 use crate::state::{Record, RecordState, StateDir};
-use crate::strategy::{OverlaySpec, TempMounts};
-use crate::unmount::{mount_id_of, retry_unmount, unique_mount_id_of};
+use crate::strategy::{OverlaySpec, PlannedTree, Target, TempMounts};
+use crate::sys::MountIds;
+use crate::unmount::{Expected, unmount_proven};
 use crate::{features, state, strategy, testpoint, userns};
 use anyhow::Result;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -38,63 +40,87 @@ pub struct MountRequest {
     pub upperdir: Option<PathBuf>,
     pub workdir: Option<PathBuf>,
     pub options: Vec<(String, Option<String>)>,
+    /// mount(8)'s per-mount flags, set when the overlay's mount is made.
+    pub flags: VfsFlags,
     pub maps: Maps,
+    /// Accept a map that shows an on-disk id other than 0 as host root.
+    pub allow_host_root: bool,
     pub strategy: Strategy,
     pub id: Option<String>,
     /// How long temporary mounts may stay busy before we give up on them.
     pub timeout: Duration,
 }
 
-/// The request with every path checked and canonical.
+/// The request with every path resolved (once, safely) to a file
+/// descriptor; from here on only these are used.
 struct Checked {
-    target: PathBuf,
-    lowerdirs: Vec<PathBuf>,
-    upperdir: Option<PathBuf>,
-    workdir: Option<PathBuf>,
+    target: Target,
+    lowerdirs: Vec<Resolved>,
+    upperdir: Option<Resolved>,
+    workdir: Option<Resolved>,
 }
 
 fn usage(message: String) -> anyhow::Error {
     fail(Code::Usage, message)
 }
 
-/// Checks one path argument: absolute, an existing directory, with no
-/// character overlayfs options cannot carry, before and after resolving
-/// symlinks. Returns the canonical path.
-fn check_dir_arg(what: &str, path: &Path, must_be_absolute: bool) -> Result<PathBuf> {
+/// Resolves one directory argument: absolute (unless `may_be_relative`),
+/// under the ownership rule of `resolve`, with no character overlayfs
+/// options cannot carry, before and after resolving symlinks.
+fn check_dir_arg(
+    resolver: &mut Resolver,
+    what: &str,
+    path: &Path,
+    may_be_relative: bool,
+) -> Result<Resolved> {
     let text = path
         .to_str()
         .ok_or_else(|| usage(format!("{what} {} is not valid UTF-8", path.display())))?;
     overlay::check_path_chars(what, text).map_err(usage)?;
-    if must_be_absolute && !path.is_absolute() {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else if may_be_relative {
+        std::env::current_dir()
+            .code(Code::System, || "reading the current directory".into())?
+            .join(path)
+    } else {
         return Err(usage(format!("{what} {text} is not an absolute path")));
-    }
-    // One O_PATH open and one readlink of its /proc/self/fd link give the
-    // canonical path of a directory; canonicalize(3) would lstat and
-    // readlink every component (265 readlinks for 50 layers).
-    use rustix::fs::{Mode, OFlags};
-    let dir = rustix::fs::open(
-        path,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| match e {
-        rustix::io::Errno::NOTDIR => usage(format!("{what} {text} is not a directory")),
-        e => usage(format!("{what} {text}: {}", crate::describe_io(&e.into()))),
-    })?;
-    let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir));
-    let target = rustix::fs::readlink(link.as_str(), Vec::new())
-        .map_err(|e| usage(format!("{what} {text}: {}", crate::describe_io(&e.into()))))?;
-    let canonical = PathBuf::from(
-        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(target.into_bytes()),
-    );
-    let resolved = canonical.to_str().ok_or_else(|| {
+    };
+    let resolved = resolver
+        .resolve_dir(&absolute)
+        .map_err(|e| usage(format!("{what} {text}: {}", e.describe(&absolute))))?;
+    let canonical = resolved.path.to_str().ok_or_else(|| {
         usage(format!(
             "{what} {text} resolves to a path that is not UTF-8"
         ))
     })?;
-    overlay::check_path_chars(what, resolved)
+    overlay::check_path_chars(what, canonical)
         .map_err(|e| usage(format!("{e} (after resolving symlinks in {text})")))?;
-    Ok(canonical)
+    Ok(resolved)
+}
+
+/// Resolves the target and the entry that names it in its parent (the
+/// new mount is found, and on failure unmounted, through that entry).
+fn check_target(resolver: &mut Resolver, path: &Path) -> Result<Target> {
+    let dir = check_dir_arg(resolver, "target", path, true)?;
+    let entry = resolver
+        .resolve_entry(&dir.path)
+        .map_err(|e| usage(format!("target {}: {e}", path.display())))?;
+    let same = entry
+        .open()
+        .ok()
+        .and_then(|fd| crate::resolve::meta_of(fd.as_fd()).ok())
+        .is_some_and(|m| m.file_id() == dir.meta.file_id());
+    if !same {
+        return Err(fail(
+            Code::Mount,
+            format!(
+                "target {} changed while it was being resolved; nothing mounted",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Target { dir, entry })
 }
 
 fn check(req: &MountRequest) -> Result<Checked> {
@@ -109,17 +135,19 @@ fn check(req: &MountRequest) -> Result<Checked> {
             req.lowerdirs.len()
         )));
     }
-    let target = check_dir_arg("target", &req.target, false)?;
-    let mut lowerdirs: Vec<PathBuf> = Vec::new();
-    // Canonical path -> position, so the duplicate check stays linear (a
-    // scan per layer was a third of a 500-layer mount).
-    let mut seen: std::collections::HashMap<PathBuf, usize> = std::collections::HashMap::new();
+    if let Maps::Ranges { uid, gid } = &req.maps {
+        check_host_root(uid, gid, req.allow_host_root)?;
+    }
+    let mut resolver = Resolver::new();
+    let mut lowerdirs: Vec<Resolved> = Vec::new();
+    // File identity -> position: a layer given twice, by any path.
+    let mut seen: HashMap<(u32, u32, u64), usize> = HashMap::new();
     for (given, layer) in req.lowerdirs.iter().enumerate() {
-        let canonical = check_dir_arg("lower layer", layer, true)?;
-        if canonical == Path::new("/") {
+        let resolved = check_dir_arg(&mut resolver, "lower layer", layer, false)?;
+        if resolved.path == Path::new("/") {
             return Err(usage("lower layer / is not allowed".into()));
         }
-        if let Some(&first) = seen.get(&canonical) {
+        if let Some(&first) = seen.get(&resolved.meta.file_id()) {
             return Err(usage(format!(
                 "lower layer {} is given twice (positions {} and {})",
                 layer.display(),
@@ -127,8 +155,8 @@ fn check(req: &MountRequest) -> Result<Checked> {
                 given + 1
             )));
         }
-        seen.insert(canonical.clone(), given);
-        lowerdirs.push(canonical);
+        seen.insert(resolved.meta.file_id(), given);
+        lowerdirs.push(resolved);
     }
     let (upperdir, workdir) = match (&req.upperdir, &req.workdir) {
         (None, None) => {
@@ -142,30 +170,30 @@ fn check(req: &MountRequest) -> Result<Checked> {
         (Some(_), None) => return Err(usage("upperdir given without workdir".into())),
         (None, Some(_)) => return Err(usage("workdir given without upperdir".into())),
         (Some(upper), Some(work)) => {
-            let upper = check_dir_arg("upperdir", upper, true)?;
-            let work = check_dir_arg("workdir", work, true)?;
-            let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev()).unwrap_or(0);
-            if dev(&upper) != dev(&work) {
+            let upper = check_dir_arg(&mut resolver, "upperdir", upper, false)?;
+            let work = check_dir_arg(&mut resolver, "workdir", work, false)?;
+            if upper.meta.dev != work.meta.dev {
                 return Err(usage(format!(
                     "workdir {} is on another filesystem than upperdir {}; overlayfs needs them on the same one",
-                    work.display(),
-                    upper.display()
+                    work.path.display(),
+                    upper.path.display()
                 )));
             }
-            if upper == work || work.starts_with(&upper) || upper.starts_with(&work) {
+            let (u, w) = (&upper.path, &work.path);
+            if u == w || w.starts_with(u) || u.starts_with(w) {
                 return Err(usage(format!(
                     "upperdir {} and workdir {} must be separate directories, neither inside the other",
-                    upper.display(),
-                    work.display()
+                    u.display(),
+                    w.display()
                 )));
             }
             for layer in &lowerdirs {
-                for (name, dir) in [("upperdir", &upper), ("workdir", &work)] {
-                    if dir.starts_with(layer) || layer.starts_with(dir) {
+                for (name, dir) in [("upperdir", u), ("workdir", w)] {
+                    if dir.starts_with(&layer.path) || layer.path.starts_with(dir) {
                         return Err(usage(format!(
                             "{name} {} overlaps lower layer {}",
                             dir.display(),
-                            layer.display()
+                            layer.path.display()
                         )));
                     }
                 }
@@ -173,21 +201,16 @@ fn check(req: &MountRequest) -> Result<Checked> {
             (Some(upper), Some(work))
         }
     };
-    for (name, dir) in [
-        (
-            "lower layer",
-            lowerdirs.iter().find(|l| target.starts_with(l)),
-        ),
-        (
-            "upperdir",
-            upperdir.as_ref().filter(|u| target.starts_with(u)),
-        ),
-    ] {
+    let target = check_target(&mut resolver, &req.target)?;
+    let t = &target.dir.path;
+    let inside_layer = lowerdirs.iter().find(|l| t.starts_with(&l.path));
+    let inside_upper = upperdir.as_ref().filter(|u| t.starts_with(&u.path));
+    for (name, dir) in [("lower layer", inside_layer), ("upperdir", inside_upper)] {
         if let Some(dir) = dir {
             return Err(usage(format!(
                 "target {} lies inside {name} {}",
-                target.display(),
-                dir.display()
+                t.display(),
+                dir.path.display()
             )));
         }
     }
@@ -199,14 +222,40 @@ fn check(req: &MountRequest) -> Result<Checked> {
     })
 }
 
-/// Picks the strategy and the trees to clone.
-fn plan(req: &MountRequest, checked: &Checked, state: &StateDir) -> Result<(Strategy, Vec<Tree>)> {
-    let mut layer_mounts = Vec::new();
-    for layer in &checked.lowerdirs {
-        layer_mounts
-            .push(mount_id_of(layer).code(Code::System, || format!("statx {}", layer.display()))?);
+/// Refuses (exit 1) a map that shows an on-disk id other than 0 as host
+/// root, unless `allowed`: see [`idmap::maps_to_host_root`].
+fn check_host_root(uid: &[IdRange], gid: &[IdRange], allowed: bool) -> Result<()> {
+    if allowed {
+        return Ok(());
     }
-    let mount_of = |p: &Path| mount_id_of(p).map_err(|e| format!("statx {}: {e}", p.display()));
+    for (name, map) in [("uid", uid), ("gid", gid)] {
+        if let Some(range) = idmap::maps_to_host_root(map) {
+            return Err(usage(format!(
+                "{name} map range {range} shows on-disk id {} as host root (0): a setuid file of that id would run as root; give --allow-host-root if that is intended",
+                range.container
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Picks the strategy and the trees to clone, each tree's directory
+/// resolved to an fd (the layers are checked beneath it when mounting).
+fn plan(
+    req: &MountRequest,
+    checked: &Checked,
+    state: &StateDir,
+) -> Result<(Strategy, Vec<PlannedTree>)> {
+    let layer_paths: Vec<PathBuf> = checked.lowerdirs.iter().map(|l| l.path.clone()).collect();
+    let layer_mounts: Vec<u64> = checked.lowerdirs.iter().map(|l| l.meta.mnt_id).collect();
+    let resolver = RefCell::new(Resolver::new());
+    let mount_of = |p: &Path| {
+        resolver
+            .borrow_mut()
+            .resolve_dir(p)
+            .map(|dir| dir.meta.mnt_id)
+            .map_err(|e| e.to_string())
+    };
     let strategy = match req.strategy {
         Strategy::Auto => {
             if features::cached_or_probe(state)?.detached {
@@ -214,7 +263,7 @@ fn plan(req: &MountRequest, checked: &Checked, state: &StateDir) -> Result<(Stra
             } else {
                 // common-dir unless the layers share no directory but /.
                 let shared =
-                    overlay::plan_trees(&checked.lowerdirs, &layer_mounts, false, false, &mount_of);
+                    overlay::plan_trees(&layer_paths, &layer_mounts, false, false, &mount_of);
                 if shared.is_ok() {
                     Strategy::CommonDir
                 } else {
@@ -227,14 +276,25 @@ fn plan(req: &MountRequest, checked: &Checked, state: &StateDir) -> Result<(Stra
     // Detached never attaches anything, so a layer group it cannot clone
     // whole simply gets a tree per layer; common-dir refuses instead.
     let trees = overlay::plan_trees(
-        &checked.lowerdirs,
+        &layer_paths,
         &layer_mounts,
         strategy == Strategy::PerLayer,
         strategy == Strategy::Detached,
         &mount_of,
     )
     .map_err(|e| usage(format!("{e}; use --strategy per-layer or detached")))?;
-    Ok((strategy, trees))
+    let mut planned = Vec::new();
+    for tree in trees {
+        let dir = resolver
+            .borrow_mut()
+            .resolve_dir(&tree.dir)
+            .map_err(|e| usage(format!("idmapped tree {}: {e}", tree.dir.display())))?;
+        planned.push(PlannedTree {
+            dir,
+            layers: tree.layers,
+        });
+    }
+    Ok((strategy, planned))
 }
 
 /// Claims the id and the target under the global lock, takes the record's
@@ -335,22 +395,32 @@ impl Drop for RecordGuard<'_> {
     }
 }
 
-/// Unmounts the overlay we attached if a later step fails, after checking
-/// that the mount at the target is still the one we made.
+/// Unmounts the overlay we attached if a later step fails: through the
+/// target's entry in its held parent, and only once the mount there is
+/// proven to be the one we made (by its ids), never by path.
 struct OverlayGuard<'a> {
-    target: &'a Path,
-    mount_id: Option<u64>,
+    target: &'a Target,
+    ids: Option<MountIds>,
     timeout: Duration,
     overlay_left: &'a Cell<bool>,
 }
 
 impl Drop for OverlayGuard<'_> {
     fn drop(&mut self) {
-        if let Some(id) = self.mount_id
-            && mount_id_of(self.target).is_ok_and(|now| now == id)
-            && let Err(e) = retry_unmount(self.target, self.timeout)
-        {
-            log::warn!("cleanup: unmounting {}: {e}", self.target.display());
+        let Some(ids) = self.ids else {
+            return;
+        };
+        let want = Expected {
+            mount_id: Some(ids.id),
+            unique: ids.unique,
+            dev: Some(ids.dev),
+            ..Default::default()
+        };
+        if let Err(e) = unmount_proven(&self.target.entry, &want, None, self.timeout) {
+            log::warn!(
+                "cleanup: unmounting {}: {e}",
+                self.target.dir.path.display()
+            );
             self.overlay_left.set(true);
         }
     }
@@ -366,11 +436,42 @@ fn option_strings(options: &[(String, Option<String>)]) -> Vec<String> {
         .collect()
 }
 
+/// The target must still be where the record says: its owner may have
+/// renamed a parent meanwhile, and then the overlay went with it (onto the
+/// directory that was checked, never onto another). Then the mount is
+/// undone rather than recorded under a path that lies.
+fn check_target_unmoved(target: &Target) -> Result<()> {
+    let now = std::fs::read_link(crate::resolve::proc_fd_path(target.dir.fd.as_fd()))
+        .code(Code::Mount, || {
+            format!("reading where {} is now", target.dir.path.display())
+        })?;
+    if now != target.dir.path {
+        return Err(fail(
+            Code::Mount,
+            format!(
+                "target {} was moved to {} while mounting (a parent directory renamed); the overlay was undone",
+                target.dir.path.display(),
+                now.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Mounts the overlay and returns its record (state `mounted`).
 /// Bad input is refused before the state directory is even opened (or
 /// created): no side effect at all.
 pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     let checked = check(req)?;
+    let (userns_fd, uidmap, gidmap): (Option<OwnedFd>, _, _) = match &req.maps {
+        Maps::Ranges { uid, gid } => (None, uid.clone(), gid.clone()),
+        Maps::Userns(path) => {
+            let (fd, uid, gid) = userns::open_existing(path)
+                .code(Code::Usage, || format!("--userns {}", path.display()))?;
+            check_host_root(&uid, &gid, req.allow_host_root)?;
+            (Some(fd), uid, gid)
+        }
+    };
     let state = &StateDir::open(state_root)?;
     let id = match &req.id {
         Some(id) => {
@@ -379,26 +480,19 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         }
         None => state::new_id(),
     };
-    let (userns_fd, uidmap, gidmap): (Option<OwnedFd>, _, _) = match &req.maps {
-        Maps::Ranges { uid, gid } => (None, uid.clone(), gid.clone()),
-        Maps::Userns(path) => {
-            let (fd, uid, gid) = userns::open_existing(path)
-                .code(Code::Usage, || format!("--userns {}", path.display()))?;
-            (Some(fd), uid, gid)
-        }
-    };
     let (strategy, trees) = plan(req, &checked, state)?;
     let attached = strategy != Strategy::Detached;
     let temp_root = state.temp_root(&id);
+    let target = &checked.target;
     let mut record = Record {
         version: state::RECORD_VERSION,
         id: id.clone(),
-        target: checked.target.clone(),
+        target: target.dir.path.clone(),
         state: RecordState::Preparing,
         strategy,
-        lowerdirs: checked.lowerdirs.clone(),
-        upperdir: checked.upperdir.clone(),
-        workdir: checked.workdir.clone(),
+        lowerdirs: checked.lowerdirs.iter().map(|l| l.path.clone()).collect(),
+        upperdir: checked.upperdir.as_ref().map(|d| d.path.clone()),
+        workdir: checked.workdir.as_ref().map(|d| d.path.clone()),
         options: option_strings(&req.options),
         uidmap,
         gidmap,
@@ -407,8 +501,8 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
             Maps::Ranges { .. } => None,
         },
         common_dir: (strategy != Strategy::PerLayer && trees.len() == 1)
-            .then(|| trees[0].dir.clone()),
-        idmapped_dirs: trees.iter().map(|t| t.dir.clone()).collect(),
+            .then(|| trees[0].dir.path.clone()),
+        idmapped_dirs: trees.iter().map(|t| t.dir.path.clone()).collect(),
         temp_mounts: if attached {
             (0..trees.len())
                 .map(|n| temp_root.join(n.to_string()))
@@ -419,6 +513,9 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         source: state::source_tag(&id),
         mount_id: None,
         mount_id_unique: None,
+        dev: None,
+        super_options: None,
+        vfs_flags: req.flags.words(),
         pid: std::process::id(),
         created: state::now_rfc3339(),
     };
@@ -429,7 +526,7 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         overlay_left: &overlay_left,
         state,
         id: id.clone(),
-        target: &checked.target,
+        target: &target.dir.path,
         armed: true,
     };
     testpoint::hit("record-preparing")?;
@@ -439,33 +536,41 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         None => userns::create(&record.uidmap, &record.gidmap)?,
     };
     let spec = OverlaySpec {
-        target: &checked.target,
+        target,
         source: &record.source,
-        lowerdir_count: checked.lowerdirs.len(),
+        layers: &checked.lowerdirs,
         trees: &trees,
-        upperdir: checked.upperdir.as_deref(),
-        workdir: checked.workdir.as_deref(),
+        upperdir: checked.upperdir.as_ref(),
+        workdir: checked.workdir.as_ref(),
         options: &req.options,
+        flags: req.flags,
     };
     let mut temps = TempMounts::new(temp_root, req.timeout);
-    if attached {
-        strategy::mount_attached(&spec, userns_fd.as_fd(), &mut temps)?;
+    let mounted = if attached {
+        strategy::mount_attached(&spec, userns_fd.as_fd(), &mut temps)
     } else {
-        strategy::mount_detached(&spec, userns_fd.as_fd())?;
-    }
+        strategy::mount_detached(&spec, userns_fd.as_fd())
+    };
     drop(userns_fd);
-    // Without the new mount's id we cannot prove what to unmount: on that
-    // (unlikely) failure the overlay and its `preparing` record stay for gc.
-    let mounted_id = mount_id_of(&checked.target);
-    overlay_left.set(mounted_id.is_err());
+    let ids = match mounted {
+        Ok(ids) => ids,
+        Err(e) => {
+            // An overlay that is there but could not be identified cannot
+            // be proven ours to unmount: it and its `preparing` record stay
+            // for gc, which finds it by its source tag.
+            if strategy::unidentified(&e) {
+                overlay_left.set(true);
+            }
+            return Err(e);
+        }
+    };
     let mut overlay_guard = OverlayGuard {
-        target: &checked.target,
-        mount_id: Some(mounted_id.code(Code::Mount, || {
-            format!("statx {} after mounting", checked.target.display())
-        })?),
+        target,
+        ids: Some(ids),
         timeout: req.timeout,
         overlay_left: &overlay_left,
     };
+    check_target_unmoved(target)?;
     testpoint::hit("overlay-mounted")?;
 
     // The overlay holds its own clones of the layers: the temporary mounts
@@ -477,11 +582,20 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     testpoint::hit("temp-unmounted")?;
 
     record.state = RecordState::Mounted;
-    record.mount_id = overlay_guard.mount_id;
-    record.mount_id_unique = unique_mount_id_of(&checked.target);
+    record.mount_id = Some(ids.id);
+    record.mount_id_unique = ids.unique;
+    record.dev = Some(state::format_dev(ids.dev));
+    if ids.unique.is_none() {
+        // No unique mount ids (before Linux 6.8): the superblock's options
+        // help tell this overlay from a later one with a reused mount id.
+        record.super_options = crate::mountinfo::read()?
+            .into_iter()
+            .find(|m| m.id == ids.id)
+            .map(|m| m.super_options);
+    }
     state.write_record(&record)?;
     testpoint::hit("record-mounted")?;
-    overlay_guard.mount_id = None;
+    overlay_guard.ids = None;
     record_guard.armed = false;
     Ok(record)
 }

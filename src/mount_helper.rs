@@ -13,12 +13,10 @@
 //! the overlay's mount once it exists, mount(8)'s own bookkeeping options are
 //! dropped, and the rest goes to `idmap-overlay mount -o`.
 
-use crate::cmd::{self, Cli, Command, Context};
+use crate::cmd::{self, mount::MountArgs};
 use crate::exit::{Code, Coded, fail};
-use crate::idmap;
+use crate::{idmap, overlay};
 use anyhow::Result;
-use clap::Parser;
-use nix::mount::MsFlags;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
@@ -151,11 +149,11 @@ pub fn parse_args(args: &[OsString]) -> Result<HelperArgs> {
 /// What one `-o` token is to the helper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    /// Goes to `idmap-overlay mount -o`.
+    /// Goes to `idmap-overlay mount -o`: ours, overlayfs's, and mount(8)'s
+    /// per-mount flags (`ro`, `nosuid`, `noatime`, ...) and fstab words,
+    /// which `-o` takes too.
     Ours,
-    /// A per-mount attribute, applied to the overlay's mount afterwards.
-    Attribute(MsFlags),
-    /// mount(8)'s business (or the default for a new mount): dropped.
+    /// mount(8)'s own bookkeeping: dropped.
     Generic,
     /// Neither ours, nor overlayfs's as far as we know, nor generic.
     Unknown,
@@ -180,82 +178,28 @@ const OVERLAY_KEYS: &[&str] = &[
     "volatile",
 ];
 
-/// Filesystem-independent options that need nothing from us: defaults for a
-/// new mount, or things mount(8) itself acts on (mount(8)
+/// Filesystem-independent options mount(8) itself acts on (mount(8)
 /// "FILESYSTEM-INDEPENDENT MOUNT OPTIONS"). `user` and friends arrive with
 /// the `nosuid,nodev,noexec` they imply already spelled out.
 const GENERIC_KEYS: &[&str] = &[
-    "rw",
-    "defaults",
-    "auto",
-    "noauto",
-    "nofail",
-    "_netdev",
-    "user",
-    "nouser",
-    "users",
-    "owner",
-    "group",
-    "async",
-    "suid",
-    "dev",
-    "exec",
-    "atime",
-    "diratime",
-    "symfollow",
-    "loud",
-    "silent",
-    "comment",
-    "uhelper",
+    "user", "nouser", "users", "owner", "group", "async", "loud", "silent", "comment", "uhelper",
     "helper",
 ];
 
 fn classify(token: &str) -> Kind {
     let key = token.split_once('=').map_or(token, |(k, _)| k);
-    let attribute = match key {
-        "ro" => Some(MsFlags::MS_RDONLY),
-        "nosuid" => Some(MsFlags::MS_NOSUID),
-        "nodev" => Some(MsFlags::MS_NODEV),
-        "noexec" => Some(MsFlags::MS_NOEXEC),
-        "noatime" => Some(MsFlags::MS_NOATIME),
-        "nodiratime" => Some(MsFlags::MS_NODIRATIME),
-        "relatime" => Some(MsFlags::MS_RELATIME),
-        "strictatime" => Some(MsFlags::MS_STRICTATIME),
-        // nix has no name for it (Linux 5.10).
-        "nosymfollow" => Some(MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW)),
-        _ => None,
-    };
-    if let Some(flag) = attribute {
-        Kind::Attribute(flag)
-    } else if GENERIC_KEYS.contains(&key) || key.starts_with("x-") {
+    if GENERIC_KEYS.contains(&key) {
         Kind::Generic
-    } else if OVERLAY_KEYS.contains(&key) || idmap::parse_range(token).is_ok() {
-        // A bare C:H:S continues the uid or gid map before it (CLI.md).
+    } else if OVERLAY_KEYS.contains(&key)
+        || overlay::VfsFlags::default().apply(key)
+        || overlay::is_fstab_only(key)
+        || idmap::parse_range(token).is_ok()
+    {
+        // A bare C:H:S continues the uid or gid map before it.
         Kind::Ours
     } else {
         Kind::Unknown
     }
-}
-
-/// Splits an option string on commas outside double quotes, as
-/// `overlay::parse_options` does.
-fn split_options(text: &str) -> Vec<String> {
-    let mut tokens = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for c in text.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                current.push(c);
-            }
-            ',' if !quoted => tokens.push(std::mem::take(&mut current)),
-            _ => current.push(c),
-        }
-    }
-    tokens.push(current);
-    tokens.retain(|t| !t.is_empty());
-    tokens
 }
 
 /// The helper's `-o` sorted out.
@@ -263,23 +207,22 @@ fn split_options(text: &str) -> Vec<String> {
 pub struct Translation {
     /// For `idmap-overlay mount -o`; empty when nothing is left.
     pub overlay_options: String,
-    /// Applied with `mount(NULL, dir, NULL, MS_REMOUNT|MS_BIND|flags)`.
-    pub attributes: MsFlags,
     /// Unknown options dropped because of `-s`.
     pub dropped: Vec<String>,
 }
 
-/// Pure: splits the helper's options into ours, the mount attributes and
-/// what is dropped. Unknown options go to overlayfs (which may refuse them)
+/// Pure: keeps what `idmap-overlay mount -o` takes, drops mount(8)'s
+/// bookkeeping. Unknown options go to overlayfs (which may refuse them)
 /// unless `sloppy`.
 pub fn translate(options: &str, sloppy: bool) -> Translation {
     let mut ours = Vec::new();
-    let mut attributes = MsFlags::empty();
     let mut dropped = Vec::new();
-    for token in split_options(options) {
+    for token in overlay::split_options(options).unwrap_or_else(|_| vec![options.to_string()]) {
+        if token.is_empty() {
+            continue;
+        }
         match classify(&token) {
             Kind::Ours => ours.push(token),
-            Kind::Attribute(flag) => attributes |= flag,
             Kind::Generic => {}
             Kind::Unknown if sloppy => dropped.push(token),
             Kind::Unknown => ours.push(token),
@@ -287,21 +230,18 @@ pub fn translate(options: &str, sloppy: bool) -> Translation {
     }
     Translation {
         overlay_options: ours.join(","),
-        attributes,
         dropped,
     }
 }
 
-/// The `idmap-overlay` command line the helper stands for.
-pub fn mount_command_line(target: &Path, translation: &Translation) -> Vec<OsString> {
-    let mut argv: Vec<OsString> = vec!["idmap-overlay".into(), "mount".into()];
-    if !translation.overlay_options.is_empty() {
-        argv.push("-o".into());
-        argv.push(translation.overlay_options.clone().into());
+/// The `idmap-overlay mount` arguments the helper stands for.
+pub fn mount_args(target: &Path, translation: &Translation) -> MountArgs {
+    MountArgs {
+        target: target.to_path_buf(),
+        options: (!translation.overlay_options.is_empty())
+            .then(|| translation.overlay_options.clone()),
+        ..MountArgs::default()
     }
-    argv.push("--".into());
-    argv.push(target.into());
-    argv
 }
 
 /// Enters the mount namespace of `-N` (setns(2) with CLONE_NEWNS; the
@@ -315,20 +255,6 @@ fn enter_namespace(path: &Path) -> Result<()> {
     })
 }
 
-/// Sets the per-mount attributes of the overlay at `target`:
-/// `mount(NULL, target, NULL, MS_REMOUNT|MS_BIND|attributes, NULL)`
-/// (mount(2), "Changing the mount flags of an existing mount"). The atime
-/// mode is kept unless one is given.
-fn set_attributes(target: &Path, attributes: MsFlags) -> nix::Result<()> {
-    nix::mount::mount(
-        None::<&str>,
-        target,
-        None::<&str>,
-        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | attributes,
-        None::<&str>,
-    )
-}
-
 /// Runs the helper: parses nothing more (see [`parse_args`]), mounts, and
 /// applies the attributes; an overlay whose attributes cannot be set is
 /// unmounted again, so the mount either happens whole or not at all.
@@ -337,19 +263,17 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
         crate::out!("{USAGE}");
         return Ok(Code::Success);
     }
+    // Before anything acts (entering -N's namespace, or -f's checks, which
+    // resolve paths): only root may.
+    cmd::require_root()?;
     let translation = translate(&helper.options, helper.sloppy);
     for option in &translation.dropped {
         log::warn!("ignoring unknown option {option:?} (-s)");
     }
-    let argv = mount_command_line(&helper.target, &translation);
-    let cli = Cli::try_parse_from(&argv).map_err(|e| usage(cmd::usage_line(&e)))?;
-    let Command::Mount(args) = cli.command else {
-        return Err(fail(
-            Code::Bug,
-            "the helper built a command that is not mount",
-        ));
-    };
-    let req = cmd::mount::request(&args)?;
+    let req = cmd::mount::request(&mount_args(&helper.target, &translation))?;
+    if let Some(namespace) = &helper.namespace {
+        enter_namespace(namespace)?;
+    }
     if helper.fake {
         if helper.verbose {
             crate::outln!(
@@ -359,34 +283,14 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
         }
         return Ok(Code::Success);
     }
-    if let Some(namespace) = &helper.namespace {
-        enter_namespace(namespace)?;
-    }
-    cmd::require_root()?;
     crate::sys::catch_interrupts();
-    let ctx = Context {
-        state_dir: cli.state_dir,
+    let state_dir = match std::env::var_os(crate::state::DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(crate::state::DEFAULT_DIR),
     };
-    let record = crate::mount::mount(&req, &ctx.state_dir)?;
-    if !translation.attributes.is_empty()
-        && let Err(errno) = set_attributes(&record.target, translation.attributes)
-    {
-        let undone = ctx
-            .state()
-            .and_then(|state| crate::umount::umount(&state, &record.id, req.timeout));
-        let message = format!(
-            "setting the mount options on {}: {}",
-            record.target.display(),
-            errno.desc()
-        );
-        return Err(match undone {
-            Ok(()) => fail(Code::Mount, format!("{message}; the overlay was unmounted")),
-            Err(e) => fail(
-                Code::Mount,
-                format!("{message}; unmounting it again failed too: {e:#}"),
-            ),
-        });
-    }
+    // The per-mount flags (ro, nosuid, ...) are part of the request: the
+    // overlay's mount is made with them, never changed afterwards by path.
+    let record = crate::mount::mount(&req, &state_dir)?;
     if helper.verbose {
         crate::outln!(
             "{HELPER_NAME}: mounted {} (record {})",
@@ -501,23 +405,19 @@ mod tests {
 
     #[test]
     fn options_sorted_out() {
+        // Per-mount flags and fstab words stay: `mount -o` takes them.
         let t = translate(
             "rw,noexec,nosuid,nodev,lowerdir=/a:/b,uidmap=0:1:1,1:100000:65535,_netdev,nofail,user,index=off",
             false,
         );
         assert_eq!(
             t.overlay_options,
-            "lowerdir=/a:/b,uidmap=0:1:1,1:100000:65535,index=off"
-        );
-        assert_eq!(
-            t.attributes,
-            MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+            "rw,noexec,nosuid,nodev,lowerdir=/a:/b,uidmap=0:1:1,1:100000:65535,_netdev,nofail,index=off"
         );
         assert!(t.dropped.is_empty());
 
         let t = translate("ro,noatime,x-systemd.automount,comment=hi,defaults", false);
-        assert_eq!(t.overlay_options, "");
-        assert_eq!(t.attributes, MsFlags::MS_RDONLY | MsFlags::MS_NOATIME);
+        assert_eq!(t.overlay_options, "ro,noatime,x-systemd.automount,defaults");
 
         // Unknown: to overlayfs, or dropped when sloppy.
         let t = translate("lowerdir=/a,frobnicate,uidmap=0:1:1", false);
@@ -528,28 +428,20 @@ mod tests {
 
         // Quoted commas stay inside their option.
         let t = translate(r#"lowerdir="/a,b":/c,rw"#, false);
-        assert_eq!(t.overlay_options, r#"lowerdir="/a,b":/c"#);
+        assert_eq!(t.overlay_options, r#"lowerdir="/a,b":/c,rw"#);
     }
 
     #[test]
-    fn command_line() {
-        let t = translate("rw,lowerdir=/a:/b,uidmap=0:100000:65536", false);
-        let argv = mount_command_line(Path::new("/mnt/c"), &t);
-        assert_eq!(
-            argv,
-            args(&[
-                "idmap-overlay",
-                "mount",
-                "-o",
-                "lowerdir=/a:/b,uidmap=0:100000:65536",
-                "--",
-                "/mnt/c"
-            ])
+    fn the_request_it_stands_for() {
+        let t = translate(
+            "rw,nosuid,noatime,lowerdir=/a:/b,uidmap=0:100000:65536,nofail",
+            false,
         );
-        let Command::Mount(mount) = Cli::try_parse_from(&argv).unwrap().command else {
-            panic!("not a mount");
-        };
-        let req = cmd::mount::request(&mount).unwrap();
+        let req = cmd::mount::request(&mount_args(Path::new("/mnt/c"), &t)).unwrap();
+        assert_eq!(req.target, PathBuf::from("/mnt/c"));
         assert_eq!(req.lowerdirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(req.flags.words(), ["nosuid", "noatime"]);
+        assert_eq!(req.strategy, crate::overlay::Strategy::Auto);
+        assert_eq!(req.timeout, cmd::mount::DEFAULT_TIMEOUT);
     }
 }

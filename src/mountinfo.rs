@@ -30,9 +30,12 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
+        // Three octal digits of one byte: `\\4xx` and above are not escapes
+        // the kernel makes (and would overflow a byte).
         if bytes[i] == b'\\'
             && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
+            && (b'0'..=b'3').contains(&bytes[i + 1])
+            && bytes[i + 2..i + 4]
                 .iter()
                 .all(|b| (b'0'..=b'7').contains(b))
         {
@@ -81,9 +84,10 @@ pub fn parse(text: &str) -> Result<Vec<MountEntry>, String> {
         .collect()
 }
 
-/// Reads our own mount namespace's table.
+/// Reads the calling thread's mount namespace's table (a thread may have
+/// a namespace of its own; /proc/self shows the main thread's).
 pub fn read() -> Result<Vec<MountEntry>> {
-    read_from(Path::new("/proc/self/mountinfo"))
+    read_from(Path::new("/proc/thread-self/mountinfo"))
 }
 
 pub fn read_from(path: &Path) -> Result<Vec<MountEntry>> {
@@ -134,6 +138,13 @@ mod tests {
         assert_eq!(top_at(&t, Path::new("/mnt/with space")).unwrap().id, 81);
         assert_eq!(top_at(&t, Path::new("/")).unwrap().id, 27);
         assert!(top_at(&t, Path::new("/nowhere")).is_none());
+    }
+
+    #[test]
+    fn only_byte_escapes_are_undone() {
+        assert_eq!(unescape("a\\040b"), "a b");
+        assert_eq!(unescape("a\\134"), "a\\");
+        assert_eq!(unescape("\\777x"), "\\777x");
     }
 
     #[test]

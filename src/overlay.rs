@@ -20,19 +20,154 @@ pub struct MountOptions {
     pub gidmap: Option<Vec<IdRange>>,
     /// Other overlay options, in order: `key=value` or a bare flag.
     pub passthrough: Vec<(String, Option<String>)>,
+    /// mount(8)'s per-mount flags (`ro`, `nosuid`, `noatime`, ...).
+    pub flags: VfsFlags,
+}
+
+/// The access-time mode of a mount (mount(8) "atime", "noatime", ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Atime {
+    Relatime,
+    Noatime,
+    Strictatime,
+}
+
+/// The filesystem-independent per-mount flags of mount(8) that apply to the
+/// overlay's mount. They are set when the mount is made (fsmount(2) or
+/// mount(2) flags), never afterwards by path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VfsFlags {
+    pub rdonly: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+    pub nodiratime: bool,
+    pub nosymfollow: bool,
+    /// `None`: the kernel's default (relatime).
+    pub atime: Option<Atime>,
+}
+
+impl VfsFlags {
+    /// Applies one mount(8) word; false if it is not one of these flags.
+    pub fn apply(&mut self, word: &str) -> bool {
+        match word {
+            "ro" => self.rdonly = true,
+            "rw" => self.rdonly = false,
+            "nosuid" => self.nosuid = true,
+            "suid" => self.nosuid = false,
+            "nodev" => self.nodev = true,
+            "dev" => self.nodev = false,
+            "noexec" => self.noexec = true,
+            "exec" => self.noexec = false,
+            "nodiratime" => self.nodiratime = true,
+            "diratime" => self.nodiratime = false,
+            "nosymfollow" => self.nosymfollow = true,
+            "symfollow" => self.nosymfollow = false,
+            "noatime" => self.atime = Some(Atime::Noatime),
+            "relatime" => self.atime = Some(Atime::Relatime),
+            "strictatime" => self.atime = Some(Atime::Strictatime),
+            // mount(8): `atime` is "the default" access time mode.
+            "atime" => self.atime = None,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The flags as mount(8) words, for the record and for comparing specs.
+    pub fn words(&self) -> Vec<String> {
+        let mut words = Vec::new();
+        for (set, word) in [
+            (self.rdonly, "ro"),
+            (self.nosuid, "nosuid"),
+            (self.nodev, "nodev"),
+            (self.noexec, "noexec"),
+            (self.nodiratime, "nodiratime"),
+            (self.nosymfollow, "nosymfollow"),
+        ] {
+            if set {
+                words.push(word.to_string());
+            }
+        }
+        match self.atime {
+            Some(Atime::Noatime) => words.push("noatime".into()),
+            Some(Atime::Relatime) => words.push("relatime".into()),
+            Some(Atime::Strictatime) => words.push("strictatime".into()),
+            None => {}
+        }
+        words
+    }
+
+    /// For fsmount(2).
+    pub fn mount_attr(&self) -> rustix::mount::MountAttrFlags {
+        use rustix::mount::MountAttrFlags as A;
+        let mut attr = A::empty();
+        for (set, flag) in [
+            (self.rdonly, A::MOUNT_ATTR_RDONLY),
+            (self.nosuid, A::MOUNT_ATTR_NOSUID),
+            (self.nodev, A::MOUNT_ATTR_NODEV),
+            (self.noexec, A::MOUNT_ATTR_NOEXEC),
+            (self.nodiratime, A::MOUNT_ATTR_NODIRATIME),
+            (self.nosymfollow, A::MOUNT_ATTR_NOSYMFOLLOW),
+        ] {
+            if set {
+                attr |= flag;
+            }
+        }
+        attr | match self.atime {
+            Some(Atime::Noatime) => A::MOUNT_ATTR_NOATIME,
+            Some(Atime::Strictatime) => A::MOUNT_ATTR_STRICTATIME,
+            Some(Atime::Relatime) | None => A::MOUNT_ATTR_RELATIME,
+        }
+    }
+
+    /// For mount(2).
+    pub fn ms_flags(&self) -> nix::mount::MsFlags {
+        use nix::mount::MsFlags as M;
+        let mut flags = M::empty();
+        for (set, flag) in [
+            (self.rdonly, M::MS_RDONLY),
+            (self.nosuid, M::MS_NOSUID),
+            (self.nodev, M::MS_NODEV),
+            (self.noexec, M::MS_NOEXEC),
+            (self.nodiratime, M::MS_NODIRATIME),
+            // nix has no name for it (Linux 5.10).
+            (self.nosymfollow, M::from_bits_retain(libc::MS_NOSYMFOLLOW)),
+        ] {
+            if set {
+                flags |= flag;
+            }
+        }
+        flags
+            | match self.atime {
+                Some(Atime::Noatime) => M::MS_NOATIME,
+                Some(Atime::Strictatime) => M::MS_STRICTATIME,
+                Some(Atime::Relatime) => M::MS_RELATIME,
+                None => M::empty(),
+            }
+    }
+}
+
+/// mount(8) words that belong in fstab but mean nothing to a mount that is
+/// being made: accepted and ignored, as mount(8) does.
+pub fn is_fstab_only(key: &str) -> bool {
+    matches!(key, "defaults" | "auto" | "noauto" | "nofail" | "_netdev") || key.starts_with("x-")
 }
 
 /// Keys the tool sets itself; letting `-o` set them would break the record.
 const RESERVED: &[&str] = &["lowerdir+", "datadir+", "source"];
 
-/// Splits an option string on commas that are not inside double quotes.
-fn split_options(text: &str) -> Result<Vec<String>, String> {
+/// Splits an option string on commas that are not inside double quotes,
+/// keeping the quotes (the mount(8) helper passes tokens on as they are).
+pub fn split_options(text: &str) -> Result<Vec<String>, String> {
     let mut tokens = Vec::new();
     let mut current = String::new();
     let mut quoted = false;
     for c in text.chars() {
         match c {
-            '"' => quoted = !quoted,
+            '"' => {
+                quoted = !quoted;
+                current.push(c);
+            }
             ',' if !quoted => tokens.push(std::mem::take(&mut current)),
             _ => current.push(c),
         }
@@ -66,6 +201,7 @@ pub fn parse_options(text: &str) -> Result<MountOptions, String> {
     let mut maps: HashMap<&'static str, String> = HashMap::new();
 
     for token in split_options(text)? {
+        let token = token.replace('"', "");
         if let Some((_, ranges)) = open_map.as_mut()
             && is_range_token(&token)
         {
@@ -78,6 +214,9 @@ pub fn parse_options(text: &str) -> Result<MountOptions, String> {
         }
         if token.is_empty() {
             return Err(format!("option string {text:?} has an empty option"));
+        }
+        if opts.flags.apply(&token) || is_fstab_only(token.split('=').next().unwrap_or("")) {
+            continue;
         }
         let (key, value) = match token.split_once('=') {
             Some((k, v)) => (k.to_string(), Some(v.to_string())),
@@ -152,11 +291,15 @@ pub fn split_lowerdirs(text: &str) -> Result<Vec<String>, String> {
     Ok(dirs)
 }
 
-/// Characters that cannot appear in any path we hand to overlayfs: `:` and
-/// `,` separate entries in its option strings (and in containerd's), a
-/// newline would corrupt mountinfo lines.
+/// Characters refused in every path argument: `:` and `,` separate entries
+/// in overlayfs's option strings (and in containerd's), `\` is overlayfs's
+/// escape character (layers `a\`, `b` would reach it as the one layer
+/// `a:b`), and a newline would corrupt mountinfo lines. The tool hands
+/// overlayfs file descriptors, but paths are shown and recorded, and `-o`
+/// parses them: refusing is simpler than escaping and says the same
+/// everywhere.
 pub fn check_path_chars(what: &str, path: &str) -> Result<(), String> {
-    if let Some(c) = path.chars().find(|c| matches!(c, ':' | ',' | '\n')) {
+    if let Some(c) = path.chars().find(|c| matches!(c, ':' | ',' | '\n' | '\\')) {
         return Err(format!(
             "{what} {path:?} contains {c:?}, which overlayfs options cannot carry"
         ));
@@ -189,9 +332,10 @@ pub fn common_dir(paths: &[PathBuf]) -> PathBuf {
 }
 
 /// How the idmapped layers are built. `Auto` is resolved before execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
+    #[default]
     Auto,
     Detached,
     CommonDir,
@@ -411,7 +555,7 @@ mod tests {
     #[test]
     fn path_chars() {
         assert!(check_path_chars("layer", "/a/b").is_ok());
-        for bad in ["/a:b", "/a,b", "/a\nb"] {
+        for bad in ["/a:b", "/a,b", "/a\nb", "/a\\", "/a\\b"] {
             assert!(check_path_chars("layer", bad).is_err(), "{bad:?}");
         }
     }

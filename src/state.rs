@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 pub type RecordLock = Flock<File>;
 
 pub const DEFAULT_DIR: &str = "/run/idmap-overlay";
+/// The environment variable that moves the state directory.
+pub const DIR_ENV: &str = "IDMAP_OVERLAY_STATE_DIR";
 pub const RECORD_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,10 +65,45 @@ pub struct Record {
     pub mount_id: Option<u64>,
     /// The overlay's unique 64-bit mount id (statx STATX_MNT_ID_UNIQUE).
     pub mount_id_unique: Option<u64>,
+    /// The overlay's device, `major:minor` (its superblock's, shared by
+    /// every copy of the mount in every mount namespace).
+    #[serde(default)]
+    pub dev: Option<String>,
+    /// mountinfo's super options of the overlay, kept only on kernels
+    /// without unique mount ids (before 6.8), where they help tell our
+    /// overlay from a later one with a reused mount id and device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub super_options: Option<String>,
+    /// mount(8)'s per-mount flags the overlay was made with (`ro`, ...).
+    #[serde(default)]
+    pub vfs_flags: Vec<String>,
     /// The process that made the mount.
     pub pid: u32,
     /// RFC 3339, UTC.
     pub created: String,
+}
+
+impl Record {
+    /// What the overlay of this record must be for the tool to unmount it.
+    pub fn expected(&self) -> crate::unmount::Expected<'_> {
+        crate::unmount::Expected {
+            mount_id: self.mount_id,
+            unique: self.mount_id_unique,
+            dev: self.dev.as_deref().and_then(parse_dev),
+            source: Some(&self.source),
+            super_options: self.super_options.as_deref(),
+        }
+    }
+}
+
+/// `major:minor` as mountinfo writes a device.
+pub fn format_dev(dev: (u32, u32)) -> String {
+    format!("{}:{}", dev.0, dev.1)
+}
+
+pub fn parse_dev(text: &str) -> Option<(u32, u32)> {
+    let (major, minor) = text.split_once(':')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 pub fn source_tag(id: &str) -> String {
@@ -456,26 +493,32 @@ impl StateDir {
     /// (like /run/netns) and is not a leak. Call under the global lock.
     pub fn ensure_private_temp_area(&self) -> Result<()> {
         let tmp = self.root.join("tmp");
-        let holder = crate::unmount::mount_id_of(&tmp)
-            .code(Code::State, || format!("statx {}", tmp.display()))?;
+        let ids_of = |path: &Path| -> Result<crate::sys::MountIds> {
+            let dir =
+                File::open(path).code(Code::State, || format!("opening {}", path.display()))?;
+            crate::sys::mount_ids(std::os::fd::AsFd::as_fd(&dir))
+                .code(Code::State, || format!("statx {}", path.display()))
+        };
+        let holder = ids_of(&tmp)?;
         // Ask the kernel about that one mount (statmount, Linux 6.8+) rather
         // than read the whole table under the global lock on every mount: at
         // scale that made common-dir 7x slower than detached.
-        let asked = crate::unmount::unique_mount_id_of(&tmp)
+        let asked = holder
+            .unique
             .and_then(|unique| crate::sys::mount_is_shared(unique).ok().flatten());
         let shared = match asked {
             Some(shared) => shared,
             None => crate::mountinfo::read()?
                 .iter()
-                .find(|m| m.id == holder)
+                .find(|m| m.id == holder.id)
                 .is_some_and(|m| m.tags.iter().any(|t| t.starts_with("shared:"))),
         };
         if !shared {
             return Ok(());
         }
-        let is_own_mount = crate::unmount::mount_id_of(&self.root)
-            .code(Code::State, || format!("statx {}", self.root.display()))?
-            != holder;
+        let is_own_mount = ids_of(&self.root)?.id != holder.id;
+        // By path: the state directory and `tmp` are root's, checked not
+        // writable by anyone else (`check_dir`), so nobody can redirect them.
         use nix::mount::{MsFlags, mount};
         if !is_own_mount {
             mount(

@@ -1,53 +1,113 @@
-//! The three ways to hand idmapped layers to overlayfs. Each undoes its own
-//! partial work on error; on success nothing temporary is left behind.
+//! The three ways to hand idmapped layers to overlayfs. Each works on file
+//! descriptors resolved once (see `resolve`), undoes its own partial work on
+//! error, and on success leaves nothing temporary behind.
 
 use crate::exit::{Code, Coded, fail};
-use crate::overlay::Tree;
+use crate::overlay::VfsFlags;
+use crate::resolve::{self, Entry, Meta, Resolved, proc_fd_path};
+use crate::sys::{self, MountIds};
 use crate::testpoint;
-use crate::unmount::retry_unmount;
+use crate::unmount::{Expected, Unmounted, unmount_proven};
 use anyhow::{Context, Result};
-use rustix::fs::{CWD, Mode, OFlags, ResolveFlags, openat2};
+use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
+use rustix::io::Errno;
 use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags, fsconfig_create,
-    fsconfig_set_fd, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
-    open_tree,
+    FsMountFlags, FsOpenFlags, MoveMountFlags, OpenTreeFlags, fsconfig_create, fsconfig_set_fd,
+    fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount, open_tree,
 };
-use std::fs;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// What overlayfs is asked to mount, with the layers already planned.
-pub struct OverlaySpec<'a> {
-    pub target: &'a Path,
-    /// `idmap-overlay:<id>`, the source column in mountinfo.
-    pub source: &'a str,
-    pub lowerdir_count: usize,
-    pub trees: &'a [Tree],
-    pub upperdir: Option<&'a Path>,
-    pub workdir: Option<&'a Path>,
-    pub options: &'a [(String, Option<String>)],
+/// One directory to clone as an idmapped tree, and the layers read through
+/// it: (index in the lowerdir list, path relative to the directory).
+pub struct PlannedTree {
+    pub dir: Resolved,
+    pub layers: Vec<(usize, PathBuf)>,
 }
 
-/// A detached, idmapped, read-only, private clone of `dir`: in no mount
-/// table, gone when the fd is closed (and the mounts that use it let go).
-fn idmapped_tree(dir: &Path, userns: BorrowedFd<'_>) -> Result<OwnedFd> {
+/// The place to mount on: the directory (its fd) and its entry in the
+/// parent, through which the new mount is found and, on failure, unmounted.
+pub struct Target {
+    pub dir: Resolved,
+    pub entry: Entry,
+}
+
+/// What overlayfs is asked to mount, with the layers already planned.
+pub struct OverlaySpec<'a> {
+    pub target: &'a Target,
+    /// `idmap-overlay:<id>`, the source column in mountinfo.
+    pub source: &'a str,
+    /// The layers, top first, as resolved.
+    pub layers: &'a [Resolved],
+    pub trees: &'a [PlannedTree],
+    pub upperdir: Option<&'a Resolved>,
+    pub workdir: Option<&'a Resolved>,
+    pub options: &'a [(String, Option<String>)],
+    pub flags: VfsFlags,
+}
+
+/// A detached, idmapped, read-only, private clone of the directory `dir`:
+/// in no mount table, gone when the fd is closed (and the mounts that use
+/// it let go).
+fn idmapped_tree(dir: &Resolved, userns: BorrowedFd<'_>) -> Result<OwnedFd> {
     let tree = open_tree(
-        CWD,
-        dir,
-        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+        &dir.fd,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH,
     )
     .code(Code::Mount, || {
-        format!("cloning {} (open_tree)", dir.display())
+        format!("cloning {} (open_tree)", dir.path.display())
     })?;
-    crate::sys::idmap_tree(tree.as_fd(), userns).code(Code::Mount, || {
-        format!(
-            "idmapping {} (mount_setattr; does its filesystem support idmapped mounts?)",
-            dir.display()
-        )
+    sys::idmap_tree(tree.as_fd(), userns).map_err(|e| {
+        let hint = match e.raw_os_error() {
+            Some(libc::ENOSYS) => {
+                "this kernel has no mount_setattr: idmapped mounts need Linux 5.12+, idmapped overlay layers 5.19+"
+            }
+            _ => "does its filesystem support idmapped mounts?",
+        };
+        anyhow::Error::from(e).context(crate::exit::Failure {
+            code: Code::Mount,
+            message: format!(
+                "idmapping {} (mount_setattr; {hint})",
+                dir.path.display()
+            ),
+        })
     })?;
     Ok(tree)
+}
+
+/// Opens layer `rel` beneath `tree` (no symlinks, no other mount, nothing
+/// outside the tree) and checks it is the very directory that was resolved
+/// as the layer: its owner could have swapped it since.
+fn open_layer_beneath(tree: BorrowedFd<'_>, rel: &Path, layer: &Resolved) -> Result<OwnedFd> {
+    let fd = openat2(
+        tree,
+        rel,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
+    )
+    .code(Code::Mount, || {
+        format!(
+            "opening layer {} in its idmapped tree",
+            layer.path.display()
+        )
+    })?;
+    let found: Meta = resolve::meta_of(fd.as_fd())
+        .code(Code::Mount, || format!("statx {}", layer.path.display()))?;
+    if found.file_id() != layer.meta.file_id() {
+        return Err(fail(
+            Code::Mount,
+            format!(
+                "layer {} was replaced while mounting (renamed or swapped); nothing mounted",
+                layer.path.display()
+            ),
+        ));
+    }
+    Ok(fd)
 }
 
 /// What the kernel said about a failed fsconfig, read from the fs context
@@ -85,13 +145,31 @@ fn with_kernel_message<T>(
     })
 }
 
+/// Sets `upperdir` or `workdir` to exactly the resolved directory: by fd
+/// where the kernel takes one (FSCONFIG_SET_FD, newer kernels), else as
+/// `/proc/self/fd/N`, which overlayfs resolves to that same directory.
+fn set_dir(fs_fd: BorrowedFd<'_>, key: &str, dir: &Resolved) -> Result<()> {
+    match fsconfig_set_fd(fs_fd, key, &dir.fd) {
+        Ok(()) => Ok(()),
+        Err(Errno::INVAL) => {
+            let _ = kernel_message(fs_fd); // the refusal of the fd form
+            with_kernel_message(
+                fsconfig_set_string(fs_fd, key, proc_fd_path(dir.fd.as_fd())),
+                fs_fd,
+                || format!("setting overlay {key}={}", dir.path.display()),
+            )
+        }
+        Err(e) => with_kernel_message(Err(e), fs_fd, || {
+            format!("setting overlay {key}={}", dir.path.display())
+        }),
+    }
+}
+
 /// Sets upperdir, workdir and the passthrough options on an fs context.
 fn configure_common(fs_fd: BorrowedFd<'_>, spec: &OverlaySpec) -> Result<()> {
     for (key, dir) in [("upperdir", spec.upperdir), ("workdir", spec.workdir)] {
         if let Some(dir) = dir {
-            with_kernel_message(fsconfig_set_string(fs_fd, key, dir), fs_fd, || {
-                format!("setting overlay {key}={}", dir.display())
-            })?;
+            set_dir(fs_fd, key, dir)?;
         }
     }
     for (key, value) in spec.options {
@@ -109,30 +187,6 @@ fn configure_common(fs_fd: BorrowedFd<'_>, spec: &OverlaySpec) -> Result<()> {
     Ok(())
 }
 
-/// Creates the superblock, makes a mount of it and attaches it at the target.
-fn create_and_attach(fs_fd: BorrowedFd<'_>, spec: &OverlaySpec) -> Result<()> {
-    testpoint::hit("overlay-configured")?;
-    with_kernel_message(fsconfig_create(fs_fd), fs_fd, || {
-        format!("creating the overlay for {}", spec.target.display())
-    })?;
-    let mnt = fsmount(
-        fs_fd,
-        FsMountFlags::FSMOUNT_CLOEXEC,
-        MountAttrFlags::empty(),
-    )
-    .code(Code::Mount, || "making the overlay mount (fsmount)".into())?;
-    move_mount(
-        mnt.as_fd(),
-        "",
-        CWD,
-        spec.target,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
-    .code(Code::Mount, || {
-        format!("attaching the overlay at {}", spec.target.display())
-    })
-}
-
 fn overlay_context(spec: &OverlaySpec) -> Result<OwnedFd> {
     let fs_fd = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
         .code(Code::Mount, || "opening an overlay context (fsopen)".into())?;
@@ -147,8 +201,9 @@ fn overlay_context(spec: &OverlaySpec) -> Result<OwnedFd> {
 /// The detached strategy: one idmapped tree per group, never attached; each
 /// layer handed to overlayfs as an fd opened beneath its tree. Overlayfs
 /// takes private clones of its layers, so once the superblock exists every
-/// fd can go and nothing temporary is left anywhere.
-pub fn mount_detached(spec: &OverlaySpec, userns: BorrowedFd<'_>) -> Result<()> {
+/// fd can go and nothing temporary is left anywhere. Returns the new
+/// mount's ids, read from its own fd.
+pub fn mount_detached(spec: &OverlaySpec, userns: BorrowedFd<'_>) -> Result<MountIds> {
     // Keep the trees open until FSCONFIG_CMD_CREATE has returned: closing one
     // first dissolves it and CREATE fails with EINVAL.
     let mut trees = Vec::new();
@@ -156,38 +211,69 @@ pub fn mount_detached(spec: &OverlaySpec, userns: BorrowedFd<'_>) -> Result<()> 
         trees.push(idmapped_tree(&tree.dir, userns)?);
     }
     testpoint::hit("tree-open")?;
-    let mut layer_fds: Vec<Option<OwnedFd>> = (0..spec.lowerdir_count).map(|_| None).collect();
-    for (tree, tree_fd) in spec.trees.iter().zip(&trees) {
-        for (index, rel) in &tree.layers {
-            // Beneath the tree, no symlinks, no other mount: exactly the
-            // directory the canonical path named when we planned.
-            let fd = openat2(
-                tree_fd.as_fd(),
-                rel,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
-            )
-            .code(Code::Mount, || {
-                format!(
-                    "opening layer {} in its idmapped tree",
-                    tree.dir.join(rel).display()
-                )
-            })?;
-            layer_fds[*index] = Some(fd);
-        }
-    }
+    let layer_fds = layers_beneath(spec, &trees)?;
     let fs_fd = overlay_context(spec)?;
     for (index, fd) in layer_fds.iter().enumerate() {
-        let fd = fd.as_ref().context("a layer missing from the plan")?;
         with_kernel_message(
-            fsconfig_set_fd(fs_fd.as_fd(), "lowerdir+", fd.as_fd()),
+            fsconfig_set_fd(fs_fd.as_fd(), "lowerdir+", fd),
             fs_fd.as_fd(),
-            || format!("adding lower layer {index} (fsconfig lowerdir+)"),
+            || {
+                format!(
+                    "adding lower layer {} (fsconfig lowerdir+ by fd; on kernels that take layers only by path use --strategy common-dir)",
+                    index + 1
+                )
+            },
         )?;
     }
     configure_common(fs_fd.as_fd(), spec)?;
-    create_and_attach(fs_fd.as_fd(), spec)
+    testpoint::hit("overlay-configured")?;
+    with_kernel_message(fsconfig_create(fs_fd.as_fd()), fs_fd.as_fd(), || {
+        format!(
+            "creating the overlay for {}",
+            spec.target.dir.path.display()
+        )
+    })?;
+    let mnt = fsmount(
+        fs_fd.as_fd(),
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        spec.flags.mount_attr(),
+    )
+    .code(Code::Mount, || "making the overlay mount (fsmount)".into())?;
+    let ids = sys::mount_ids(mnt.as_fd())
+        .code(Code::Mount, || "statx of the new overlay mount".into())?;
+    move_mount(
+        mnt.as_fd(),
+        "",
+        &spec.target.dir.fd,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .code(Code::Mount, || {
+        format!(
+            "attaching the overlay at {}",
+            spec.target.dir.path.display()
+        )
+    })?;
+    Ok(ids)
+}
+
+/// Every layer opened beneath its (idmapped) tree and checked, in lowerdir
+/// order.
+fn layers_beneath(spec: &OverlaySpec, trees: &[impl AsFd]) -> Result<Vec<OwnedFd>> {
+    let mut layer_fds: Vec<Option<OwnedFd>> = (0..spec.layers.len()).map(|_| None).collect();
+    for (tree, tree_fd) in spec.trees.iter().zip(trees) {
+        for (index, rel) in &tree.layers {
+            layer_fds[*index] = Some(open_layer_beneath(
+                tree_fd.as_fd(),
+                rel,
+                &spec.layers[*index],
+            )?);
+        }
+    }
+    layer_fds
+        .into_iter()
+        .map(|fd| fd.context("a layer missing from the plan"))
+        .collect()
 }
 
 /// Temporary mountpoints under `<state>/tmp/<id>/`: each directory and each
@@ -195,10 +281,13 @@ pub fn mount_detached(spec: &OverlaySpec, userns: BorrowedFd<'_>) -> Result<()> 
 /// delete: a directory is removed with rmdir only after its mount is gone
 /// (containerd#10704 wiped data through a still-mounted path).
 pub struct TempMounts {
+    /// `<state>/tmp/<id>`; under the root-owned, checked state directory.
     root: PathBuf,
-    root_created: bool,
-    dirs: Vec<PathBuf>,
-    mounted: Vec<PathBuf>,
+    root_dir: Option<Entry>,
+    dirs: Vec<Entry>,
+    /// Attached trees: the mountpoint, the mount's id, and the tree's fd
+    /// (closed before unmounting: an open fd keeps a mount busy).
+    mounted: Vec<(Entry, u64, Option<OwnedFd>)>,
     timeout: Duration,
 }
 
@@ -206,78 +295,115 @@ impl TempMounts {
     pub fn new(root: PathBuf, timeout: Duration) -> TempMounts {
         TempMounts {
             root,
-            root_created: false,
+            root_dir: None,
             dirs: Vec::new(),
             mounted: Vec::new(),
             timeout,
         }
     }
 
-    fn make_dir(&mut self, path: &Path) -> Result<()> {
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(path)
+    fn make_dir(path: &Path) -> Result<Entry> {
+        let entry = resolve::resolve_entry(path).code(Code::State, || {
+            format!("temporary directory {}", path.display())
+        })?;
+        rustix::fs::mkdirat(&entry.parent, entry.name.as_os_str(), Mode::RWXU)
             .code(Code::State, || {
                 format!("creating temporary directory {}", path.display())
-            })
+            })?;
+        Ok(entry)
     }
 
-    /// Attaches an idmapped clone of `dir` at the next temporary mountpoint.
-    pub fn attach(&mut self, dir: &Path, userns: BorrowedFd<'_>) -> Result<PathBuf> {
-        if !self.root_created {
-            let root = self.root.clone();
-            self.make_dir(&root)?;
-            self.root_created = true;
+    /// Attaches an idmapped clone of `dir` at the next temporary mountpoint
+    /// and returns the attached tree's fd.
+    pub fn attach(&mut self, dir: &Resolved, userns: BorrowedFd<'_>) -> Result<BorrowedFd<'_>> {
+        if self.root_dir.is_none() {
+            self.root_dir = Some(Self::make_dir(&self.root)?);
         }
         let path = self.root.join(self.dirs.len().to_string());
-        self.make_dir(&path)?;
-        self.dirs.push(path.clone());
+        let entry = Self::make_dir(&path)?;
+        let mountpoint = entry
+            .open()
+            .code(Code::State, || format!("opening {}", path.display()))?;
+        self.dirs.push(entry);
         let tree = idmapped_tree(dir, userns)?;
         move_mount(
             tree.as_fd(),
             "",
-            CWD,
-            &path,
-            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            &mountpoint,
+            "",
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
         )
         .code(Code::Mount, || {
             format!(
                 "attaching the idmapped {} at {}",
-                dir.display(),
+                dir.path.display(),
                 path.display()
             )
         })?;
-        self.mounted.push(path.clone());
-        Ok(path)
+        let mount_id = sys::mount_ids(tree.as_fd())
+            .code(Code::Mount, || format!("statx {}", path.display()))?
+            .id;
+        let entry = resolve::resolve_entry(&path).code(Code::State, || {
+            format!("temporary mountpoint {}", path.display())
+        })?;
+        self.mounted.push((entry, mount_id, Some(tree)));
+        let (_, _, tree) = self.mounted.last().expect("just pushed");
+        Ok(tree.as_ref().expect("just set").as_fd())
     }
 
-    /// Unmounts (with EBUSY retries) and removes what was made, newest first.
-    /// Returns what could not be undone; those stay for `gc`.
+    /// The attached trees' fds, in the order they were attached.
+    fn trees(&self) -> Vec<BorrowedFd<'_>> {
+        self.mounted
+            .iter()
+            .filter_map(|(_, _, fd)| fd.as_ref().map(|fd| fd.as_fd()))
+            .collect()
+    }
+
+    /// Unmounts (with EBUSY retries, each mount proven by its id) and
+    /// removes what was made, newest first. Returns what could not be
+    /// undone; those stay for `gc`.
     pub fn release(&mut self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut still_mounted = Vec::new();
-        for path in self.mounted.drain(..).rev() {
-            if let Err(e) = retry_unmount(&path, self.timeout) {
-                problems.push(format!("unmounting {}: {e}", path.display()));
-                still_mounted.push(path);
+        for (_, _, fd) in &mut self.mounted {
+            drop(fd.take());
+        }
+        for (entry, mount_id, _) in self.mounted.drain(..).rev() {
+            let want = Expected {
+                mount_id: Some(mount_id),
+                ..Default::default()
+            };
+            match unmount_proven(&entry, &want, None, self.timeout) {
+                Ok(Unmounted::Done(_)) => {}
+                Ok(Unmounted::NothingThere) => {}
+                Err(e) => {
+                    problems.push(format!("unmounting {}: {e}", entry.path.display()));
+                    still_mounted.push(entry.path);
+                }
             }
         }
-        for path in self.dirs.drain(..).rev() {
-            if still_mounted.contains(&path) {
+        for entry in self.dirs.drain(..).rev() {
+            if still_mounted.contains(&entry.path) {
                 continue;
             }
-            if let Err(e) = fs::remove_dir(&path) {
-                problems.push(format!("removing {}: {e}", path.display()));
+            if let Err(e) = rustix::fs::unlinkat(
+                &entry.parent,
+                entry.name.as_os_str(),
+                rustix::fs::AtFlags::REMOVEDIR,
+            ) {
+                problems.push(format!("removing {}: {e}", entry.path.display()));
             }
         }
-        if self.root_created
+        if let Some(root) = self.root_dir.take()
             && still_mounted.is_empty()
-            && let Err(e) = fs::remove_dir(&self.root)
+            && let Err(e) = rustix::fs::unlinkat(
+                &root.parent,
+                root.name.as_os_str(),
+                rustix::fs::AtFlags::REMOVEDIR,
+            )
         {
-            problems.push(format!("removing {}: {e}", self.root.display()));
+            problems.push(format!("removing {}: {e}", root.path.display()));
         }
-        // What is left is gc's now: a second release (Drop) must not retry.
-        self.root_created = false;
         problems
     }
 }
@@ -294,43 +420,32 @@ impl Drop for TempMounts {
 const MAX_MOUNT_DATA: usize = 4095;
 
 /// The attached strategies (common-dir, per-layer): each tree is attached at
-/// a temporary mountpoint and the layers are named by path in `lowerdir=`,
-/// the only form kernels before 6.8 take. The caller releases `temps` right
-/// after this returns.
+/// a temporary mountpoint, the layers are opened beneath it and checked, and
+/// overlayfs is given them by path in `lowerdir=`, the only form kernels
+/// before 6.8 take. Every path in the option string is the number of one of
+/// our fds, resolved from `/proc/self/fd` (see [`mount_from_fds`]): exactly
+/// the directories that were checked, whatever is renamed meanwhile. The
+/// caller releases `temps` right after this returns.
 pub fn mount_attached(
     spec: &OverlaySpec,
     userns: BorrowedFd<'_>,
     temps: &mut TempMounts,
-) -> Result<()> {
-    // Layers are named relative to the temp root, and the mount is made from
-    // inside it (containerd's chdir trick): `0/3/fs` instead of a full path
-    // per layer leaves room for several times more layers in one page.
-    let mut layer_paths: Vec<Option<PathBuf>> = vec![None; spec.lowerdir_count];
+) -> Result<MountIds> {
     for tree in spec.trees {
-        let mountpoint = temps.attach(&tree.dir, userns)?;
-        let short = mountpoint.strip_prefix(&temps.root).unwrap_or(&mountpoint);
-        for (index, rel) in &tree.layers {
-            layer_paths[*index] = Some(if rel == Path::new(".") {
-                short.to_path_buf()
-            } else {
-                short.join(rel)
-            });
-        }
+        temps.attach(&tree.dir, userns)?;
     }
     testpoint::hit("temp-mounted")?;
-    let lowerdir = layer_paths
+    let layer_fds = layers_beneath(spec, &temps.trees())?;
+    let number = |fd: BorrowedFd<'_>| fd.as_raw_fd().to_string();
+    let lowerdir = layer_fds
         .iter()
-        .map(|p| {
-            p.as_ref()
-                .map(|p| p.display().to_string())
-                .context("a layer missing from the plan")
-        })
-        .collect::<Result<Vec<_>>>()?
+        .map(|fd| number(fd.as_fd()))
+        .collect::<Vec<_>>()
         .join(":");
     let mut data = format!("lowerdir={lowerdir}");
     for (key, dir) in [("upperdir", spec.upperdir), ("workdir", spec.workdir)] {
         if let Some(dir) = dir {
-            data.push_str(&format!(",{key}={}", dir.display()));
+            data.push_str(&format!(",{key}={}", number(dir.fd.as_fd())));
         }
     }
     for (key, value) in spec.options {
@@ -357,22 +472,90 @@ pub fn mount_attached(
         ));
     }
     testpoint::hit("overlay-configured")?;
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
-    std::env::set_current_dir(&temps.root).code(Code::System, || {
-        format!("entering {}", temps.root.display())
+    let target = proc_fd_path(spec.target.dir.fd.as_fd());
+    mount_from_fds(spec.source, &target, spec.flags.ms_flags(), &data).code(Code::Mount, || {
+        format!("mounting the overlay at {}", spec.target.dir.path.display())
     })?;
-    let mounted = nix::mount::mount(
-        Some(spec.source),
-        spec.target,
-        Some("overlay"),
-        nix::mount::MsFlags::empty(),
-        Some(data.as_str()),
-    );
-    // Leave the temp area before anything tries to remove it.
-    if std::env::set_current_dir(&cwd).is_err() {
-        let _ = std::env::set_current_dir("/");
-    }
-    mounted.code(Code::Mount, || {
-        format!("mounting the overlay at {}", spec.target.display())
+    drop(layer_fds);
+    identify_new_mount(spec.target)
+}
+
+/// mount(2) of an overlay whose option paths are fd numbers, made from a
+/// thread whose working directory is `/proc/self/fd` (a thread of its own,
+/// after unshare(CLONE_FS), so the process's directory never changes):
+/// `lowerdir=12:13` stays short enough for 500 layers in one page, and each
+/// name is a magic link to exactly the directory its fd holds.
+fn mount_from_fds(
+    source: &str,
+    target: &Path,
+    flags: nix::mount::MsFlags,
+    data: &str,
+) -> Result<()> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<()> {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
+                    .context("unshare(CLONE_FS)")?;
+                std::env::set_current_dir("/proc/self/fd").context("entering /proc/self/fd")?;
+                nix::mount::mount(Some(source), target, Some("overlay"), flags, Some(data))?;
+                Ok(())
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the mounting thread panicked")))
     })
+}
+
+/// An error saying an overlay was mounted but could not be identified
+/// afterwards (see [`unidentified`]).
+#[derive(Debug)]
+struct Unidentified;
+
+impl std::fmt::Display for Unidentified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the new mount could not be identified")
+    }
+}
+
+impl std::error::Error for Unidentified {}
+
+/// Was the overlay mounted, but not identified (so it cannot be proven ours
+/// to unmount)? Then it stays for gc, which finds it by its source tag.
+pub fn unidentified(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.is::<Unidentified>())
+}
+
+/// After mount(2), which returns no fd: the mount now on top at the target,
+/// looked up by name in the held parent directory. Only root can mount, and
+/// a mountpoint cannot be renamed, so it is ours; statx and statfs confirm
+/// it is a fresh overlay mount root.
+fn identify_new_mount(target: &Target) -> Result<MountIds> {
+    let fd = target.entry.open().map_err(|e| {
+        anyhow::Error::new(e)
+            .context(Unidentified)
+            .context(crate::exit::Failure {
+                code: Code::Mount,
+                message: format!("opening {} after mounting", target.dir.path.display()),
+            })
+    })?;
+    let ids = sys::mount_ids(fd.as_fd()).map_err(|e| {
+        anyhow::Error::new(e)
+            .context(Unidentified)
+            .context(crate::exit::Failure {
+                code: Code::Mount,
+                message: format!("statx {} after mounting", target.dir.path.display()),
+            })
+    })?;
+    let is_overlay = sys::fs_magic(fd.as_fd()).ok() == Some(sys::OVERLAYFS_SUPER_MAGIC);
+    if !ids.mount_root || ids.id == target.dir.meta.mnt_id || !is_overlay {
+        return Err(
+            anyhow::Error::new(Unidentified).context(crate::exit::Failure {
+                code: Code::Mount,
+                message: format!(
+                    "after mounting, the mount at {} is not the new overlay",
+                    target.dir.path.display()
+                ),
+            }),
+        );
+    }
+    Ok(ids)
 }

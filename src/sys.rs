@@ -259,3 +259,55 @@ pub fn interrupted() -> Option<i32> {
         signal => Some(signal),
     }
 }
+
+/// The identity of a mount as statx(2) reports it for a file on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountIds {
+    /// The mount id as mountinfo shows it (reused by the kernel).
+    pub id: u64,
+    /// The unique 64-bit mount id (`STATX_MNT_ID_UNIQUE`, Linux 6.8+),
+    /// never reused while the system runs.
+    pub unique: Option<u64>,
+    /// The file is the root of its mount (`STATX_ATTR_MOUNT_ROOT`): a mount
+    /// sits exactly here, not just somewhere above.
+    pub mount_root: bool,
+    /// The device (major, minor) of the filesystem: an overlay's superblock
+    /// has its own, shared by every copy of the mount in every namespace.
+    pub dev: (u32, u32),
+}
+
+const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
+
+/// `statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID)` and, where the kernel has
+/// it, `STATX_MNT_ID_UNIQUE`: which mount `fd` lies on.
+pub fn mount_ids(fd: BorrowedFd<'_>) -> io::Result<MountIds> {
+    use rustix::fs::{AtFlags, StatxFlags, statx};
+    let st = statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)?;
+    let unique = statx(
+        fd,
+        "",
+        AtFlags::EMPTY_PATH,
+        StatxFlags::from_bits_retain(STATX_MNT_ID_UNIQUE),
+    )
+    .ok()
+    .filter(|u| u.stx_mask & STATX_MNT_ID_UNIQUE != 0)
+    .map(|u| u.stx_mnt_id);
+    Ok(MountIds {
+        id: st.stx_mnt_id,
+        unique,
+        mount_root: st.stx_attributes_mask.bits() & STATX_ATTR_MOUNT_ROOT != 0
+            && st.stx_attributes.bits() & STATX_ATTR_MOUNT_ROOT != 0,
+        dev: (st.stx_dev_major, st.stx_dev_minor),
+    })
+}
+
+/// `OVERLAYFS_SUPER_MAGIC` (linux/magic.h), as fstatfs(2) reports it.
+pub const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+/// `PROC_SUPER_MAGIC` (linux/magic.h).
+pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// The filesystem type (`f_type` of fstatfs(2)) of what `fd` refers to.
+pub fn fs_magic(fd: BorrowedFd<'_>) -> io::Result<i64> {
+    Ok(rustix::fs::fstatfs(fd)?.f_type as i64)
+}

@@ -2,29 +2,36 @@
 //! prove the overlay at the target is ours, unmount it with EBUSY retries,
 //! remove what is temporary, delete the record.
 
-use crate::exit::{Code, Coded, fail};
+use crate::exit::{Code, fail};
 use crate::mountinfo::{self, MountEntry};
+use crate::resolve::{self, ResolveError};
 use crate::state::{self, Record, RecordState, StateDir};
 use crate::testpoint;
-use crate::unmount::{describe_holders, holders, retry_unmount, unique_mount_id_of};
+use crate::unmount::{Expected, Proof, UnmountError, prove, unmount_proven};
 use anyhow::Result;
-use nix::errno::Errno;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// A TARGET argument as a canonical path when it still resolves, else as
-/// given, made absolute and without `.`/trailing slashes.
-pub fn resolve_target(arg: &str) -> PathBuf {
-    if let Ok(canonical) = std::fs::canonicalize(arg) {
-        return canonical;
-    }
+/// A TARGET argument as the canonical path of the directory it names,
+/// walked safely (see `resolve`); when it no longer resolves (the overlay's
+/// directory was removed), as given, made absolute and without `.` or
+/// trailing slashes, which is how records store targets.
+pub fn resolve_target(arg: &str) -> Result<PathBuf> {
     let path = Path::new(arg);
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {
-        std::env::current_dir().unwrap_or_default().join(path)
+        std::env::current_dir()
+            .map_err(|e| fail(Code::System, format!("reading the current directory: {e}")))?
+            .join(path)
     };
-    absolute.components().collect()
+    match resolve::resolve_dir(&absolute) {
+        Ok(dir) => Ok(dir.path),
+        Err(ResolveError::NotFound(_)) | Err(ResolveError::NotDirectory(_)) => {
+            Ok(absolute.components().collect())
+        }
+        Err(e) => Err(fail(Code::Usage, format!("{arg}: {e}"))),
+    }
 }
 
 /// Is this mount the overlay of `record`? The source tag must match, and the
@@ -51,8 +58,9 @@ pub fn temp_mounts_present<'a>(
     found
 }
 
-/// Unmounts what is left under `<state>/tmp/<id>/` and removes its
-/// directories with rmdir (never recursively). Returns what failed.
+/// Unmounts what is left under `<state>/tmp/<id>/` (each mount proven by
+/// its id from `table`) and removes its directories with rmdir (never
+/// recursively). Returns what failed.
 pub fn remove_temp_leftovers(
     state: &StateDir,
     id: &str,
@@ -61,14 +69,11 @@ pub fn remove_temp_leftovers(
 ) -> Vec<String> {
     let mut problems = Vec::new();
     for entry in temp_mounts_present(state, id, table) {
-        match retry_unmount(&entry.mount_point, timeout) {
-            Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
-            Err(Errno::EBUSY) => problems.push(format!(
-                "temporary mount {} is busy: {}",
-                entry.mount_point.display(),
-                describe_holders(&holders(entry.id))
-            )),
-            Err(e) => problems.push(format!("unmounting {}: {e}", entry.mount_point.display())),
+        if let Err(e) = unmount_listed(entry, timeout) {
+            problems.push(format!(
+                "temporary mount {}: {e}",
+                entry.mount_point.display()
+            ));
         }
     }
     let root = state.temp_root(id);
@@ -91,12 +96,47 @@ pub fn remove_temp_leftovers(
     problems
 }
 
+/// Unmounts a mount seen in a mount table, once the mount at its place is
+/// proven to be that one (by id): the place is walked safely and the mount
+/// reached through its held parent, never by re-reading the path.
+pub fn unmount_listed(entry: &MountEntry, timeout: Duration) -> Result<(), String> {
+    let place = match resolve::resolve_entry(&entry.mount_point) {
+        Ok(place) => place,
+        Err(ResolveError::NotFound(_)) => return Ok(()),
+        Err(e) => return Err(format!("{e}; not unmounted")),
+    };
+    let want = Expected {
+        mount_id: Some(entry.id),
+        ..Default::default()
+    };
+    match unmount_proven(&place, &want, None, timeout) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// rmdir only: a directory with anything in it stays (containerd#10704
+/// wiped data with a recursive delete through a still-mounted path).
 fn remove_dir_if_present(path: &Path, problems: &mut Vec<String>) {
     match std::fs::remove_dir(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => problems.push(format!(
+            "{} is not empty; left alone (remove it by hand)",
+            path.display()
+        )),
         Err(e) => problems.push(format!("removing {}: {e}", path.display())),
     }
+}
+
+/// Where our overlay is in `table` when it is not on top at the target:
+/// stacked under another mount there, or moved with a renamed directory.
+fn overlay_elsewhere<'a>(record: &Record, table: &'a [MountEntry]) -> Option<&'a MountEntry> {
+    table.iter().find(|m| {
+        m.fs_type == "overlay"
+            && m.source == record.source
+            && record.mount_id.is_some_and(|id| id == m.id)
+    })
 }
 
 /// Unmounts the overlay of a locked record (if it is still there) and
@@ -109,57 +149,30 @@ pub fn teardown(
     timeout: Duration,
 ) -> Result<()> {
     let mut late_signal = None;
-    let ours = table.iter().find(|m| is_our_overlay(m, record));
+    let place = match resolve::resolve_entry(&record.target) {
+        Ok(place) => Some(place),
+        Err(ResolveError::NotFound(_)) => None,
+        Err(e) => {
+            return Err(fail(
+                Code::Mount,
+                format!("{e}; overlay {} left alone", record.id),
+            ));
+        }
+    };
+    let recorded = record.clone();
+    let want = recorded.expected();
+    let proof = match &place {
+        Some(place) => prove(place, &want, Some(table)),
+        None => Proof::Nothing,
+    };
     log::debug!(
-        "record {} ({:?}) at {}: overlay {}",
+        "record {} ({:?}) at {}: {proof:?}",
         record.id,
         record.state,
-        record.target.display(),
-        ours.map(|m| format!("is mount {}", m.id))
-            .unwrap_or_else(|| "not mounted".into())
+        record.target.display()
     );
-    match ours {
-        Some(entry) => {
-            let top = mountinfo::top_at(table, &record.target);
-            if top.map(|t| t.id) != Some(entry.id) {
-                return Err(fail(
-                    Code::Mount,
-                    format!(
-                        "another mount is stacked on {} above overlay {}; unmount it first",
-                        record.target.display(),
-                        record.id
-                    ),
-                ));
-            }
-            // Mount ids are reused by the kernel: an overlay mounted at the
-            // target after ours vanished can carry our tag and our old id.
-            // The unique id (never reused) tells them apart; it is read
-            // through the path, which reaches `entry` (the top mount there).
-            if let Some(unique) = record.mount_id_unique
-                && unique_mount_id_of(&record.target) != Some(unique)
-            {
-                return Err(fail(
-                    Code::Mount,
-                    format!(
-                        "the overlay at {} has the tag and mount id of {} but not its unique mount id {unique}: it is not ours, left alone",
-                        record.target.display(),
-                        record.id
-                    ),
-                ));
-            }
-            // The table may be a snapshot (gc's): someone may have replaced
-            // our overlay since. Look at the target itself, right now.
-            if crate::unmount::mount_id_at(&record.target).ok() != Some(entry.id) {
-                return Err(fail(
-                    Code::Mount,
-                    format!(
-                        "{} changed since it was looked at: mount {} of overlay {} is not on top there now; left alone",
-                        record.target.display(),
-                        entry.id,
-                        record.id
-                    ),
-                ));
-            }
+    match (proof, &place) {
+        (Proof::Proven(ids), Some(place)) => {
             let was = record.state;
             // What the record says again if the overlay stays mounted.
             let restored = if was == RecordState::Preparing {
@@ -177,22 +190,26 @@ pub fn teardown(
                 state.write_record(record)?;
                 return Err(e);
             }
-            match retry_unmount(&record.target, timeout) {
-                Ok(()) | Err(Errno::EINVAL) => {}
-                Err(e) => {
-                    let why = if e == Errno::EBUSY {
+            // From here on, exactly the mount that was proven.
+            let proven = Expected {
+                mount_id: Some(ids.id),
+                unique: ids.unique,
+                dev: Some(ids.dev),
+                ..want
+            };
+            if let Err(e) = unmount_proven(place, &proven, None, timeout) {
+                record.state = restored;
+                state.write_record(record)?;
+                let target = record.target.display();
+                return Err(match e {
+                    UnmountError::Interrupted(signal) => fail(
+                        Code::Interrupted,
                         format!(
-                            "{} is busy after {timeout:?}: held by {}",
-                            record.target.display(),
-                            describe_holders(&holders(entry.id))
-                        )
-                    } else {
-                        format!("unmounting {}: {e}", record.target.display())
-                    };
-                    record.state = restored;
-                    state.write_record(record)?;
-                    return Err(fail(Code::Mount, why));
-                }
+                            "interrupted by signal {signal} while {target} was busy; nothing unmounted"
+                        ),
+                    ),
+                    e => fail(Code::Mount, format!("{target}: {e}")),
+                });
             }
             // Past the point of no return: the overlay is gone and cannot
             // be put back. An interruption here lets the teardown finish
@@ -204,12 +221,42 @@ pub fn teardown(
                 }
             }
         }
-        None if record.state == RecordState::Mounted => log::warn!(
-            "{}: overlay {} was already unmounted; removing its record",
-            record.target.display(),
-            record.id
-        ),
-        None => {}
+        (proof, _) => {
+            if let Some(ours) = overlay_elsewhere(record, table) {
+                let target = record.target.display();
+                let why = if ours.mount_point != record.target {
+                    format!(
+                        "overlay {} is no longer at {target} but at {} (moved with a renamed directory?); nothing unmounted",
+                        record.id,
+                        ours.mount_point.display()
+                    )
+                } else if mountinfo::top_at(table, &record.target).map(|t| t.id) != Some(ours.id) {
+                    format!(
+                        "another mount is stacked on {target} above overlay {}; unmount it first",
+                        record.id
+                    )
+                } else {
+                    // Our tag and mount id on top, yet not proven ours: a
+                    // later overlay that got the same id (ids are reused).
+                    let found = match &proof {
+                        Proof::NotOurs(found) => found.as_str(),
+                        _ => "it is not the mount that was recorded",
+                    };
+                    format!(
+                        "{target}: {found}; the overlay there has the tag and mount id of {} but is not it, left alone",
+                        record.id
+                    )
+                };
+                return Err(fail(Code::Mount, why));
+            }
+            if record.state == RecordState::Mounted {
+                log::warn!(
+                    "{}: overlay {} was already unmounted; removing its record",
+                    record.target.display(),
+                    record.id
+                );
+            }
+        }
     }
     let problems = remove_temp_leftovers(state, &record.id, table, timeout);
     if !problems.is_empty() {
@@ -253,7 +300,7 @@ fn lock_record(state: &StateDir, record: &Record, timeout: Duration) -> Result<s
 /// `umount TARGET|ID`.
 pub fn umount(state: &StateDir, arg: &str, timeout: Duration) -> Result<()> {
     let by_path = arg.contains('/');
-    let path = by_path.then(|| resolve_target(arg));
+    let path = by_path.then(|| resolve_target(arg)).transpose()?;
     if !by_path {
         state::check_id(arg).map_err(|e| fail(Code::Usage, e))?;
     }
@@ -300,9 +347,16 @@ fn proven_on_top(state: &StateDir, record: &Record) -> Option<MountEntry> {
     let unique = record.mount_id_unique?;
     let id = record.mount_id?;
     if record.state != RecordState::Mounted
-        || unique_mount_id_of(&record.target) != Some(unique)
         || std::fs::symlink_metadata(state.temp_root(&record.id)).is_ok()
     {
+        return None;
+    }
+    let place = resolve::resolve_entry(&record.target).ok()?;
+    let want = Expected {
+        unique: Some(unique),
+        ..Default::default()
+    };
+    if !matches!(prove(&place, &want, None), Proof::Proven(_)) {
         return None;
     }
     Some(MountEntry {
@@ -314,7 +368,7 @@ fn proven_on_top(state: &StateDir, record: &Record) -> Option<MountEntry> {
         tags: Vec::new(),
         fs_type: "overlay".into(),
         source: record.source.clone(),
-        super_options: String::new(),
+        super_options: record.super_options.clone().unwrap_or_default(),
     })
 }
 
@@ -374,7 +428,7 @@ fn refuse_foreign_at_target(record: &Record, table: &[MountEntry]) -> Result<()>
 }
 
 /// No record: unmount an overlay at the target (or with the id's tag) only
-/// if its source tag says it is ours.
+/// if its source tag says it is ours, proven again on the mount itself.
 fn umount_untracked(arg: &str, path: Option<&Path>, timeout: Duration) -> Result<()> {
     let table = mountinfo::read()?;
     let candidate = match path {
@@ -405,8 +459,22 @@ fn umount_untracked(arg: &str, path: Option<&Path>, timeout: Duration) -> Result
         entry.source,
         entry.mount_point.display()
     );
-    retry_unmount(&entry.mount_point, timeout).code(Code::Mount, || {
-        let why = describe_holders(&holders(entry.id));
-        format!("unmounting {} (held by {why})", entry.mount_point.display())
-    })
+    let place = resolve::resolve_entry(&entry.mount_point)
+        .map_err(|e| fail(Code::Mount, format!("{e}; not unmounted")))?;
+    let want = Expected {
+        mount_id: Some(entry.id),
+        source: Some(&entry.source),
+        ..Default::default()
+    };
+    match unmount_proven(&place, &want, Some(&table), timeout) {
+        Ok(_) => Ok(()),
+        Err(UnmountError::Interrupted(signal)) => Err(fail(
+            Code::Interrupted,
+            format!("interrupted by signal {signal}; nothing unmounted"),
+        )),
+        Err(e) => Err(fail(
+            Code::Mount,
+            format!("{}: {e}", entry.mount_point.display()),
+        )),
+    }
 }

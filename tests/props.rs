@@ -1,11 +1,14 @@
 //! Property tests of everything that reads untrusted text: the id-map
-//! parser, the `-o` option parser and the record loader. None may panic on
+//! parser, the `-o` option parser, the record loader, the mountinfo parser
+//! (mount points are chosen by whoever mounts) and the mount(8) helper's
+//! argument parser. None may panic on
 //! any input, and what they accept must read back as what was written.
 //! Pure: no root, no mounts.
 
 use idmap_overlay::idmap::{self, IdRange, MAX_RANGES};
 use idmap_overlay::overlay::{self, MountOptions, Strategy as Layout};
 use idmap_overlay::state::{RECORD_VERSION, Record, RecordState, StateDir};
+use idmap_overlay::{mount_helper, mountinfo};
 use proptest::prelude::*;
 use std::path::PathBuf;
 
@@ -88,17 +91,19 @@ fn parser_soup() -> impl Strategy<Value = String> {
 
 fn key() -> impl Strategy<Value = String> {
     "[a-z_][a-z0-9_+.-]{0,11}".prop_filter("not a key the parser treats itself", |k| {
-        ![
-            "lowerdir",
-            "upperdir",
-            "workdir",
-            "uidmap",
-            "gidmap",
-            "lowerdir+",
-            "datadir+",
-            "source",
-        ]
-        .contains(&k.as_str())
+        !overlay::VfsFlags::default().apply(k)
+            && !overlay::is_fstab_only(k)
+            && ![
+                "lowerdir",
+                "upperdir",
+                "workdir",
+                "uidmap",
+                "gidmap",
+                "lowerdir+",
+                "datadir+",
+                "source",
+            ]
+            .contains(&k.as_str())
     })
 }
 
@@ -121,36 +126,66 @@ fn valid_options() -> impl Strategy<Value = MountOptions> {
             ),
             0..6,
         ),
+        prop::collection::vec(vfs_word(), 0..4),
     )
-        .prop_filter("passthrough keys are unique", |(.., pass)| {
+        .prop_filter("passthrough keys are unique", |(.., pass, _)| {
             let mut keys: Vec<&String> = pass.iter().map(|(k, _)| k).collect();
             keys.sort();
             keys.dedup();
             keys.len() == pass.len()
         })
-        .prop_map(|(lowerdirs, upperdir, workdir, uidmap, gidmap, pass)| {
-            MountOptions {
-                lowerdirs,
-                upperdir,
-                workdir,
-                uidmap,
-                gidmap,
-                // A quoted value reads back without its quotes; only
-                // SELinux context options may keep commas in it.
-                passthrough: pass
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let v = v.map(|v| v.replace('"', ""));
-                        let v = match idmap_overlay::overlay::is_context_option(&k) {
-                            true => v,
-                            false => v.map(|v| v.replace(',', "")),
-                        };
-                        (k, v)
-                    })
-                    .collect(),
-            }
-        })
+        .prop_map(
+            |(lowerdirs, upperdir, workdir, uidmap, gidmap, pass, words)| {
+                let mut flags = overlay::VfsFlags::default();
+                for word in words {
+                    flags.apply(word);
+                }
+                MountOptions {
+                    flags,
+                    lowerdirs,
+                    upperdir,
+                    workdir,
+                    uidmap,
+                    gidmap,
+                    // A quoted value reads back without its quotes; only
+                    // SELinux context options may keep commas in it.
+                    passthrough: pass
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let v = v.map(|v| v.replace('"', ""));
+                            let v = match idmap_overlay::overlay::is_context_option(&k) {
+                                true => v,
+                                false => v.map(|v| v.replace(',', "")),
+                            };
+                            (k, v)
+                        })
+                        .collect(),
+                }
+            },
+        )
         .prop_filter("something to say", |o| *o != MountOptions::default())
+}
+
+/// One of mount(8)'s per-mount flag words.
+fn vfs_word() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
+        "ro",
+        "rw",
+        "nosuid",
+        "suid",
+        "nodev",
+        "dev",
+        "noexec",
+        "exec",
+        "noatime",
+        "relatime",
+        "strictatime",
+        "atime",
+        "nodiratime",
+        "diratime",
+        "nosymfollow",
+        "symfollow",
+    ])
 }
 
 /// The `-o` text for `opts`, its options in the order given by `order`.
@@ -171,6 +206,7 @@ fn render_options(opts: &MountOptions, order: &[usize]) -> String {
     if let Some(m) = &opts.gidmap {
         tokens.push(format!("gidmap={}", idmap::render(m)));
     }
+    tokens.extend(opts.flags.words());
     for (k, v) in &opts.passthrough {
         tokens.push(match v {
             Some(v) if v.contains(',') => format!("{k}=\"{v}\""),
@@ -258,6 +294,9 @@ fn record() -> impl Strategy<Value = Record> {
                 temp_mounts,
                 mount_id,
                 mount_id_unique,
+                dev: None,
+                super_options: None,
+                vfs_flags: Vec::new(),
                 pid,
                 created,
             },
@@ -375,6 +414,72 @@ proptest! {
         value["version"] = version.into();
         let err = load(&record.id, value.to_string().as_bytes()).unwrap_err();
         prop_assert!(err.contains(&format!("has version {version}")), "{}", err);
+    }
+}
+
+/// A path as the kernel writes it in mountinfo: space, tab, newline and
+/// backslash as three-digit octal escapes.
+fn mountinfo_escape(path: &str) -> String {
+    let mut out = String::new();
+    for c in path.chars() {
+        match c {
+            ' ' | '\t' | '\n' | '\\' => out.push_str(&format!("\\{:03o}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mountinfo_parser_never_panics(text in any::<String>()) {
+        let _ = mountinfo::parse(&text);
+    }
+
+    #[test]
+    fn mountinfo_parser_never_panics_on_escapes(text in "([0-9 -]|\\\\[0-9]{0,3}|[a-z/:]){0,60}") {
+        let _ = mountinfo::parse(&text);
+        let _ = mountinfo::parse_line(&format!("1 2 0:1 {text} {text} rw - overlay {text} rw"));
+    }
+
+    #[test]
+    fn mountinfo_lines_read_back(
+        id in any::<u64>(),
+        parent in any::<u64>(),
+        point in "(/[a-z \t\n\\\\]{1,6}){1,3}",
+        source in "[a-z:\\\\ ]{1,12}",
+    ) {
+        let line = format!(
+            "{id} {parent} 0:50 / {} rw,relatime shared:1 - overlay {} rw,lowerdir=/a",
+            mountinfo_escape(&point),
+            mountinfo_escape(&source)
+        );
+        let entry = mountinfo::parse_line(&line).unwrap();
+        prop_assert_eq!(entry.id, id);
+        prop_assert_eq!(entry.parent, parent);
+        prop_assert_eq!(entry.mount_point, PathBuf::from(&point));
+        prop_assert_eq!(entry.source, source);
+        prop_assert_eq!(entry.tags, vec!["shared:1".to_string()]);
+    }
+
+    #[test]
+    fn helper_arguments_never_panic(
+        args in prop::collection::vec(prop_oneof![
+            Just("-o".to_string()), Just("-N".to_string()), Just("-t".to_string()),
+            Just("-sfnv".to_string()), Just("--".to_string()), Just("--help".to_string()),
+            "-[a-zA-Z]{1,4}", "[a-z/=,:\"]{0,12}", any::<String>(),
+        ], 0..8),
+        sloppy in any::<bool>(),
+    ) {
+        let os: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        if let Ok(parsed) = mount_helper::parse_args(&os) {
+            let translation = mount_helper::translate(&parsed.options, sloppy);
+            // Everything kept is a token of the input, in order.
+            let kept = translation.overlay_options;
+            prop_assert!(kept.is_empty() || parsed.options.contains(kept.split(',').next().unwrap()));
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 use super::{Context, require_root};
-use crate::exit::Code;
+use crate::exit::{Code, fail};
 use crate::gc;
 use anyhow::Result;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -27,14 +27,34 @@ pub struct GcArgs {
     pub timeout: Duration,
 }
 
+/// A `--foreign` directory: absolute, existing, not `/`, walked safely (a
+/// directory a user could redirect would let them choose what gc unmounts).
+fn foreign_dir(dir: &Path) -> Result<PathBuf> {
+    if !dir.is_absolute() {
+        return Err(fail(
+            Code::Usage,
+            format!("--foreign {}: not an absolute path", dir.display()),
+        ));
+    }
+    let resolved = crate::resolve::resolve_dir(dir)
+        .map_err(|e| fail(Code::Usage, format!("--foreign {}: {e}", dir.display())))?;
+    if resolved.path == Path::new("/") {
+        return Err(fail(
+            Code::Usage,
+            "--foreign /: every idmapped mount on the host would count as leaked; name the directory where leaks appear",
+        ));
+    }
+    Ok(resolved.path)
+}
+
 pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
     require_root()?;
     let state = ctx.state()?;
     let foreign = args
         .foreign
         .iter()
-        .map(|d| crate::umount::resolve_target(&d.to_string_lossy()))
-        .collect();
+        .map(|dir| foreign_dir(dir))
+        .collect::<Result<Vec<_>>>()?;
     let gathered = gc::gather(&state, foreign, args.min_age, true)?;
     let report = gc::collect(&state, gathered, args.dry_run, args.timeout)?;
     if args.json {

@@ -59,7 +59,8 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
         Some(what) => {
             let path = what
                 .contains('/')
-                .then(|| crate::umount::resolve_target(what));
+                .then(|| crate::umount::resolve_target(what))
+                .transpose()?;
             let record = snap
                 .records
                 .iter()

@@ -37,6 +37,10 @@ pub struct MountArgs {
     /// How the idmapped layers are built.
     #[arg(long, value_enum, default_value = "auto")]
     pub strategy: Strategy,
+    /// Accept a map that shows an on-disk id other than 0 as host root (0):
+    /// a setuid file owned by that id would then run as root.
+    #[arg(long)]
+    pub allow_host_root: bool,
     /// Record id (default: generated, unique).
     #[arg(long)]
     pub id: Option<String>,
@@ -47,6 +51,31 @@ pub struct MountArgs {
     #[arg(long, default_value = "2.5s", value_parser = crate::parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
 }
+
+/// What clap gives when only a target is named (the mount(8) helper
+/// starts from this).
+impl Default for MountArgs {
+    fn default() -> MountArgs {
+        MountArgs {
+            target: PathBuf::new(),
+            lowerdir: None,
+            upperdir: None,
+            workdir: None,
+            uidmap: Vec::new(),
+            gidmap: Vec::new(),
+            userns: None,
+            options: None,
+            strategy: Strategy::Auto,
+            allow_host_root: false,
+            id: None,
+            json: false,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// `--timeout`'s default: how long EBUSY is retried.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(2500);
 
 fn usage(message: impl Into<String>) -> anyhow::Error {
     fail(Code::Usage, message)
@@ -132,7 +161,9 @@ pub fn request(args: &MountArgs) -> Result<MountRequest> {
         upperdir,
         workdir,
         options: opts.passthrough,
+        flags: opts.flags,
         maps,
+        allow_host_root: args.allow_host_root,
         strategy: args.strategy,
         id: args.id.clone(),
         timeout: args.timeout,

@@ -542,9 +542,18 @@ fn a_recorded_target_holding_somebody_elses_mount_is_left_alone() {
             );
         }
         assert!(record_path.exists(), "{what}: umount dropped the record");
-        // gc never unmounts their mount either (it may drop our stale record).
+        // gc never unmounts their mount either (it may drop our stale
+        // record). Our overlay moved with its renamed parent is alive: gc
+        // keeps its record and says where it is (exit 64).
         let gc = env.run(&["gc"]);
-        assert!(gc.status.code() == Some(0), "{what}: {}", stderr(&gc));
+        if let Foreign::PathRedirected = case {
+            let said = String::from_utf8_lossy(&gc.stdout);
+            assert_eq!(gc.status.code(), Some(64), "{what}: {said}{}", stderr(&gc));
+            assert!(said.contains("p.old/mnt"), "{what}: {said}");
+            assert!(record_path.exists(), "{what}: gc dropped the record");
+        } else {
+            assert_eq!(gc.status.code(), Some(0), "{what}: {}", stderr(&gc));
+        }
         assert_eq!(
             mounts_at(&env, &theirs)
                 .iter()
