@@ -436,24 +436,32 @@ fn option_strings(options: &[(String, Option<String>)]) -> Vec<String> {
         .collect()
 }
 
-/// The target must still be where the record says: its owner may have
-/// renamed a parent meanwhile, and then the overlay went with it (onto the
-/// directory that was checked, never onto another). Then the mount is
-/// undone rather than recorded under a path that lies.
-fn check_target_unmoved(target: &Target) -> Result<()> {
-    let now = std::fs::read_link(crate::resolve::proc_fd_path(target.dir.fd.as_fd()))
-        .code(Code::Mount, || {
-            format!("reading where {} is now", target.dir.path.display())
-        })?;
-    if now != target.dir.path {
-        return Err(fail(
-            Code::Mount,
-            format!(
-                "target {} was moved to {} while mounting (a parent directory renamed); the overlay was undone",
-                target.dir.path.display(),
-                now.display()
-            ),
-        ));
+/// The target, upperdir and workdir must still be where the record says:
+/// their owner may have renamed a parent meanwhile, and then the overlay
+/// went with them (onto the directories that were checked, never onto
+/// others). Then the mount is undone rather than recorded under paths
+/// that lie.
+fn check_unmoved(checked: &Checked) -> Result<()> {
+    let dirs = [
+        Some(("target", &checked.target.dir)),
+        checked.upperdir.as_ref().map(|d| ("upperdir", d)),
+        checked.workdir.as_ref().map(|d| ("workdir", d)),
+    ];
+    for (what, dir) in dirs.into_iter().flatten() {
+        let now = std::fs::read_link(crate::resolve::proc_fd_path(dir.fd.as_fd()))
+            .code(Code::Mount, || {
+                format!("reading where {what} {} is now", dir.path.display())
+            })?;
+        if now != dir.path {
+            return Err(fail(
+                Code::Mount,
+                format!(
+                    "{what} {} was moved to {} while mounting (a parent directory renamed); the overlay was undone",
+                    dir.path.display(),
+                    now.display()
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -570,7 +578,7 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         timeout: req.timeout,
         overlay_left: &overlay_left,
     };
-    check_target_unmoved(target)?;
+    check_unmoved(&checked)?;
     testpoint::hit("overlay-mounted")?;
 
     // The overlay holds its own clones of the layers: the temporary mounts

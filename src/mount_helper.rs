@@ -247,17 +247,23 @@ pub fn mount_args(target: &Path, translation: &Translation) -> MountArgs {
 /// Enters the mount namespace of `-N` (setns(2) with CLONE_NEWNS; the
 /// process is still single-threaded here, as setns requires).
 fn enter_namespace(path: &Path) -> Result<()> {
-    let file = std::fs::File::open(path).code(Code::Usage, || {
-        format!("-N {}: opening the namespace", path.display())
+    let file = crate::resolve::open_namespace_file(path).map_err(|e| {
+        fail(
+            Code::Usage,
+            format!(
+                "-N {}: opening the namespace: {}",
+                path.display(),
+                e.describe(path)
+            ),
+        )
     })?;
     nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNS).code(Code::Mount, || {
         format!("-N {}: entering the mount namespace", path.display())
     })
 }
 
-/// Runs the helper: parses nothing more (see [`parse_args`]), mounts, and
-/// applies the attributes; an overlay whose attributes cannot be set is
-/// unmounted again, so the mount either happens whole or not at all.
+/// Runs the helper: parses nothing more (see [`parse_args`]) and mounts,
+/// with the per-mount flags set as the mount is made.
 pub fn run(helper: &HelperArgs) -> Result<Code> {
     if helper.help {
         crate::out!("{USAGE}");

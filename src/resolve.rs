@@ -466,6 +466,29 @@ fn dup_dir(dir: &Dir) -> Result<Dir, ResolveError> {
     })
 }
 
+/// Opens a namespace file (`/proc/PID/ns/user`, or a bind mount of one)
+/// for reading: its directories walked safely, the last component followed
+/// only where it is procfs's own magic link, and never blocking (a FIFO
+/// planted there opens at once and is then refused by its type).
+pub fn open_namespace_file(path: &Path) -> Result<OwnedFd, ResolveError> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| ResolveError::Io(path.to_path_buf(), e))?
+            .join(path)
+    };
+    let entry = resolve_entry(&absolute)?;
+    let on_proc =
+        crate::sys::fs_magic(entry.parent.as_fd()).ok() == Some(crate::sys::PROC_SUPER_MAGIC);
+    let mut flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    if !on_proc {
+        flags |= OFlags::NOFOLLOW;
+    }
+    openat(&entry.parent, entry.name.as_os_str(), flags, Mode::empty())
+        .map_err(|e| io_error(&entry.path, e))
+}
+
 /// Resolves one directory argument.
 pub fn resolve_dir(path: &Path) -> Result<Resolved, ResolveError> {
     Resolver::new().resolve_dir(path)

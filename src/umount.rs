@@ -9,13 +9,16 @@ use crate::state::{self, Record, RecordState, StateDir};
 use crate::testpoint;
 use crate::unmount::{Expected, Proof, UnmountError, prove, unmount_proven};
 use anyhow::Result;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// A TARGET argument as the canonical path of the directory it names,
-/// walked safely (see `resolve`); when it no longer resolves (the overlay's
-/// directory was removed), as given, made absolute and without `.` or
-/// trailing slashes, which is how records store targets.
+/// A TARGET argument as the canonical path of the place it names, its
+/// directories walked safely (see `resolve`). The place itself is not
+/// judged by its owner: what is mounted there is proven separately. When
+/// it no longer resolves (the overlay's directory was removed), the path
+/// as given, made absolute and without `.` or trailing slashes, which is
+/// how records store targets.
 pub fn resolve_target(arg: &str) -> Result<PathBuf> {
     let path = Path::new(arg);
     let absolute = if path.is_absolute() {
@@ -25,13 +28,25 @@ pub fn resolve_target(arg: &str) -> Result<PathBuf> {
             .map_err(|e| fail(Code::System, format!("reading the current directory: {e}")))?
             .join(path)
     };
-    match resolve::resolve_dir(&absolute) {
-        Ok(dir) => Ok(dir.path),
+    let unsafe_path = |e: ResolveError| fail(Code::Usage, format!("{arg}: {e}"));
+    let place = match resolve::resolve_entry(&absolute) {
+        Ok(place) => place,
         Err(ResolveError::NotFound(_)) | Err(ResolveError::NotDirectory(_)) => {
-            Ok(absolute.components().collect())
+            return Ok(absolute.components().collect());
         }
-        Err(e) => Err(fail(Code::Usage, format!("{arg}: {e}"))),
+        Err(e) => return Err(unsafe_path(e)),
+    };
+    let is_symlink = place
+        .open()
+        .ok()
+        .and_then(|fd| resolve::meta_of(fd.as_fd()).ok())
+        .is_some_and(|m| m.mode & libc::S_IFMT == libc::S_IFLNK);
+    if is_symlink {
+        return resolve::resolve_dir(&absolute)
+            .map(|dir| dir.path)
+            .map_err(unsafe_path);
     }
+    Ok(place.path)
 }
 
 /// Is this mount the overlay of `record`? The source tag must match, and the
@@ -131,11 +146,13 @@ fn remove_dir_if_present(path: &Path, problems: &mut Vec<String>) {
 
 /// Where our overlay is in `table` when it is not on top at the target:
 /// stacked under another mount there, or moved with a renamed directory.
+/// By its tag, and its mount id once the record knows it (a crashed
+/// mount's record may not).
 fn overlay_elsewhere<'a>(record: &Record, table: &'a [MountEntry]) -> Option<&'a MountEntry> {
     table.iter().find(|m| {
         m.fs_type == "overlay"
             && m.source == record.source
-            && record.mount_id.is_some_and(|id| id == m.id)
+            && record.mount_id.is_none_or(|id| id == m.id)
     })
 }
 

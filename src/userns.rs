@@ -79,9 +79,13 @@ pub fn create(uidmap: &[IdRange], gidmap: &[IdRange]) -> Result<OwnedFd> {
 /// Opens an existing user namespace (`/proc/PID/ns/user` or a bind mount of
 /// one) and reads its maps.
 pub fn open_existing(path: &Path) -> Result<(OwnedFd, Vec<IdRange>, Vec<IdRange>)> {
-    let file =
-        File::open(path).with_context(|| format!("opening user namespace {}", path.display()))?;
-    let ns: OwnedFd = file.into();
+    let ns = crate::resolve::open_namespace_file(path).map_err(|e| {
+        anyhow::anyhow!(
+            "opening user namespace {}: {}",
+            path.display(),
+            e.describe(path)
+        )
+    })?;
     match sys::namespace_type(ns.as_fd()) {
         Ok(t) if t == libc::CLONE_NEWUSER => {}
         _ => bail!("{} is not a user namespace", path.display()),

@@ -109,9 +109,19 @@ fn bad_inputs_are_refused_without_side_effects() {
     let colon = env.mkdir("odd/with:colon");
     let comma = env.mkdir("odd/with,comma");
     let newline = env.mkdir("odd/with\nnewline");
+    let backslash = env.mkdir("odd/with\\backslash");
+    let trailing = env.mkdir("odd/trailing\\");
     let via_link = env.path("odd/link-to-colon");
     std::os::unix::fs::symlink(&colon, &via_link).unwrap();
     let (colon, comma, newline, via_link) = (s(&colon), s(&comma), s(&newline), s(&via_link));
+    let (backslash, trailing) = (s(&backslash), s(&trailing));
+    // A user's directory holding a symlink to root's files.
+    let home = env.mkdir("home");
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    let planted = home.join("layer");
+    std::os::unix::fs::symlink(&layers[1], &planted).unwrap();
+    std::os::unix::fs::lchown(&planted, Some(65534), Some(65534)).unwrap();
+    let planted = s(&planted);
 
     // An upperdir inside a lower layer, a target inside one.
     let upper_in_layer = env.mkdir("layers/1/fs/upper");
@@ -149,6 +159,9 @@ fn bad_inputs_are_refused_without_side_effects() {
         case("overlap across two flags", &["--lowerdir", &two, "--uidmap", "0:100:10", "--uidmap", "50:105:10", tg], 1, "overlap on the host side"),
         case("overlapping gid map", &["--lowerdir", &two, "--uidmap", m, "--gidmap", "0:1:5,4:100:1", tg], 1, "--gidmap: id ranges"),
         case("341 ranges", &["--lowerdir", &two, "--uidmap", &ranges_341, tg], 1, "at most 340"),
+        case("map onto host root", &["--lowerdir", &two, "--uidmap", "0:100000:1000,1000:0:1", tg], 1, "shows on-disk id 1000 as host root"),
+        case("gid map onto host root", &["--lowerdir", &two, "--uidmap", m, "--gidmap", "5:0:1", tg], 1, "gid map range 5:0:1"),
+        case("-o map onto host root", &["-o", &format!("lowerdir={two},uidmap=1:0:10"), tg], 1, "--allow-host-root"),
         case("gid map without uid map", &["--lowerdir", &two, "--gidmap", m, tg], 1, "gid map without a uid map"),
         case("gidmap= without uidmap= in -o", &["-o", &format!("lowerdir={two},gidmap={m}"), tg], 1, "gid map without a uid map"),
         case("no map at all", &["--lowerdir", &two, tg], 1, "no id map"),
@@ -168,6 +181,9 @@ fn bad_inputs_are_refused_without_side_effects() {
         case("read-only with one layer", &["--lowerdir", &l0, "--uidmap", m, tg], 1, "at least two lower layers"),
         case("layer path with ','", &["--lowerdir", &format!("{l0}:{comma}"), "--uidmap", m, tg], 1, "contains ','"),
         case("layer path with a newline", &["--lowerdir", &format!("{l0}:{newline}"), "--uidmap", m, tg], 1, "contains '\\n'"),
+        case("layer path with a backslash", &["--lowerdir", &format!("{l0}:{backslash}"), "--uidmap", m, tg], 1, "contains '\\\\'"),
+        case("layer path ending in a backslash", &["--lowerdir", &format!("{trailing}:{l1}"), "--uidmap", m, tg], 1, "contains '\\\\'"),
+        case("layer through a user's symlink to root's", &["--lowerdir", &format!("{l0}:{planted}"), "--uidmap", m, tg], 1, "refusing an unsafe path"),
         case("layer resolving to a ':' path", &["--lowerdir", &format!("{l0}:{via_link}"), "--uidmap", m, tg], 1, "after resolving symlinks"),
         case("lowerdir as flag and in -o", &["-o", &format!("lowerdir={two}"), "--lowerdir", &two, "--uidmap", m, tg], 1, "given both"),
         // Upper and work.
@@ -178,6 +194,7 @@ fn bad_inputs_are_refused_without_side_effects() {
         case("workdir inside upperdir", &["--lowerdir", &two, "--upperdir", up, "--workdir", &format!("{up}/."), "--uidmap", m, tg], 1, "must be separate directories"),
         case("missing upperdir", &["--lowerdir", &two, "--upperdir", &missing, "--workdir", wk, "--uidmap", m, tg], 1, "no such file or directory"),
         case("relative upperdir", &["--lowerdir", &two, "--upperdir", "upper", "--workdir", wk, "--uidmap", m, tg], 1, "not an absolute path"),
+        case("upperdir with a backslash", &["--lowerdir", &two, "--upperdir", backslash, "--workdir", wk, "--uidmap", m, tg], 1, "contains '\\\\'"),
         case("upperdir with ':'", &["--lowerdir", &two, "--upperdir", colon, "--workdir", wk, "--uidmap", m, tg], 1, "contains ':'"),
         // Target.
         case("missing target", &["--lowerdir", &two, "--uidmap", m, &missing], 1, "no such file or directory"),

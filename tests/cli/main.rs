@@ -3,6 +3,7 @@
 
 mod support;
 
+mod attacks;
 mod bad_input;
 mod faults;
 mod filesystems;

@@ -471,3 +471,32 @@ fn bad_input_on_first_use_creates_nothing() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(!env.state.exists(), "the state directory was created");
 }
+
+/// A map that shows a non-root on-disk id as host root needs
+/// --allow-host-root; an identity map for root is fine without.
+#[test]
+fn host_root_maps_need_to_be_asked_for() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let map = |uidmap: &str, extra: &[&str]| {
+        let mut args = vec!["mount", "--lowerdir"];
+        let joined = join(&layers);
+        args.push(&joined);
+        args.extend(["--uidmap", uidmap]);
+        args.extend(extra);
+        args.push(s(&target));
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let refused = env.run(&map("0:100000:1000,1000:0:1", &[]));
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(env.our_mounts().is_empty());
+    env.ok(&map("0:100000:1000,1000:0:1", &["--allow-host-root"]));
+    // user-file is owned by 1000 on disk: host root through the mount.
+    assert_eq!(env.stat(&target.join("user-file")).uid(), 0);
+    env.ok(&["umount", s(&target)]);
+    env.ok(&map("0:0:1,1:100000:65535", &[]));
+    assert_eq!(env.stat(&target.join("shared")).uid(), 0);
+    env.ok(&["umount", s(&target)]);
+    env.assert_clean();
+}

@@ -380,9 +380,15 @@ pub struct Paused {
 
 impl Paused {
     pub fn start<S: AsRef<OsStr>>(env: &Env, testpoint: &str, args: &[S]) -> Paused {
-        let mut child = env
-            .tool(args)
-            .env("IDMAP_OVERLAY_TESTPOINT", testpoint)
+        let mut cmd = env.tool(args);
+        cmd.env("IDMAP_OVERLAY_TESTPOINT", testpoint);
+        Paused::spawn(cmd, testpoint)
+    }
+
+    /// Starts `cmd` (which has `IDMAP_OVERLAY_TESTPOINT` set to pause at
+    /// `testpoint`) and waits until it pauses.
+    pub fn spawn(mut cmd: Command, testpoint: &str) -> Paused {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stderr(Stdio::piped())
             .stdout(Stdio::piped())
