@@ -11,6 +11,7 @@ mod helper;
 mod hostile;
 mod inspect;
 mod load;
+mod metrics;
 mod mount;
 mod privacy;
 mod signals;
