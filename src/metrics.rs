@@ -337,7 +337,9 @@ pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .subsec_nanos();
+    let mut attempts = 0;
     let (temp, mut file) = loop {
+        attempts += 1;
         let mut temp_name = OsString::from(".");
         temp_name.push(name);
         temp_name.push(format!(
@@ -355,7 +357,7 @@ pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
         {
             Ok(file) => break (temp, file),
             // Someone's file by that name: never ours to reuse.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => continue,
             Err(e) => return Err(e),
         }
     };

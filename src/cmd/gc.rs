@@ -64,6 +64,11 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
     // leave the fleet view stale without a word.
     if let Some(path) = &args.metrics_file {
         metrics::check_destination(path).map_err(|why| fail(Code::Usage, why))?;
+        if path.extension().is_none_or(|e| e != "prom") {
+            log::warn!(
+                "--metrics-file {path:?}: node_exporter's textfile collector reads only *.prom files"
+            );
+        }
     }
     let state = ctx.state()?;
     let foreign = foreign_dirs(&args.foreign)?;
