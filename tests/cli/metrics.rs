@@ -593,3 +593,21 @@ fn shipped_metrics_commands_parse() {
             .is_file()
     );
 }
+
+/// node_exporter reads only `*.prom`: another name is written as asked,
+/// with a warning.
+#[test]
+fn a_file_not_named_prom_is_written_with_a_warning() {
+    let env = Env::new();
+    let file = env.path("idmap_overlay.txt");
+    let out = env.run(&["gc", "--metrics-file", s(&file)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("reads only *.prom files"),
+        "{}",
+        stderr(&out)
+    );
+    file_metrics(&file);
+    let quiet = env.run(&["gc", "--metrics-file", s(&env.path("idmap_overlay.prom"))]);
+    assert_eq!(stderr(&quiet), "");
+}
