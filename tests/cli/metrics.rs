@@ -451,6 +451,11 @@ fn inspect_flags_that_contradict_are_refused() {
             "--foreign counts leaks",
         ),
         (vec!["inspect", "--format", "yaml"], "invalid value 'yaml'"),
+        // Checked as gc checks its --foreign.
+        (
+            vec!["inspect", "--leaks", "--foreign", "relative"],
+            "not an absolute path",
+        ),
     ] {
         let out = env.run(&args);
         let err = stderr(&out);
