@@ -71,7 +71,7 @@ _idmap__overlay() {
             return 0
             ;;
         idmap__overlay__subcmd__gc)
-            opts="-v -q -h -V --dry-run --json --foreign --min-age --timeout --state-dir --verbose --quiet --help --version"
+            opts="-v -q -h -V --dry-run --json --foreign --min-age --timeout --metrics-file --state-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -86,6 +86,10 @@ _idmap__overlay() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -185,12 +189,20 @@ _idmap__overlay() {
             return 0
             ;;
         idmap__overlay__subcmd__inspect)
-            opts="-v -q -h -V --json --leaks --features --state-dir --verbose --quiet --help --version"
+            opts="-v -q -h -V --json --format --leaks --foreign --features --state-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                --foreign)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -304,7 +316,7 @@ _idmap__overlay_records() {
             continue
         fi
         case $word in
-            --state-dir|--timeout)
+            --foreign|--format|--state-dir|--timeout)
                 value_next=1
                 value_of=$word
                 ;;

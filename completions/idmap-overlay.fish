@@ -63,6 +63,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s V
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l foreign -d 'Also unmount other programs\' idmapped mounts below DIR (for example /var/lib/containerd/tmpmounts) once older than --min-age. Repeatable' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l min-age -d 'Age a foreign mount must reach (counted from the first gc or inspect that saw it) before it is removed' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l timeout -d 'How long to retry unmounting a busy mount' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l metrics-file -d 'After the run, write Prometheus metrics (what is left, what this run cleaned and failed) to PATH, atomically, for node_exporter\'s textfile collector. PATH is absolute and its directory exists' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l state-dir -d 'Where records, locks and temporary mountpoints live' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l dry-run -d 'Say what would be removed, remove nothing'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l json -d 'Print the report as JSON'
@@ -70,13 +71,17 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s v -l 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s V -l version -d 'Print version'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l format -d 'Output format' -r -f -a "text\t'Tables and fields for people'
+json\t'JSON for scripts (the same as --json)'
+prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector: records by state, leaks by kind (the same with or without --leaks)'"
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l foreign -d 'With --leaks or --format prometheus: count other programs\' idmapped mounts below DIR as leaks, as `gc --foreign DIR` would. Repeatable' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l state-dir -d 'Where records, locks and temporary mountpoints live' -r -F
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l json -d 'Output JSON for scripts'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l json -d 'Output JSON for scripts: the same as --format json'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l leaks -d 'List everything leaked on this host: ours and other programs\''
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l features -d 'What the running kernel supports, from real probes'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s q -l quiet -d 'Only errors on stderr: no warnings'
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s h -l help -d 'Print help'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s V -l version -d 'Print version'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand help; and not __fish_seen_subcommand_from mount umount gc inspect help" -f -a "mount" -d 'Mount an overlay whose lower layers appear owned by shifted ids'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand help; and not __fish_seen_subcommand_from mount umount gc inspect help" -f -a "umount" -d 'Unmount an overlay and remove its record'
@@ -100,7 +105,7 @@ function __fish_idmap_overlay_wants_record
             set value_next 0
             continue
         end
-        if contains -- $token --state-dir --timeout
+        if contains -- $token --foreign --format --state-dir --timeout
             set value_next 1
         else if not string match -q -- '-*' $token
             set words (math $words + 1)

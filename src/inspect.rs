@@ -400,7 +400,7 @@ pub fn render_features(f: &Features) -> String {
 }
 
 #[cfg(test)]
-mod golden {
+pub(crate) mod golden {
     //! The shapes scripts and eyes rely on. `UPDATE_GOLDEN=1 cargo test`
     //! rewrites the files under tests/golden/ after a deliberate change.
     use super::*;
@@ -411,7 +411,7 @@ mod golden {
     use crate::state::{RecordState, source_tag};
     use std::path::Path;
 
-    fn check(name: &str, actual: &str) {
+    pub(crate) fn check(name: &str, actual: &str) {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/golden")
             .join(name);
@@ -482,7 +482,7 @@ mod golden {
         }
     }
 
-    fn fixture() -> Snapshot {
+    pub(crate) fn fixture() -> Snapshot {
         let now = humantime::parse_rfc3339("2026-11-26T12:30:00Z")
             .unwrap()
             .duration_since(std::time::UNIX_EPOCH)

@@ -33,6 +33,7 @@ pub mod findings;
 pub mod gc;
 pub mod idmap;
 pub mod inspect;
+pub mod metrics;
 pub mod mount;
 pub mod mount_helper;
 pub mod mountinfo;

@@ -1,10 +1,10 @@
 use super::{Context, require_root};
-use crate::exit::{Code, fail};
-use crate::gc;
+use crate::exit::{Code, Coded, fail};
+use crate::{findings, gc, metrics};
 use anyhow::Result;
 use clap::Args;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
 pub struct GcArgs {
@@ -25,6 +25,11 @@ pub struct GcArgs {
     /// How long to retry unmounting a busy mount.
     #[arg(long, default_value = "2.5s", value_parser = crate::parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
+    /// After the run, write Prometheus metrics (what is left, what this run
+    /// cleaned and failed) to PATH, atomically, for node_exporter's textfile
+    /// collector. PATH is absolute and its directory exists.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// A `--foreign` directory: absolute, existing, not `/`, walked safely (a
@@ -47,20 +52,67 @@ fn foreign_dir(dir: &Path) -> Result<PathBuf> {
     Ok(resolved.path)
 }
 
+/// The `--foreign` directories, checked and resolved; `inspect --foreign`
+/// takes them the same way, so both judge the same places.
+pub(crate) fn foreign_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    dirs.iter().map(|dir| foreign_dir(dir)).collect()
+}
+
 pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
     require_root()?;
+    // Before anything is done: a run whose metrics cannot be written would
+    // leave the fleet view stale without a word.
+    if let Some(path) = &args.metrics_file {
+        metrics::check_destination(path).map_err(|why| fail(Code::Usage, why))?;
+        if path.extension().is_none_or(|e| e != "prom") {
+            log::warn!(
+                "--metrics-file {path:?}: node_exporter's textfile collector reads only *.prom files"
+            );
+        }
+    }
     let state = ctx.state()?;
-    let foreign = args
-        .foreign
-        .iter()
-        .map(|dir| foreign_dir(dir))
-        .collect::<Result<Vec<_>>>()?;
-    let gathered = gc::gather(&state, foreign, args.min_age, true)?;
+    let foreign = foreign_dirs(&args.foreign)?;
+    let started = Instant::now();
+    let gathered = gc::gather(&state, foreign.clone(), args.min_age, true)?;
     let report = gc::collect(&state, gathered, args.dry_run, args.timeout)?;
+    let duration = started.elapsed();
     if args.json {
         crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         crate::out!("{}", crate::inspect::render_gc(&report));
     }
+    if let Some(path) = &args.metrics_file {
+        write_metrics(path, &state, foreign, args.min_age, &report, duration)?;
+    }
     Ok(gc::exit_code(&report))
+}
+
+/// Looks again, as `inspect` would, so the leak counts are what this run
+/// left (an alert on them means gc could not help), and writes them with
+/// the run's own numbers.
+fn write_metrics(
+    path: &Path,
+    state: &crate::state::StateDir,
+    foreign: Vec<PathBuf>,
+    min_age: Duration,
+    report: &gc::Report,
+    duration: Duration,
+) -> Result<()> {
+    let started = Instant::now();
+    let after = gc::gather(state, foreign, min_age, false)?;
+    let snap = &after.snapshot;
+    let leaks = findings::classify(snap);
+    let scrape = metrics::Scrape {
+        snapshot: snap,
+        findings: &leaks,
+        duration: started.elapsed(),
+        overlays_elsewhere: None,
+    };
+    let run = metrics::GcRun {
+        report,
+        duration,
+        finished: snap.now,
+    };
+    metrics::write_file(path, &metrics::render(&scrape, Some(&run)))
+        .code(Code::System, || format!("writing metrics file {path:?}"))
 }

@@ -12,6 +12,7 @@ mod helper;
 mod hostile;
 mod inspect;
 mod load;
+mod metrics;
 mod mount;
 mod privacy;
 mod signals;

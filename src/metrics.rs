@@ -1,0 +1,680 @@
+//! The fleet view: what `inspect` and `gc` found, as Prometheus metrics in
+//! the text exposition format, for node_exporter's textfile collector.
+//! Rendering is pure (a snapshot, its findings and a gc report go in, text
+//! comes out) and golden-tested; [`write_file`] puts the text in place
+//! atomically, as the collector requires.
+//!
+//! Every series that can exist is always present (0 when there is none), so
+//! a dashboard or an alert never has to tell "no leaks" from "no data".
+
+use crate::findings::{Finding, Kind, Snapshot};
+use crate::gc::Report;
+use crate::state::RecordState;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt::Display;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+/// What `gc` does about a kind of finding: the HELP text of
+/// `idmap_overlay_leaks` says it, so an alert's reader knows whether
+/// waiting for the next run can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cleanup {
+    /// gc cleans it on every run.
+    Gc,
+    /// gc cleans it only below a `--foreign` directory, once older than
+    /// `--min-age`.
+    GcForeign,
+    /// Reported only: gc never touches it, a person decides.
+    ReportOnly,
+}
+
+/// Lists every kind of finding with its cleanup, and proves the list
+/// complete: a kind added to `findings::Kind` but not here fails to compile
+/// (the match below), so each new kind is classed and always exported.
+macro_rules! kinds {
+    ($($kind:ident => $cleanup:ident),* $(,)?) => {
+        /// Every kind of finding, in the order of `findings::Kind`.
+        pub const KINDS: &[(Kind, Cleanup)] = &[$((Kind::$kind, Cleanup::$cleanup)),*];
+
+        #[allow(dead_code)]
+        fn every_kind_is_listed(kind: Kind) {
+            match kind {
+                $(Kind::$kind => {})*
+            }
+        }
+    };
+}
+
+kinds! {
+    CrashedOperation => Gc,
+    VanishedOverlay => Gc,
+    TempMount => Gc,
+    TempDir => Gc,
+    StaleFile => Gc,
+    BadRecord => ReportOnly,
+    UntrackedOverlay => ReportOnly,
+    ForeignMount => GcForeign,
+}
+
+/// Every record state, always exported. `detached` belongs to the
+/// namespace-aware unmount (issue 10); until a record can have it, its
+/// count is a true 0.
+pub const STATES: &[&str] = &["preparing", "mounted", "unmounting", "detached"];
+
+/// The state's name as records spell it. Exhaustive, so a new state fails
+/// to compile here until it is named (and listed in [`STATES`]).
+fn state_name(state: RecordState) -> &'static str {
+    match state {
+        RecordState::Preparing => "preparing",
+        RecordState::Mounted => "mounted",
+        RecordState::Unmounting => "unmounting",
+    }
+}
+
+/// A finding kind as JSON and the text views spell it: `temp-mount`.
+pub fn kind_name(kind: Kind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// What one look at the system found: the input of every metric but the gc
+/// ones.
+pub struct Scrape<'a> {
+    pub snapshot: &'a Snapshot,
+    /// `findings::classify(snapshot)`.
+    pub findings: &'a [Finding],
+    /// How long gathering and judging took.
+    pub duration: Duration,
+    /// Overlays of ours alive in other mount namespaces. `None` while this
+    /// version cannot look into other namespaces: the metric is then left
+    /// out, never shown as a 0 nobody measured.
+    ///
+    /// Integration point for issue 10: once `Health::elsewhere` exists, the
+    /// command layer fills this with the number of records whose overlay
+    /// has a copy in another namespace.
+    pub overlays_elsewhere: Option<u64>,
+}
+
+/// One gc run, for the `idmap_overlay_gc_*` metrics.
+pub struct GcRun<'a> {
+    pub report: &'a Report,
+    /// From the start of gathering to the end of the last action.
+    pub duration: Duration,
+    /// When the run ended, in seconds since the epoch.
+    pub finished: u64,
+}
+
+/// Writes metric families in the text exposition format.
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    /// HELP and TYPE lines; every family here is a gauge: counts of what
+    /// is there now, or of what one run did.
+    fn family(&mut self, name: &str, help: &str) {
+        self.out
+            .push_str(&format!("# HELP {name} {}\n", escape_help(help)));
+        self.out.push_str(&format!("# TYPE {name} gauge\n"));
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            let labels: Vec<String> = labels
+                .iter()
+                .map(|(key, value)| format!("{key}=\"{}\"", escape_label(value)))
+                .collect();
+            self.out.push_str(&format!("{{{}}}", labels.join(",")));
+        }
+        self.out.push_str(&format!(" {value}\n"));
+    }
+
+    /// One sample per kind, every kind, 0 where `count` has none.
+    fn per_kind(&mut self, name: &str, help: &str, count: &BTreeMap<Kind, u64>) {
+        self.family(name, help);
+        for (kind, _) in KINDS {
+            let n = count.get(kind).copied().unwrap_or(0);
+            self.sample(name, &[("kind", &kind_name(*kind))], n);
+        }
+    }
+}
+
+/// A label value as the text format wants it: backslash, double quote and
+/// line feed escaped.
+pub fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A HELP text as the text format wants it: backslash and line feed
+/// escaped (a double quote is fine there).
+fn escape_help(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn kinds_with(cleanup: Cleanup) -> String {
+    KINDS
+        .iter()
+        .filter(|(_, c)| *c == cleanup)
+        .map(|(k, _)| kind_name(*k))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn count_kinds<'a>(kinds: impl Iterator<Item = &'a Kind>) -> BTreeMap<Kind, u64> {
+    let mut count = BTreeMap::new();
+    for kind in kinds {
+        *count.entry(*kind).or_insert(0) += 1;
+    }
+    count
+}
+
+/// The metrics of `inspect --format prometheus` (`gc` is `None`) and of
+/// `gc --metrics-file` (then `scrape` is a look taken after the run, so the
+/// leak counts are what the run left).
+pub fn render(scrape: &Scrape, gc: Option<&GcRun>) -> String {
+    let mut m = Exposition { out: String::new() };
+    let snap = scrape.snapshot;
+
+    let name = "idmap_overlay_records";
+    m.family(
+        name,
+        "Records in the state directory, by state (preparing and unmounting: an operation running, or one that crashed).",
+    );
+    for state in STATES {
+        let n = snap
+            .records
+            .iter()
+            .filter(|r| state_name(r.state) == *state)
+            .count();
+        m.sample(name, &[("state", state)], n);
+    }
+
+    let leaks = count_kinds(scrape.findings.iter().map(|f| &f.kind));
+    m.per_kind(
+        "idmap_overlay_leaks",
+        &format!(
+            "Leaks found, by kind (in the gc metrics file: what the run left). gc cleans {}; gc --foreign cleans {} below its directories once older than --min-age; report-only, left to a person: {}.",
+            kinds_with(Cleanup::Gc),
+            kinds_with(Cleanup::GcForeign),
+            kinds_with(Cleanup::ReportOnly),
+        ),
+        &leaks,
+    );
+
+    if let Some(n) = scrape.overlays_elsewhere {
+        let name = "idmap_overlay_overlays_elsewhere";
+        m.family(
+            name,
+            "Overlays of ours alive in other mount namespaces (a container's root).",
+        );
+        m.sample(name, &[], n);
+    }
+
+    // One series per directory given: the same directory given twice (or
+    // two that only differ in bytes that are not UTF-8) is one series.
+    let mut dirs: BTreeMap<String, u64> = BTreeMap::new();
+    for dir in &snap.foreign_dirs {
+        let n = scrape
+            .findings
+            .iter()
+            .filter(|f| f.kind == Kind::ForeignMount && f.path.starts_with(dir))
+            .count() as u64;
+        dirs.entry(dir.to_string_lossy().into_owned()).or_insert(n);
+    }
+    if !dirs.is_empty() {
+        let name = "idmap_overlay_foreign_idmapped_mounts";
+        m.family(
+            name,
+            "Idmapped mounts of other programs below each --foreign directory, young ones included.",
+        );
+        for (dir, n) in &dirs {
+            m.sample(name, &[("dir", dir)], n);
+        }
+    }
+
+    if let Some(run) = gc {
+        let report = run.report;
+        let cleaned = if report.dry_run {
+            BTreeMap::new() // a dry run cleans nothing
+        } else {
+            count_kinds(report.cleaned.iter().map(|i| &i.kind))
+        };
+        m.per_kind(
+            "idmap_overlay_gc_cleaned",
+            "Items the last gc run cleaned, by kind (0 in a dry run).",
+            &cleaned,
+        );
+        m.per_kind(
+            "idmap_overlay_gc_failed",
+            "Items the last gc run could not clean, by kind (bad records always: gc never touches them).",
+            &count_kinds(report.failed.iter().map(|i| &i.kind)),
+        );
+        let name = "idmap_overlay_gc_dry_run";
+        m.family(
+            name,
+            "1 when the last gc run was a dry run (nothing cleaned), else 0.",
+        );
+        m.sample(name, &[], u8::from(report.dry_run));
+        let name = "idmap_overlay_gc_duration_seconds";
+        m.family(name, "How long the last gc run took.");
+        m.sample(name, &[], run.duration.as_secs_f64());
+        let name = "idmap_overlay_gc_last_run_timestamp_seconds";
+        m.family(
+            name,
+            "When the last gc run ended, in seconds since the epoch.",
+        );
+        m.sample(name, &[], run.finished);
+    }
+
+    // Always the last line: a reader can tell a whole file by it.
+    let name = "idmap_overlay_scrape_duration_seconds";
+    m.family(
+        name,
+        "How long reading the state directory and the mount table took.",
+    );
+    m.sample(name, &[], scrape.duration.as_secs_f64());
+    m.out
+}
+
+/// Why `path` cannot take the metrics file, checked before gc does
+/// anything: it must be absolute, name a file, and lie in a directory that
+/// exists.
+pub fn check_destination(path: &Path) -> Result<(), String> {
+    let shown = format!("--metrics-file {path:?}");
+    if !path.is_absolute() {
+        return Err(format!("{shown}: not an absolute path"));
+    }
+    let (Some(dir), Some(_)) = (path.parent(), path.file_name()) else {
+        return Err(format!("{shown}: names no file"));
+    };
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(format!("{shown}: {dir:?} is not a directory")),
+        Err(e) => {
+            return Err(format!(
+                "{shown}: directory {dir:?}: {}",
+                crate::describe_io(&e)
+            ));
+        }
+    }
+    if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(format!("{shown}: is a directory"));
+    }
+    Ok(())
+}
+
+/// Replaces `path` with `text` so that no reader ever sees half of it: a
+/// new file beside it (created exclusively, never through a symlink), mode
+/// 0644 whatever the umask (node_exporter runs as another user), flushed to
+/// disk, then renamed over `path`. The temporary name does not end in
+/// `.prom`, so the textfile collector never reads it; it is removed on any
+/// failure. Each writer has its own temporary file, so two gc runs at once
+/// cannot mix their output.
+pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    let mut attempts = 0;
+    let (temp, mut file) = loop {
+        attempts += 1;
+        let mut temp_name = OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(
+            ".{}.{nanos:x}{:x}.tmp",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        ));
+        let temp = dir.join(temp_name);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temp)
+        {
+            Ok(file) => break (temp, file),
+            // Someone's file by that name: never ours to reuse.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    let written = (|| {
+        file.set_permissions(fs::Permissions::from_mode(0o644))?;
+        file.write_all(text.as_bytes())?;
+        // The file lives on disk (not tmpfs like the state): without the
+        // flush a crash could leave an empty file under the final name.
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn kinds_are_listed_once_with_distinct_names() {
+        let names: BTreeSet<String> = KINDS.iter().map(|(k, _)| kind_name(*k)).collect();
+        assert_eq!(names.len(), KINDS.len());
+        assert!(names.iter().all(|n| !n.is_empty()));
+    }
+
+    #[test]
+    fn state_names_are_the_records_own() {
+        for state in [
+            RecordState::Preparing,
+            RecordState::Mounted,
+            RecordState::Unmounting,
+        ] {
+            let serde_name = serde_json::to_value(state).unwrap();
+            assert_eq!(serde_name, state_name(state));
+            assert!(STATES.contains(&state_name(state)));
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label("plain /x"), "plain /x");
+        assert_eq!(
+            escape_label("a\\b\"c\nd\te"),
+            "a\\\\b\\\"c\\nd\te",
+            "backslash, quote, newline; nothing else"
+        );
+        assert_eq!(escape_help("x\\y\nz \"q\""), "x\\\\y\\nz \"q\"");
+    }
+
+    #[test]
+    fn destinations() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("x.prom");
+        assert_eq!(check_destination(&ok), Ok(()));
+        for (bad, says) in [
+            (Path::new("x.prom").to_path_buf(), "not an absolute path"),
+            (Path::new("/").to_path_buf(), "names no file"),
+            (
+                dir.path().join("missing/x.prom"),
+                "no such file or directory",
+            ),
+            (ok.join("under-a-file.prom"), "is not a directory"),
+            (dir.path().to_path_buf(), "is a directory"),
+        ] {
+            if bad == ok.join("under-a-file.prom") {
+                fs::write(&ok, "").unwrap();
+            }
+            let err = check_destination(&bad).unwrap_err();
+            assert!(err.contains(says), "{bad:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        // A name with a newline stays on one line.
+        let err = check_destination(Path::new("a\nb")).unwrap_err();
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn write_file_replaces_whole_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.prom");
+        // (Mode 0644 under a restrictive umask is tested through gc in
+        // tests/cli/metrics.rs: the umask is the whole process's.)
+        write_file(&path, "a 1\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "a 1\n");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        write_file(&path, "b 2\n").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "b 2\n");
+        assert_eq!(names_in(dir.path()), ["m.prom"]);
+    }
+
+    #[test]
+    fn write_file_replaces_a_symlink_never_its_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep\n").unwrap();
+        let path = dir.path().join("m.prom");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_file(&path, "a 1\n").unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep\n");
+        assert!(fs::symlink_metadata(&path).unwrap().is_file());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // The rename fails: a non-empty directory holds the final name.
+        let path = dir.path().join("m.prom");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("inside"), "").unwrap();
+        assert!(write_file(&path, "a 1\n").is_err());
+        assert_eq!(names_in(dir.path()), ["m.prom"]);
+        assert_eq!(names_in(&path), ["inside"]);
+    }
+}
+
+#[cfg(test)]
+mod golden {
+    //! The metrics as node_exporter will read them, and `promtool check
+    //! metrics` accepting every one. `UPDATE_GOLDEN=1 cargo test` rewrites
+    //! the files after a deliberate change.
+    use super::*;
+    use crate::findings::classify;
+    use crate::gc::Item;
+    use crate::inspect::golden::{check, fixture};
+    use crate::mountinfo::parse_line;
+    use crate::state::BadRecord;
+    use std::process::{Command, Stdio};
+
+    /// promtool (Debian: prometheus) must accept the text without a single
+    /// lint problem. A missing promtool fails the test: a skip would pass
+    /// unchecked; .ci/run installs it.
+    pub(crate) fn promtool_accepts(text: &str) {
+        let child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = child.expect("promtool is not installed (Debian: prometheus)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "promtool check metrics: {}{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The inspect fixture, plus a bad record and two --foreign directories
+    /// (one with every character the format escapes) with a mount below each.
+    fn world() -> Snapshot {
+        let mut snap = fixture();
+        snap.bad_records.push(BadRecord {
+            path: "/run/idmap-overlay/mounts/broken.json".into(),
+            problem: "is empty".into(),
+        });
+        snap.foreign_dirs = vec![
+            "/var/lib/containerd/tmpmounts".into(),
+            "/srv/odd \"dir\"\\with\nnewline".into(),
+            "/var/lib/empty".into(),
+        ];
+        snap.table.push(
+            parse_line(
+                "81 1 254:0 /data /srv/odd\\040\"dir\"\\134with\\012newline/vol ro,idmapped - ext4 /dev/vda rw",
+            )
+            .unwrap(),
+        );
+        snap
+    }
+
+    fn scrape<'a>(snap: &'a Snapshot, findings: &'a [Finding]) -> Scrape<'a> {
+        Scrape {
+            snapshot: snap,
+            findings,
+            duration: Duration::from_micros(4250),
+            overlays_elsewhere: None,
+        }
+    }
+
+    #[test]
+    fn inspect() {
+        let snap = world();
+        let found = classify(&snap);
+        let text = render(&scrape(&snap, &found), None);
+        check("inspect-metrics.prom", &text);
+        promtool_accepts(&text);
+    }
+
+    #[test]
+    fn nothing_at_all_is_zeros_not_silence() {
+        let snap = Snapshot::default();
+        let text = render(&scrape(&snap, &[]), None);
+        check("inspect-metrics-empty.prom", &text);
+        promtool_accepts(&text);
+        for state in STATES {
+            assert!(text.contains(&format!("idmap_overlay_records{{state=\"{state}\"}} 0\n")));
+        }
+        for (kind, _) in KINDS {
+            let line = format!("idmap_overlay_leaks{{kind=\"{}\"}} 0\n", kind_name(*kind));
+            assert!(text.contains(&line), "{line}");
+        }
+        // Not measured by this version: absent, not a made-up 0.
+        assert!(!text.contains("elsewhere"));
+        assert!(!text.contains("foreign_idmapped_mounts"));
+    }
+
+    fn report(dry_run: bool) -> Report {
+        let item = |kind, path: &str, reason: &str| Item {
+            kind,
+            path: path.into(),
+            reason: reason.into(),
+        };
+        Report {
+            version: 1,
+            dry_run,
+            cleaned: vec![
+                item(Kind::CrashedOperation, "/run/containers/job-7/rootfs", "x"),
+                item(Kind::VanishedOverlay, "/mnt/gone", "x"),
+                item(Kind::TempDir, "/run/idmap-overlay/tmp/y", "x"),
+                item(Kind::TempDir, "/run/idmap-overlay/tmp/z", "x"),
+            ],
+            failed: vec![
+                item(Kind::TempMount, "/run/idmap-overlay/tmp/x/0", "busy"),
+                item(Kind::BadRecord, "/run/idmap-overlay/mounts/b.json", "empty"),
+            ],
+            skipped: vec![
+                item(
+                    Kind::ForeignMount,
+                    "/var/lib/containerd/tmpmounts/ovl-idmapped42",
+                    "young",
+                ),
+                item(
+                    Kind::ForeignMount,
+                    "/srv/odd \"dir\"\\with\nnewline/vol",
+                    "young",
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn gc() {
+        // What the run left: the fixture less the records it tore down,
+        // whose leaked temp mount stayed (busy).
+        let mut snap = world();
+        snap.records.retain(|r| r.id == "web-1" || r.id == "web-2");
+        snap.temp_dirs.clear();
+        snap.lock_files.retain(|id| id.starts_with("web-"));
+        let found = classify(&snap);
+        let report = report(false);
+        let run = GcRun {
+            report: &report,
+            duration: Duration::from_millis(1500),
+            finished: snap.now,
+        };
+        let text = render(&scrape(&snap, &found), Some(&run));
+        check("gc-metrics.prom", &text);
+        promtool_accepts(&text);
+        assert!(text.ends_with("\nidmap_overlay_scrape_duration_seconds 0.00425\n"));
+    }
+
+    #[test]
+    fn gc_dry_run_cleans_nothing() {
+        let snap = world();
+        let found = classify(&snap);
+        let report = report(true);
+        let run = GcRun {
+            report: &report,
+            duration: Duration::from_millis(20),
+            finished: snap.now,
+        };
+        let text = render(&scrape(&snap, &found), Some(&run));
+        check("gc-metrics-dry-run.prom", &text);
+        promtool_accepts(&text);
+        for (kind, _) in KINDS {
+            let line = format!(
+                "idmap_overlay_gc_cleaned{{kind=\"{}\"}} 0\n",
+                kind_name(*kind)
+            );
+            assert!(text.contains(&line), "{line}");
+        }
+        assert!(text.contains("idmap_overlay_gc_dry_run 1\n"));
+    }
+
+    #[test]
+    fn elsewhere_once_measured() {
+        let snap = world();
+        let found = classify(&snap);
+        let mut scrape = scrape(&snap, &found);
+        scrape.overlays_elsewhere = Some(2);
+        let text = render(&scrape, None);
+        assert!(
+            text.contains("\nidmap_overlay_overlays_elsewhere 2\n"),
+            "{text}"
+        );
+        promtool_accepts(&text);
+    }
+}
