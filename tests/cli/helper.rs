@@ -295,3 +295,37 @@ fn dash_n_mounts_in_the_named_namespace() {
     assert!(other.mountinfo().iter().all(|m| m.mount_point != target));
     assert_eq!(h.env.state_files("mounts"), Vec::<String>::new());
 }
+
+/// The helper refuses a non-root caller before it acts on anything: not
+/// even `-f` (which resolves the paths) or `-N` (which enters a namespace)
+/// get to run.
+#[test]
+fn the_helper_checks_root_before_f_and_n() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let helper = env.mkdir("bin").join("mount.idmap-overlay");
+    std::os::unix::fs::symlink(BIN, &helper).unwrap();
+    let options = format!("lowerdir={},uidmap=0:100000:65536", join(&layers));
+    let ns = format!("/proc/{}/ns/mnt", env.ns.pid());
+    for extra in [&["-f"][..], &["-N", &ns], &["-f", "-N", &ns]] {
+        let out = env
+            .ns
+            .command("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&helper)
+            .args(extra)
+            .args(["-o", &options, "none", s(&target)])
+            .env_clear()
+            .env("IDMAP_OVERLAY_STATE_DIR", &env.state)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("must be run as root"),
+            "{extra:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!env.state.exists());
+}
