@@ -105,6 +105,8 @@ pub fn probe(state: &StateDir) -> Result<Features> {
         size: 1,
     }];
     let userns = crate::userns::create(&map, &map)?;
+    // By path: `probe` lies in the state directory, root's and checked not
+    // writable by anyone else, so nobody can redirect it.
     let tree = match open_tree(
         CWD,
         &dir,
