@@ -75,7 +75,11 @@ where
 
 /// The exit code an error chain asks for.
 pub fn code_of(err: &anyhow::Error) -> Code {
-    err.downcast_ref::<Failure>()
-        .map(|f| f.code)
-        .unwrap_or(Code::System)
+    if let Some(failure) = err.downcast_ref::<Failure>() {
+        return failure.code;
+    }
+    if crate::unmount::busy_mount(err).is_some() {
+        return Code::Mount;
+    }
+    Code::System
 }

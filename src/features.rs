@@ -48,8 +48,7 @@ fn kernel_release() -> String {
 pub fn cached_or_probe(state: &StateDir) -> Result<Features> {
     let cache = state.root.join("features.json");
     let cached = || {
-        std::fs::read_to_string(&cache)
-            .ok()
+        crate::state::read_state_file(&cache, 64 * 1024)
             .and_then(|text| serde_json::from_str::<Features>(&text).ok())
             .filter(|found| found.boot_id == boot_id() && found.version == 1)
     };
@@ -63,15 +62,14 @@ pub fn cached_or_probe(state: &StateDir) -> Result<Features> {
         return Ok(found);
     }
     let found = probe(state)?;
-    let temp = state.root.join(".features.json.tmp");
-    let written = std::fs::write(&temp, serde_json::to_string_pretty(&found)? + "\n")
-        .and_then(|()| std::fs::rename(&temp, &cache));
-    if written.is_err() {
-        // A full or read-only state filesystem: a state problem (exit 16),
-        // and no half-written temp file left behind.
-        let _ = std::fs::remove_file(&temp);
-    }
-    written.code(Code::State, || format!("writing {}", cache.display()))?;
+    // A full or read-only state filesystem: a state problem (exit 16).
+    crate::atomic_write::write(
+        &cache,
+        (serde_json::to_string_pretty(&found)? + "\n").as_bytes(),
+        0o600,
+        false,
+    )
+    .code(Code::State, || format!("writing {}", cache.display()))?;
     Ok(found)
 }
 

@@ -25,7 +25,7 @@ pub struct Snapshot {
     pub temp_dirs: Vec<String>,
     /// Ids that have a file under `<state>/locks/`.
     pub lock_files: Vec<String>,
-    /// Names of leftover `.<id>.json.tmp` files under `<state>/mounts/`.
+    /// Names of leftover `.<id>.json.<pid>.<n>.tmp` files under `<state>/mounts/`.
     pub partial_writes: Vec<String>,
     /// Target index entries under `<state>/targets/`: (file name, id named).
     pub target_index: Vec<(String, String)>,
@@ -322,10 +322,9 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
         });
     }
     for name in &snap.partial_writes {
-        let id = name
-            .trim_start_matches('.')
-            .trim_end_matches(".json.tmp")
-            .to_string();
+        let Some(id) = crate::state::partial_write_id(name).map(str::to_string) else {
+            continue;
+        };
         if snap.in_flight.contains(&id) {
             continue;
         }
@@ -559,7 +558,7 @@ mod tests {
         snap.table = vec![idmapped(80, "/run/io/tmp/a/0")];
         snap.temp_dirs = vec!["a".into()];
         snap.lock_files = vec!["a".into()];
-        snap.partial_writes = vec![".a.json.tmp".into()];
+        snap.partial_writes = vec![".a.json.12.0.tmp".into()];
         snap.in_flight.insert("a".into());
         assert_eq!(classify(&snap), vec![]);
         assert!(snap.health(&snap.records[0]).owner_alive);
@@ -591,7 +590,7 @@ mod tests {
         ];
         snap.temp_dirs = vec!["b".into()];
         snap.lock_files = vec!["c".into()];
-        snap.partial_writes = vec![".d.json.tmp".into()];
+        snap.partial_writes = vec![".d.json.12.0.tmp".into()];
         snap.target_index = vec![("00000000000000ff".into(), "e".into())];
         assert_eq!(
             kinds(&classify(&snap)),
@@ -600,7 +599,7 @@ mod tests {
                 (Kind::TempMount, "/run/io/tmp/b/0".into()),
                 (Kind::TempDir, "/run/io/tmp/b".into()),
                 (Kind::StaleFile, "/run/io/locks/c.lock".into()),
-                (Kind::StaleFile, "/run/io/mounts/.d.json.tmp".into()),
+                (Kind::StaleFile, "/run/io/mounts/.d.json.12.0.tmp".into()),
                 (Kind::StaleFile, "/run/io/targets/00000000000000ff".into()),
             ]
         );

@@ -5,13 +5,14 @@
 use crate::exit::Code;
 use crate::findings::{self, Action, Finding, Kind, Snapshot};
 use crate::mountinfo;
-use crate::state::{RecordLock, StateDir};
+use crate::state::StateDir;
 use crate::umount::{forget, remove_temp_leftovers, unmount_listed};
+use crate::unmount::{UnmountError, describe_holders, holders};
 use anyhow::Result;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Where first sightings of foreign idmapped mounts are remembered.
 const FIRST_SEEN: &str = "foreign-seen.json";
@@ -29,72 +30,41 @@ fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
-/// The snapshot, plus (for `gc`) the locks of every idmap-overlay id that
-/// is not in flight, held until the actions are done.
-pub struct Gathered {
-    pub snapshot: Snapshot,
-    pub locks: BTreeMap<String, RecordLock>,
-}
-
-/// Looks at the state directory and the mount table. With `hold_locks`
-/// (gc) it takes and keeps the lock of every id it may act on; without
-/// (inspect) it only tests them.
+/// Looks at the state directory and the mount table, under the global
+/// lock (so no id or target is claimed meanwhile), holding no other lock:
+/// which ids have an operation running is asked without taking their
+/// locks (`StateDir::lock_is_held`), so a look never disturbs an
+/// operation, and the number of open files stays the same whatever the
+/// number of records. With `remember` (gc, not inspect or a dry run), the
+/// first sightings of foreign idmapped mounts are written down.
 pub fn gather(
     state: &StateDir,
     foreign_dirs: Vec<PathBuf>,
     min_age: Duration,
-    hold_locks: bool,
-) -> Result<Gathered> {
+    remember: bool,
+) -> Result<Snapshot> {
     let _all = state.lock_all()?;
-    // Lock first, read second: an operation that is running can change its
-    // record and temp files at any moment, so what we read of an id is only
-    // trusted once we hold its lock. New ids cannot appear meanwhile: a
-    // mount claims its id under the global lock we hold.
+    // Running operations first, records second: an operation that was
+    // running when looked at is left alone even if it changed its record
+    // meanwhile; one that starts later is caught when gc takes its lock to
+    // act (see `act`).
     let id_of_record = |n: &str| n.strip_suffix(".json").map(str::to_string);
-    let id_of_partial = |n: &str| {
-        n.strip_prefix('.')
-            .and_then(|n| n.strip_suffix(".json.tmp"))
-            .map(str::to_string)
-    };
+    let id_of_partial = |n: &str| crate::state::partial_write_id(n).map(str::to_string);
     let mut ids: BTreeSet<String> = BTreeSet::new();
     for name in names_in(&state.root.join("mounts")) {
         ids.extend(id_of_record(&name).or_else(|| id_of_partial(&name)));
     }
     ids.extend(names_in(&state.root.join("tmp")));
-    ids.extend(
-        names_in(&state.root.join("locks"))
-            .iter()
-            .filter_map(|n| n.strip_suffix(".lock").map(str::to_string)),
-    );
-    // Lock files as found, before we take locks below: taking one creates
-    // its file, and what gc creates itself is no leftover to report (it
-    // removes those silently when done).
     let lock_files: Vec<String> = names_in(&state.root.join("locks"))
         .into_iter()
         .filter_map(|n| n.strip_suffix(".lock").map(str::to_string))
         .collect();
-    let mut in_flight = BTreeSet::new();
-    let mut locks = BTreeMap::new();
-    for id in ids {
-        if crate::state::check_id(&id).is_err() {
-            continue;
-        }
-        let free = if hold_locks {
-            match state.try_lock_record(&id)? {
-                Some(lock) => {
-                    locks.insert(id.clone(), lock);
-                    true
-                }
-                None => false,
-            }
-        } else {
-            !state.lock_is_held(&id)
-        };
-        log::debug!("{id}: lock {}", if free { "free" } else { "held" });
-        if !free {
-            in_flight.insert(id);
-        }
-    }
+    ids.extend(lock_files.iter().cloned());
+    let in_flight: BTreeSet<String> = ids
+        .into_iter()
+        .filter(|id| crate::state::check_id(id).is_ok() && state.lock_is_held(id))
+        .collect();
+    log::debug!("operations running: {in_flight:?}");
 
     let (records, bad_records) = state.records()?;
     let temp_dirs = names_in(&state.root.join("tmp"));
@@ -109,25 +79,22 @@ pub fn gather(
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    let first_seen = remember_foreign(state, &table, now);
-    Ok(Gathered {
-        snapshot: Snapshot {
-            state_root: state.root.clone(),
-            records,
-            bad_records,
-            in_flight,
-            table,
-            temp_dirs,
-            lock_files,
-            partial_writes,
-            target_index,
-            foreign_dirs,
-            first_seen,
-            now,
-            min_age: min_age.as_secs(),
-            ..Default::default()
-        },
-        locks,
+    let first_seen = remember_foreign(state, &table, now, remember);
+    Ok(Snapshot {
+        state_root: state.root.clone(),
+        records,
+        bad_records,
+        in_flight,
+        table,
+        temp_dirs,
+        lock_files,
+        partial_writes,
+        target_index,
+        foreign_dirs,
+        first_seen,
+        now,
+        min_age: min_age.as_secs(),
+        ..Default::default()
     })
 }
 
@@ -137,10 +104,10 @@ fn remember_foreign(
     state: &StateDir,
     table: &[mountinfo::MountEntry],
     now: u64,
+    remember: bool,
 ) -> BTreeMap<String, u64> {
     let path = state.root.join(FIRST_SEEN);
-    let known: BTreeMap<String, u64> = std::fs::read_to_string(&path)
-        .ok()
+    let known: BTreeMap<String, u64> = crate::state::read_state_file(&path, 16 << 20)
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     let seen: BTreeMap<String, u64> = table
@@ -152,12 +119,10 @@ fn remember_foreign(
             (key, when)
         })
         .collect();
-    if seen != known {
-        let temp = state.root.join(format!(".{FIRST_SEEN}.tmp"));
+    if remember && seen != known {
         let written = serde_json::to_string(&seen)
             .map_err(std::io::Error::other)
-            .and_then(|text| std::fs::write(&temp, text))
-            .and_then(|()| std::fs::rename(&temp, &path));
+            .and_then(|text| crate::atomic_write::write(&path, text.as_bytes(), 0o600, false));
         if let Err(e) = written {
             log::warn!("cannot remember foreign mounts in {}: {e}", path.display());
         }
@@ -180,8 +145,11 @@ pub struct Report {
     pub cleaned: Vec<Item>,
     pub failed: Vec<Item>,
     /// Found but left alone on purpose (foreign mounts without `--foreign`
-    /// or too young).
+    /// or too young, an operation running on it).
     pub skipped: Vec<Item>,
+    /// The signal that stopped the run early, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<i32>,
 }
 
 fn item(finding: &Finding, reason: String) -> Item {
@@ -199,7 +167,7 @@ fn unmount_checked(
     mount_id: u64,
     table: &[mountinfo::MountEntry],
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), Problem> {
     let Some(entry) = table
         .iter()
         .find(|m| m.id == mount_id && m.mount_point == path)
@@ -207,47 +175,133 @@ fn unmount_checked(
         return Ok(()); // already gone
     };
     if mountinfo::top_at(table, path).map(|m| m.id) != Some(mount_id) {
-        return Err("another mount is stacked on it".into());
+        return Err(Problem::Failed("another mount is stacked on it".into()));
     }
-    unmount_listed(entry, timeout)
+    unmount_listed(entry, timeout).map_err(Problem::from)
 }
 
 /// Removes a target index entry if it still names `id` and `id` still has
 /// no record, under the global lock (mount writes entries under it).
-fn remove_stale_index(state: &StateDir, path: &Path, id: &str) -> Result<(), String> {
-    let _all = state.lock_all().map_err(|e| format!("{e:#}"))?;
+fn remove_stale_index(state: &StateDir, path: &Path, id: &str) -> Result<(), Problem> {
+    let _all = state
+        .lock_all()
+        .map_err(|e| Problem::Failed(format!("{e:#}")))?;
     let leftover_temp = id.is_empty();
     let still = leftover_temp
         || (crate::state::read_small_file(path).as_deref() == Some(id)
             && std::fs::symlink_metadata(state.record_path(id)).is_err());
     if still && std::fs::symlink_metadata(path).is_ok() {
-        std::fs::remove_file(path).map_err(|e| e.to_string())?;
+        std::fs::remove_file(path).map_err(|e| Problem::Failed(e.to_string()))?;
     }
     Ok(())
 }
 
+/// Why one action did not complete.
+#[derive(Debug)]
+enum Problem {
+    /// Still busy (EBUSY): tried again until gc's deadline. The mount id,
+    /// to name the holders if it stays busy.
+    Busy(u64),
+    /// Not acted on, on purpose (an operation on it is running, or it
+    /// changed since gc looked): for the next run.
+    Skipped(String),
+    Failed(String),
+}
+
+impl From<UnmountError> for Problem {
+    fn from(e: UnmountError) -> Problem {
+        match e {
+            UnmountError::Busy { mount_id, .. } => Problem::Busy(mount_id),
+            e => Problem::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Carries out one finding, once (no waiting on a busy mount: `collect`
+/// retries). The id's lock is taken first, and the record read again under
+/// it must be the one that was judged: an operation may have run on it
+/// since the snapshot.
+fn act(state: &StateDir, snap: &Snapshot, finding: &Finding) -> Result<(), Problem> {
+    let _lock = match &finding.id {
+        Some(id) if crate::state::check_id(id).is_ok() => match state.try_lock_record(id) {
+            Ok(Some(lock)) => Some(lock),
+            Ok(None) => return Err(Problem::Skipped("an operation on it is running".into())),
+            Err(e) => return Err(Problem::Failed(format!("{e:#}"))),
+        },
+        _ => None,
+    };
+    if let Some(id) = &finding.id {
+        let judged = snap.records.iter().find(|r| &r.id == id);
+        let now = StateDir::read_record_file(&state.record_path(id)).ok();
+        if judged != now.as_ref() {
+            return Err(Problem::Skipped(
+                "its record changed since gc looked; left for the next run".into(),
+            ));
+        }
+    }
+    let table = &snap.table;
+    match &finding.action {
+        Action::Teardown { id } => match StateDir::read_record_file(&state.record_path(id)) {
+            Ok(mut record) => forget(state, &mut record, table, Duration::ZERO)
+                .map(|_| ())
+                .map_err(|e| match crate::unmount::busy_mount(&e) {
+                    Some(mount_id) => Problem::Busy(mount_id),
+                    None => Problem::Failed(format!("{e:#}")),
+                }),
+            Err(problem) => Err(Problem::Failed(format!("record {problem}"))),
+        },
+        Action::RemoveTemps { id } => remove_temp_leftovers(state, id, table, Duration::ZERO)
+            .map_err(|problems| match problems.iter().find_map(|p| p.busy) {
+                Some(mount_id) => Problem::Busy(mount_id),
+                None => Problem::Failed(
+                    problems
+                        .iter()
+                        .map(|p| p.text.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+            }),
+        Action::RemoveStaleIndex { id } => remove_stale_index(state, &finding.path, id),
+        Action::Unmount { mount_id } if finding.kind == Kind::TempMount => {
+            unmount_checked(&finding.path, *mount_id, table, Duration::ZERO)
+        }
+        // Other programs' mounts change under us: look again first.
+        Action::Unmount { mount_id } => match mountinfo::read() {
+            Ok(now) => unmount_checked(&finding.path, *mount_id, &now, Duration::ZERO),
+            Err(e) => Err(Problem::Failed(format!("{e:#}"))),
+        },
+        Action::RemoveFile => match std::fs::remove_file(&finding.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Problem::Failed(e.to_string()))
+            }
+            _ => Ok(()),
+        },
+        Action::None => Ok(()),
+    }
+}
+
 /// Acts on every finding (or, with `dry_run`, only says what it would do).
+/// A busy mount does not hold the others up: every busy one is tried
+/// again, round after round, until one deadline `timeout` after the start,
+/// so a timer run takes at most the scan plus `timeout` plus one pass.
+/// A signal (SIGINT, SIGTERM) stops it after the item in hand; what is
+/// left is for the next run, and the report says `interrupted`.
 pub fn collect(
     state: &StateDir,
-    mut gathered: Gathered,
+    snap: &Snapshot,
     dry_run: bool,
     timeout: Duration,
 ) -> Result<Report> {
-    let findings = findings::classify(&gathered.snapshot);
-    // Let go at once of the ids we will not touch, so a umount of a
-    // healthy overlay need not wait for a long gc.
-    let acting: BTreeSet<String> = findings
-        .iter()
-        .filter(|f| f.action != Action::None)
-        .filter_map(|f| f.id.clone())
-        .collect();
-    gathered.locks.retain(|id, _| acting.contains(id));
-    let table = &gathered.snapshot.table;
+    let started = Instant::now();
+    let findings = findings::classify(snap);
     let mut report = Report {
         version: 1,
         dry_run,
         ..Default::default()
     };
+    let mut busy: Vec<(&Finding, u64)> = Vec::new();
+    // Ids whose lock file gc may have created by taking the lock.
+    let touched: BTreeSet<String> = findings.iter().filter_map(|f| f.id.clone()).collect();
     for finding in &findings {
         if finding.action == Action::None {
             if finding.kind == Kind::BadRecord {
@@ -258,66 +312,95 @@ pub fn collect(
             continue;
         }
         if dry_run {
-            report
-                .cleaned
-                .push(item(finding, format!("would clean: {}", finding.why)));
+            report.cleaned.push(item(finding, finding.why.clone()));
             continue;
         }
-        let result: Result<(), String> = match &finding.action {
-            // We hold the lock of every id we act on, so what the snapshot
-            // says of our own mounts still holds: no need to re-read the
-            // table (12,000 lines) for each of thousands of leaks.
-            Action::Teardown { id } => match StateDir::read_record_file(&state.record_path(id)) {
-                Ok(mut record) => {
-                    forget(state, &mut record, table, timeout).map_err(|e| format!("{e:#}"))
-                }
-                Err(problem) => Err(format!("record {problem}")),
-            },
-            Action::RemoveTemps { id } => {
-                let problems = remove_temp_leftovers(state, id, table, timeout);
-                if problems.is_empty() {
-                    Ok(())
-                } else {
-                    Err(problems.join("; "))
-                }
-            }
-            Action::RemoveStaleIndex { id } => remove_stale_index(state, &finding.path, id),
-            Action::Unmount { mount_id } if finding.kind == Kind::TempMount => {
-                unmount_checked(&finding.path, *mount_id, table, timeout)
-            }
-            // Other programs' mounts change under us: look again first.
-            Action::Unmount { mount_id } => match mountinfo::read() {
-                Ok(now) => unmount_checked(&finding.path, *mount_id, &now, timeout),
-                Err(e) => Err(format!("{e:#}")),
-            },
-            Action::RemoveFile => match std::fs::remove_file(&finding.path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
-                _ => Ok(()),
-            },
-            Action::None => Ok(()),
-        };
-        match result {
-            Ok(()) => report.cleaned.push(item(finding, finding.why.clone())),
-            Err(why) => report.failed.push(item(finding, why)),
+        if let Some(signal) = crate::sys::interrupted() {
+            report.interrupted = Some(signal);
+            report
+                .skipped
+                .push(item(finding, "interrupted; left for the next run".into()));
+            continue;
         }
+        record_outcome(&mut report, &mut busy, finding, act(state, snap, finding));
+    }
+    let mut pause = Duration::from_millis(5);
+    while !busy.is_empty() && report.interrupted.is_none() {
+        let left = timeout.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(pause.min(left));
+        pause = (pause * 2).min(Duration::from_millis(100));
+        report.interrupted = crate::sys::interrupted();
+        for (finding, _) in std::mem::take(&mut busy) {
+            record_outcome(&mut report, &mut busy, finding, act(state, snap, finding));
+        }
+    }
+    let waited = started.elapsed();
+    for (finding, mount_id) in busy {
+        report.failed.push(item(
+            finding,
+            format!(
+                "busy after {}: held by {}",
+                crate::human_duration(waited),
+                describe_holders(&holders(mount_id))
+            ),
+        ));
     }
     if !dry_run {
-        // Lock files of ids that now have no record: under the global lock,
-        // so a mount that just claimed one of these ids again keeps its own.
-        let _all = state.lock_all()?;
-        for id in gathered.locks.keys() {
-            if std::fs::symlink_metadata(state.record_path(id)).is_err() {
-                state.remove_lock(id);
-            }
-        }
+        sweep_lock_files(
+            state,
+            snap.lock_files.iter().chain(&touched),
+            &snap.in_flight,
+        );
     }
-    drop(gathered.locks);
     Ok(report)
+}
+
+fn record_outcome<'a>(
+    report: &mut Report,
+    busy: &mut Vec<(&'a Finding, u64)>,
+    finding: &'a Finding,
+    outcome: Result<(), Problem>,
+) {
+    match outcome {
+        Ok(()) => report.cleaned.push(item(finding, finding.why.clone())),
+        Err(Problem::Busy(mount_id)) => busy.push((finding, mount_id)),
+        Err(Problem::Skipped(why)) => report.skipped.push(item(finding, why)),
+        Err(Problem::Failed(why)) => report.failed.push(item(finding, why)),
+    }
+}
+
+/// Lock files of ids that have no record and no operation: removed under
+/// the global lock, so a mount claiming one of these ids again (it claims
+/// under that lock) keeps its own. Only ids gc looked at or acted on, and
+/// only when their lock is free right now.
+fn sweep_lock_files<'a>(
+    state: &StateDir,
+    ids: impl Iterator<Item = &'a String>,
+    in_flight: &BTreeSet<String>,
+) {
+    let Ok(_all) = state.lock_all() else {
+        return;
+    };
+    for id in ids {
+        if crate::state::check_id(id).is_err()
+            || in_flight.contains(id)
+            || state.lock_is_held(id)
+            || std::fs::symlink_metadata(state.record_path(id)).is_ok()
+        {
+            continue;
+        }
+        state.remove_lock(id);
+    }
 }
 
 /// The exit code of a gc run.
 pub fn exit_code(report: &Report) -> Code {
-    if report.failed.is_empty() {
+    if report.interrupted.is_some() {
+        Code::Interrupted
+    } else if report.failed.is_empty() {
         Code::Success
     } else {
         Code::Partial

@@ -2,6 +2,7 @@
 //! the leak list, the gc report and the feature list. Pure rendering of a
 //! snapshot, golden-tested.
 
+use crate::escape::{self, escape};
 use crate::features::Features;
 use crate::findings::{Action, Finding, Health, Snapshot};
 use crate::gc::Report;
@@ -77,6 +78,12 @@ fn table(
     max_width: usize,
     shrink: &[(usize, usize, bool)],
 ) -> String {
+    // Cells hold paths and names from outside: escaped before measuring.
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| escape(c).into_owned()).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -220,7 +227,8 @@ fn kernel_maps(health: &Health) -> KernelMaps {
 pub fn render_detail(d: &Detail, now: u64) -> String {
     let r = d.record;
     let mut out = String::new();
-    let mut field = |name: &str, value: String| out.push_str(&format!("{name:<13}{value}\n"));
+    let mut field =
+        |name: &str, value: String| out.push_str(&format!("{name:<13}{}\n", escape(&value)));
     field("id:", r.id.clone());
     field("target:", r.target.display().to_string());
     field("state:", format!("{:?}", r.state).to_lowercase());
@@ -333,7 +341,7 @@ pub fn render_leaks(findings: &[Finding]) -> String {
     table(&["KIND", "MOUNT", "PATH", "WHY"], &rows, usize::MAX, &[])
 }
 
-/// The human form of a gc report.
+/// The human form of a gc report: one line per item.
 pub fn render_gc(report: &Report) -> String {
     let mut out = String::new();
     let kind = |k| {
@@ -347,29 +355,19 @@ pub fn render_gc(report: &Report) -> String {
     } else {
         "cleaned"
     };
-    for i in &report.cleaned {
-        let why = i.reason.trim_start_matches("would clean: ");
-        out.push_str(&format!(
-            "{verb}: {} {} ({why})\n",
-            kind(i.kind),
-            i.path.display()
-        ));
-    }
-    for i in &report.failed {
-        out.push_str(&format!(
-            "failed: {} {} ({})\n",
-            kind(i.kind),
-            i.path.display(),
-            i.reason
-        ));
-    }
-    for i in &report.skipped {
-        out.push_str(&format!(
-            "left alone: {} {} ({})\n",
-            kind(i.kind),
-            i.path.display(),
-            i.reason
-        ));
+    for (verb, items) in [
+        (verb, &report.cleaned),
+        ("failed", &report.failed),
+        ("left alone", &report.skipped),
+    ] {
+        for i in items {
+            out.push_str(&format!(
+                "{verb}: {} {} ({})\n",
+                kind(i.kind),
+                escape::path(&i.path),
+                escape(&i.reason)
+            ));
+        }
     }
     if out.is_empty() {
         out.push_str("nothing to clean\n");
@@ -379,7 +377,7 @@ pub fn render_gc(report: &Report) -> String {
 
 /// `inspect --features`.
 pub fn render_features(f: &Features) -> String {
-    let mut out = format!("kernel:              {}\n", f.kernel);
+    let mut out = format!("kernel:              {}\n", escape(&f.kernel));
     out.push_str(&format!(
         "idmapped mounts:     {}\n",
         yes_no(f.idmapped_mounts)
@@ -394,7 +392,7 @@ pub fn render_features(f: &Features) -> String {
         if f.detached { "detached" } else { "common-dir" }
     ));
     for note in &f.notes {
-        out.push_str(&format!("note: {note}\n"));
+        out.push_str(&format!("note: {}\n", escape(note)));
     }
     out
 }
@@ -602,6 +600,7 @@ pub(crate) mod golden {
                 reason: "busy after 2.5s: held by pid 77 (sh) through its cwd".into(),
             }],
             skipped: vec![],
+            interrupted: None,
         };
         check("gc-report.txt", &render_gc(&report));
         check(

@@ -26,7 +26,9 @@ macro_rules! errln {
     };
 }
 
+pub mod atomic_write;
 pub mod cmd;
+pub mod escape;
 pub mod exit;
 pub mod features;
 pub mod findings;

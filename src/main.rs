@@ -28,8 +28,11 @@ fn main() -> ExitCode {
             return ExitCode::from(Code::Usage.as_u8());
         }
     };
-    init_logging(cli.quiet, cli.verbose);
-    finish("idmap-overlay", cmd::run(cli))
+    init_logging("idmap-overlay", cli.quiet, cli.verbose);
+    finish(
+        "idmap-overlay",
+        guard_panics("idmap-overlay", || cmd::run(cli)),
+    )
 }
 
 fn helper_main(args: &[std::ffi::OsString]) -> ExitCode {
@@ -37,11 +40,44 @@ fn helper_main(args: &[std::ffi::OsString]) -> ExitCode {
         Ok(helper) => helper,
         Err(err) => return finish(mount_helper::HELPER_NAME, Err(err)),
     };
-    init_logging(false, u8::from(helper.verbose));
-    finish(mount_helper::HELPER_NAME, mount_helper::run(&helper))
+    init_logging(mount_helper::HELPER_NAME, false, u8::from(helper.verbose));
+    finish(
+        mount_helper::HELPER_NAME,
+        guard_panics(mount_helper::HELPER_NAME, || mount_helper::run(&helper)),
+    )
 }
 
-fn init_logging(quiet: bool, verbose: u8) {
+/// Runs `command`; a panic (a bug) unwinds through it, so every rollback
+/// guard still runs, and then exits 4 after one line on stderr.
+fn guard_panics(
+    program: &'static str,
+    command: impl FnOnce() -> anyhow::Result<Code>,
+) -> anyhow::Result<Code> {
+    std::panic::set_hook(Box::new(move |info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        idmap_overlay::errln!(
+            "{program}: internal error: {}{place} (please report)",
+            idmap_overlay::escape::escape(&what)
+        );
+    }));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(command)) {
+        Ok(result) => result,
+        Err(_) => Ok(Code::Bug),
+    }
+}
+
+/// Diagnostics as `idmap-overlay: warning: ...`, like errors, with what
+/// came from outside escaped.
+fn init_logging(program: &'static str, quiet: bool, verbose: u8) {
     let default_level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -50,8 +86,22 @@ fn init_logging(quiet: bool, verbose: u8) {
         (false, _) => "trace",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
-        .format_timestamp(None)
-        .format_target(false)
+        .format(move |out, record| {
+            use std::io::Write;
+            let level = match record.level() {
+                log::Level::Error => "error",
+                log::Level::Warn => "warning",
+                log::Level::Info => "info",
+                log::Level::Debug => "debug",
+                log::Level::Trace => "trace",
+            };
+            let text = record.args().to_string();
+            writeln!(
+                out,
+                "{program}: {level}: {}",
+                idmap_overlay::escape::escape(&text)
+            )
+        })
         .init();
 }
 
@@ -59,7 +109,8 @@ fn finish(program: &str, result: anyhow::Result<Code>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.as_u8()),
         Err(err) => {
-            idmap_overlay::errln!("{program}: {err:#}");
+            let text = format!("{err:#}");
+            idmap_overlay::errln!("{program}: {}", idmap_overlay::escape::escape(&text));
             ExitCode::from(code_of(&err).as_u8())
         }
     }

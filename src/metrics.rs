@@ -11,11 +11,8 @@ use crate::findings::{Finding, Kind, Snapshot};
 use crate::gc::Report;
 use crate::state::RecordState;
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::fmt::Display;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
@@ -328,57 +325,16 @@ pub fn check_destination(path: &Path) -> Result<(), String> {
 /// failure. Each writer has its own temporary file, so two gc runs at once
 /// cannot mix their output.
 pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
-    };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .subsec_nanos();
-    let mut attempts = 0;
-    let (temp, mut file) = loop {
-        attempts += 1;
-        let mut temp_name = OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(format!(
-            ".{}.{nanos:x}{:x}.tmp",
-            std::process::id(),
-            SEQUENCE.fetch_add(1, Ordering::Relaxed)
-        ));
-        let temp = dir.join(temp_name);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temp)
-        {
-            Ok(file) => break (temp, file),
-            // Someone's file by that name: never ours to reuse.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => continue,
-            Err(e) => return Err(e),
-        }
-    };
-    let written = (|| {
-        file.set_permissions(fs::Permissions::from_mode(0o644))?;
-        file.write_all(text.as_bytes())?;
-        // The file lives on disk (not tmpfs like the state): without the
-        // flush a crash could leave an empty file under the final name.
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written
+    // The file lives on disk (not tmpfs like the state): without the flush a
+    // crash could leave an empty file under the final name.
+    crate::atomic_write::write(path, text.as_bytes(), 0o644, true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn kinds_are_listed_once_with_distinct_names() {
@@ -500,6 +456,7 @@ mod golden {
     use crate::inspect::golden::{check, fixture};
     use crate::mountinfo::parse_line;
     use crate::state::BadRecord;
+    use std::io::Write;
     use std::process::{Command, Stdio};
 
     /// promtool (Debian: prometheus) must accept the text without a single
@@ -595,6 +552,7 @@ mod golden {
         Report {
             version: 1,
             dry_run,
+            interrupted: None,
             cleaned: vec![
                 item(Kind::CrashedOperation, "/run/containers/job-7/rootfs", "x"),
                 item(Kind::VanishedOverlay, "/mnt/gone", "x"),

@@ -357,6 +357,11 @@ fn replaced_stale(state: &StateDir, other: &Record, timeout: Duration) -> Result
         return Ok(false);
     }
     crate::umount::teardown(state, &mut other.clone(), &table, timeout)?;
+    log::warn!(
+        "{}: overlay {} was already unmounted (behind idmap-overlay's back); replacing its record",
+        other.target.display(),
+        other.id
+    );
     Ok(true)
 }
 

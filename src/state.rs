@@ -2,28 +2,27 @@
 //! a lock per record held by the operation that owns it.
 //!
 //! ```text
-//! <state>/mounts/<id>.json   the records (a temp file `.<id>.json.tmp` while writing)
+//! <state>/mounts/<id>.json   the records (a temp file `.<id>.json.<pid>.<n>.tmp` while writing)
 //! <state>/locks/<id>.lock    flock(2)ed by the running mount/umount of <id>
 //! <state>/targets/<key>      the id whose record claims a target (a hint)
 //! <state>/tmp/<id>/N         temporary mountpoints (common-dir, per-layer)
 //! <state>/lock               flock(2)ed while an id or target is claimed
 //! ```
 
+use crate::atomic_write;
 use crate::exit::{Code, Coded, fail};
 use crate::idmap::IdRange;
 use crate::overlay::Strategy;
 use anyhow::{Context, Result};
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-
-/// The held lock of one record.
-pub type RecordLock = Flock<File>;
+use std::time::{Duration, Instant};
 
 pub const DEFAULT_DIR: &str = "/run/idmap-overlay";
+/// How long to wait for the global lock unless a command says otherwise.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_millis(2500);
 /// The environment variable that moves the state directory.
 pub const DIR_ENV: &str = "IDMAP_OVERLAY_STATE_DIR";
 pub const RECORD_VERSION: u32 = 1;
@@ -106,6 +105,12 @@ pub fn parse_dev(text: &str) -> Option<(u32, u32)> {
     Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
+/// The id a leftover temporary record file (`.<id>.json.<pid>.<n>.tmp`, a
+/// crash mid-write) belongs to.
+pub fn partial_write_id(name: &str) -> Option<&str> {
+    atomic_write::temp_target(name)?.strip_suffix(".json")
+}
+
 pub fn source_tag(id: &str) -> String {
     format!("idmap-overlay:{id}")
 }
@@ -153,6 +158,8 @@ pub struct BadRecord {
 
 pub struct StateDir {
     pub root: PathBuf,
+    /// How long to wait for the global lock (a command's `--timeout`).
+    pub lock_wait: Duration,
 }
 
 /// Refuses a directory that someone other than root could have planted or
@@ -233,6 +240,7 @@ impl StateDir {
         ensure_dir(root)?;
         let dir = StateDir {
             root: root.to_path_buf(),
+            lock_wait: DEFAULT_LOCK_WAIT,
         };
         for sub in ["mounts", "locks", "tmp", "targets"] {
             ensure_dir(&dir.root.join(sub))?;
@@ -261,8 +269,7 @@ impl StateDir {
     /// under the same lock, only if it still names the same id.
     pub fn index_target(&self, target: &Path, id: &str) -> Result<()> {
         let path = self.target_index_path(target);
-        let temp = path.with_file_name(format!(".{}.tmp", target_key(target)));
-        write_atomically(&temp, &path, id.as_bytes())
+        atomic_write::write(&path, id.as_bytes(), 0o600, false)
             .code(Code::State, || format!("writing {}", path.display()))
     }
 
@@ -310,10 +317,6 @@ impl StateDir {
         self.root.join("mounts").join(format!("{id}.json"))
     }
 
-    fn record_temp_path(&self, id: &str) -> PathBuf {
-        self.root.join("mounts").join(format!(".{id}.json.tmp"))
-    }
-
     pub fn lock_path(&self, id: &str) -> PathBuf {
         self.root.join("locks").join(format!("{id}.lock"))
     }
@@ -327,9 +330,9 @@ impl StateDir {
     /// the mounts' fate at reboot.
     pub fn write_record(&self, record: &Record) -> Result<()> {
         let path = self.record_path(&record.id);
-        let temp = self.record_temp_path(&record.id);
+
         let text = serde_json::to_string_pretty(record).context("encoding the record")? + "\n";
-        write_atomically(&temp, &path, text.as_bytes())
+        atomic_write::write(&path, text.as_bytes(), 0o600, false)
             .code(Code::State, || format!("writing record {}", path.display()))
     }
 
@@ -448,41 +451,60 @@ impl StateDir {
     }
 
     /// The global lock, held while an id or target is claimed or while gc
-    /// takes its snapshot.
-    pub fn lock_all(&self) -> Result<Flock<File>> {
+    /// and inspect take their snapshot. Waited for (polling, so a signal
+    /// ends the wait) until `self.lock_wait` has passed.
+    pub fn lock_all(&self) -> Result<Lock> {
         let path = self.root.join("lock");
-        let file = open_lock_file(&path)?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, e)| e)
-            .code(Code::State, || format!("locking {}", path.display()))
+        let file = open_lock_file(&path, true)?;
+        let started = Instant::now();
+        loop {
+            if try_lock(&file).code(Code::State, || format!("locking {}", path.display()))? {
+                return Ok(Lock { _file: file });
+            }
+            if let Some(signal) = crate::sys::interrupted() {
+                return Err(fail(
+                    Code::Interrupted,
+                    format!(
+                        "interrupted by signal {signal} while waiting for the lock of {}",
+                        self.root.display()
+                    ),
+                ));
+            }
+            if started.elapsed() >= self.lock_wait {
+                return Err(fail(
+                    Code::State,
+                    format!(
+                        "{} is locked by {} for more than {}; try again, or look at that process",
+                        self.root.display(),
+                        describe_lock_holders(&path),
+                        crate::human_duration(self.lock_wait)
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Takes the lock of record `id` without waiting: `None` when another
     /// live process holds it (an operation in progress).
-    pub fn try_lock_record(&self, id: &str) -> Result<Option<Flock<File>>> {
+    pub fn try_lock_record(&self, id: &str) -> Result<Option<Lock>> {
         let path = self.lock_path(id);
-        let file = open_lock_file(&path)?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(Some(lock)),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
-            Err((_, e)) => Err(e).code(Code::State, || format!("locking {}", path.display())),
+        let file = open_lock_file(&path, true)?;
+        match try_lock(&file) {
+            Ok(true) => Ok(Some(Lock { _file: file })),
+            Ok(false) => Ok(None),
+            Err(e) => Err(e).code(Code::State, || format!("locking {}", path.display())),
         }
     }
 
-    /// Is the lock of `id` held by a running operation? Tests it without
-    /// creating a lock file (for read-only callers such as `inspect`).
+    /// Is the lock of `id` held by a running operation? Asked without
+    /// taking it (F_OFD_GETLK) and without creating a lock file, so a
+    /// look (inspect, gc's scan) never makes an operation think its id is
+    /// busy.
     pub fn lock_is_held(&self, id: &str) -> bool {
-        let Ok(file) = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(self.lock_path(id))
-        else {
-            return false;
-        };
-        matches!(
-            Flock::lock(file, FlockArg::LockExclusiveNonblock),
-            Err((_, nix::errno::Errno::EWOULDBLOCK))
-        )
+        open_lock_file(&self.lock_path(id), false)
+            .ok()
+            .is_some_and(|file| is_locked(&file).unwrap_or(false))
     }
 
     /// Makes sure temporary mounts attached under `<state>/tmp` propagate
@@ -556,27 +578,6 @@ impl StateDir {
     }
 }
 
-/// Writes `bytes` to `temp` (0600, not through a symlink) and renames it
-/// over `path`, so no reader ever sees half of it. On failure the temp file
-/// is removed. No fsync: the state lives on tmpfs with the mounts.
-fn write_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(temp)?;
-        file.write_all(bytes)?;
-        fs::rename(temp, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(temp);
-    }
-    written
-}
-
 /// FNV-1a (64 bits) of the path's bytes, as 16 hex digits: a stable file
 /// name for a target of any length.
 fn target_key(target: &Path) -> String {
@@ -589,31 +590,120 @@ fn target_key(target: &Path) -> String {
     format!("{hash:016x}")
 }
 
-/// A short file's trimmed content, not following symlinks.
-pub(crate) fn read_small_file(path: &Path) -> Option<String> {
+/// The text of a file of the state directory, or `None` unless it is a
+/// regular file of at most `limit` bytes. It is never followed through a
+/// symlink and never waited on: a FIFO planted under its name opens at once
+/// (O_NONBLOCK) and is then refused by its type.
+pub fn read_state_file(path: &Path, limit: u64) -> Option<String> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .ok()?;
-    if !file.metadata().ok()?.is_file() {
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > limit {
         return None;
     }
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::Read::take(file, 256), &mut text).ok()?;
-    Some(text.trim().to_string())
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, limit), &mut text).ok()?;
+    Some(text)
 }
 
-fn open_lock_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
+/// A short file's trimmed content (a target index entry).
+pub(crate) fn read_small_file(path: &Path) -> Option<String> {
+    read_state_file(path, 256).map(|text| text.trim().to_string())
+}
+
+/// A held lock of the state directory: an open file description with an
+/// OFD lock (fcntl(2) `F_OFD_SETLK`), released when dropped (or when the
+/// process dies). OFD locks, unlike flock(2), can be tested without taking
+/// them (`F_OFD_GETLK`).
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+/// The held lock of one record.
+pub type RecordLock = Lock;
+
+/// Opens a lock file (creating it 0600 with `create`): never through a
+/// symlink, never waiting (a FIFO opens at once), and only a regular file.
+fn open_lock_file(path: &Path, create: bool) -> Result<File> {
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
-        .create(true)
+        .create(create)
         .truncate(false)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
-        .code(Code::State, || format!("opening lock {}", path.display()))
+        .code(Code::State, || format!("opening lock {}", path.display()))?;
+    let regular = file.metadata().is_ok_and(|m| m.is_file());
+    if !regular {
+        return Err(fail(
+            Code::State,
+            format!("lock {} is not a regular file; remove it", path.display()),
+        ));
+    }
+    Ok(file)
+}
+
+/// A write lock over the whole file.
+fn whole_file_lock() -> libc::flock {
+    // SAFETY: an all-zero `struct flock` is valid (pid 0, offsets 0).
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock
+}
+
+/// `fcntl(fd, F_OFD_SETLK, {F_WRLCK, whole file})`: false when another open
+/// file description holds it.
+fn try_lock(file: &File) -> std::io::Result<bool> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    match fcntl(file, FcntlArg::F_OFD_SETLK(&whole_file_lock())) {
+        Ok(_) => Ok(true),
+        Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EACCES) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `fcntl(fd, F_OFD_GETLK, ...)`: would a write lock conflict? Takes
+/// nothing.
+fn is_locked(file: &File) -> std::io::Result<bool> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    let mut probe = whole_file_lock();
+    fcntl(file, FcntlArg::F_OFD_GETLK(&mut probe))?;
+    Ok(probe.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// "pid 12 (idmap-overlay)": who has the lock file open (OFD locks do not
+/// report their owner), for the message when a wait times out.
+fn describe_lock_holders(path: &Path) -> String {
+    let holders: Vec<String> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            if pid == std::process::id() {
+                return None;
+            }
+            let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
+            let holds = fds
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path));
+            holds.then(|| {
+                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                format!("pid {pid} ({})", comm.trim())
+            })
+        })
+        .collect();
+    if holders.is_empty() {
+        "another process".into()
+    } else {
+        holders.join(", ")
+    }
 }
 
 #[cfg(test)]

@@ -235,14 +235,17 @@ extern "C" fn note_signal(signal: libc::c_int) {
     INTERRUPTED.store(signal, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// From now on SIGINT, SIGTERM and SIGHUP only set a flag that the steps of
-/// `mount` and `umount` check, so an interrupted operation rolls back instead
-/// of dying halfway.
+/// From now on SIGINT, SIGTERM and SIGHUP only set a flag that every step
+/// and every wait checks (the test points of `mount` and `umount`, lock
+/// waits, EBUSY retries, gc between items), so an interrupted operation
+/// rolls back instead of dying halfway, and soon. No `SA_RESTART`: a
+/// system call blocked when the signal comes returns EINTR instead of
+/// waiting on.
 pub fn catch_interrupts() {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
     let action = SigAction::new(
         SigHandler::Handler(note_signal),
-        SaFlags::SA_RESTART,
+        SaFlags::empty(),
         SigSet::empty(),
     );
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {

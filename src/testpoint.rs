@@ -3,8 +3,9 @@
 //!
 //! `IDMAP_OVERLAY_TESTPOINT=NAME:ACTION` (several separated by `,`), where
 //! ACTION is `kill` (SIGKILL ourselves: a crash), `fail` (return an error: the
-//! in-process rollback), or `pause` (print `testpoint NAME pid=P ...` on
-//! stderr and wait for a line on stdin). Only debug builds (what `cargo test`
+//! in-process rollback), `panic` (a bug: unwinds through the rollback), or
+//! `pause` (print `testpoint NAME pid=P ...` on stderr and wait for a line on
+//! stdin). Only debug builds (what `cargo test`
 //! builds) honour it; a release build ignores the variable.
 
 use anyhow::Result;
@@ -59,6 +60,7 @@ pub fn hit_with(name: &str, detail: &str) -> Result<()> {
                 let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
             }
             "fail" => anyhow::bail!("test point {name}: forced failure"),
+            "panic" => panic!("test point {name}: forced panic"),
             "pause" => {
                 eprintln!("testpoint {name} pid={} {detail}", std::process::id());
                 let mut line = String::new();

@@ -7,7 +7,7 @@ use crate::mountinfo::{self, MountEntry};
 use crate::resolve::{self, ResolveError};
 use crate::state::{self, Record, RecordState, StateDir};
 use crate::testpoint;
-use crate::unmount::{Expected, Proof, UnmountError, prove, unmount_proven};
+use crate::unmount::{BusyMount, Expected, Proof, UnmountError, prove, unmount_proven};
 use anyhow::Result;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -81,53 +81,68 @@ pub fn remove_temp_leftovers(
     id: &str,
     table: &[MountEntry],
     timeout: Duration,
-) -> Vec<String> {
+) -> Result<(), Vec<Leftover>> {
     let mut problems = Vec::new();
     for entry in temp_mounts_present(state, id, table) {
         if let Err(e) = unmount_listed(entry, timeout) {
-            problems.push(format!(
-                "temporary mount {}: {e}",
-                entry.mount_point.display()
-            ));
+            let busy = match &e {
+                UnmountError::Busy { mount_id, .. } => Some(*mount_id),
+                _ => None,
+            };
+            problems.push(Leftover {
+                busy,
+                text: format!("temporary mount {}: {e}", entry.mount_point.display()),
+            });
         }
     }
+    let mut texts = Vec::new();
     let root = state.temp_root(id);
     // Only the tool creates `tmp/<id>`, as a directory: anything else there
     // was planted and is not followed (read_dir would list, and rmdir
     // below would remove, the empty directories of wherever it points).
     if std::fs::symlink_metadata(&root).is_ok_and(|m| !m.is_dir()) {
-        problems.push(format!(
+        texts.push(format!(
             "{} is not a directory (a symlink?); not followed, remove it by hand",
             root.display()
         ));
-        return problems;
-    }
-    if let Ok(entries) = std::fs::read_dir(&root) {
-        for entry in entries.flatten() {
-            remove_dir_if_present(&entry.path(), &mut problems);
+    } else {
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for entry in entries.flatten() {
+                remove_dir_if_present(&entry.path(), &mut texts);
+            }
         }
+        remove_dir_if_present(&root, &mut texts);
     }
-    remove_dir_if_present(&root, &mut problems);
-    problems
+    problems.extend(texts.into_iter().map(|text| Leftover { busy: None, text }));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Something temporary that could not be removed.
+#[derive(Debug)]
+pub struct Leftover {
+    /// The mount id when the reason is that it is busy.
+    pub busy: Option<u64>,
+    pub text: String,
 }
 
 /// Unmounts a mount seen in a mount table, once the mount at its place is
 /// proven to be that one (by id): the place is walked safely and the mount
 /// reached through its held parent, never by re-reading the path.
-pub fn unmount_listed(entry: &MountEntry, timeout: Duration) -> Result<(), String> {
+pub fn unmount_listed(entry: &MountEntry, timeout: Duration) -> Result<(), UnmountError> {
     let place = match resolve::resolve_entry(&entry.mount_point) {
         Ok(place) => place,
         Err(ResolveError::NotFound(_)) => return Ok(()),
-        Err(e) => return Err(format!("{e}; not unmounted")),
+        Err(e) => return Err(UnmountError::NotOurs(format!("{e}; not unmounted"))),
     };
     let want = Expected {
         mount_id: Some(entry.id),
         ..Default::default()
     };
-    match unmount_proven(&place, &want, None, timeout) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(e.to_string()),
-    }
+    unmount_proven(&place, &want, None, timeout).map(|_| ())
 }
 
 /// rmdir only: a directory with anything in it stays (containerd#10704
@@ -164,8 +179,9 @@ pub fn teardown(
     record: &mut Record,
     table: &[MountEntry],
     timeout: Duration,
-) -> Result<()> {
+) -> Result<Teardown> {
     let mut late_signal = None;
+    let mut done = Teardown::WasGone;
     let place = match resolve::resolve_entry(&record.target) {
         Ok(place) => Some(place),
         Err(ResolveError::NotFound(_)) => None,
@@ -228,6 +244,7 @@ pub fn teardown(
                     e => fail(Code::Mount, format!("{target}: {e}")),
                 });
             }
+            done = Teardown::Unmounted;
             // Past the point of no return: the overlay is gone and cannot
             // be put back. An interruption here lets the teardown finish
             // (temp leftovers, record, lock) and is reported after it.
@@ -266,18 +283,21 @@ pub fn teardown(
                 };
                 return Err(fail(Code::Mount, why));
             }
-            if record.state == RecordState::Mounted {
-                log::warn!(
-                    "{}: overlay {} was already unmounted; removing its record",
-                    record.target.display(),
-                    record.id
-                );
-            }
         }
     }
-    let problems = remove_temp_leftovers(state, &record.id, table, timeout);
-    if !problems.is_empty() {
-        return Err(fail(Code::Mount, problems.join("; ")));
+    if let Err(problems) = remove_temp_leftovers(state, &record.id, table, timeout) {
+        let text = problems
+            .iter()
+            .map(|p| p.text.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(match problems.iter().find_map(|p| p.busy) {
+            Some(mount_id) => anyhow::Error::new(BusyMount {
+                mount_id,
+                message: text,
+            }),
+            None => fail(Code::Mount, text),
+        });
     }
     state.remove_record(&record.id)?;
     state.remove_lock(&record.id);
@@ -289,8 +309,18 @@ pub fn teardown(
                 record.target.display()
             ),
         )),
-        None => Ok(()),
+        None => Ok(done),
     }
+}
+
+/// What a teardown found at the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Teardown {
+    /// The overlay was there and is unmounted now.
+    Unmounted,
+    /// The overlay was gone already; only its record (and temporary
+    /// leftovers) went.
+    WasGone,
 }
 
 /// Waits (up to `timeout`) for a record's lock: another mount or umount of
@@ -300,6 +330,15 @@ fn lock_record(state: &StateDir, record: &Record, timeout: Duration) -> Result<s
     loop {
         if let Some(lock) = state.try_lock_record(&record.id)? {
             return Ok(lock);
+        }
+        if let Some(signal) = crate::sys::interrupted() {
+            return Err(fail(
+                Code::Interrupted,
+                format!(
+                    "interrupted by signal {signal} while waiting for overlay {}",
+                    record.id
+                ),
+            ));
         }
         if Instant::now() >= deadline {
             return Err(fail(
@@ -352,7 +391,17 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration) -> Result<()> {
         None => mountinfo::read()?,
     };
     refuse_foreign_at_target(&record, &table)?;
-    forget(state, &mut record, &table, timeout)
+    let was = record.state;
+    if forget(state, &mut record, &table, timeout)? == Teardown::WasGone
+        && was == RecordState::Mounted
+    {
+        log::warn!(
+            "{}: overlay {} was already unmounted; removed its record",
+            record.target.display(),
+            record.id
+        );
+    }
+    Ok(())
 }
 
 /// The common case without reading the whole mount table (2,000 lines at
@@ -397,7 +446,7 @@ pub fn forget(
     record: &mut Record,
     table: &[MountEntry],
     timeout: Duration,
-) -> Result<()> {
+) -> Result<Teardown> {
     let result = teardown(state, record, table, timeout);
     if std::fs::symlink_metadata(state.record_path(&record.id)).is_err() {
         state.unindex_target(&record.target, &record.id)?;

@@ -170,6 +170,29 @@ impl fmt::Display for UnmountError {
 
 impl std::error::Error for UnmountError {}
 
+/// An unmount that failed because the mount stayed busy, as an error a
+/// caller can recognise (gc retries these, see [`busy_mount`]). Exit 32.
+#[derive(Debug)]
+pub struct BusyMount {
+    pub mount_id: u64,
+    pub message: String,
+}
+
+impl fmt::Display for BusyMount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BusyMount {}
+
+/// The mount id of a busy mount, if that is what `err` is about.
+pub fn busy_mount(err: &anyhow::Error) -> Option<u64> {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<BusyMount>())
+        .map(|b| b.mount_id)
+}
+
 /// What [`unmount_proven`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unmounted {

@@ -20,6 +20,7 @@ pub fn words(state_dir: &Path) -> Vec<String> {
     // Not StateDir::open: that creates and checks the directory.
     let state = StateDir {
         root: state_dir.to_path_buf(),
+        lock_wait: crate::state::DEFAULT_LOCK_WAIT,
     };
     let Ok((records, _bad)) = state.records() else {
         return Vec::new();
@@ -81,7 +82,7 @@ mod tests {
             std::fs::write(mounts.join(format!("{id}.json")), text).unwrap();
         }
         std::fs::write(mounts.join("broken.json"), "{").unwrap();
-        std::fs::write(mounts.join(".db.json.tmp"), "{").unwrap();
+        std::fs::write(mounts.join(".db.json.7.0.tmp"), "{").unwrap();
         assert_eq!(words(dir.path()), ["db", "web-1", "/mnt/a", "/mnt/b"]);
     }
 }

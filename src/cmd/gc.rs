@@ -70,11 +70,13 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
             );
         }
     }
-    let state = ctx.state()?;
+    crate::sys::catch_interrupts();
+    let mut state = ctx.state()?;
+    state.lock_wait = args.timeout;
     let foreign = foreign_dirs(&args.foreign)?;
     let started = Instant::now();
-    let gathered = gc::gather(&state, foreign.clone(), args.min_age, true)?;
-    let report = gc::collect(&state, gathered, args.dry_run, args.timeout)?;
+    let snapshot = gc::gather(&state, foreign.clone(), args.min_age, !args.dry_run)?;
+    let report = gc::collect(&state, &snapshot, args.dry_run, args.timeout)?;
     let duration = started.elapsed();
     if args.json {
         crate::outln!("{}", serde_json::to_string_pretty(&report)?);
@@ -83,6 +85,12 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
     }
     if let Some(path) = &args.metrics_file {
         write_metrics(path, &state, foreign, args.min_age, &report, duration)?;
+    }
+    if let Some(signal) = report.interrupted {
+        return Err(fail(
+            Code::Interrupted,
+            format!("interrupted by signal {signal}; what is left is for the next run"),
+        ));
     }
     Ok(gc::exit_code(&report))
 }
@@ -100,7 +108,7 @@ fn write_metrics(
 ) -> Result<()> {
     let started = Instant::now();
     let after = gc::gather(state, foreign, min_age, false)?;
-    let snap = &after.snapshot;
+    let snap = &after;
     let leaks = findings::classify(snap);
     let scrape = metrics::Scrape {
         snapshot: snap,

@@ -78,6 +78,7 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     let format = args.format()?;
     let json = format == Format::Json;
     require_root()?;
+    crate::sys::catch_interrupts();
     let state = ctx.state()?;
     if args.features {
         let found = features::probe(&state)?;
@@ -90,8 +91,8 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     }
     let started = Instant::now();
     let foreign = super::gc::foreign_dirs(&args.foreign)?;
-    let gathered = gc::gather(&state, foreign, Duration::from_secs(60), false)?;
-    let snap = &gathered.snapshot;
+    let snapshot = gc::gather(&state, foreign, Duration::from_secs(60), false)?;
+    let snap = &snapshot;
     if format == Format::Prometheus {
         let leaks = findings::classify(snap);
         let scrape = metrics::Scrape {

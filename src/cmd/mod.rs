@@ -117,7 +117,16 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Mount(args) => mount::run(args, &ctx),
         Command::Umount(args) => umount::run(args, &ctx),
         Command::Gc(args) => gc::run(args, &ctx),
-        Command::Inspect(args) => inspect::run(args, &ctx),
+        Command::Inspect(args) => {
+            let code = inspect::run(args, &ctx)?;
+            match crate::sys::interrupted() {
+                Some(signal) => Err(fail(
+                    Code::Interrupted,
+                    format!("interrupted by signal {signal}"),
+                )),
+                None => Ok(code),
+            }
+        }
         Command::CompleteIds(args) => complete::run(args, &ctx),
     }
 }

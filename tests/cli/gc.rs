@@ -268,7 +268,7 @@ fn stale_records_and_files_are_removed() {
     let (target, id) = env.mounted();
     // Someone unmounts the overlay behind our back; a crash left files.
     env.plain_umount(&target);
-    std::fs::write(env.state.join("mounts/.gone.json.tmp"), "{").unwrap();
+    std::fs::write(env.state.join("mounts/.gone.json.4242.0.tmp"), "{").unwrap();
     std::fs::write(env.state.join("locks/gone.lock"), "").unwrap();
     std::fs::create_dir_all(env.state.join("tmp/gone/0")).unwrap();
     let found = leaks(&env);

@@ -604,9 +604,15 @@ fn planted_symlinks_in_locks_and_tmp_are_not_followed() {
     ]);
     assert_refused(&out, 16, "opening lock", "mount --id planted");
     assert!(env.our_mounts().is_empty());
-    // gc refuses the lock link and leaves the temp link's target alone.
-    assert_refused(&env.run(&["gc", "--json"]), 16, "opening lock", "gc");
-    fs::remove_file(env.state.join("locks/planted.lock")).unwrap();
+    // gc cannot take that id's lock through the link either: it reports
+    // the item failed, touches nothing of it, and goes on with the rest.
+    let gc = env.run(&["gc", "--json"]);
+    assert_eq!(gc.status.code(), Some(64), "{}", stderr(&gc));
+    let failed = &json(&gc)["failed"];
+    assert!(failed.to_string().contains("opening lock"), "{failed}");
+    assert_eq!(snapshot(&victim), before, "gc followed the planted link");
+    // A stale lock file with no record: gc removed the link itself.
+    assert!(fs::symlink_metadata(env.state.join("locks/planted.lock")).is_err());
     let gc = env.run(&["gc", "--json"]);
     assert_eq!(gc.status.code(), Some(64), "{}", stderr(&gc));
     let failed = &json(&gc)["failed"];

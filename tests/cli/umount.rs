@@ -164,7 +164,11 @@ fn quiet_and_verbose() {
     args.extend(mount_args("auto", &layers, &target));
     let verbose = env.run(&args);
     assert!(verbose.status.success());
-    assert!(stderr(&verbose).contains("[DEBUG]"), "{}", stderr(&verbose));
+    assert!(
+        stderr(&verbose).contains("idmap-overlay: debug: "),
+        "{}",
+        stderr(&verbose)
+    );
     // stdout holds the id and nothing else.
     let id = String::from_utf8(verbose.stdout).unwrap();
     assert_eq!(id.lines().count(), 1);
@@ -174,6 +178,10 @@ fn quiet_and_verbose() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    assert!(stderr(&out).contains("[DEBUG]"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("idmap-overlay: debug: "),
+        "{}",
+        stderr(&out)
+    );
     env.assert_clean();
 }

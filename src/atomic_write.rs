@@ -1,0 +1,131 @@
+//! The one way the tool writes a file that others read: a new temporary
+//! file beside it, then rename(2) over it, so no reader ever sees half of
+//! it. The temporary file is created with `O_CREAT|O_EXCL|O_NOFOLLOW` under
+//! a name of this writer's own, so a file or symlink planted under any name
+//! is never written through, and two writers never share one; it is
+//! removed on any failure.
+
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Writes `bytes` to `path` atomically with permissions `mode` (whatever
+/// the umask). `durable` flushes the data to disk before the rename, for
+/// files that outlive a reboot; the state under /run shares the mounts'
+/// fate and needs no flush.
+pub fn write(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> std::io::Result<()> {
+    let (temp, mut file) = create_temp(path, mode)?;
+    let written = (|| {
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.write_all(bytes)?;
+        if durable {
+            file.sync_all()?;
+        }
+        fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
+}
+
+/// `.<name>.<pid>.<n>.tmp` beside `path`, created new. The name never ends
+/// like the final one (`*.json`, `*.prom`), so readers that list a
+/// directory skip it; `gc` recognises it by [`temp_target`].
+fn create_temp(path: &Path, mode: u32) -> std::io::Result<(PathBuf, fs::File)> {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut temp_name = OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(
+            ".{}.{}.tmp",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        ));
+        let temp = dir.join(temp_name);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temp)
+        {
+            Ok(file) => return Ok((temp, file)),
+            // Someone's file by that name (a crash of a process with our
+            // pid, or a plant): never ours to reuse.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The final name a temporary file of [`write`] was for: `x.json` for
+/// `.x.json.123.4.tmp`; `None` for any other name.
+pub fn temp_target(temp_name: &str) -> Option<&str> {
+    let inner = temp_name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (rest, seq) = inner.rsplit_once('.')?;
+    let (target, pid) = rest.rsplit_once('.')?;
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (numeric(seq) && numeric(pid) && !target.is_empty()).then_some(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_whole_files_with_the_mode_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.json");
+        write(&path, b"one", 0o600, false).unwrap();
+        write(&path, b"two", 0o600, true).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "a temp file left"
+        );
+    }
+
+    #[test]
+    fn a_planted_symlink_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, "keep").unwrap();
+        let path = dir.path().join("x.json");
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        write(&path, b"new", 0o600, false).unwrap();
+        assert_eq!(fs::read(&outside).unwrap(), b"keep");
+        assert!(
+            !fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn temp_names_are_recognised() {
+        assert_eq!(temp_target(".x.json.123.4.tmp"), Some("x.json"));
+        assert_eq!(temp_target(".a.b.json.1.22.tmp"), Some("a.b.json"));
+        for other in [
+            "x.json",
+            ".x.json.tmp",
+            ".x.json.a.4.tmp",
+            "..1.2.tmp",
+            ".x.json.1..tmp",
+        ] {
+            assert_eq!(temp_target(other), None, "{other}");
+        }
+    }
+}
