@@ -4,15 +4,20 @@
 use crate::exit::{Code, Coded};
 use crate::state::StateDir;
 use crate::sys;
-use anyhow::{Context, Result};
-use rustix::fs::{CWD, Mode, OFlags, openat};
+use anyhow::Result;
+use rustix::fs::{Mode, OFlags, openat};
 use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, OpenTreeFlags, fsconfig_create, fsconfig_set_fd,
     fsmount, fsopen, open_tree,
 };
 use serde::{Deserialize, Serialize};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// The cache's version: 2 since the statmount probe asks a real idmapped
+/// mount (version 1 caches could say yes on 6.8 to 6.14).
+const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Features {
@@ -20,6 +25,10 @@ pub struct Features {
     /// /proc/sys/kernel/random/boot_id: the cache is good for this boot only.
     pub boot_id: String,
     pub kernel: String,
+    /// Where the probe ran: the state directory and its filesystem type
+    /// (idmapped mounts depend on the filesystem: tmpfs only since 6.3).
+    #[serde(default)]
+    pub probed_on: String,
     /// open_tree + mount_setattr(MOUNT_ATTR_IDMAP) worked on the state
     /// directory's filesystem.
     pub idmapped_mounts: bool,
@@ -50,7 +59,7 @@ pub fn cached_or_probe(state: &StateDir) -> Result<Features> {
     let cached = || {
         crate::state::read_state_file(&cache, 64 * 1024)
             .and_then(|text| serde_json::from_str::<Features>(&text).ok())
-            .filter(|found| found.boot_id == boot_id() && found.version == 1)
+            .filter(|found| found.boot_id == boot_id() && found.version == VERSION)
     };
     if let Some(found) = cached() {
         return Ok(found);
@@ -73,42 +82,40 @@ pub fn cached_or_probe(state: &StateDir) -> Result<Features> {
     Ok(found)
 }
 
-/// Probes with real calls on two empty directories under the state
-/// directory. Nothing is ever attached: the probe overlay is made with
-/// fsmount and dropped.
+/// Probes with real calls on two empty directories made for the purpose
+/// in the state directory (`probe.<pid>/l1`, `l2`), removed again after.
+/// Nothing is ever attached: the probe overlay is made with fsmount and
+/// dropped. Call with the global lock held: `gc` then knows any probe
+/// directory it sees is a crash's, and removes it.
 pub fn probe(state: &StateDir) -> Result<Features> {
     let mut features = Features {
-        version: 1,
+        version: VERSION,
         boot_id: boot_id(),
         kernel: kernel_release(),
+        probed_on: String::new(),
         idmapped_mounts: false,
         detached: false,
         statmount_idmaps: false,
         notes: Vec::new(),
     };
-    let dir = state.root.join("probe");
-    for sub in ["", "l1", "l2"] {
-        let path = dir.join(sub);
-        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(e)
-                    .with_context(|| format!("creating probe directory {}", path.display()));
-            }
-            _ => {}
-        }
-    }
+    let dirs = ProbeDirs::make(state)?;
+    features.probed_on = format!(
+        "{} ({})",
+        state.root.display(),
+        fs_type_name(dirs.fd.as_fd())
+    );
     let map = [crate::idmap::IdRange {
         container: 0,
         host: 100000,
         size: 1,
     }];
     let userns = crate::userns::create(&map, &map)?;
-    // By path: `probe` lies in the state directory, root's and checked not
-    // writable by anyone else, so nobody can redirect it.
     let tree = match open_tree(
-        CWD,
-        &dir,
-        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+        &dirs.fd,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH,
     )
     .map_err(std::io::Error::from)
     .and_then(|tree| sys::idmap_tree(tree.as_fd(), userns.as_fd()).map(|()| tree))
@@ -117,7 +124,7 @@ pub fn probe(state: &StateDir) -> Result<Features> {
         Err(e) => {
             features
                 .notes
-                .push(format!("idmapped mount of {}: {e}", dir.display()));
+                .push(format!("idmapped mount of {}: {e}", dirs.path.display()));
             return Ok(features);
         }
     };
@@ -147,16 +154,123 @@ pub fn probe(state: &StateDir) -> Result<Features> {
             .notes
             .push(format!("overlay with idmapped layers by fd: {e}")),
     }
-    features.statmount_idmaps = statmount_reports_idmaps();
+    features.statmount_idmaps = statmount_reports_idmaps(tree, &dirs.path, &mut features.notes);
     Ok(features)
 }
 
-/// statmount on our own root mount: a kernel that knows the map flags
-/// answers, an older one refuses them with EINVAL.
-fn statmount_reports_idmaps() -> bool {
-    std::fs::File::open("/")
-        .ok()
-        .and_then(|root| sys::mount_ids(root.as_fd()).ok())
-        .and_then(|ids| ids.unique)
-        .is_some_and(|id| sys::statmount_idmaps(id).is_ok())
+/// `probe.<pid>` with `l1` and `l2` in it, made new (a name that exists
+/// already, planted or not, is an error) and removed with rmdir when
+/// dropped.
+struct ProbeDirs {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+impl ProbeDirs {
+    fn make(state: &StateDir) -> Result<ProbeDirs> {
+        let path = state
+            .root
+            .join(format!("{PROBE_PREFIX}{}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .code(Code::State, || {
+                format!("creating probe directory {}", path.display())
+            })?;
+        let dirs = ProbeDirs {
+            fd: rustix::fs::open(
+                &path,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .code(Code::State, || format!("opening {}", path.display()))?,
+            path,
+        };
+        for layer in ["l1", "l2"] {
+            rustix::fs::mkdirat(&dirs.fd, layer, Mode::RWXU).code(Code::State, || {
+                format!("creating {}", dirs.path.join(layer).display())
+            })?;
+        }
+        Ok(dirs)
+    }
+}
+
+impl Drop for ProbeDirs {
+    fn drop(&mut self) {
+        remove_probe_dir(&self.path);
+    }
+}
+
+/// The name prefix of probe directories in the state directory.
+pub const PROBE_PREFIX: &str = "probe.";
+
+/// Removes a probe directory and its two layers, rmdir only (anything else
+/// in it stays, and so does the directory). Returns what could not go.
+pub fn remove_probe_dir(path: &Path) -> Option<String> {
+    for layer in ["l1", "l2"] {
+        let _ = std::fs::remove_dir(path.join(layer));
+    }
+    match std::fs::remove_dir(path) {
+        Ok(()) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some(format!("removing {}: {e}", path.display())),
+    }
+}
+
+/// The name of a filesystem type, for `inspect --features`.
+fn fs_type_name(fd: std::os::fd::BorrowedFd<'_>) -> String {
+    match sys::fs_magic(fd) {
+        Ok(0x0102_1994) => "tmpfs".into(),
+        Ok(0xef53) => "ext4".into(),
+        Ok(0x5846_5342) => "xfs".into(),
+        Ok(0x9123_683e) => "btrfs".into(),
+        Ok(magic) => format!("filesystem type {magic:#x}"),
+        Err(e) => format!("unknown filesystem: {e}"),
+    }
+}
+
+/// Does statmount(2) really return the maps of an idmapped mount? Asked
+/// about the probe's own idmapped tree, which statmount can only see once
+/// attached: it is attached at the probe directory in a mount namespace of
+/// a thread of its own (every mount there private first, so nothing
+/// propagates anywhere), which goes with the thread. Kernels 6.8 to 6.14
+/// accept the mask bits and return nothing, which is a no.
+fn statmount_reports_idmaps(tree: OwnedFd, dir: &Path, notes: &mut Vec<String>) -> bool {
+    let asked = std::thread::scope(|scope| {
+        scope
+            .spawn(move || -> std::io::Result<Option<sys::MountIdmaps>> {
+                use nix::mount::{MsFlags, mount};
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )?;
+                // By path, in this thread's own namespace: the state
+                // directory is root's and checked.
+                rustix::mount::move_mount(
+                    &tree,
+                    "",
+                    rustix::fs::CWD,
+                    dir,
+                    rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+                )?;
+                let Some(unique) = sys::mount_ids(tree.as_fd())?.unique else {
+                    return Ok(None);
+                };
+                sys::statmount_idmaps(unique)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the probing thread panicked")))
+    });
+    match asked {
+        Ok(Some(maps)) if !maps.uid_lines.is_empty() => true,
+        Ok(_) => false,
+        Err(e) => {
+            notes.push(format!("statmount id maps: {e}"));
+            false
+        }
+    }
 }

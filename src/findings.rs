@@ -27,6 +27,10 @@ pub struct Snapshot {
     pub lock_files: Vec<String>,
     /// Names of leftover `.<id>.json.<pid>.<n>.tmp` files under `<state>/mounts/`.
     pub partial_writes: Vec<String>,
+    /// Probe directories (`probe.<pid>`) in the state directory: the probe
+    /// runs under the global lock, so one seen while gc holds it is a
+    /// crash's.
+    pub probe_dirs: Vec<String>,
     /// Target index entries under `<state>/targets/`: (file name, id named).
     pub target_index: Vec<(String, String)>,
     /// Directories below which idmapped mounts of other programs are leaks
@@ -93,6 +97,8 @@ pub enum Action {
         mount_id: u64,
     },
     RemoveFile,
+    /// Remove a probe directory (rmdir only).
+    RemoveProbe,
     /// Nothing: report only.
     None,
 }
@@ -335,6 +341,16 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
             mount_id: None,
             why: "half-written record left by a crash".into(),
             action: Action::RemoveFile,
+        });
+    }
+    for name in &snap.probe_dirs {
+        findings.push(Finding {
+            kind: Kind::StaleFile,
+            path: snap.state_root.join(name),
+            id: None,
+            mount_id: None,
+            why: "feature probe directory left by a crash".into(),
+            action: Action::RemoveProbe,
         });
     }
     // An entry whose record file exists but cannot be read stays with it.

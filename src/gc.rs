@@ -74,6 +74,10 @@ pub fn gather(
         .collect();
     let table = mountinfo::read()?;
     let target_index = state.target_index();
+    let probe_dirs = names_in(&state.root)
+        .into_iter()
+        .filter(|n| n.starts_with(crate::features::PROBE_PREFIX) || n == "probe")
+        .collect();
 
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -90,6 +94,7 @@ pub fn gather(
         lock_files,
         partial_writes,
         target_index,
+        probe_dirs,
         foreign_dirs,
         first_seen,
         now,
@@ -275,6 +280,10 @@ fn act(state: &StateDir, snap: &Snapshot, finding: &Finding) -> Result<(), Probl
                 Err(Problem::Failed(e.to_string()))
             }
             _ => Ok(()),
+        },
+        Action::RemoveProbe => match crate::features::remove_probe_dir(&finding.path) {
+            None => Ok(()),
+            Some(why) => Err(Problem::Failed(why)),
         },
         Action::None => Ok(()),
     }

@@ -12,6 +12,10 @@ use std::fmt;
 /// The kernel accepts at most this many lines per map (user_namespaces(7)).
 pub const MAX_RANGES: usize = 340;
 
+/// The kernel takes a map in one write(2) of less than one page: 4095
+/// bytes of `uid_map` text at most (kernel/user_namespace.c, map_write).
+pub const MAX_MAP_TEXT: usize = 4095;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdRange {
     pub container: u32,
@@ -67,6 +71,12 @@ pub fn validate(ranges: &[IdRange]) -> Result<(), String> {
         return Err(format!(
             "id map has {} ranges; the kernel allows at most {MAX_RANGES}",
             ranges.len()
+        ));
+    }
+    let text = to_proc_lines(ranges).len();
+    if text > MAX_MAP_TEXT {
+        return Err(format!(
+            "id map is {text} bytes as the kernel reads it (one \"C H S\" line per range); the kernel takes at most {MAX_MAP_TEXT}: use fewer or shorter ranges"
         ));
     }
     for r in ranges {
@@ -205,6 +215,26 @@ mod tests {
         let too_many: Vec<String> = (0..341).map(|i| format!("{i}:{}:1", 1000 + i)).collect();
         let err = parse_map(&too_many.join(",")).unwrap_err();
         assert!(err.contains("at most 340"), "{err}");
+    }
+
+    /// 170 lines of 24 bytes, then one that brings the text to `total`.
+    fn map_of_text_length(total: usize) -> Vec<IdRange> {
+        let mut map: Vec<IdRange> = (0..170)
+            .map(|i| r(1_000_000_000 + i, 2_000_000_000 + i, 1))
+            .collect();
+        let host = if total == 4095 { 5000 } else { 50000 };
+        map.push(r(4_000_000, host, 1));
+        assert_eq!(to_proc_lines(&map).len(), total);
+        map
+    }
+
+    #[test]
+    fn the_map_text_must_fit_in_a_page() {
+        let largest = map_of_text_length(4095);
+        assert_eq!(validate(&largest), Ok(()));
+        let err = validate(&map_of_text_length(4096)).unwrap_err();
+        assert!(err.contains("4096 bytes"), "{err}");
+        assert!(err.contains("at most 4095"), "{err}");
     }
 
     #[test]

@@ -378,6 +378,7 @@ pub fn render_gc(report: &Report) -> String {
 /// `inspect --features`.
 pub fn render_features(f: &Features) -> String {
     let mut out = format!("kernel:              {}\n", escape(&f.kernel));
+    out.push_str(&format!("probed on:           {}\n", escape(&f.probed_on)));
     out.push_str(&format!(
         "idmapped mounts:     {}\n",
         yes_no(f.idmapped_mounts)

@@ -206,6 +206,45 @@ fn check_dir(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The directories above the state directory must be root's and not
+/// writable by anyone else, unless sticky (like /tmp): whoever could write
+/// there could rename the state directory away and put their own in its
+/// place. Symlinks among them are followed only if root's (see `resolve`).
+fn check_ancestors(root: &Path) -> Result<()> {
+    let Some(parent) = root.parent() else {
+        return Ok(());
+    };
+    let resolved = crate::resolve::resolve_dir(parent).map_err(|e| {
+        fail(
+            Code::State,
+            format!("state directory {}: {e}", root.display()),
+        )
+    })?;
+    for dir in resolved.path.ancestors() {
+        let meta = fs::symlink_metadata(dir).code(Code::State, || {
+            format!("state directory {}: {}", root.display(), dir.display())
+        })?;
+        let writable_by_others = meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0;
+        if meta.uid() != 0 || writable_by_others {
+            return Err(fail(
+                Code::State,
+                format!(
+                    "state directory {}: {} above it is {} (mode {:o}); it must be root's and not writable by others unless sticky",
+                    root.display(),
+                    dir.display(),
+                    if meta.uid() != 0 {
+                        format!("owned by uid {}", meta.uid())
+                    } else {
+                        "writable by others".to_string()
+                    },
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn ensure_dir(path: &Path) -> Result<()> {
     match fs::DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => {}
@@ -237,6 +276,7 @@ impl StateDir {
                 .create(parent)
                 .code(Code::State, || format!("creating {}", parent.display()))?;
         }
+        check_ancestors(root)?;
         ensure_dir(root)?;
         let dir = StateDir {
             root: root.to_path_buf(),
@@ -373,6 +413,11 @@ impl StateDir {
             Ok(record) if record.version == RECORD_VERSION => record,
             _ => return Err(Self::why_unreadable(&text)),
         };
+        // Ids become paths (`tmp/<id>`, `locks/<id>.lock`): a record whose
+        // id is not one of ours (`..`, `a/b`) is never used.
+        if let Err(e) = check_id(&record.id) {
+            return Err(format!("holds an invalid id: {e}"));
+        }
         let expected = path.file_stem().and_then(|s| s.to_str());
         if expected != Some(record.id.as_str()) {
             return Err(format!(

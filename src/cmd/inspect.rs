@@ -81,7 +81,10 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     crate::sys::catch_interrupts();
     let state = ctx.state()?;
     if args.features {
-        let found = features::probe(&state)?;
+        let found = {
+            let _all = state.lock_all()?;
+            features::probe(&state)?
+        };
         if json {
             crate::outln!("{}", serde_json::to_string_pretty(&found)?);
         } else {
