@@ -256,16 +256,18 @@ fn act(state: &StateDir, snap: &Snapshot, finding: &Finding) -> Result<(), Probl
             Err(problem) => Err(Problem::Failed(format!("record {problem}"))),
         },
         Action::RemoveTemps { id } => remove_temp_leftovers(state, id, table, Duration::ZERO)
-            .map_err(|problems| match problems.iter().find_map(|p| p.busy) {
-                Some(mount_id) => Problem::Busy(mount_id),
-                None => Problem::Failed(
-                    problems
-                        .iter()
-                        .map(|p| p.text.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ),
-            }),
+            .map_err(
+                |problems| match problems.iter().find_map(|p| p.busy.as_ref()) {
+                    Some((mount_id, _)) => Problem::Busy(*mount_id),
+                    None => Problem::Failed(
+                        problems
+                            .iter()
+                            .map(|p| p.text.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
+                },
+            ),
         Action::RemoveStaleIndex { id } => remove_stale_index(state, &finding.path, id),
         Action::Unmount { mount_id } if finding.kind == Kind::TempMount => {
             unmount_checked(&finding.path, *mount_id, table, Duration::ZERO)

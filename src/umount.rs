@@ -86,7 +86,7 @@ pub fn remove_temp_leftovers(
     for entry in temp_mounts_present(state, id, table) {
         if let Err(e) = unmount_listed(entry, timeout) {
             let busy = match &e {
-                UnmountError::Busy { mount_id, .. } => Some(*mount_id),
+                UnmountError::Busy { mount_id, .. } => Some((*mount_id, entry.mount_point.clone())),
                 _ => None,
             };
             problems.push(Leftover {
@@ -124,8 +124,8 @@ pub fn remove_temp_leftovers(
 /// Something temporary that could not be removed.
 #[derive(Debug)]
 pub struct Leftover {
-    /// The mount id when the reason is that it is busy.
-    pub busy: Option<u64>,
+    /// The mount id and mountpoint when the reason is that it is busy.
+    pub busy: Option<(u64, PathBuf)>,
     pub text: String,
 }
 
@@ -241,6 +241,11 @@ pub fn teardown(
                             "interrupted by signal {signal} while {target} was busy; nothing unmounted"
                         ),
                     ),
+                    UnmountError::Busy { mount_id, waited } => anyhow::Error::new(BusyMount {
+                        mount_id,
+                        what: record.target.clone(),
+                        waited,
+                    }),
                     e => fail(Code::Mount, format!("{target}: {e}")),
                 });
             }
@@ -291,10 +296,11 @@ pub fn teardown(
             .map(|p| p.text.as_str())
             .collect::<Vec<_>>()
             .join("; ");
-        return Err(match problems.iter().find_map(|p| p.busy) {
-            Some(mount_id) => anyhow::Error::new(BusyMount {
+        return Err(match problems.iter().find_map(|p| p.busy.clone()) {
+            Some((mount_id, what)) => anyhow::Error::new(BusyMount {
                 mount_id,
-                message: text,
+                what,
+                waited: timeout,
             }),
             None => fail(Code::Mount, text),
         });

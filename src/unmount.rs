@@ -172,15 +172,26 @@ impl std::error::Error for UnmountError {}
 
 /// An unmount that failed because the mount stayed busy, as an error a
 /// caller can recognise (gc retries these, see [`busy_mount`]). Exit 32.
+/// Who holds it is looked up only when the message is shown.
 #[derive(Debug)]
 pub struct BusyMount {
     pub mount_id: u64,
-    pub message: String,
+    /// The mountpoint, for the message.
+    pub what: std::path::PathBuf,
+    pub waited: Duration,
 }
 
 impl fmt::Display for BusyMount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        write!(
+            f,
+            "{}: {}",
+            self.what.display(),
+            UnmountError::Busy {
+                mount_id: self.mount_id,
+                waited: self.waited
+            }
+        )
     }
 }
 

@@ -623,3 +623,127 @@ fn planted_symlinks_in_locks_and_tmp_are_not_followed() {
     env.ok(&["gc"]);
     env.assert_clean();
 }
+
+/// A FIFO or a symlink planted under every name the tool keeps in the
+/// state directory: no command hangs (each is killed after 10 s if it
+/// does), none writes through a link, each says what is wrong or goes on.
+#[test]
+fn fifos_and_symlinks_at_every_state_file_name_never_hang() {
+    for kind in ["fifo", "symlink"] {
+        for name in [
+            "lock",
+            "features.json",
+            "foreign-seen.json",
+            "locks/ours.lock",
+            "targets/INDEX",
+            "mounts/planted.json",
+        ] {
+            let what = format!("{kind} at {name}");
+            let env = Env::new();
+            let layers = env.layers(2);
+            let target = env.mkdir("mnt");
+            mount_id(&env, &layers, "ours", &target);
+            let victim = env.path("victim");
+            fs::write(&victim, "keep\n").unwrap();
+            let index = env.state_files("targets")[0].clone();
+            let planted = env.state.join(name.replace("INDEX", &index));
+            let _ = fs::remove_file(&planted);
+            match kind {
+                "fifo" => nix::unistd::mkfifo(&planted, nix::sys::stat::Mode::S_IRWXU).unwrap(),
+                _ => symlink(&victim, &planted).unwrap(),
+            }
+            let other = env.mkdir("other");
+            for args in [
+                vec!["inspect"],
+                vec!["inspect", "--leaks"],
+                vec!["gc", "--dry-run"],
+                vec![
+                    "mount",
+                    "--lowerdir",
+                    &join(&layers),
+                    "--uidmap",
+                    MAP,
+                    s(&other),
+                ],
+                vec!["umount", s(&target)],
+                vec!["gc"],
+            ] {
+                let out = env
+                    .ns
+                    .command("timeout")
+                    // SIGKILL: a process blocked in open(2) on a FIFO would
+                    // shrug off timeout's SIGTERM (the tool catches it).
+                    .args(["-s", "KILL", "10"])
+                    .arg(BIN)
+                    .args(&args)
+                    .env_clear()
+                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                    .env("IDMAP_OVERLAY_STATE_DIR", &env.state)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .unwrap();
+                let code = out.status.code();
+                assert!(code.is_some(), "{what}: {args:?} hung and was killed");
+                assert!(
+                    matches!(code, Some(0 | 1 | 16 | 32 | 64)),
+                    "{what}: {args:?} exited {code:?}: {}",
+                    stderr(&out)
+                );
+                assert!(
+                    stderr(&out).lines().count() <= 2,
+                    "{what}: {args:?}: {}",
+                    stderr(&out)
+                );
+                assert_eq!(
+                    fs::read_to_string(&victim).unwrap(),
+                    "keep\n",
+                    "{what}: {args:?}"
+                );
+            }
+            // Without the plant everything is cleaned up as usual.
+            let _ = fs::remove_file(&planted);
+            for t in [&target, &other] {
+                let _ = env.run(&["umount", s(t)]);
+            }
+            env.ok(&["gc"]);
+            assert!(env.our_mounts().is_empty(), "{what}");
+        }
+    }
+}
+
+/// A record whose id is not an id (here `..`, in `mounts/...json`, whose
+/// name agrees) is a bad record: never turned into a path (`tmp/..` is the
+/// state directory itself), never acted on.
+#[test]
+fn a_record_with_a_hostile_id_is_never_used_as_a_path() {
+    let env = Env::new();
+    env.ok(&["inspect"]);
+    let neighbour = env.mkdir("empty-neighbour");
+    let text =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/inspect.json"))
+            .unwrap();
+    let listed: Value = serde_json::from_str(&text).unwrap();
+    let mut record = listed["mounts"][3].clone();
+    record.as_object_mut().unwrap().remove("health");
+    record["id"] = "..".into();
+    record["source"] = "idmap-overlay:..".into();
+    record["state"] = "preparing".into();
+    fs::write(env.state.join("mounts/...json"), record.to_string()).unwrap();
+    let leaks = env.run(&["inspect", "--leaks"]);
+    assert!(leaks.status.success(), "{}", stderr(&leaks));
+    let said = String::from_utf8_lossy(&leaks.stdout);
+    assert!(
+        said.contains("bad-record") && said.contains("invalid id"),
+        "{said}"
+    );
+    let gc = env.run(&["gc"]);
+    assert_eq!(gc.status.code(), Some(64), "{}", stderr(&gc));
+    assert!(
+        neighbour.is_dir(),
+        "gc removed a directory beside the state dir"
+    );
+    for sub in ["mounts", "locks", "tmp", "targets"] {
+        assert!(env.state.join(sub).is_dir(), "gc removed state/{sub}");
+    }
+    assert!(env.state.join("mounts/...json").exists());
+}

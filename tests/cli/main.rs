@@ -15,5 +15,7 @@ mod load;
 mod metrics;
 mod mount;
 mod privacy;
+mod scale;
 mod signals;
 mod umount;
+mod waits;

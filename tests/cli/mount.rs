@@ -500,3 +500,51 @@ fn host_root_maps_need_to_be_asked_for() {
     env.ok(&["umount", s(&target)]);
     env.assert_clean();
 }
+
+/// The kernel reads a map in one write of under a page: the largest map
+/// text it takes (4095 bytes) mounts; one byte more is a usage error, not a
+/// bare "Invalid argument".
+#[test]
+fn the_largest_map_the_kernel_takes_and_the_first_it_refuses() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    // 170 lines of 24 bytes ("1000000000 2000000000 1\n"), then one of 15
+    // or 16 bytes: 4095 or 4096 bytes of uid_map text.
+    let args_with_map = |last_host: u32| {
+        let mut ranges: Vec<String> = (0..170)
+            .map(|i| format!("{}:{}:1", 1_000_000_000 + i, 2_000_000_000 + i))
+            .collect();
+        ranges.push(format!("4000000:{last_host}:1"));
+        let mut args = mount_args("auto", &layers, &target);
+        let at = args.iter().position(|a| a == "0:100000:65536").unwrap();
+        args[at] = ranges.join(",");
+        args
+    };
+    env.ok(&args_with_map(5000));
+    env.ok(&["umount", s(&target)]);
+    let args = args_with_map(50000);
+    let out = env.run(&args);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("at most 4095"), "{}", stderr(&out));
+    env.assert_clean();
+}
+
+/// A bug (a panic) unwinds through the rollback: nothing stays mounted or
+/// recorded, and the tool says so on one line and exits 4.
+#[test]
+fn a_panic_rolls_back_and_exits_4() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let out = env.run_at(
+        "overlay-mounted:panic",
+        &mount_args("detached", &layers, &target),
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("idmap-overlay: internal error: "), "{err}");
+    assert!(err.contains("(please report)"), "{err}");
+    env.assert_clean();
+}

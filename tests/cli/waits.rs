@@ -1,0 +1,185 @@
+//! Every wait has a deadline and ends on SIGINT or SIGTERM: a state
+//! directory whose lock another process holds, an overlay that stays busy
+//! during `umount`, busy leaks during `gc`. A signal ends the command soon,
+//! with exit 8 and nothing half done; busy leaks are retried together, not
+//! one after another.
+
+use crate::support::*;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::fs::{self, File, OpenOptions};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How soon after a signal a command must have ended. The tool checks its
+/// flag at least every 50 ms (lock polls every 5 ms, EBUSY retries sleep
+/// at most 50 ms); the rest is room for a loaded CI machine.
+const PROMPT: Duration = Duration::from_millis(400);
+
+/// Holds the state directory's global lock as another idmap-overlay would:
+/// an OFD write lock on `<state>/lock`, released when dropped.
+fn hold_global_lock(env: &Env) -> File {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(env.state.join("lock"))
+        .unwrap();
+    // SAFETY: an all-zero `struct flock` is valid; we set a whole-file
+    // write lock on our own open file.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_OFD_SETLK(&lock)).unwrap();
+    file
+}
+
+fn spawn(env: &Env, args: &[&str]) -> Child {
+    env.tool(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Sends `signal` to `child` once it has run `after`, and returns its
+/// output and how long it took to end after the signal.
+fn signal_after(mut child: Child, after: Duration, signal: Signal) -> (Output, Duration) {
+    std::thread::sleep(after);
+    if child.try_wait().unwrap().is_some() {
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "the command ended before the signal ({:?}): {}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+    }
+    let sent = Instant::now();
+    kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out, sent.elapsed())
+}
+
+#[test]
+fn a_held_state_lock_ends_on_a_signal_or_at_the_deadline() {
+    let env = Env::new();
+    env.ok(&["inspect"]); // makes the state directory
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let held = hold_global_lock(&env);
+    let mount = mount_args("auto", &layers, &target);
+    let commands: Vec<Vec<&str>> = vec![
+        {
+            let mut m: Vec<&str> = mount.iter().map(String::as_str).collect();
+            m.insert(1, "--timeout");
+            m.insert(2, "60s");
+            m
+        },
+        vec!["gc", "--timeout", "60s"],
+        vec!["inspect"],
+    ];
+    for args in &commands {
+        for signal in [Signal::SIGINT, Signal::SIGTERM] {
+            let what = format!("{args:?} {signal}");
+            let (out, took) = signal_after(spawn(&env, args), Duration::from_millis(300), signal);
+            assert_eq!(out.status.code(), Some(8), "{what}: {}", stderr(&out));
+            assert!(took < PROMPT, "{what}: ended {took:?} after the signal");
+            assert_eq!(stderr(&out).lines().count(), 1, "{what}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains("interrupted"),
+                "{what}: {}",
+                stderr(&out)
+            );
+        }
+    }
+    // Without a signal: the deadline, naming who holds the lock.
+    let started = Instant::now();
+    let out = env.run(&["gc", "--timeout", "300ms"]);
+    assert_eq!(out.status.code(), Some(16), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        stderr(&out).contains(&format!("pid {}", std::process::id())),
+        "{}",
+        stderr(&out)
+    );
+    drop(held);
+    assert!(env.our_mounts().is_empty());
+    env.ok(&["gc"]);
+    env.assert_clean();
+}
+
+#[test]
+fn a_busy_umount_ends_on_a_signal_with_the_overlay_intact() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        let env = Env::new();
+        let (target, id) = env.mounted();
+        let mut holder = hold_busy(&env, &target, "60");
+        let (out, took) = signal_after(
+            spawn(&env, &["umount", "--timeout", "60s", s(&target)]),
+            Duration::from_millis(300),
+            signal,
+        );
+        assert_eq!(out.status.code(), Some(8), "{signal}: {}", stderr(&out));
+        assert!(took < PROMPT, "{signal}: ended {took:?} after the signal");
+        let record: serde_json::Value = serde_json::from_str(
+            &fs::read_to_string(env.state.join(format!("mounts/{id}.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record["state"], "mounted", "{signal}");
+        assert_eq!(env.our_mounts().len(), 1, "{signal}");
+        let _ = holder.kill();
+        let _ = holder.wait();
+        env.ok(&["umount", &id]);
+        env.assert_clean();
+    }
+}
+
+/// Busy leaks (crashed mounts whose overlays a process holds) are retried
+/// together until one deadline: three at `--timeout 0.5s` take about half
+/// a second, not one and a half. A signal ends the run promptly.
+#[test]
+fn gc_retries_busy_leaks_together_and_ends_on_a_signal() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let mut holders = Vec::new();
+    for n in 0..3 {
+        let target = env.mkdir(&format!("mnt{n}"));
+        let out = env.run_at(
+            "overlay-mounted:kill",
+            &mount_args("detached", &layers, &target),
+        );
+        assert_eq!(out.status.code(), None, "not killed: {}", stderr(&out));
+        holders.push(hold_busy(&env, &target, "60"));
+    }
+    let started = Instant::now();
+    let out = env.run(&["gc", "--timeout", "500ms"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        report.matches("failed: crashed-operation").count(),
+        3,
+        "{report}"
+    );
+    assert!(report.contains("busy after"), "{report}");
+    assert!(
+        took < Duration::from_millis(1200),
+        "three busy leaks took {took:?}: retried one after another?"
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        let (out, took) = signal_after(
+            spawn(&env, &["gc", "--timeout", "60s"]),
+            Duration::from_millis(300),
+            signal,
+        );
+        assert_eq!(out.status.code(), Some(8), "{signal}: {}", stderr(&out));
+        assert!(took < PROMPT, "{signal}: ended {took:?} after the signal");
+        assert_eq!(env.our_mounts().len(), 3, "{signal}");
+    }
+    for mut holder in holders {
+        let _ = holder.kill();
+        let _ = holder.wait();
+    }
+    env.ok(&["gc"]);
+    env.assert_clean();
+}
