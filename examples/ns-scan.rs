@@ -44,6 +44,10 @@ fn main() {
     let out: Value = match args.as_slice() {
         [] => json!({
             "own_ns": own_ns,
+            "uninspected": scan.uninspected.iter().map(|(pid, why)| json!({
+                "pid": pid,
+                "error": why,
+            })).collect::<Vec<_>>(),
             "namespaces": scan.namespaces.iter().map(|n| {
                 let table = match &n.table {
                     Ok(t) => json!({
@@ -68,9 +72,10 @@ fn main() {
                 };
                 json!({
                     "ns": n.ns,
-                    "pid": n.pid,
-                    "command": n.command,
+                    "pid": n.process.as_ref().map(|p| p.pid),
+                    "command": n.process.as_ref().map(|p| &p.command),
                     "members": n.pids.len(),
+                    "read_by": format!("{:?}", n.source).to_lowercase(),
                     "table": table,
                 })
             }).collect::<Vec<_>>(),
@@ -80,8 +85,8 @@ fn main() {
                 .iter()
                 .map(|c| json!({
                     "ns": c.ns,
-                    "pid": c.pid,
-                    "command": c.command,
+                    "pid": c.process.as_ref().map(|p| p.pid),
+                    "command": c.process.as_ref().map(|p| &p.command),
                     "mounts": c.mounts.iter().map(|m| json!({
                         "mount_id": m.mount_id,
                         "mount_point": lossy(&m.mount_point),
@@ -102,8 +107,8 @@ fn main() {
                     "by_path": u.by_path,
                     "places": u.places.iter().map(|p| json!({
                         "ns": p.ns,
-                        "pid": p.pid,
-                        "command": p.command,
+                        "pid": p.process.as_ref().map(|p| p.pid),
+                        "command": p.process.as_ref().map(|p| &p.command),
                         "mount_id": p.mount_id,
                         "mount_point": lossy(&p.mount_point),
                     })).collect::<Vec<_>>(),

@@ -73,7 +73,9 @@ pub struct OverlayMount {
     pub mount_id: u64,
     pub parent_id: u64,
     pub device: Device,
-    /// As the process whose table was read sees it.
+    /// Through mountinfo, as the process whose table was read sees it
+    /// (under its root); through listmount, from the namespace's root
+    /// mount (the caller's root, in the caller's namespace).
     pub mount_point: PathBuf,
     /// `idmap-overlay:<id>` for ours; anything for others' (lossy UTF-8).
     pub source: String,
@@ -255,33 +257,94 @@ pub fn group_by_namespace(members: &[(u32, u64)]) -> BTreeMap<u64, Vec<u32>> {
     groups
 }
 
+/// Adds to the namespaces found through `/proc` (nsfs inode, id if known,
+/// members) those of the kernel's list (nsfs inode, id), with no members
+/// when no process is in them; sorted by inode.
+pub fn merge_namespace_lists(
+    found: Vec<(u64, Option<u64>, Vec<u32>)>,
+    listed: &[(u64, u64)],
+) -> Vec<(u64, Option<u64>, Vec<u32>)> {
+    let mut by_inode: BTreeMap<u64, (Option<u64>, Vec<u32>)> = found
+        .into_iter()
+        .map(|(ns, id, pids)| (ns, (id, pids)))
+        .collect();
+    for &(ns, id) in listed {
+        by_inode.entry(ns).or_default().0 = Some(id);
+    }
+    by_inode
+        .into_iter()
+        .map(|(ns, (id, pids))| (ns, id, pids))
+        .collect()
+}
+
+/// Every mount namespace the kernel lets us see, as (nsfs inode, 64-bit
+/// id): from ours, backwards then forwards through the kernel's list.
+fn kernel_namespace_list(proc_root: &Path) -> io::Result<Vec<(u64, u64)>> {
+    let own = std::fs::File::open(proc_root.join("thread-self/ns/mnt"))?;
+    let inode = |fd: std::os::fd::BorrowedFd<'_>| rustix::fs::fstat(fd).map(|st| st.st_ino);
+    let mut listed = vec![(
+        inode(own.as_fd())?,
+        sys::mount_namespace_info_id(own.as_fd())?,
+    )];
+    for backwards in [true, false] {
+        let mut here = None;
+        loop {
+            let from = here
+                .as_ref()
+                .map_or(own.as_fd(), |fd: &std::os::fd::OwnedFd| fd.as_fd());
+            match sys::neighbour_mount_namespace(from, backwards) {
+                Ok((next, id)) => {
+                    listed.push((inode(next.as_fd())?, id));
+                    here = Some(next);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(listed)
+}
+
+/// A process, and its command (`/proc/PID/comm`, raw, lossy UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Process {
+    pub pid: u32,
+    pub command: String,
+}
+
 /// One mount namespace, as the scan found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespace {
     /// Its nsfs inode (`stat -L /proc/PID/ns/mnt`).
     pub ns: u64,
-    /// Every process in it at scan time, ascending.
+    /// Every process in it at scan time, ascending. None for a namespace
+    /// kept alive by a bind-mounted namespace file or an open fd.
     pub pids: Vec<u32>,
-    /// The member whose table was read (the lowest pid that could be read;
-    /// the first member when none could).
-    pub pid: u32,
-    /// `/proc/<pid>/comm` of that member, raw (lossy UTF-8).
-    pub command: String,
+    /// The process to name for it: the member whose table was read (through
+    /// mountinfo), else the lowest pid. `None` when it has no process.
+    pub process: Option<Process>,
     /// Its overlays and idmapped mounts, or why they could not be read: a
     /// caller deciding that an overlay is gone must treat such a namespace
     /// as unknown, not as empty.
     pub table: Result<Table, String>,
+    /// How the table was read.
+    pub source: TableSource,
 }
 
 /// How a scan reads each namespace's mount table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableSource {
     /// `/proc/<pid>/mountinfo` of one member: every kernel since 5.19 (and
-    /// before), and fixture trees.
+    /// before), and fixture trees. It lists only the mounts under that
+    /// process's root: a namespace whose first member is chrooted shows
+    /// less than it holds. Namespaces without a process are not found.
     Mountinfo,
-    /// listmount(2) and statmount(2) with the namespace's id (Linux 6.13+
-    /// for the source string); a namespace where they fail is read through
-    /// mountinfo instead.
+    /// listmount(2) and statmount(2) with the namespace's id (on kernels
+    /// that report the source string): the whole namespace. The kernel's
+    /// own list of namespaces (NS_MNT_GET_NEXT) adds those without a
+    /// process. A namespace where this fails is read through mountinfo
+    /// instead, and after an error that says the kernel lacks the calls,
+    /// every namespace after it.
     Listmount,
 }
 
@@ -292,6 +355,10 @@ pub struct Scan {
     pub own_ns: Option<u64>,
     /// Sorted by `ns`.
     pub namespaces: Vec<Namespace>,
+    /// Processes whose namespace could not be read (an LSM or ptrace rule
+    /// refusing access to `/proc/PID/ns/mnt`), and why: a namespace only
+    /// they are in is found only through the kernel's list (listmount).
+    pub uninspected: Vec<(u32, String)>,
     proc_root: PathBuf,
     /// Our own process, left out of holder lists.
     own_pid: Option<u32>,
@@ -327,14 +394,17 @@ fn read_command(proc_root: &Path, pid: u32) -> Option<String> {
 }
 
 impl Scan {
-    /// Scans the running system from the calling thread's namespace, with
-    /// the table source measured fastest here (see docs/BENCHMARKS.md).
+    /// Scans the running system from the calling thread's namespace.
+    /// Tables come from listmount/statmount where the kernel has them: they
+    /// see a whole namespace whichever member is asked (mountinfo shows only
+    /// what lies under that process's root), and cost less than mountinfo
+    /// as tables grow (docs/BENCHMARKS.md). Elsewhere, mountinfo.
     pub fn live() -> io::Result<Scan> {
         Scan::read(
             Path::new("/proc"),
             Some(current_namespace()?),
             Some(std::process::id()),
-            TableSource::Mountinfo,
+            TableSource::Listmount,
         )
     }
 
@@ -349,27 +419,42 @@ impl Scan {
     ) -> io::Result<Scan> {
         let pids = numeric_entries(proc_root)?;
         let mut members = Vec::with_capacity(pids.len());
+        let mut uninspected = Vec::new();
         let mut path = proc_root.to_path_buf();
         for pid in pids {
             path.push(pid.to_string());
             path.push("ns/mnt");
-            // A process that exited, or a kernel thread (no ns link to
-            // follow), has no namespace to report.
-            if let Ok(st) = std::fs::metadata(&path) {
-                members.push((pid, st.ino()));
+            match std::fs::metadata(&path) {
+                Ok(st) => members.push((pid, st.ino())),
+                // Exited since the listing: nothing to report.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => {}
+                Err(e) => uninspected.push((pid, crate::describe_io(&e))),
             }
             path.pop();
             path.pop();
             path.pop();
         }
-        let mut reader = TableReader::new(proc_root, source);
-        let namespaces = group_by_namespace(&members)
+        let mut groups: Vec<(u64, Option<u64>, Vec<u32>)> = group_by_namespace(&members)
             .into_iter()
-            .map(|(ns, pids)| reader.namespace(ns, pids))
+            .map(|(ns, pids)| (ns, None, pids))
+            .collect();
+        if source == TableSource::Listmount {
+            match kernel_namespace_list(proc_root) {
+                Ok(listed) => groups = merge_namespace_lists(groups, &listed),
+                Err(e) => log::debug!("the kernel's list of mount namespaces: {e}"),
+            }
+        }
+        // One namespace after another: spreading the tables over threads
+        // measured no faster on 2 busy cores (docs/BENCHMARKS.md).
+        let mut reader = TableReader::new(proc_root, source);
+        let namespaces = groups
+            .into_iter()
+            .map(|(ns, id, pids)| reader.namespace(ns, id, pids))
             .collect();
         Ok(Scan {
             own_ns,
             namespaces,
+            uninspected,
             proc_root: proc_root.to_path_buf(),
             own_pid,
         })
@@ -386,6 +471,7 @@ impl Scan {
         Scan {
             own_ns,
             namespaces,
+            uninspected: Vec::new(),
             proc_root: proc_root.to_path_buf(),
             own_pid,
         }
@@ -444,17 +530,22 @@ impl Scan {
             .map(|(ns, mounts)| {
                 let ids: Vec<u64> = mounts.iter().map(|m| m.mount_id).collect();
                 let members = ns.pids.iter().map(|&pid| self.member_mounts(pid));
-                let (pid, is_root, is_cwd) =
-                    choose_member(members, &ids).unwrap_or((ns.pid, false, false));
-                let command = if pid == ns.pid {
-                    ns.command.clone()
-                } else {
-                    read_command(&self.proc_root, pid).unwrap_or_default()
+                let (process, is_root, is_cwd) = match choose_member(members, &ids) {
+                    Some((pid, is_root, is_cwd)) => {
+                        let process = match &ns.process {
+                            Some(p) if p.pid == pid => p.clone(),
+                            _ => Process {
+                                pid,
+                                command: read_command(&self.proc_root, pid).unwrap_or_default(),
+                            },
+                        };
+                        (Some(process), is_root, is_cwd)
+                    }
+                    None => (ns.process.clone(), false, false),
                 };
                 OverlayCopy {
                     ns: ns.ns,
-                    pid,
-                    command,
+                    process,
                     mounts,
                     is_root,
                     is_cwd,
@@ -485,12 +576,12 @@ impl Scan {
             let Some(wanted) = wanted else {
                 return false;
             };
-            let Ok(relative) = path.strip_prefix("/") else {
+            let (Some(process), Ok(relative)) = (&ns.process, path.strip_prefix("/")) else {
                 return false;
             };
             let seen = self
                 .proc_root
-                .join(ns.pid.to_string())
+                .join(process.pid.to_string())
                 .join("root")
                 .join(relative);
             std::fs::metadata(seen).is_ok_and(|m| (m.dev(), m.ino()) == wanted)
@@ -498,8 +589,8 @@ impl Scan {
     }
 
     /// [`Scan::overlays_using`] with the identity test given: `same_dir(ns,
-    /// path)` says whether `path`, seen from a process of `ns`, is the
-    /// caller's directory. Asked only when the paths differ.
+    /// path)` says whether `path`, seen from `ns` (through its process),
+    /// is the caller's directory. Asked only when the paths differ.
     pub fn overlays_using_with(
         &self,
         dir: &Path,
@@ -540,8 +631,7 @@ impl Scan {
                         .iter()
                         .map(|(ns, overlay)| Place {
                             ns: ns.ns,
-                            pid: ns.pid,
-                            command: ns.command.clone(),
+                            process: ns.process.clone(),
                             mount_id: overlay.mount_id,
                             mount_point: overlay.mount_point.clone(),
                         })
@@ -610,21 +700,57 @@ impl<'a> TableReader<'a> {
         }
     }
 
-    /// Reads the table through the first member that can be read: a
-    /// process may exit between the listing and the read.
-    fn namespace(&mut self, ns: u64, pids: Vec<u32>) -> Namespace {
+    /// Reads the table of namespace `ns` (64-bit id `id`, when the
+    /// kernel's list gave it) with members `pids`: through listmount when
+    /// asked and possible, else through the first member whose mountinfo
+    /// can be read (a process may exit between the listing and the read).
+    fn namespace(&mut self, ns: u64, id: Option<u64>, pids: Vec<u32>) -> Namespace {
+        let first_process = || {
+            pids.iter().find_map(|&pid| {
+                read_command(self.proc_root, pid).map(|command| Process { pid, command })
+            })
+        };
         let mut first_error = None;
+        if self.source == TableSource::Listmount {
+            match self.listmount_table(id, &pids) {
+                Ok(table) => {
+                    return Namespace {
+                        ns,
+                        process: first_process(),
+                        table: Ok(table),
+                        source: TableSource::Listmount,
+                        pids,
+                    };
+                }
+                Err(err) => {
+                    log::debug!("listmount/statmount of mount namespace {ns}: {err}");
+                    if matches!(
+                        err.raw_os_error(),
+                        Some(
+                            libc::ENOSYS
+                                | libc::EINVAL
+                                | libc::E2BIG
+                                | libc::ENOTTY
+                                | libc::EOPNOTSUPP
+                        )
+                    ) {
+                        self.source = TableSource::Mountinfo;
+                    }
+                    first_error = Some(format!("listmount: {}", crate::describe_io(&err)));
+                }
+            }
+        }
         for &pid in &pids {
             let Some(command) = read_command(self.proc_root, pid) else {
                 continue;
             };
-            match self.table(pid) {
+            match self.mountinfo_table(pid) {
                 Ok(table) => {
                     return Namespace {
                         ns,
-                        pid,
-                        command,
+                        process: Some(Process { pid, command }),
                         table: Ok(table),
+                        source: TableSource::Mountinfo,
                         pids,
                     };
                 }
@@ -633,48 +759,51 @@ impl<'a> TableReader<'a> {
                 }
             }
         }
+        let error = first_error.unwrap_or_else(|| match pids.is_empty() {
+            true => "no process to read its table through".into(),
+            false => "every member exited".into(),
+        });
         Namespace {
             ns,
-            pid: pids[0],
-            command: read_command(self.proc_root, pids[0]).unwrap_or_default(),
-            table: Err(first_error.unwrap_or_else(|| "every member exited".into())),
+            process: first_process(),
+            table: Err(error),
+            source: TableSource::Mountinfo,
             pids,
         }
     }
 
-    fn table(&mut self, pid: u32) -> Result<Table, String> {
-        let dir = self.proc_root.join(pid.to_string());
-        if self.source == TableSource::Listmount {
-            match self.listmount_table(&dir) {
-                Ok(table) => return Ok(table),
-                Err(err) => {
-                    log::debug!(
-                        "listmount/statmount of pid {pid}'s namespace: {err}; reading mountinfo"
-                    );
-                    if matches!(
-                        err.raw_os_error(),
-                        Some(libc::ENOSYS | libc::EINVAL | libc::ENOTTY | libc::EOPNOTSUPP)
-                    ) {
-                        self.source = TableSource::Mountinfo;
-                    }
-                }
-            }
-        }
+    fn mountinfo_table(&mut self, pid: u32) -> Result<Table, String> {
         use std::io::Read;
+        let path = self.proc_root.join(pid.to_string()).join("mountinfo");
         self.text.clear();
-        std::fs::File::open(dir.join("mountinfo"))
+        std::fs::File::open(path)
             .and_then(|mut f| f.read_to_end(&mut self.text))
             .map_err(|e| format!("reading mountinfo: {}", crate::describe_io(&e)))?;
         parse_table(&self.text)
     }
 
+    /// The 64-bit id of a namespace the kernel's list did not give: asked
+    /// through a member's namespace file.
+    fn namespace_id_of(&self, pids: &[u32]) -> io::Result<u64> {
+        let mut last = io::Error::from_raw_os_error(libc::ESRCH);
+        for pid in pids {
+            let path = self.proc_root.join(pid.to_string()).join("ns/mnt");
+            match std::fs::File::open(path) {
+                Ok(file) => return sys::mount_namespace_id(file.as_fd()),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
     /// The namespace's table from listmount(2) and statmount(2): a small
     /// statmount of every mount, then the strings of the overlays and
     /// idmapped mounts only.
-    fn listmount_table(&mut self, dir: &Path) -> io::Result<Table> {
-        let ns_file = std::fs::File::open(dir.join("ns/mnt"))?;
-        let ns_id = sys::mount_namespace_id(ns_file.as_fd())?;
-        drop(ns_file);
+    fn listmount_table(&mut self, id: Option<u64>, pids: &[u32]) -> io::Result<Table> {
+        let ns_id = match id {
+            Some(id) => id,
+            None => self.namespace_id_of(pids)?,
+        };
         sys::list_mounts_in(ns_id, &mut self.ids)?;
         let mut table = Table::default();
         const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
@@ -756,11 +885,12 @@ pub struct Attachment {
 pub struct OverlayCopy {
     /// The namespace's nsfs inode.
     pub ns: u64,
-    pub pid: u32,
-    pub command: String,
+    /// A process there: one whose root, else cwd, is on the overlay when
+    /// there is one. `None` for a namespace without processes.
+    pub process: Option<Process>,
     /// Usually one; more when it was bind-mounted there too.
     pub mounts: Vec<Attachment>,
-    /// Whether the overlay is `pid`'s root directory or its cwd.
+    /// Whether the overlay is that process's root directory or its cwd.
     pub is_root: bool,
     pub is_cwd: bool,
 }
@@ -829,8 +959,8 @@ pub struct DirUse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
     pub ns: u64,
-    pub pid: u32,
-    pub command: String,
+    /// The namespace's process, if it has any.
+    pub process: Option<Process>,
     pub mount_id: u64,
     pub mount_point: PathBuf,
 }
@@ -1145,12 +1275,15 @@ mod tests {
         Namespace {
             ns,
             pids: pids.to_vec(),
-            pid: pids[0],
-            command: format!("cmd{ns}"),
+            process: pids.first().map(|&pid| Process {
+                pid,
+                command: format!("cmd{ns}"),
+            }),
             table: Ok(Table {
                 overlays,
                 idmapped: Vec::new(),
             }),
+            source: TableSource::Mountinfo,
         }
     }
 
@@ -1165,7 +1298,8 @@ mod tests {
 
     /// Our overlay attached here (ns 1) and in two containers (ns 2 with two
     /// attachments, ns 3), a foreign overlay reusing our source text on
-    /// another device (ns 4), and a namespace that could not be read.
+    /// another device (ns 4), a namespace that could not be read (5), and
+    /// one with no process that holds our overlay too (6).
     fn fixture_scan(proc_root: &Path) -> Scan {
         let tag = "idmap-overlay:abc";
         let mut broken = ns(5, &[50], Vec::new());
@@ -1191,6 +1325,7 @@ mod tests {
                 ),
                 ns(4, &[40], vec![overlay(400, OTHER, tag, "/x", "/srv/u")]),
                 broken,
+                ns(6, &[], vec![overlay(600, OURS, tag, "/held", "/var/u")]),
             ],
         )
     }
@@ -1202,9 +1337,12 @@ mod tests {
         let nowhere = tempfile::tempdir().unwrap();
         let scan = fixture_scan(nowhere.path());
         let copies = scan.copies(OURS, "idmap-overlay:abc");
-        assert_eq!(copies.len(), 2);
-        assert_eq!((copies[0].ns, copies[0].pid), (2, 20));
-        assert_eq!(copies[0].command, "cmd2");
+        assert_eq!(copies.len(), 3);
+        let cmd2 = Process {
+            pid: 20,
+            command: "cmd2".into(),
+        };
+        assert_eq!((copies[0].ns, copies[0].process.as_ref()), (2, Some(&cmd2)));
         assert_eq!(
             copies[0].mounts,
             vec![
@@ -1220,6 +1358,7 @@ mod tests {
         );
         assert!(!copies[0].is_root && !copies[0].is_cwd);
         assert_eq!((copies[1].ns, copies[1].mounts[0].mount_id), (3, 300));
+        assert_eq!((copies[2].ns, copies[2].process.as_ref()), (6, None));
         assert!(scan.copies(OURS, "idmap-overlay:abd").is_empty());
         assert!(
             scan.copies(
@@ -1231,18 +1370,18 @@ mod tests {
             )
             .is_empty()
         );
-        assert_eq!(scan.attached(OURS, "idmap-overlay:abc").len(), 4);
+        assert_eq!(scan.attached(OURS, "idmap-overlay:abc").len(), 5);
         assert_eq!(scan.attached(OTHER, "idmap-overlay:abc").len(), 1);
         assert_eq!(scan.unreadable().map(|n| n.ns).collect::<Vec<_>>(), vec![5]);
-        assert_eq!(scan.namespace(4).unwrap().pid, 40);
-        assert!(scan.namespace(6).is_none());
+        assert_eq!(scan.namespace(4).unwrap().process.as_ref().unwrap().pid, 40);
+        assert!(scan.namespace(7).is_none());
     }
 
     #[test]
     fn finds_overlays_using_a_directory() {
         let nowhere = tempfile::tempdir().unwrap();
         let scan = fixture_scan(nowhere.path());
-        // By path: our overlay, once, with its four attachments.
+        // By path: our overlay, once, with its five attachments.
         let uses = scan.overlays_using_with(Path::new("/var/u"), |_, _| false);
         assert_eq!(uses.len(), 1);
         assert_eq!(
@@ -1250,7 +1389,11 @@ mod tests {
             (OURS, DirRole::Upper, true)
         );
         let places: Vec<(u64, u64)> = uses[0].places.iter().map(|p| (p.ns, p.mount_id)).collect();
-        assert_eq!(places, vec![(1, 100), (2, 200), (2, 201), (3, 300)]);
+        assert_eq!(
+            places,
+            vec![(1, 100), (2, 200), (2, 201), (3, 300), (6, 600)]
+        );
+        assert_eq!(uses[0].places[4].process, None);
         let work = scan.overlays_using_with(Path::new("/var/u.work/"), |_, _| false);
         assert_eq!((work.len(), work[0].role), (1, DirRole::Work));
         // By identity: the caller names /srv/u differently; only the
@@ -1277,7 +1420,7 @@ mod tests {
         let t = scan.holder_targets(&[OURS]);
         let mut ids: Vec<u64> = t.mount_ids.keys().copied().collect();
         ids.sort();
-        assert_eq!(ids, vec![100, 200, 201, 300]);
+        assert_eq!(ids, vec![100, 200, 201, 300, 600]);
         assert_eq!(t.matches(201, Device { major: 8, minor: 1 }), Some(OURS));
         assert_eq!(t.matches(999, OURS), Some(OURS));
         assert_eq!(t.matches(400, OTHER), None);
@@ -1285,8 +1428,8 @@ mod tests {
     }
 
     /// A fixture /proc: pids 1 and 2 share a namespace (hard-linked ns
-    /// files), 3 has its own, 4 is a kernel thread (no ns file), 5 shares
-    /// 3's but its table cannot be read, 6 alone has no table at all.
+    /// files), 3 has its own, 4 exited (no ns file), 5 shares 3's, 6 alone
+    /// has no table at all, 7's namespace cannot be read.
     fn fixture_proc() -> (tempfile::TempDir, [u64; 3]) {
         let root = tempfile::tempdir().unwrap();
         let p = |pid: u32| root.path().join(pid.to_string());
@@ -1295,6 +1438,8 @@ mod tests {
             std::fs::write(p(pid).join("comm"), format!("proc{pid}\n")).unwrap();
         }
         std::fs::create_dir(root.path().join("self")).unwrap();
+        std::fs::create_dir(p(7)).unwrap();
+        std::fs::write(p(7).join("ns"), "not a directory").unwrap();
         std::fs::write(p(1).join("ns/mnt"), "").unwrap();
         std::fs::hard_link(p(1).join("ns/mnt"), p(2).join("ns/mnt")).unwrap();
         std::fs::write(p(3).join("ns/mnt"), "").unwrap();
@@ -1327,7 +1472,8 @@ mod tests {
             .iter()
             .map(|n| {
                 let overlays = n.table.as_ref().map(|t| t.overlays.len()).unwrap_or(99);
-                (n.ns, n.pids.clone(), n.pid, n.command.as_str(), overlays)
+                let p = n.process.as_ref().unwrap();
+                (n.ns, n.pids.clone(), p.pid, p.command.as_str(), overlays)
             })
             .collect();
         let mut expected = vec![
@@ -1339,6 +1485,8 @@ mod tests {
         assert_eq!(summary, expected);
         let broken = scan.namespace(c).unwrap().table.as_ref().unwrap_err();
         assert!(broken.contains("pid 6"), "{broken}");
+        assert_eq!(scan.uninspected.len(), 1);
+        assert_eq!(scan.uninspected[0].0, 7);
         // Seen from a, the container b holds a copy; from b, a holds none
         // (device 0:50 is not 0:70).
         let copies = scan.copies(
@@ -1349,8 +1497,11 @@ mod tests {
             "idmap-overlay:abc",
         );
         assert_eq!(
-            copies.iter().map(|c| (c.ns, c.pid)).collect::<Vec<_>>(),
-            vec![(b, 5)]
+            copies
+                .iter()
+                .map(|c| (c.ns, c.process.as_ref().map(|p| p.pid)))
+                .collect::<Vec<_>>(),
+            vec![(b, Some(5))]
         );
     }
 
@@ -1410,6 +1561,23 @@ mod tests {
             ]
         );
         assert!(find_holders(root.path(), &HolderTargets::default(), &ns_of, None).is_empty());
+    }
+
+    #[test]
+    fn merges_the_kernels_namespace_list() {
+        let found = vec![(5, None, vec![1, 2]), (9, None, vec![30])];
+        let merged = merge_namespace_lists(found, &[(9, 900), (7, 700), (5, 500)]);
+        assert_eq!(
+            merged,
+            vec![
+                (5, Some(500), vec![1, 2]),
+                (7, Some(700), vec![]),
+                (9, Some(900), vec![30]),
+            ]
+        );
+        // A namespace the kernel did not list keeps no id.
+        let merged = merge_namespace_lists(vec![(5, None, vec![1])], &[]);
+        assert_eq!(merged, vec![(5, None, vec![1])]);
     }
 
     #[test]

@@ -511,3 +511,59 @@ pub fn statmount_in(
         mnt_opts: string(STATMOUNT_MNT_OPTS, 4),
     })
 }
+
+/// `struct mnt_ns_info` (linux/nsfs.h), version 0.
+#[repr(C)]
+#[derive(Default)]
+struct MntNsInfo {
+    size: u32,
+    nr_mounts: u32,
+    mnt_ns_id: u64,
+}
+
+/// `_IOR(NSIO, 10/11/12, struct mnt_ns_info)` (linux/nsfs.h).
+const NS_MNT_GET_INFO: libc::c_ulong = 0x8010_b70a;
+const NS_MNT_GET_NEXT: libc::c_ulong = 0x8010_b70b;
+const NS_MNT_GET_PREV: libc::c_ulong = 0x8010_b70c;
+
+fn mnt_ns_ioctl(ns: BorrowedFd<'_>, request: libc::c_ulong) -> io::Result<(i32, u64)> {
+    let mut info = MntNsInfo {
+        size: std::mem::size_of::<MntNsInfo>() as u32,
+        ..MntNsInfo::default()
+    };
+    // SAFETY: the ioctl reads `size` and writes at most that many bytes of
+    // the live `info`; the fd is borrowed for the call.
+    let ret = unsafe { libc::ioctl(ns.as_raw_fd(), request, &mut info as *mut MntNsInfo) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok((ret, info.mnt_ns_id))
+    }
+}
+
+/// The 64-bit id of the mount namespace `ns`: `ioctl(ns, NS_MNT_GET_INFO,
+/// &info)` (ioctl_nsfs(2)).
+pub fn mount_namespace_info_id(ns: BorrowedFd<'_>) -> io::Result<u64> {
+    mnt_ns_ioctl(ns, NS_MNT_GET_INFO).map(|(_, id)| id)
+}
+
+/// The mount namespace after (or before, `backwards`) `ns` in the kernel's
+/// list of them, ordered by id, with its id: `ioctl(ns, NS_MNT_GET_NEXT,
+/// &info)` returns a new fd for it (ioctl_nsfs(2)). ENOENT past the end.
+/// Lists namespaces with no process in them too (held by a bind-mounted
+/// namespace file or an open fd), which no walk of /proc can find.
+pub fn neighbour_mount_namespace(
+    ns: BorrowedFd<'_>,
+    backwards: bool,
+) -> io::Result<(std::os::fd::OwnedFd, u64)> {
+    use std::os::fd::FromRawFd;
+    let request = if backwards {
+        NS_MNT_GET_PREV
+    } else {
+        NS_MNT_GET_NEXT
+    };
+    let (fd, id) = mnt_ns_ioctl(ns, request)?;
+    // SAFETY: on success the ioctl returns a new file descriptor that
+    // nothing else owns.
+    Ok((unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }, id))
+}

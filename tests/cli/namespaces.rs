@@ -84,6 +84,35 @@ fn install_sleep(root: &Path, name: &str) {
     fs::copy("/bin/sleep", root.join("bin").join(name)).unwrap();
 }
 
+/// A plain overlay (not the tool's: the scan must not depend on it) at
+/// `target` in the test namespace, tagged like ours; returns the tag.
+fn mount_overlay(env: &Env, lower: &Path, upper: &Path, work: &Path, target: &Path) -> String {
+    let source = format!("idmap-overlay:nstest-{}", std::process::id());
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        s(lower),
+        s(upper),
+        s(work)
+    );
+    let status = env
+        .ns
+        .command("mount")
+        .args(["-t", "overlay", &source, "-o", &options, s(target)])
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount -t overlay");
+    source
+}
+
+/// Whether the running kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap(), parts.next().unwrap()) >= (major, minor)
+}
+
 #[test]
 fn finds_copies_in_other_namespaces_until_their_holders_exit() {
     let env = Env::new();
@@ -92,20 +121,7 @@ fn finds_copies_in_other_namespaces_until_their_holders_exit() {
     let upper = env.mkdir("upper");
     let work = env.mkdir("work");
     let target = env.mkdir("target");
-    let source = format!("idmap-overlay:nstest-{}", std::process::id());
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        s(&lower),
-        s(&upper),
-        s(&work)
-    );
-    let status = env
-        .ns
-        .command("mount")
-        .args(["-t", "overlay", &source, "-o", &options, s(&target)])
-        .status()
-        .unwrap();
-    assert!(status.success(), "mount -t overlay");
+    let source = mount_overlay(&env, &lower, &upper, &work, &target);
     let test_ns = namespace_id(Path::new(&format!("/proc/{}/ns/mnt", env.ns.pid()))).unwrap();
 
     // Seen from the test namespace: attached there only.
@@ -157,20 +173,20 @@ fn finds_copies_in_other_namespaces_until_their_holders_exit() {
     // The same directory under another name: found by device and inode.
     let upper_link = env.path("upper-link");
     std::os::unix::fs::symlink(&upper, &upper_link).unwrap();
-    let (scan, using_upper, using_link, using_work, listmount) =
+    let (scan, using_upper, using_link, using_work, by_mountinfo) =
         in_namespace_of(holder, move || {
             let scan = Scan::live().unwrap();
             let using_upper = scan.overlays_using(&upper2);
             let using_link = scan.overlays_using(&upper_link);
             let using_work = scan.overlays_using(&work2);
-            let listmount = Scan::read(
+            let by_mountinfo = Scan::read(
                 Path::new("/proc"),
                 Some(current_namespace().unwrap()),
                 None,
-                TableSource::Listmount,
+                TableSource::Mountinfo,
             )
             .unwrap();
-            (scan, using_upper, using_link, using_work, listmount)
+            (scan, using_upper, using_link, using_work, by_mountinfo)
         });
     assert!(
         scan.attached(device, &source2)
@@ -178,57 +194,61 @@ fn finds_copies_in_other_namespaces_until_their_holders_exit() {
             .all(|(n, _)| n.ns != test_ns)
     );
 
-    let copies = scan.copies(device, &source);
-    let summary: Vec<_> = copies
-        .iter()
-        .map(|c| {
-            let ids: Vec<u64> = c.mounts.iter().map(|m| m.mount_id).collect();
-            let points: Vec<&Path> = c.mounts.iter().map(|m| m.mount_point.as_path()).collect();
+    // The same copies whichever way the tables are read (listmount where
+    // the kernel has it, which `live` prefers, and mountinfo).
+    for scan in [&scan, &by_mountinfo] {
+        let copies = scan.copies(device, &source);
+        let summary: Vec<_> = copies
+            .iter()
+            .map(|c| {
+                let points: Vec<&Path> = c.mounts.iter().map(|m| m.mount_point.as_path()).collect();
+                {
+                    let p = c.process.as_ref().expect("a process in the namespace");
+                    (c.ns, p.pid, p.command.as_str(), c.is_root, c.is_cwd, points)
+                }
+            })
+            .collect();
+        // The chrooted process's mountinfo shows the overlay as its "/";
+        // statmount names mount points from the namespace's root mount.
+        let rooted_at = match scan.namespace(rooted_ns).unwrap().source {
+            TableSource::Mountinfo => Path::new("/"),
+            TableSource::Listmount => target.as_path(),
+        };
+        let mut expected = vec![
             (
-                c.ns,
-                c.pid,
-                c.command.as_str(),
-                c.is_root,
-                c.is_cwd,
-                ids.len(),
-                points,
-            )
-        })
-        .collect();
-    let mut expected = vec![
-        // The chrooted process sees the overlay as its "/".
-        (
-            rooted_ns,
-            rooted.pid(),
-            "rootsleep",
-            true,
-            true,
-            1,
-            vec![Path::new("/")],
-        ),
-        (
-            cwd_ns,
-            cwd_only.pid(),
-            "sleep",
-            false,
-            true,
-            1,
-            vec![target.as_path()],
-        ),
-    ];
-    expected.sort();
-    assert_eq!(summary, expected);
-    assert!(scan.copies(device, "idmap-overlay:someone-else").is_empty());
-
-    // listmount/statmount find the same copies (mount points there are
-    // relative to each namespace's root mount, not to a chroot).
-    let same = |scan: &Scan| {
+                rooted_ns,
+                rooted.pid(),
+                "rootsleep",
+                true,
+                true,
+                vec![rooted_at],
+            ),
+            (
+                cwd_ns,
+                cwd_only.pid(),
+                "sleep",
+                false,
+                true,
+                vec![target.as_path()],
+            ),
+        ];
+        expected.sort();
+        assert_eq!(summary, expected);
+        assert!(scan.copies(device, "idmap-overlay:someone-else").is_empty());
+    }
+    let ids = |scan: &Scan| {
         scan.copies(device, &source)
-            .into_iter()
-            .map(|c| (c.ns, c.pid, c.is_root, c.is_cwd, c.mounts[0].mount_id))
+            .iter()
+            .map(|c| c.mounts[0].mount_id)
             .collect::<Vec<_>>()
     };
-    assert_eq!(same(&listmount), same(&scan));
+    assert_eq!(ids(&scan), ids(&by_mountinfo));
+    assert!(
+        by_mountinfo
+            .namespaces
+            .iter()
+            .all(|n| n.source == TableSource::Mountinfo)
+    );
 
     // The upperdir and workdir are in use, whatever the name they are
     // given.
@@ -313,4 +333,79 @@ fn a_namespace_file_names_the_namespace() {
         namespace_id(Path::new(&format!("/proc/{pid}/ns/mnt"))).unwrap()
     );
     assert_ne!(inside, current_namespace().unwrap());
+}
+
+#[test]
+fn finds_a_copy_in_a_namespace_without_processes() {
+    let env = Env::new();
+    let (lower, upper, work) = (env.mkdir("lower"), env.mkdir("upper"), env.mkdir("work"));
+    let target = env.mkdir("target");
+    let source = mount_overlay(&env, &lower, &upper, &work, &target);
+    let device = Device::from_dev_t(env.stat(&env.ns.path(&target)).dev());
+
+    // A namespace made from the test's (so with a copy of the overlay),
+    // kept alive by a bind mount of its namespace file, no process in it.
+    let ns_file = env.path("held-ns");
+    fs::write(&ns_file, "").unwrap();
+    let status = env
+        .ns
+        .command("unshare")
+        .arg(format!("--mount={}", s(&ns_file)))
+        .args(["--propagation", "private", "true"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "unshare --mount=FILE");
+    env.plain_umount(&target);
+    let held_ns = namespace_id(&env.ns.path(&ns_file)).unwrap();
+
+    let holder = env.ns.pid();
+    let upper2 = upper.clone();
+    let (scan, using) = in_namespace_of(holder, move || {
+        let scan = Scan::live().unwrap();
+        let using = scan.overlays_using(&upper2);
+        (scan, using)
+    });
+    let copies = scan.copies(device, &source);
+    // No walk of /proc finds it: the kernel's list of namespaces
+    // (NS_MNT_GET_NEXT) and listmount do, on kernels that have them (all
+    // since 6.15 at least); older ones fall back to mountinfo and miss it.
+    if kernel_at_least(6, 15) {
+        let held = scan.namespace(held_ns).expect("the namespace in the scan");
+        assert!(held.pids.is_empty() && held.process.is_none());
+        assert_eq!(held.source, TableSource::Listmount);
+        let summary: Vec<_> = copies
+            .iter()
+            .map(|c| {
+                (
+                    c.ns,
+                    c.process.clone(),
+                    c.is_root,
+                    c.is_cwd,
+                    c.mounts[0].mount_point.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(summary, vec![(held_ns, None, false, false, target.clone())]);
+        assert_eq!(using.len(), 1);
+        assert_eq!(using[0].places.len(), 1);
+        assert_eq!(
+            (using[0].places[0].ns, &using[0].places[0].process),
+            (held_ns, &None)
+        );
+        assert!(scan.holders(&[device]).is_empty());
+    } else {
+        assert!(copies.is_empty() && scan.namespace(held_ns).is_none());
+    }
+
+    // Dropping the file's bind mount ends the namespace and the overlay.
+    env.plain_umount(&ns_file);
+    let upper3 = upper.clone();
+    let (scan, using) = in_namespace_of(holder, move || {
+        let scan = Scan::live().unwrap();
+        let using = scan.overlays_using(&upper3);
+        (scan, using)
+    });
+    assert!(scan.namespace(held_ns).is_none());
+    assert!(scan.copies(device, &source).is_empty());
+    assert!(using.is_empty());
 }
