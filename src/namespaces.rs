@@ -385,6 +385,12 @@ fn numeric_entries(dir: &Path) -> io::Result<Vec<u32>> {
     Ok(pids)
 }
 
+/// Whether an error means the process or namespace is gone (ENOENT on a
+/// `/proc` path or a namespace id, ESRCH on a reaped process's files).
+fn exited(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ESRCH))
+}
+
 fn read_command(proc_root: &Path, pid: u32) -> Option<String> {
     let mut raw = std::fs::read(proc_root.join(pid.to_string()).join("comm")).ok()?;
     if raw.last() == Some(&b'\n') {
@@ -427,7 +433,7 @@ impl Scan {
             match std::fs::metadata(&path) {
                 Ok(st) => members.push((pid, st.ino())),
                 // Exited since the listing: nothing to report.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => {}
+                Err(e) if exited(&e) => {}
                 Err(e) => uninspected.push((pid, crate::describe_io(&e))),
             }
             path.pop();
@@ -449,7 +455,7 @@ impl Scan {
         let mut reader = TableReader::new(proc_root, source);
         let namespaces = groups
             .into_iter()
-            .map(|(ns, id, pids)| reader.namespace(ns, id, pids))
+            .filter_map(|(ns, id, pids)| reader.namespace(ns, id, pids))
             .collect();
         Ok(Scan {
             own_ns,
@@ -703,24 +709,25 @@ impl<'a> TableReader<'a> {
     /// Reads the table of namespace `ns` (64-bit id `id`, when the
     /// kernel's list gave it) with members `pids`: through listmount when
     /// asked and possible, else through the first member whose mountinfo
-    /// can be read (a process may exit between the listing and the read).
-    fn namespace(&mut self, ns: u64, id: Option<u64>, pids: Vec<u32>) -> Namespace {
-        let first_process = || {
+    /// can be read. `None` when the namespace ended since the listing (its
+    /// members exited, the kernel no longer knows it): gone, not unknown.
+    fn namespace(&mut self, ns: u64, id: Option<u64>, pids: Vec<u32>) -> Option<Namespace> {
+        let first_process = |reader: &Self| {
             pids.iter().find_map(|&pid| {
-                read_command(self.proc_root, pid).map(|command| Process { pid, command })
+                read_command(reader.proc_root, pid).map(|command| Process { pid, command })
             })
         };
         let mut first_error = None;
         if self.source == TableSource::Listmount {
             match self.listmount_table(id, &pids) {
                 Ok(table) => {
-                    return Namespace {
+                    return Some(Namespace {
                         ns,
-                        process: first_process(),
+                        process: first_process(self),
                         table: Ok(table),
                         source: TableSource::Listmount,
                         pids,
-                    };
+                    });
                 }
                 Err(err) => {
                     log::debug!("listmount/statmount of mount namespace {ns}: {err}");
@@ -736,7 +743,11 @@ impl<'a> TableReader<'a> {
                     ) {
                         self.source = TableSource::Mountinfo;
                     }
-                    first_error = Some(format!("listmount: {}", crate::describe_io(&err)));
+                    // ENOENT: ended, or ours to see no more; a member's
+                    // mountinfo tells which.
+                    if !exited(&err) {
+                        first_error = Some(format!("listmount: {}", crate::describe_io(&err)));
+                    }
                 }
             }
         }
@@ -745,41 +756,44 @@ impl<'a> TableReader<'a> {
                 continue;
             };
             match self.mountinfo_table(pid) {
-                Ok(table) => {
-                    return Namespace {
+                Ok(Ok(table)) => {
+                    return Some(Namespace {
                         ns,
                         process: Some(Process { pid, command }),
                         table: Ok(table),
                         source: TableSource::Mountinfo,
                         pids,
-                    };
+                    });
                 }
+                Ok(Err(bad)) => {
+                    first_error.get_or_insert(format!("pid {pid}: {bad}"));
+                }
+                Err(err) if exited(&err) => {}
                 Err(err) => {
-                    first_error.get_or_insert(format!("pid {pid}: {err}"));
+                    first_error.get_or_insert(format!(
+                        "pid {pid}: reading mountinfo: {}",
+                        crate::describe_io(&err)
+                    ));
                 }
             }
         }
-        let error = first_error.unwrap_or_else(|| match pids.is_empty() {
-            true => "no process to read its table through".into(),
-            false => "every member exited".into(),
-        });
-        Namespace {
+        let error = first_error?;
+        Some(Namespace {
             ns,
-            process: first_process(),
+            process: first_process(self),
             table: Err(error),
-            source: TableSource::Mountinfo,
+            source: self.source,
             pids,
-        }
+        })
     }
 
-    fn mountinfo_table(&mut self, pid: u32) -> Result<Table, String> {
+    /// `/proc/<pid>/mountinfo` read (the outer error) and parsed (the inner).
+    fn mountinfo_table(&mut self, pid: u32) -> io::Result<Result<Table, String>> {
         use std::io::Read;
         let path = self.proc_root.join(pid.to_string()).join("mountinfo");
         self.text.clear();
-        std::fs::File::open(path)
-            .and_then(|mut f| f.read_to_end(&mut self.text))
-            .map_err(|e| format!("reading mountinfo: {}", crate::describe_io(&e)))?;
-        parse_table(&self.text)
+        std::fs::File::open(path)?.read_to_end(&mut self.text)?;
+        Ok(parse_table(&self.text))
     }
 
     /// The 64-bit id of a namespace the kernel's list did not give: asked
@@ -1429,7 +1443,8 @@ mod tests {
 
     /// A fixture /proc: pids 1 and 2 share a namespace (hard-linked ns
     /// files), 3 has its own, 4 exited (no ns file), 5 shares 3's, 6 alone
-    /// has no table at all, 7's namespace cannot be read.
+    /// has a table that cannot be read, 7's namespace cannot be read, 8
+    /// alone exited after its namespace was seen.
     fn fixture_proc() -> (tempfile::TempDir, [u64; 3]) {
         let root = tempfile::tempdir().unwrap();
         let p = |pid: u32| root.path().join(pid.to_string());
@@ -1445,6 +1460,9 @@ mod tests {
         std::fs::write(p(3).join("ns/mnt"), "").unwrap();
         std::fs::hard_link(p(3).join("ns/mnt"), p(5).join("ns/mnt")).unwrap();
         std::fs::write(p(6).join("ns/mnt"), "").unwrap();
+        std::fs::create_dir(p(6).join("mountinfo")).unwrap();
+        std::fs::create_dir_all(p(8).join("ns")).unwrap();
+        std::fs::write(p(8).join("ns/mnt"), "").unwrap();
         std::fs::write(p(1).join("mountinfo"), TABLE).unwrap();
         std::fs::write(p(2).join("mountinfo"), TABLE).unwrap();
         std::fs::write(
