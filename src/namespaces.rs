@@ -7,7 +7,9 @@
 //! (`idmap-overlay:<id>`) tells it is ours.
 //!
 //! One [`Scan`] lists the distinct mount namespaces (`/proc/*/ns/mnt`, by
-//! nsfs inode), reads each one's mount table once and keeps its overlays and
+//! nsfs inode; where the kernel keeps a list of them, NS_MNT_GET_NEXT, also
+//! those no process is in), reads each one's mount table once (listmount
+//! and statmount, or one member's mountinfo) and keeps its overlays and
 //! idmapped mounts. The queries answer from it:
 //! - [`Scan::copies`]: the copies of one overlay in other namespaces, with a
 //!   process of each and whether the overlay is its root or cwd;
@@ -571,7 +573,8 @@ impl Scan {
     }
 
     /// The live overlays, in any namespace, whose upperdir or workdir is
-    /// `dir` (a path as the caller sees it): by path as the overlay's
+    /// `dir` (an absolute, canonical path as the caller sees it, like the
+    /// ones overlayfs is given): by path as the overlay's
     /// options name it, and by device and inode (the directory those
     /// options name, resolved from the root of a process in a namespace
     /// where the overlay is attached), since paths differ between

@@ -309,13 +309,9 @@ fn finds_copies_in_other_namespaces_until_their_holders_exit() {
     // Once the holders exit, their namespaces and the overlay are gone.
     rooted.stop();
     cwd_only.stop();
-    let upper3 = upper.clone();
-    let (scan, using) = in_namespace_of(holder, move || {
-        let scan = Scan::live().unwrap();
-        let using = scan.overlays_using(&upper3);
-        (scan, using)
+    let (scan, using) = scan_until(holder, &upper, |scan| {
+        scan.namespace(rooted_ns).is_none() && scan.namespace(cwd_ns).is_none()
     });
-    assert!(scan.namespace(rooted_ns).is_none() && scan.namespace(cwd_ns).is_none());
     assert!(scan.attached(device, &source).is_empty());
     assert!(scan.copies(device, &source).is_empty());
     assert!(using.is_empty(), "{using:?}");
@@ -397,15 +393,33 @@ fn finds_a_copy_in_a_namespace_without_processes() {
         assert!(copies.is_empty() && scan.namespace(held_ns).is_none());
     }
 
-    // Dropping the file's bind mount ends the namespace and the overlay.
+    // Dropping the file's bind mount ends the namespace and the overlay
+    // (the kernel may take a moment to free it).
     env.plain_umount(&ns_file);
-    let upper3 = upper.clone();
-    let (scan, using) = in_namespace_of(holder, move || {
-        let scan = Scan::live().unwrap();
-        let using = scan.overlays_using(&upper3);
-        (scan, using)
-    });
-    assert!(scan.namespace(held_ns).is_none());
+    let (scan, using) = scan_until(holder, &upper, |scan| scan.namespace(held_ns).is_none());
     assert!(scan.copies(device, &source).is_empty());
     assert!(using.is_empty());
+}
+
+/// Scans from the namespace of `pid` until `done` holds (at most 5 s),
+/// with the overlays using `dir`: what the kernel frees once the last
+/// process or reference goes, it may free a moment later.
+fn scan_until(
+    pid: u32,
+    dir: &Path,
+    done: impl Fn(&Scan) -> bool,
+) -> (Scan, Vec<idmap_overlay::namespaces::DirUse>) {
+    for _ in 0..500 {
+        let dir = dir.to_path_buf();
+        let (scan, using) = in_namespace_of(pid, move || {
+            let scan = Scan::live().unwrap();
+            let using = scan.overlays_using(&dir);
+            (scan, using)
+        });
+        if done(&scan) {
+            return (scan, using);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the scan never showed the expected change");
 }
