@@ -4,7 +4,7 @@
 //! cargo run --example ns-scan                          # every namespace's overlays and idmapped mounts
 //! cargo run --example ns-scan -- --copies 0:61 idmap-overlay:ID   # copies in other namespaces
 //! cargo run --example ns-scan -- --using /var/lib/upper           # overlays on that upperdir/workdir
-//! cargo run --example ns-scan -- --holders 0:61                   # who holds that overlay, anywhere
+//! cargo run --example ns-scan -- --holders 0:61 idmap-overlay:ID  # who holds that overlay, anywhere
 //! cargo run --example ns-scan -- --listmount ...                  # read tables with listmount/statmount
 //! ```
 //!
@@ -115,10 +115,11 @@ fn main() {
                 }))
                 .collect::<Vec<_>>()
         ),
-        ["--holders", devs @ ..] => {
-            let devices: Vec<Device> = devs.iter().map(|d| device(d)).collect();
+        ["--holders", pairs @ ..] if !pairs.is_empty() && pairs.len() % 2 == 0 => {
+            let overlays: Vec<(Device, &str)> =
+                pairs.chunks(2).map(|p| (device(p[0]), p[1])).collect();
             json!(
-                scan.holders(&devices)
+                scan.holders(&overlays)
                     .iter()
                     .map(|h| json!({
                         "pid": h.pid,
@@ -133,7 +134,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: ns-scan [--listmount] [--copies DEV SOURCE | --using DIR | --holders DEV...]"
+                "usage: ns-scan [--listmount] [--copies DEV SOURCE | --using DIR | --holders DEV SOURCE...]"
             );
             std::process::exit(1);
         }

@@ -652,17 +652,19 @@ impl Scan {
     }
 
     /// What [`find_holders`] looks for to find who holds the overlays
-    /// `devices`: every copy's mount id, in any namespace, and the devices.
-    pub fn holder_targets(&self, devices: &[Device]) -> HolderTargets {
-        let mut targets = HolderTargets {
-            mount_ids: HashMap::new(),
-            devices: devices.iter().copied().collect(),
-        };
+    /// `overlays` (device, source): every copy's mount id, in any
+    /// namespace, and the device of each overlay attached somewhere. Only
+    /// then: a device number is handed out again once its superblock is
+    /// gone, so the device alone could name someone else's overlay.
+    pub fn holder_targets(&self, overlays: &[(Device, &str)]) -> HolderTargets {
+        let mut targets = HolderTargets::default();
         for ns in &self.namespaces {
             if let Ok(table) = &ns.table {
                 for overlay in &table.overlays {
-                    if targets.devices.contains(&overlay.device) {
+                    let key = (overlay.device, overlay.source.as_str());
+                    if overlays.contains(&key) {
                         targets.mount_ids.insert(overlay.mount_id, overlay.device);
+                        targets.devices.insert(overlay.device);
                     }
                 }
             }
@@ -671,9 +673,11 @@ impl Scan {
     }
 
     /// The processes, in any namespace, whose root, cwd or open files are
-    /// on any copy of the overlays `devices`: one pass over `/proc`,
-    /// whatever the number of devices and copies.
-    pub fn holders(&self, devices: &[Device]) -> Vec<Holder> {
+    /// on any copy of the overlays `overlays` (device, source): one pass
+    /// over `/proc`, whatever the number of overlays and copies. A copy no
+    /// table lists (unmounted lazily while a process sat in it) counts too,
+    /// by device, while the overlay is attached somewhere.
+    pub fn holders(&self, overlays: &[(Device, &str)]) -> Vec<Holder> {
         let ns_of: HashMap<u32, u64> = self
             .namespaces
             .iter()
@@ -681,7 +685,7 @@ impl Scan {
             .collect();
         find_holders(
             &self.proc_root,
-            &self.holder_targets(devices),
+            &self.holder_targets(overlays),
             &ns_of,
             self.own_pid,
         )
@@ -1434,7 +1438,7 @@ mod tests {
     fn holder_targets_cover_every_copy() {
         let nowhere = tempfile::tempdir().unwrap();
         let scan = fixture_scan(nowhere.path());
-        let t = scan.holder_targets(&[OURS]);
+        let t = scan.holder_targets(&[(OURS, "idmap-overlay:abc")]);
         let mut ids: Vec<u64> = t.mount_ids.keys().copied().collect();
         ids.sort();
         assert_eq!(ids, vec![100, 200, 201, 300, 600]);
@@ -1442,6 +1446,13 @@ mod tests {
         assert_eq!(t.matches(999, OURS), Some(OURS));
         assert_eq!(t.matches(400, OTHER), None);
         assert!(scan.holder_targets(&[]).is_empty());
+        // A device whose overlay (by source) is attached nowhere names no
+        // one: the number may belong to another overlay by now.
+        assert!(
+            scan.holder_targets(&[(OURS, "idmap-overlay:gone")])
+                .is_empty()
+        );
+        assert!(scan.holder_targets(&[(OTHER, "other")]).is_empty());
     }
 
     /// A fixture /proc: pids 1 and 2 share a namespace (hard-linked ns

@@ -85,9 +85,13 @@ fn install_sleep(root: &Path, name: &str) {
 }
 
 /// A plain overlay (not the tool's: the scan must not depend on it) at
-/// `target` in the test namespace, tagged like ours; returns the tag.
+/// `target` in the test namespace, tagged like ours; returns the tag. Each
+/// tag is new: tests run side by side, and the device number of one's
+/// overlay, once gone, may be handed to another's.
 fn mount_overlay(env: &Env, lower: &Path, upper: &Path, work: &Path, target: &Path) -> String {
-    let source = format!("idmap-overlay:nstest-{}", std::process::id());
+    static MOUNTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = MOUNTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let source = format!("idmap-overlay:nstest-{}-{n}", std::process::id());
     let options = format!(
         "lowerdir={},upperdir={},workdir={}",
         s(lower),
@@ -283,7 +287,7 @@ fn finds_copies_in_other_namespaces_until_their_holders_exit() {
 
     // Who holds it, across namespaces.
     let mut holders: Vec<_> = scan
-        .holders(&[device])
+        .holders(&[(device, source.as_str())])
         .into_iter()
         .map(|h| (h.pid, h.command, h.ns, h.via))
         .collect();
@@ -315,7 +319,7 @@ fn finds_copies_in_other_namespaces_until_their_holders_exit() {
     assert!(scan.attached(device, &source).is_empty());
     assert!(scan.copies(device, &source).is_empty());
     assert!(using.is_empty(), "{using:?}");
-    assert!(scan.holders(&[device]).is_empty());
+    assert!(scan.holders(&[(device, source.as_str())]).is_empty());
 }
 
 #[test]
@@ -340,19 +344,24 @@ fn finds_a_copy_in_a_namespace_without_processes() {
     let device = Device::from_dev_t(env.stat(&env.ns.path(&target)).dev());
 
     // A namespace made from the test's (so with a copy of the overlay),
-    // kept alive by a bind mount of its namespace file, no process in it.
-    let ns_file = env.path("held-ns");
-    fs::write(&ns_file, "").unwrap();
-    let status = env
-        .ns
-        .command("unshare")
-        .arg(format!("--mount={}", s(&ns_file)))
-        .args(["--propagation", "private", "true"])
-        .status()
-        .unwrap();
-    assert!(status.success(), "unshare --mount=FILE");
+    // kept alive by an open namespace file once its process is gone. (A
+    // bind mount of the file would do too, but the kernel refuses it now
+    // and then: its loop check compares namespace ids, which it hands out
+    // in per-CPU batches.)
+    let mut process = Started(
+        env.ns
+            .command("unshare")
+            .args(["-m", "--propagation", "private", "--", "sleep", "1000"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let test_ns = namespace_id(Path::new(&format!("/proc/{}/ns/mnt", env.ns.pid()))).unwrap();
+    let held_ns = wait_until_running(process.pid(), "sleep", test_ns);
+    let ns_file = fs::File::open(format!("/proc/{}/ns/mnt", process.pid())).unwrap();
+    assert_eq!(ns_file.metadata().unwrap().ino(), held_ns);
+    process.stop();
     env.plain_umount(&target);
-    let held_ns = namespace_id(&env.ns.path(&ns_file)).unwrap();
 
     let holder = env.ns.pid();
     let upper2 = upper.clone();
@@ -388,14 +397,14 @@ fn finds_a_copy_in_a_namespace_without_processes() {
             (using[0].places[0].ns, &using[0].places[0].process),
             (held_ns, &None)
         );
-        assert!(scan.holders(&[device]).is_empty());
+        assert!(scan.holders(&[(device, source.as_str())]).is_empty());
     } else {
         assert!(copies.is_empty() && scan.namespace(held_ns).is_none());
     }
 
-    // Dropping the file's bind mount ends the namespace and the overlay
-    // (the kernel may take a moment to free it).
-    env.plain_umount(&ns_file);
+    // Closing the file ends the namespace and the overlay (the kernel may
+    // take a moment to free it).
+    drop(ns_file);
     let (scan, using) = scan_until(holder, &upper, |scan| scan.namespace(held_ns).is_none());
     assert!(scan.copies(device, &source).is_empty());
     assert!(using.is_empty());

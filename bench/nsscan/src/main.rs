@@ -348,7 +348,7 @@ fn measure(
         }
 
         let t = Instant::now();
-        let held = c.holders(&[device]);
+        let held = c.holders(&[(device, SOURCE)]);
         let holders_time = t.elapsed();
         if held.len() != holders.len() {
             return Err(format!(
