@@ -366,6 +366,14 @@ class Report:
         with open(path) as f:
             return f.read().strip()
 
+    def namespace_scan(self):
+        # Measured by bench/nsscan, not by this run: kept as it is.
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nsscan", "results.md")
+        if not os.path.exists(path):
+            return ""
+        with open(path) as f:
+            return "\n" + f.read().strip() + "\n"
+
     def gc_section(self):
         g = self.gc
         if not g:
@@ -780,7 +788,7 @@ records remaining after the umounts.
   `bench/profile-notes.md` (the one-off profile above) is copied in as it is.
 - `bench/run.sh --rev REV` measures the tool as committed at REV, built from `git archive`
   (what this file shows: see the first lines); without it, the working tree is built.
-"""
+{self.namespace_scan()}"""
         return md
 
 

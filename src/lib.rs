@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod mount;
 pub mod mount_helper;
 pub mod mountinfo;
+pub mod namespaces;
 pub mod overlay;
 pub mod resolve;
 pub mod state;

@@ -314,3 +314,256 @@ pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 pub fn fs_magic(fd: BorrowedFd<'_>) -> io::Result<i64> {
     Ok(rustix::fs::fstatfs(fd)?.f_type as i64)
 }
+
+/// `ioctl(ns, NS_GET_MNTNS_ID, &id)` (ioctl_nsfs(2), Linux 6.11+): the
+/// 64-bit id of the mount namespace `ns`, never reused while the system
+/// runs, which listmount(2) and statmount(2) take in `mnt_ns_id`.
+pub fn mount_namespace_id(ns: BorrowedFd<'_>) -> io::Result<u64> {
+    // _IOR(NSIO, 0x5, __u64) (linux/nsfs.h).
+    const NS_GET_MNTNS_ID: libc::c_ulong = 0x8008_b705;
+    let mut id: u64 = 0;
+    // SAFETY: the ioctl writes one u64 through the pointer, which points to
+    // a live, writable u64; the fd is borrowed for the call.
+    let ret = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_MNTNS_ID, &mut id as *mut u64) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(id)
+    }
+}
+
+/// `listmount(2)` syscall number (generic table, Linux 6.8+).
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+))]
+const SYS_LISTMOUNT: libc::c_long = 458;
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+)))]
+const SYS_LISTMOUNT: libc::c_long = -1;
+
+/// `struct mnt_id_req` (linux/mount.h), version 1 (`MNT_ID_REQ_SIZE_VER1`,
+/// Linux 6.11+): version 0 plus the mount namespace to look in.
+#[repr(C)]
+struct MntIdReqV1 {
+    size: u32,
+    spare: u32,
+    mnt_id: u64,
+    param: u64,
+    mnt_ns_id: u64,
+}
+
+/// `LSMT_ROOT` (linux/mount.h): list from the namespace's root mount.
+const LSMT_ROOT: u64 = u64::MAX;
+
+/// Every mount of the mount namespace `ns_id` (from [`mount_namespace_id`]),
+/// by unique 64-bit id, into `ids` (cleared first):
+/// `listmount(&{size: VER1, mnt_id: LSMT_ROOT, param: last, mnt_ns_id},
+/// buf, len, 0)` (listmount(2)), repeated while the buffer fills up.
+/// Another namespace than ours needs CAP_SYS_ADMIN over its owner.
+pub fn list_mounts_in(ns_id: u64, ids: &mut Vec<u64>) -> io::Result<()> {
+    ids.clear();
+    if SYS_LISTMOUNT < 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    let mut chunk = vec![0u64; 1024];
+    let mut last = 0;
+    loop {
+        let req = MntIdReqV1 {
+            size: std::mem::size_of::<MntIdReqV1>() as u32,
+            spare: 0,
+            mnt_id: LSMT_ROOT,
+            param: last,
+            mnt_ns_id: ns_id,
+        };
+        // SAFETY: `req` is a live version-1 `struct mnt_id_req` whose size
+        // is in `size`; `chunk` is writable for the count of u64 we pass.
+        let ret = unsafe {
+            libc::syscall(
+                SYS_LISTMOUNT,
+                &req as *const MntIdReqV1,
+                chunk.as_mut_ptr(),
+                chunk.len(),
+                0,
+            )
+        };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let got = ret as usize;
+        ids.extend_from_slice(&chunk[..got]);
+        if got < chunk.len() {
+            return Ok(());
+        }
+        last = chunk[got - 1];
+    }
+}
+
+/// `STATMOUNT_*` request bits (linux/mount.h).
+pub const STATMOUNT_SB_BASIC: u64 = 0x1;
+pub const STATMOUNT_MNT_BASIC: u64 = 0x2;
+pub const STATMOUNT_MNT_ROOT: u64 = 0x8;
+pub const STATMOUNT_MNT_POINT: u64 = 0x10;
+pub const STATMOUNT_FS_TYPE: u64 = 0x20;
+/// Linux 6.10+.
+pub const STATMOUNT_MNT_OPTS: u64 = 0x80;
+/// Linux 6.13+.
+pub const STATMOUNT_SB_SOURCE: u64 = 0x200;
+
+/// What statmount(2) said about one mount: the fixed fields of `struct
+/// statmount` this crate reads, and the requested strings (raw bytes, as
+/// the kernel wrote them; `None` when not reported).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountStat {
+    /// The `STATMOUNT_*` bits the kernel filled in.
+    pub mask: u64,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub sb_magic: u64,
+    /// The ids mountinfo shows (`mnt_id_old`, `mnt_parent_id_old`).
+    pub mount_id: u32,
+    pub parent_id: u32,
+    /// `MOUNT_ATTR_*` bits.
+    pub mnt_attr: u64,
+    pub fs_type: Option<Vec<u8>>,
+    pub mnt_root: Option<Vec<u8>>,
+    pub mnt_point: Option<Vec<u8>>,
+    pub sb_source: Option<Vec<u8>>,
+    /// The filesystem's options, escaped as mountinfo shows them.
+    pub mnt_opts: Option<Vec<u8>>,
+}
+
+/// `statmount(&{size: VER1, mnt_id, param: mask, mnt_ns_id}, buf, len, 0)`
+/// (statmount(2)): the mount with the unique id `mnt_id` in the mount
+/// namespace `ns_id`. `buf` is reused between calls and grown when the
+/// strings do not fit (EOVERFLOW).
+pub fn statmount_in(
+    ns_id: u64,
+    mnt_id: u64,
+    mask: u64,
+    buf: &mut Vec<u8>,
+) -> io::Result<MountStat> {
+    if SYS_STATMOUNT < 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+    }
+    if buf.len() < 4096 {
+        buf.resize(4096, 0);
+    }
+    let req = MntIdReqV1 {
+        size: std::mem::size_of::<MntIdReqV1>() as u32,
+        spare: 0,
+        mnt_id,
+        param: mask,
+        mnt_ns_id: ns_id,
+    };
+    loop {
+        // SAFETY: `req` is a live version-1 `struct mnt_id_req` whose size
+        // is in `size`; `buf` is writable for its whole length, which we pass.
+        let ret = unsafe {
+            libc::syscall(
+                SYS_STATMOUNT,
+                &req as *const MntIdReqV1,
+                buf.as_mut_ptr(),
+                buf.len(),
+                0,
+            )
+        };
+        if ret == 0 {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EOVERFLOW) && buf.len() < 16 << 20 {
+            let bigger = buf.len() * 4;
+            buf.resize(bigger, 0);
+            continue;
+        }
+        return Err(err);
+    }
+    // Offsets in struct statmount (linux/mount.h); strings follow the
+    // 512-byte fixed part, each at an offset from there, NUL-terminated.
+    const STRINGS: usize = 512;
+    let got = u64_at(buf, 8);
+    let string = |bit: u64, field: usize| -> Option<Vec<u8>> {
+        if got & bit == 0 {
+            return None;
+        }
+        let start = STRINGS + u32_at(buf, field) as usize;
+        let rest = buf.get(start..)?;
+        let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+        Some(rest[..end].to_vec())
+    };
+    Ok(MountStat {
+        mask: got,
+        dev_major: u32_at(buf, 16),
+        dev_minor: u32_at(buf, 20),
+        sb_magic: u64_at(buf, 24),
+        mount_id: u32_at(buf, 56),
+        parent_id: u32_at(buf, 60),
+        mnt_attr: u64_at(buf, 64),
+        fs_type: string(STATMOUNT_FS_TYPE, 36),
+        mnt_root: string(STATMOUNT_MNT_ROOT, 104),
+        mnt_point: string(STATMOUNT_MNT_POINT, 108),
+        sb_source: string(STATMOUNT_SB_SOURCE, 124),
+        mnt_opts: string(STATMOUNT_MNT_OPTS, 4),
+    })
+}
+
+/// `struct mnt_ns_info` (linux/nsfs.h), version 0.
+#[repr(C)]
+#[derive(Default)]
+struct MntNsInfo {
+    size: u32,
+    nr_mounts: u32,
+    mnt_ns_id: u64,
+}
+
+/// `_IOR(NSIO, 10/11/12, struct mnt_ns_info)` (linux/nsfs.h).
+const NS_MNT_GET_INFO: libc::c_ulong = 0x8010_b70a;
+const NS_MNT_GET_NEXT: libc::c_ulong = 0x8010_b70b;
+const NS_MNT_GET_PREV: libc::c_ulong = 0x8010_b70c;
+
+fn mnt_ns_ioctl(ns: BorrowedFd<'_>, request: libc::c_ulong) -> io::Result<(i32, u64)> {
+    let mut info = MntNsInfo {
+        size: std::mem::size_of::<MntNsInfo>() as u32,
+        ..MntNsInfo::default()
+    };
+    // SAFETY: the ioctl reads `size` and writes at most that many bytes of
+    // the live `info`; the fd is borrowed for the call.
+    let ret = unsafe { libc::ioctl(ns.as_raw_fd(), request, &mut info as *mut MntNsInfo) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok((ret, info.mnt_ns_id))
+    }
+}
+
+/// The 64-bit id of the mount namespace `ns`: `ioctl(ns, NS_MNT_GET_INFO,
+/// &info)` (ioctl_nsfs(2)).
+pub fn mount_namespace_info_id(ns: BorrowedFd<'_>) -> io::Result<u64> {
+    mnt_ns_ioctl(ns, NS_MNT_GET_INFO).map(|(_, id)| id)
+}
+
+/// The mount namespace after (or before, `backwards`) `ns` in the kernel's
+/// list of them, ordered by id, with its id: `ioctl(ns, NS_MNT_GET_NEXT,
+/// &info)` returns a new fd for it (ioctl_nsfs(2)). ENOENT past the end.
+/// Lists namespaces with no process in them too (held by a bind-mounted
+/// namespace file or an open fd), which no walk of /proc can find.
+pub fn neighbour_mount_namespace(
+    ns: BorrowedFd<'_>,
+    backwards: bool,
+) -> io::Result<(std::os::fd::OwnedFd, u64)> {
+    use std::os::fd::FromRawFd;
+    let request = if backwards {
+        NS_MNT_GET_PREV
+    } else {
+        NS_MNT_GET_NEXT
+    };
+    let (fd, id) = mnt_ns_ioctl(ns, request)?;
+    // SAFETY: on success the ioctl returns a new file descriptor that
+    // nothing else owns.
+    Ok((unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }, id))
+}

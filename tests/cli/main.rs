@@ -14,6 +14,7 @@ mod inspect;
 mod load;
 mod metrics;
 mod mount;
+mod namespaces;
 mod privacy;
 mod scale;
 mod signals;
