@@ -277,7 +277,7 @@ _idmap__overlay() {
             return 0
             ;;
         idmap__overlay__subcmd__umount)
-            opts="-v -q -h -V --timeout --state-dir --verbose --quiet --help --version"
+            opts="-v -q -h -V --timeout --detach --state-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

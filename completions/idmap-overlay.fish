@@ -54,8 +54,9 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s v 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s V -l version -d 'Print version'
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l timeout -d 'How long to retry while the overlay is busy (EBUSY)' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l timeout -d 'How long to retry while the overlay is busy (EBUSY, or alive in another mount namespace)' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l state-dir -d 'Where records, locks and temporary mountpoints live' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l detach -d 'Unmount it from this mount namespace only, while copies live on in others (containers): the record stays, in state `detached`, until gc finds no copy left anywhere'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s h -l help -d 'Print help'

@@ -41,6 +41,11 @@ pub struct Snapshot {
     pub first_seen: BTreeMap<String, u64>,
     pub now: u64,
     pub min_age: u64,
+    /// Copies of recorded overlays in other mount namespaces, by record
+    /// id (one scan of every namespace, see `namespaces`).
+    pub elsewhere: BTreeMap<String, Vec<Elsewhere>>,
+    /// Mount namespaces whose table could not be read, and why.
+    pub unreadable_namespaces: Vec<String>,
     /// Caches, built on first use (leave them default) so each record is
     /// judged without rescanning the
     /// whole table (records x mounts was 13 s for 10,000 records).
@@ -65,6 +70,9 @@ pub enum Kind {
     /// A record file we cannot use (corrupt, symlink, future version):
     /// reported, never touched.
     BadRecord,
+    /// An overlay of ours gone from this mount namespace but attached in
+    /// another (a container keeps it): not a leak, nothing to clean.
+    AliveElsewhere,
     /// An overlay with our source tag but no record here (another
     /// `--state-dir`, or a record lost by hand): reported, left alone.
     UntrackedOverlay,
@@ -129,25 +137,128 @@ pub fn looks_like_containerd_leak(mount_point: &Path) -> bool {
         .any(|name| name.to_string_lossy().starts_with("ovl-idmapped"))
 }
 
+/// A copy of one of our overlays attached in a mount namespace other than
+/// the one looking (a container's, typically).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Elsewhere {
+    /// A process in that namespace (one whose root, else cwd, is on the
+    /// overlay when there is one); none for a namespace kept alive by a
+    /// namespace file or an open fd only.
+    pub pid: Option<u32>,
+    pub command: Option<String>,
+    /// The namespace's nsfs inode.
+    pub mount_ns: u64,
+    /// The overlay is that process's root directory (a runtime pivoted into
+    /// it) or its working directory.
+    pub root: bool,
+    pub cwd: bool,
+}
+
+impl From<crate::namespaces::OverlayCopy> for Elsewhere {
+    fn from(copy: crate::namespaces::OverlayCopy) -> Elsewhere {
+        Elsewhere {
+            pid: copy.process.as_ref().map(|p| p.pid),
+            command: copy.process.map(|p| p.command),
+            mount_ns: copy.ns,
+            root: copy.is_root,
+            cwd: copy.is_cwd,
+        }
+    }
+}
+
+/// The copies of a record's overlay in other mount namespaces, from a scan.
+pub fn elsewhere_of(scan: &crate::namespaces::Scan, record: &Record) -> Vec<Elsewhere> {
+    scan.copies_of(record_device(record), &record.source)
+        .into_iter()
+        .map(Elsewhere::from)
+        .collect()
+}
+
+/// The copies of [`elsewhere_of`] that a process holds (root, cwd, open
+/// file): the ones that keep `umount` from going ahead.
+pub fn held_elsewhere(scan: &crate::namespaces::Scan, record: &Record) -> Vec<Elsewhere> {
+    scan.held_copies_of(record_device(record), &record.source)
+        .into_iter()
+        .map(Elsewhere::from)
+        .collect()
+}
+
+fn record_device(record: &Record) -> Option<crate::namespaces::Device> {
+    record
+        .dev
+        .as_deref()
+        .and_then(crate::namespaces::Device::parse)
+}
+
+impl std::fmt::Display for Elsewhere {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.pid, &self.command) {
+            (Some(pid), Some(command)) => write!(f, "pid {pid} ({command})")?,
+            (Some(pid), None) => write!(f, "pid {pid}")?,
+            _ => write!(
+                f,
+                "mount namespace {} (no process; kept by a namespace file)",
+                self.mount_ns
+            )?,
+        }
+        match (self.root, self.cwd) {
+            (true, _) => f.write_str(", the overlay is its root"),
+            (false, true) => f.write_str(", the overlay is its cwd"),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// "1 other mount namespace: pid 11184 (sleep), the overlay is its root".
+pub fn describe_elsewhere(copies: &[Elsewhere]) -> String {
+    format!(
+        "{} other mount namespace{}: {}",
+        copies.len(),
+        if copies.len() == 1 { "" } else { "s" },
+        copies
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    )
+}
+
 /// Health of one record, for `inspect`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Health {
-    /// The overlay at the target is ours (source tag and mount id).
+    /// The overlay at the target is ours (source tag and mount id), in the
+    /// mount namespace looking.
     pub mounted: bool,
     /// The operation's process still holds the record's lock.
     pub owner_alive: bool,
     pub temp_mounts_present: Vec<PathBuf>,
+    /// Copies of the overlay in other mount namespaces.
+    pub elsewhere: Vec<Elsewhere>,
     pub leaked: bool,
 }
 
 impl Health {
-    pub fn word(&self, state: RecordState) -> &'static str {
-        match (self.owner_alive, self.leaked, self.mounted, state) {
-            (true, _, _, _) => "running",
-            (_, true, _, _) => "leaked",
-            (_, _, true, _) => "ok",
-            (_, _, false, _) => "gone",
+    /// One word for the table: `running`, `leaked`, `ok`, `ok+2ns` (here
+    /// and in 2 other namespaces), `elsewhere` (only in others), `gone`.
+    pub fn word(&self) -> String {
+        match (
+            self.owner_alive,
+            self.leaked,
+            self.mounted,
+            self.elsewhere.len(),
+        ) {
+            (true, ..) => "running".into(),
+            (_, true, ..) => "leaked".into(),
+            (_, _, true, 0) => "ok".into(),
+            (_, _, true, n) => format!("ok+{n}ns"),
+            (_, _, false, 0) => "gone".into(),
+            (_, _, false, _) => "elsewhere".into(),
         }
+    }
+
+    /// Is the overlay attached anywhere: here, or in another namespace?
+    pub fn alive(&self) -> bool {
+        self.mounted || !self.elsewhere.is_empty()
     }
 }
 
@@ -203,14 +314,22 @@ impl Snapshot {
             .iter()
             .map(|m| m.mount_point.clone())
             .collect();
+        let elsewhere = self.elsewhere.get(&record.id).cloned().unwrap_or_default();
+        let alive = mounted || !elsewhere.is_empty();
         let leaked = !owner_alive
-            && (record.state != RecordState::Mounted
-                || !mounted
-                || !temp_mounts_present.is_empty());
+            && match record.state {
+                // A crashed operation is a leak, unless its overlay lives
+                // on in another namespace (then it is left alone).
+                RecordState::Preparing | RecordState::Unmounting => elsewhere.is_empty(),
+                RecordState::Mounted | RecordState::Detached => {
+                    !alive || !temp_mounts_present.is_empty()
+                }
+            };
         Health {
             mounted,
             owner_alive,
             temp_mounts_present,
+            elsewhere,
             leaked,
         }
     }
@@ -228,6 +347,28 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
             continue;
         }
         let health = snap.health(record);
+        // Alive in other mount namespaces (a container keeps a copy) and
+        // not here, or a crashed operation on such an overlay: not a leak,
+        // and nothing to clean (a rollback would pull it from under the
+        // container); it stays listed.
+        let crashed = matches!(
+            record.state,
+            RecordState::Preparing | RecordState::Unmounting
+        );
+        if !health.elsewhere.is_empty() && (!health.mounted || crashed) {
+            findings.push(Finding {
+                kind: Kind::AliveElsewhere,
+                path: record.target.clone(),
+                id: Some(record.id.clone()),
+                mount_id: record.mount_id,
+                why: format!(
+                    "not mounted here, alive in {}",
+                    describe_elsewhere(&health.elsewhere)
+                ),
+                action: Action::None,
+            });
+            continue;
+        }
         let (kind, why) = match record.state {
             RecordState::Preparing => (
                 Kind::CrashedOperation,
@@ -240,23 +381,30 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
                     record.pid
                 ),
             ),
-            RecordState::Mounted if !health.mounted => (
+            RecordState::Mounted | RecordState::Detached if !health.mounted => (
                 Kind::VanishedOverlay,
                 format!(
-                    "overlay {} is no longer mounted at {}",
+                    "overlay {} is no longer mounted at {}, nor in any other mount namespace",
                     record.source,
                     record.target.display()
                 ),
             ),
-            RecordState::Mounted if !health.temp_mounts_present.is_empty() => (
-                Kind::TempMount,
-                format!(
-                    "{} temporary mount(s) of a mounted overlay were never unmounted",
-                    health.temp_mounts_present.len()
-                ),
-            ),
-            RecordState::Mounted => continue,
+            RecordState::Mounted | RecordState::Detached
+                if !health.temp_mounts_present.is_empty() =>
+            {
+                (
+                    Kind::TempMount,
+                    format!(
+                        "{} temporary mount(s) of a mounted overlay were never unmounted",
+                        health.temp_mounts_present.len()
+                    ),
+                )
+            }
+            RecordState::Mounted | RecordState::Detached => continue,
         };
+        // A namespace whose table could not be read may hold the overlay:
+        // what seems vanished is then reported, not torn down.
+        let unsure = kind == Kind::VanishedOverlay && !snap.unreadable_namespaces.is_empty();
         let path = if kind == Kind::TempMount {
             snap.temp_root().join(&record.id)
         } else {
@@ -268,8 +416,17 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
             path,
             id: Some(id.clone()),
             mount_id: record.mount_id,
-            why,
-            action: if kind == Kind::TempMount {
+            why: if unsure {
+                format!(
+                    "{why}, as far as can be seen (mount namespaces not read: {})",
+                    snap.unreadable_namespaces.join("; ")
+                )
+            } else {
+                why
+            },
+            action: if unsure {
+                Action::None
+            } else if kind == Kind::TempMount {
                 Action::RemoveTemps { id }
             } else {
                 Action::Teardown { id }
@@ -510,6 +667,7 @@ mod tests {
             dev: None,
             super_options: None,
             vfs_flags: Vec::new(),
+            mount_ns: None,
             pid: 42,
             created: "2026-11-26T00:00:00Z".into(),
         }
@@ -553,7 +711,7 @@ mod tests {
         assert_eq!(classify(&snap), vec![]);
         let health = snap.health(&snap.records[0]);
         assert!(health.mounted && !health.leaked);
-        assert_eq!(health.word(RecordState::Mounted), "ok");
+        assert_eq!(health.word(), "ok");
     }
 
     #[test]

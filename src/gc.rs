@@ -84,6 +84,7 @@ pub fn gather(
         .unwrap_or_default()
         .as_secs();
     let first_seen = remember_foreign(state, &table, now, remember);
+    let (elsewhere, unreadable_namespaces) = scan_namespaces(&records);
     Ok(Snapshot {
         state_root: state.root.clone(),
         records,
@@ -99,8 +100,41 @@ pub fn gather(
         first_seen,
         now,
         min_age: min_age.as_secs(),
+        elsewhere,
+        unreadable_namespaces,
         ..Default::default()
     })
+}
+
+/// Looks into every mount namespace once: which recorded overlays have
+/// copies in namespaces other than ours (a container's), by device and
+/// source tag, and which namespaces could not be read. A record without a
+/// device (a crashed mount) is looked for by its tag alone.
+fn scan_namespaces(
+    records: &[crate::state::Record],
+) -> (BTreeMap<String, Vec<findings::Elsewhere>>, Vec<String>) {
+    let scan = match crate::namespaces::Scan::live() {
+        Ok(scan) => scan,
+        Err(e) => return (BTreeMap::new(), vec![format!("none could be listed: {e}")]),
+    };
+    let unreadable = scan
+        .unreadable()
+        .map(|ns| {
+            format!(
+                "{} ({})",
+                ns.ns,
+                ns.table.as_ref().err().map(String::as_str).unwrap_or("?")
+            )
+        })
+        .collect();
+    let mut elsewhere = BTreeMap::new();
+    for record in records {
+        let copies = findings::elsewhere_of(&scan, record);
+        if !copies.is_empty() {
+            elsewhere.insert(record.id.clone(), copies);
+        }
+    }
+    (elsewhere, unreadable)
 }
 
 /// Updates the first-sighting times of idmapped mounts that are not ours

@@ -142,9 +142,9 @@ pub fn render_table(snap: &Snapshot) -> String {
                 r.strategy.name().to_string(),
                 r.lowerdirs.len().to_string(),
                 maps_cell(r),
-                format!("{:?}", r.state).to_lowercase(),
+                r.state.name().to_string(),
                 age(r, snap.now),
-                health.word(r.state).to_string(),
+                health.word(),
             ]
         })
         .collect();
@@ -231,8 +231,8 @@ pub fn render_detail(d: &Detail, now: u64) -> String {
         |name: &str, value: String| out.push_str(&format!("{name:<13}{}\n", escape(&value)));
     field("id:", r.id.clone());
     field("target:", r.target.display().to_string());
-    field("state:", format!("{:?}", r.state).to_lowercase());
-    field("health:", d.health.word(r.state).to_string());
+    field("state:", r.state.name().to_string());
+    field("health:", d.health.word());
     field("mounted:", yes_no(d.health.mounted).into());
     field("strategy:", r.strategy.name().into());
     field("source:", r.source.clone());
@@ -293,6 +293,18 @@ pub fn render_detail(d: &Detail, now: u64) -> String {
             .join(", ")
     };
     field("temp mounts:", temps);
+    if d.health.elsewhere.is_empty() {
+        field("elsewhere:", "in no other mount namespace".into());
+    }
+    for (i, copy) in d.health.elsewhere.iter().enumerate() {
+        field(
+            if i == 0 { "elsewhere:" } else { "" },
+            format!("{copy} (mount namespace {})", copy.mount_ns),
+        );
+    }
+    if let Some(ns) = r.mount_ns {
+        field("mounted in:", format!("mount namespace {ns}"));
+    }
     field(
         "owner:",
         format!(
@@ -476,8 +488,20 @@ pub(crate) mod golden {
             dev: None,
             super_options: None,
             vfs_flags: Vec::new(),
+            mount_ns: None,
             pid: 4242,
             created: "2026-11-26T10:00:00Z".into(),
+        }
+    }
+
+    /// A container's process in a mount namespace of its own.
+    fn container(pid: u32, command: &str, root: bool) -> crate::findings::Elsewhere {
+        crate::findings::Elsewhere {
+            pid: Some(pid),
+            command: Some(command.into()),
+            mount_ns: 4026532000 + u64::from(pid),
+            root,
+            cwd: !root,
         }
     }
 
@@ -524,7 +548,19 @@ pub(crate) mod golden {
                     Strategy::PerLayer,
                     Some(99),
                 ),
+                record(
+                    "web-3",
+                    "/run/containers/web-3/rootfs",
+                    RecordState::Detached,
+                    Strategy::Detached,
+                    Some(62),
+                ),
             ],
+            elsewhere: [
+                ("web-1".to_string(), vec![container(11184, "sh", false)]),
+                ("web-3".to_string(), vec![container(12001, "nginx", true)]),
+            ]
+            .into(),
             table: table.iter().map(|l| parse_line(l).unwrap()).collect(),
             temp_dirs: vec!["6b0860aa-3327-178bc4d2".into()],
             lock_files: vec![

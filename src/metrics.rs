@@ -9,7 +9,6 @@
 
 use crate::findings::{Finding, Kind, Snapshot};
 use crate::gc::Report;
-use crate::state::RecordState;
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::fs;
@@ -28,6 +27,10 @@ pub enum Cleanup {
     GcForeign,
     /// Reported only: gc never touches it, a person decides.
     ReportOnly,
+    /// Not a leak at all (an overlay alive in another mount namespace):
+    /// left out of `idmap_overlay_leaks`, counted by
+    /// `idmap_overlay_overlays_elsewhere`.
+    NotALeak,
 }
 
 /// Lists every kind of finding with its cleanup, and proves the list
@@ -56,21 +59,15 @@ kinds! {
     BadRecord => ReportOnly,
     UntrackedOverlay => ReportOnly,
     ForeignMount => GcForeign,
+    AliveElsewhere => NotALeak,
 }
 
-/// Every record state, always exported. `detached` belongs to the
-/// namespace-aware unmount (issue 10); until a record can have it, its
-/// count is a true 0.
+/// Every record state, always exported.
 pub const STATES: &[&str] = &["preparing", "mounted", "unmounting", "detached"];
 
-/// The state's name as records spell it. Exhaustive, so a new state fails
-/// to compile here until it is named (and listed in [`STATES`]).
-fn state_name(state: RecordState) -> &'static str {
-    match state {
-        RecordState::Preparing => "preparing",
-        RecordState::Mounted => "mounted",
-        RecordState::Unmounting => "unmounting",
-    }
+/// How many recorded overlays have a copy in another mount namespace.
+pub fn overlays_elsewhere(snap: &Snapshot) -> u64 {
+    snap.elsewhere.values().filter(|c| !c.is_empty()).count() as u64
 }
 
 /// A finding kind as JSON and the text views spell it: `temp-mount`.
@@ -89,13 +86,9 @@ pub struct Scrape<'a> {
     pub findings: &'a [Finding],
     /// How long gathering and judging took.
     pub duration: Duration,
-    /// Overlays of ours alive in other mount namespaces. `None` while this
-    /// version cannot look into other namespaces: the metric is then left
-    /// out, never shown as a 0 nobody measured.
-    ///
-    /// Integration point for issue 10: once `Health::elsewhere` exists, the
-    /// command layer fills this with the number of records whose overlay
-    /// has a copy in another namespace.
+    /// Overlays of ours alive in other mount namespaces ([`overlays_elsewhere`]).
+    /// `None` leaves the metric out (a look that did not scan namespaces),
+    /// never shown as a 0 nobody measured.
     pub overlays_elsewhere: Option<u64>,
 }
 
@@ -134,10 +127,10 @@ impl Exposition {
         self.out.push_str(&format!(" {value}\n"));
     }
 
-    /// One sample per kind, every kind, 0 where `count` has none.
+    /// One sample per kind of leak, every kind, 0 where `count` has none.
     fn per_kind(&mut self, name: &str, help: &str, count: &BTreeMap<Kind, u64>) {
         self.family(name, help);
-        for (kind, _) in KINDS {
+        for (kind, _) in KINDS.iter().filter(|(_, c)| *c != Cleanup::NotALeak) {
             let n = count.get(kind).copied().unwrap_or(0);
             self.sample(name, &[("kind", &kind_name(*kind))], n);
         }
@@ -198,7 +191,7 @@ pub fn render(scrape: &Scrape, gc: Option<&GcRun>) -> String {
         let n = snap
             .records
             .iter()
-            .filter(|r| state_name(r.state) == *state)
+            .filter(|r| r.state.name() == *state)
             .count();
         m.sample(name, &[("state", state)], n);
     }
@@ -345,14 +338,16 @@ mod tests {
 
     #[test]
     fn state_names_are_the_records_own() {
+        use crate::state::RecordState;
         for state in [
             RecordState::Preparing,
             RecordState::Mounted,
             RecordState::Unmounting,
+            RecordState::Detached,
         ] {
             let serde_name = serde_json::to_value(state).unwrap();
-            assert_eq!(serde_name, state_name(state));
-            assert!(STATES.contains(&state_name(state)));
+            assert_eq!(serde_name, state.name());
+            assert!(STATES.contains(&state.name()));
         }
     }
 
@@ -534,11 +529,15 @@ mod golden {
         for state in STATES {
             assert!(text.contains(&format!("idmap_overlay_records{{state=\"{state}\"}} 0\n")));
         }
-        for (kind, _) in KINDS {
+        for (kind, cleanup) in KINDS {
             let line = format!("idmap_overlay_leaks{{kind=\"{}\"}} 0\n", kind_name(*kind));
-            assert!(text.contains(&line), "{line}");
+            assert_eq!(
+                text.contains(&line),
+                *cleanup != Cleanup::NotALeak,
+                "{line}"
+            );
         }
-        // Not measured by this version: absent, not a made-up 0.
+        // Not measured by this look: absent, not a made-up 0.
         assert!(!text.contains("elsewhere"));
         assert!(!text.contains("foreign_idmapped_mounts"));
     }
@@ -612,12 +611,16 @@ mod golden {
         let text = render(&scrape(&snap, &found), Some(&run));
         check("gc-metrics-dry-run.prom", &text);
         promtool_accepts(&text);
-        for (kind, _) in KINDS {
+        for (kind, cleanup) in KINDS {
             let line = format!(
                 "idmap_overlay_gc_cleaned{{kind=\"{}\"}} 0\n",
                 kind_name(*kind)
             );
-            assert!(text.contains(&line), "{line}");
+            assert_eq!(
+                text.contains(&line),
+                *cleanup != Cleanup::NotALeak,
+                "{line}"
+            );
         }
         assert!(text.contains("idmap_overlay_gc_dry_run 1\n"));
     }

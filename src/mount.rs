@@ -4,6 +4,7 @@
 
 use crate::exit::{Code, Coded, fail};
 use crate::idmap::{self, IdRange};
+use crate::namespaces::Scan;
 use crate::overlay::{self, MAX_LAYERS, Strategy, VfsFlags};
 use crate::resolve::{Resolved, Resolver};
 use crate::state::{Record, RecordState, StateDir};
@@ -100,26 +101,13 @@ fn check_dir_arg(
 }
 
 /// Resolves the target and the entry that names it in its parent (the
-/// new mount is found, and on failure unmounted, through that entry).
+/// new mount is found, and on failure unmounted, through that entry, each
+/// time proven by its ids, so the entry needs no other check).
 fn check_target(resolver: &mut Resolver, path: &Path) -> Result<Target> {
     let dir = check_dir_arg(resolver, "target", path, true)?;
     let entry = resolver
         .resolve_entry(&dir.path)
         .map_err(|e| usage(format!("target {}: {e}", path.display())))?;
-    let same = entry
-        .open()
-        .ok()
-        .and_then(|fd| crate::resolve::meta_of(fd.as_fd()).ok())
-        .is_some_and(|m| m.file_id() == dir.meta.file_id());
-    if !same {
-        return Err(fail(
-            Code::Mount,
-            format!(
-                "target {} changed while it was being resolved; nothing mounted",
-                path.display()
-            ),
-        ));
-    }
     Ok(Target { dir, entry })
 }
 
@@ -239,6 +227,46 @@ fn check_host_root(uid: &[IdRange], gid: &[IdRange], allowed: bool) -> Result<()
     Ok(())
 }
 
+/// Refuses an upperdir or workdir that a live overlay uses, ours or
+/// anyone's, in any mount namespace (mountinfo's `upperdir=`/`workdir=`).
+fn refuse_dirs_in_use(scan: &Scan, checked: &Checked) -> Result<()> {
+    let dirs = [
+        ("upperdir", &checked.upperdir),
+        ("workdir", &checked.workdir),
+    ];
+    for (what, dir) in dirs {
+        let Some(dir) = dir else { continue };
+        if let Some(used) = scan.overlays_using(&dir.path).first() {
+            let place = used
+                .places
+                .first()
+                .map(|p| {
+                    let who = p
+                        .process
+                        .as_ref()
+                        .map(|proc| format!(", pid {} ({})", proc.pid, proc.command))
+                        .unwrap_or_default();
+                    format!(
+                        " at {} in mount namespace {}{who}",
+                        p.mount_point.display(),
+                        p.ns
+                    )
+                })
+                .unwrap_or_default();
+            return Err(fail(
+                Code::Mount,
+                format!(
+                    "{what} {} is the {} of overlay {}{place}; two overlays on one {what} corrupt each other's files",
+                    dir.path.display(),
+                    used.role,
+                    used.source
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Picks the strategy and the trees to clone, each tree's directory
 /// resolved to an fd (the layers are checked beneath it when mounting).
 fn plan(
@@ -300,23 +328,53 @@ fn plan(
 /// Claims the id and the target under the global lock, takes the record's
 /// own lock and writes the `preparing` record: from here on a crash leaves a
 /// record that `gc` can find.
-fn claim(state: &StateDir, record: &Record, timeout: Duration) -> Result<RecordLock> {
+fn claim(
+    state: &StateDir,
+    record: &Record,
+    timeout: Duration,
+    scan: Option<&Scan>,
+) -> Result<RecordLock> {
     let _all = state.lock_all()?;
     if fs::symlink_metadata(state.record_path(&record.id)).is_ok() {
         return Err(usage(format!("id {} is already in use", record.id)));
     }
+    // A detached record's overlay lives on in other namespaces only: its
+    // target here is free.
     if let Some(other) = state.record_at(&record.target)
+        && other.state != RecordState::Detached
         && !replaced_stale(state, &other, timeout)?
     {
         return Err(fail(
             Code::Mount,
             format!(
-                "{} is already used by idmap-overlay mount {} ({:?})",
+                "{} is already used by idmap-overlay mount {} ({})",
                 record.target.display(),
                 other.id,
-                other.state
+                other.state.name()
             ),
         ));
+    }
+    // Two overlays on one upperdir or workdir corrupt each other's data
+    // (overlayfs only warns in dmesg): ours by record, while that record's
+    // overlay is alive anywhere or its operation runs.
+    for (what, dir) in [("upperdir", &record.upperdir), ("workdir", &record.workdir)] {
+        let Some(dir) = dir else { continue };
+        let Some(other) = state.record_claiming(dir) else {
+            continue;
+        };
+        let alive = state.lock_is_held(&other.id)
+            || scan.is_some_and(|scan| scan.is_attached(other.dev.as_deref(), &other.source));
+        if other.id != record.id && alive {
+            return Err(fail(
+                Code::Mount,
+                format!(
+                    "{what} {} is in use by idmap-overlay mount {} at {}; two overlays on one {what} corrupt each other's files",
+                    dir.display(),
+                    other.id,
+                    other.target.display()
+                ),
+            ));
+        }
     }
     if !record.temp_mounts.is_empty() {
         state.ensure_private_temp_area()?;
@@ -327,7 +385,7 @@ fn claim(state: &StateDir, record: &Record, timeout: Duration) -> Result<RecordL
     // The index entry first: a crash between the two leaves a stale entry
     // (ignored, and removed by gc), never a record the index misses.
     let written = state
-        .index_target(&record.target, &record.id)
+        .index(record)
         .and_then(|()| state.write_record(record));
     if let Err(e) = written {
         // A full or read-only state filesystem: leave no lock file behind
@@ -370,7 +428,10 @@ fn replaced_stale(state: &StateDir, other: &Record, timeout: Duration) -> Result
 struct RecordGuard<'a> {
     state: &'a StateDir,
     id: String,
+    /// Where the overlay was to go, for the message.
     target: &'a Path,
+    /// The record's target, upperdir and workdir: their index entries go.
+    claimed: Vec<&'a Path>,
     armed: bool,
     /// Set when our overlay could not be unmounted on the way out: then the
     /// `preparing` record stays, so gc finds and rolls back the overlay.
@@ -391,7 +452,7 @@ impl Drop for RecordGuard<'_> {
             let removed = self
                 .state
                 .remove_record(&self.id)
-                .and_then(|()| self.state.unindex_target(self.target, &self.id));
+                .and_then(|()| self.state.unindex(&self.claimed, &self.id));
             if let Err(e) = removed {
                 log::warn!("cleanup: {e:#}");
             }
@@ -485,6 +546,16 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
             (Some(fd), uid, gid)
         }
     };
+    // Only writable overlays can corrupt one another's upper layer.
+    let scan = match &checked.upperdir {
+        Some(_) => {
+            Some(Scan::live().code(Code::System, || "looking into the mount namespaces".into())?)
+        }
+        None => None,
+    };
+    if let Some(scan) = &scan {
+        refuse_dirs_in_use(scan, &checked)?;
+    }
     let state = &StateDir::open(state_root)?;
     let id = match &req.id {
         Some(id) => {
@@ -529,17 +600,24 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         dev: None,
         super_options: None,
         vfs_flags: req.flags.words(),
+        mount_ns: crate::namespaces::current_namespace().ok(),
         pid: std::process::id(),
         created: state::now_rfc3339(),
     };
 
-    let _lock = claim(state, &record, req.timeout)?;
+    let _lock = claim(state, &record, req.timeout, scan.as_ref())?;
     let overlay_left = Cell::new(false);
+    let claimed = std::iter::once(&target.dir)
+        .chain(checked.upperdir.as_ref())
+        .chain(checked.workdir.as_ref())
+        .map(|dir| dir.path.as_path())
+        .collect();
     let mut record_guard = RecordGuard {
         overlay_left: &overlay_left,
         state,
         id: id.clone(),
         target: &target.dir.path,
+        claimed,
         armed: true,
     };
     testpoint::hit("record-preparing")?;

@@ -562,6 +562,78 @@ impl Scan {
             .collect()
     }
 
+    /// The copies of [`Scan::copies_of`] that a process holds: its root,
+    /// cwd or an open file is on it. An idle copy is left out: our unmount
+    /// takes it along where it is a peer or slave of ours (a systemd
+    /// service's namespace, for one), and elsewhere it keeps the overlay
+    /// alive without using it.
+    pub fn held_copies_of(&self, device: Option<Device>, source: &str) -> Vec<OverlayCopy> {
+        let copies = self.copies_of(device, source);
+        if copies.is_empty() {
+            return copies;
+        }
+        let devices: Vec<(Device, &str)> = {
+            let mut seen: Vec<Device> = Vec::new();
+            for ns in self
+                .namespaces
+                .iter()
+                .filter_map(|ns| ns.table.as_ref().ok())
+            {
+                for o in &ns.overlays {
+                    if o.source == source
+                        && device.is_none_or(|d| d == o.device)
+                        && !seen.contains(&o.device)
+                    {
+                        seen.push(o.device);
+                    }
+                }
+            }
+            seen.into_iter().map(|d| (d, source)).collect()
+        };
+        let holding: std::collections::BTreeSet<u64> = self
+            .holders(&devices)
+            .into_iter()
+            .filter_map(|h| h.ns)
+            .collect();
+        copies
+            .into_iter()
+            .filter(|c| c.is_root || c.is_cwd || holding.contains(&c.ns))
+            .collect()
+    }
+
+    /// Is the overlay with source tag `source` (and device `device`, given
+    /// as `major:minor`, when known) attached in any namespace, ours
+    /// included?
+    pub fn is_attached(&self, device: Option<&str>, source: &str) -> bool {
+        let device = device.and_then(Device::parse);
+        self.namespaces
+            .iter()
+            .filter_map(|ns| ns.table.as_ref().ok())
+            .flat_map(|t| &t.overlays)
+            .any(|o| o.source == source && device.is_none_or(|d| d == o.device))
+    }
+
+    /// [`Scan::copies`] of an overlay whose device may be unknown (a mount
+    /// that crashed before recording it): then of every overlay with that
+    /// source tag.
+    pub fn copies_of(&self, device: Option<Device>, source: &str) -> Vec<OverlayCopy> {
+        let devices: std::collections::BTreeSet<Device> = match device {
+            Some(device) => [device].into(),
+            None => self
+                .namespaces
+                .iter()
+                .filter_map(|ns| ns.table.as_ref().ok())
+                .flat_map(|t| &t.overlays)
+                .filter(|o| o.source == source)
+                .map(|o| o.device)
+                .collect(),
+        };
+        devices
+            .into_iter()
+            .flat_map(|device| self.copies(device, source))
+            .collect()
+    }
+
     fn member_mounts(&self, pid: u32) -> MemberMounts {
         let dir = self.proc_root.join(pid.to_string());
         let id = |link: &str| file_mount(&dir.join(link)).map(|(id, _)| id);
@@ -585,6 +657,12 @@ impl Scan {
             let Some(wanted) = wanted else {
                 return false;
             };
+            // `/proc/self/fd/N` (how overlays mounted by fd on older kernels
+            // name their directories) would resolve to our own fd N here:
+            // meaningless after the mount, never compared.
+            if path.starts_with("/proc") {
+                return false;
+            }
             let (Some(process), Ok(relative)) = (&ns.process, path.strip_prefix("/")) else {
                 return false;
             };

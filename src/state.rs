@@ -33,6 +33,10 @@ pub enum RecordState {
     Preparing,
     Mounted,
     Unmounting,
+    /// Unmounted from the mount namespace it was mounted in (`umount
+    /// --detach`) while copies live on in others (containers); gc drops
+    /// the record once no copy is left anywhere.
+    Detached,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,13 +80,38 @@ pub struct Record {
     /// mount(8)'s per-mount flags the overlay was made with (`ro`, ...).
     #[serde(default)]
     pub vfs_flags: Vec<String>,
+    /// The mount namespace the overlay was mounted in (its nsfs inode, as
+    /// `stat -L /proc/PID/ns/mnt` shows it).
+    #[serde(default)]
+    pub mount_ns: Option<u64>,
     /// The process that made the mount.
     pub pid: u32,
     /// RFC 3339, UTC.
     pub created: String,
 }
 
+impl RecordState {
+    /// As records and people spell it: `mounted`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordState::Preparing => "preparing",
+            RecordState::Mounted => "mounted",
+            RecordState::Unmounting => "unmounting",
+            RecordState::Detached => "detached",
+        }
+    }
+}
+
 impl Record {
+    /// The paths this record claims: its target, upperdir and workdir. No
+    /// other overlay of ours may use them while it lives.
+    pub fn claimed_paths(&self) -> Vec<&Path> {
+        std::iter::once(self.target.as_path())
+            .chain(self.upperdir.as_deref())
+            .chain(self.workdir.as_deref())
+            .collect()
+    }
+
     /// What the overlay of this record must be for the tool to unmount it.
     pub fn expected(&self) -> crate::unmount::Expected<'_> {
         crate::unmount::Expected {
@@ -288,44 +317,58 @@ impl StateDir {
         Ok(dir)
     }
 
-    /// `targets/<key>`: which record claims a target, so that `mount` and
-    /// `umount TARGET` need not read every record (120 ms at 10,000).
+    /// `targets/<key>`: which record claims a path (its target, upperdir or
+    /// workdir), so that `mount` and `umount TARGET` need not read every
+    /// record (120 ms at 10,000).
     pub fn target_index_path(&self, target: &Path) -> PathBuf {
         self.root.join("targets").join(target_key(target))
     }
 
-    /// The record that claims `target`, found through its index entry. The
-    /// entry is only a hint: the record it names must exist and agree. An
-    /// entry left by a crash or a removed record is stale and ignored.
-    pub fn record_at(&self, target: &Path) -> Option<Record> {
-        let id = read_small_file(&self.target_index_path(target))?;
+    /// The record that claims `path` as its target, upperdir or workdir,
+    /// found through its index entry. The entry is only a hint: the record
+    /// it names must exist and agree. An entry left by a crash or a removed
+    /// record is stale and ignored.
+    pub fn record_claiming(&self, path: &Path) -> Option<Record> {
+        let id = read_small_file(&self.target_index_path(path))?;
         check_id(&id).ok()?;
         let record = Self::read_record_file(&self.record_path(&id)).ok()?;
-        (record.target == target).then_some(record)
+        record.claimed_paths().contains(&path).then_some(record)
     }
 
-    /// Points the index entry of `target` at `id`, atomically. Only `mount`
-    /// writes entries, under the global lock; `unindex_target` removes one
-    /// under the same lock, only if it still names the same id.
-    pub fn index_target(&self, target: &Path, id: &str) -> Result<()> {
-        let path = self.target_index_path(target);
-        atomic_write::write(&path, id.as_bytes(), 0o600, false)
-            .code(Code::State, || format!("writing {}", path.display()))
+    /// The record whose target is `target` (see [`Self::record_claiming`]).
+    pub fn record_at(&self, target: &Path) -> Option<Record> {
+        self.record_claiming(target)
+            .filter(|record| record.target == target)
     }
 
-    /// Removes the index entry of `target` if it still names `id`. Takes
-    /// the global lock, under which `mount` writes entries, so an entry a
-    /// new mount just wrote for the same target is never lost. Not for
-    /// callers that hold the global lock already.
-    pub fn unindex_target(&self, target: &Path, id: &str) -> Result<()> {
+    /// Points the index entries of the record's target, upperdir and
+    /// workdir at it, atomically. Only `mount` writes entries, under the
+    /// global lock; `unindex` removes them under the same lock, only those
+    /// that still name the same id.
+    pub fn index(&self, record: &Record) -> Result<()> {
+        for claimed in record.claimed_paths() {
+            let path = self.target_index_path(claimed);
+            atomic_write::write(&path, record.id.as_bytes(), 0o600, false)
+                .code(Code::State, || format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Removes the index entries of `paths` that still name `id`. Takes the
+    /// global lock, under which `mount` writes entries, so an entry a new
+    /// mount just wrote for the same path is never lost. Not for callers
+    /// that hold the global lock already.
+    pub fn unindex(&self, paths: &[&Path], id: &str) -> Result<()> {
         let _all = self.lock_all()?;
-        let path = self.target_index_path(target);
-        if read_small_file(&path).as_deref() == Some(id) {
-            match fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).code(Code::State, || format!("removing {}", path.display()));
+        for claimed in paths {
+            let path = self.target_index_path(claimed);
+            if read_small_file(&path).as_deref() == Some(id) {
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(e).code(Code::State, || format!("removing {}", path.display()));
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
         Ok(())

@@ -477,7 +477,7 @@ pub fn mount_attached(
         format!("mounting the overlay at {}", spec.target.dir.path.display())
     })?;
     drop(layer_fds);
-    identify_new_mount(spec.target)
+    identify_new_mount(spec.target, spec.source)
 }
 
 /// mount(2) of an overlay whose option paths are fd numbers, made from a
@@ -525,10 +525,9 @@ pub fn unidentified(err: &anyhow::Error) -> bool {
 }
 
 /// After mount(2), which returns no fd: the mount now on top at the target,
-/// looked up by name in the held parent directory. Only root can mount, and
-/// a mountpoint cannot be renamed, so it is ours; statx and statfs confirm
-/// it is a fresh overlay mount root.
-fn identify_new_mount(target: &Target) -> Result<MountIds> {
+/// looked up by name in the held parent directory: a mount root, not the
+/// directory's own mount, with our source tag in the mount table.
+fn identify_new_mount(target: &Target, source: &str) -> Result<MountIds> {
     let fd = target.entry.open().map_err(|e| {
         anyhow::Error::new(e)
             .context(Unidentified)
@@ -545,8 +544,11 @@ fn identify_new_mount(target: &Target) -> Result<MountIds> {
                 message: format!("statx {} after mounting", target.dir.path.display()),
             })
     })?;
-    let is_overlay = sys::fs_magic(fd.as_fd()).ok() == Some(sys::OVERLAYFS_SUPER_MAGIC);
-    if !ids.mount_root || ids.id == target.dir.meta.mnt_id || !is_overlay {
+    // Its source tag, from the table: another mount stacked on ours in the
+    // meantime is not taken for it.
+    let tagged = crate::mountinfo::read()
+        .is_ok_and(|table| table.iter().any(|m| m.id == ids.id && m.source == source));
+    if !ids.mount_root || ids.id == target.dir.meta.mnt_id || !tagged {
         return Err(
             anyhow::Error::new(Unidentified).context(crate::exit::Failure {
                 code: Code::Mount,

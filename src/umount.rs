@@ -3,6 +3,7 @@
 //! remove what is temporary, delete the record.
 
 use crate::exit::{Code, fail};
+use crate::findings::Elsewhere;
 use crate::mountinfo::{self, MountEntry};
 use crate::resolve::{self, ResolveError};
 use crate::state::{self, Record, RecordState, StateDir};
@@ -360,7 +361,7 @@ fn lock_record(state: &StateDir, record: &Record, timeout: Duration) -> Result<s
 }
 
 /// `umount TARGET|ID`.
-pub fn umount(state: &StateDir, arg: &str, timeout: Duration) -> Result<()> {
+pub fn umount(state: &StateDir, arg: &str, timeout: Duration, detach: bool) -> Result<()> {
     let by_path = arg.contains('/');
     let path = by_path.then(|| resolve_target(arg)).transpose()?;
     if !by_path {
@@ -379,6 +380,7 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration) -> Result<()> {
     let Some(record) = found else {
         return umount_untracked(arg, path.as_deref(), timeout);
     };
+    let started = Instant::now();
     let _lock = lock_record(state, &record, timeout)?;
     // Read it again under the lock: the operation we waited for may have
     // changed or removed it.
@@ -392,21 +394,162 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration) -> Result<()> {
             return Ok(());
         }
     };
+    // Copies in other mount namespaces (a container runtime pivoted into
+    // the overlay) count as busy: unmounting ours would leave the overlay
+    // alive and unrecorded. --detach unmounts ours and keeps the record.
+    let elsewhere =
+        wait_for_other_namespaces(&record, timeout.saturating_sub(started.elapsed()), detach)?;
     let table = match proven_on_top(state, &record) {
         Some(entry) => vec![entry],
         None => mountinfo::read()?,
     };
-    refuse_foreign_at_target(&record, &table)?;
+    if !elsewhere.is_empty() {
+        return detach_here(state, &mut record, &table, timeout, &elsewhere);
+    }
+    if record.state != RecordState::Detached {
+        refuse_foreign_at_target(&record, &table)?;
+    }
     let was = record.state;
-    if forget(state, &mut record, &table, timeout)? == Teardown::WasGone
-        && was == RecordState::Mounted
-    {
+    let done = forget(state, &mut record, &table, timeout)?;
+    if done == Teardown::WasGone && was == RecordState::Mounted {
         log::warn!(
             "{}: overlay {} was already unmounted; removed its record",
             record.target.display(),
             record.id
         );
     }
+    // A container that copied the mount namespace between the look and the
+    // unmount keeps the overlay: then the record comes back, detached.
+    let late = scan_elsewhere(&record)?;
+    if !late.is_empty() {
+        record.state = RecordState::Detached;
+        let _all = state.lock_all()?;
+        state.index(&record)?;
+        state.write_record(&record)?;
+        log::warn!(
+            "{}: unmounted here, but the overlay is still in use in {}; record {} kept as detached",
+            record.target.display(),
+            crate::findings::describe_elsewhere(&late),
+            record.id
+        );
+    }
+    Ok(())
+}
+
+fn scan_namespaces() -> Result<crate::namespaces::Scan> {
+    crate::namespaces::Scan::live().map_err(|e| {
+        fail(
+            Code::System,
+            format!("looking into the mount namespaces: {e}"),
+        )
+    })
+}
+
+/// The copies of `record`'s overlay in mount namespaces other than ours.
+fn scan_elsewhere(record: &Record) -> Result<Vec<Elsewhere>> {
+    Ok(crate::findings::elsewhere_of(&scan_namespaces()?, record))
+}
+
+/// Waits (up to `timeout`, polling) while a process in another mount
+/// namespace holds a copy of the overlay of `record` (a container pivoted
+/// into it, say). Without `detach`, still held at the end is a failure that
+/// names them; with it, the held copies are returned at once. Copies nobody
+/// holds do not count: see `namespaces::Scan::held_copies_of`.
+fn wait_for_other_namespaces(
+    record: &Record,
+    timeout: Duration,
+    detach: bool,
+) -> Result<Vec<Elsewhere>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let copies = crate::findings::held_elsewhere(&scan_namespaces()?, record);
+        if copies.is_empty() || detach {
+            return Ok(copies);
+        }
+        if let Some(signal) = crate::sys::interrupted() {
+            return Err(fail(
+                Code::Interrupted,
+                format!("interrupted by signal {signal}; nothing unmounted"),
+            ));
+        }
+        if Instant::now() >= deadline {
+            let in_its_own = record
+                .mount_ns
+                .is_some_and(|ns| copies.iter().any(|c| c.mount_ns == ns));
+            return Err(fail(
+                Code::Mount,
+                format!(
+                    "{} is still in use in {}{}; nothing unmounted (--detach unmounts it here only)",
+                    record.target.display(),
+                    crate::findings::describe_elsewhere(&copies),
+                    if in_its_own {
+                        " (it was mounted there: run umount in that namespace, e.g. nsenter -t PID -m)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50).min(deadline - Instant::now()));
+    }
+}
+
+/// `umount --detach` while copies live in other namespaces: our copy (if
+/// any) and temporary leftovers go, the record stays as `detached` until
+/// gc finds no copy anywhere.
+fn detach_here(
+    state: &StateDir,
+    record: &mut Record,
+    table: &[MountEntry],
+    timeout: Duration,
+    elsewhere: &[Elsewhere],
+) -> Result<()> {
+    if record.state != RecordState::Detached {
+        refuse_foreign_at_target(record, table)?;
+        let place = resolve::resolve_entry(&record.target).map_err(|e| {
+            fail(
+                Code::Mount,
+                format!("{e}; overlay {} left alone", record.id),
+            )
+        })?;
+        let recorded = record.clone();
+        match prove(&place, &recorded.expected(), Some(table)) {
+            Proof::Proven(ids) => {
+                let proven = Expected {
+                    mount_id: Some(ids.id),
+                    unique: ids.unique,
+                    dev: Some(ids.dev),
+                    ..recorded.expected()
+                };
+                unmount_proven(&place, &proven, None, timeout).map_err(|e| match e {
+                    UnmountError::Interrupted(signal) => fail(
+                        Code::Interrupted,
+                        format!("interrupted by signal {signal}; nothing unmounted"),
+                    ),
+                    e => fail(Code::Mount, format!("{}: {e}", record.target.display())),
+                })?;
+            }
+            Proof::Nothing => {}
+            Proof::NotOurs(why) => {
+                return Err(fail(
+                    Code::Mount,
+                    format!("{}: {why}; left alone", record.target.display()),
+                ));
+            }
+        }
+    }
+    if let Err(problems) = remove_temp_leftovers(state, &record.id, table, timeout) {
+        let text: Vec<&str> = problems.iter().map(|p| p.text.as_str()).collect();
+        return Err(fail(Code::Mount, text.join("; ")));
+    }
+    record.state = RecordState::Detached;
+    state.write_record(record)?;
+    log::warn!(
+        "{}: unmounted here; still in use in {}: record {} kept as detached until no copy is left (gc removes it then)",
+        record.target.display(),
+        crate::findings::describe_elsewhere(elsewhere),
+        record.id
+    );
     Ok(())
 }
 
@@ -455,7 +598,7 @@ pub fn forget(
 ) -> Result<Teardown> {
     let result = teardown(state, record, table, timeout);
     if std::fs::symlink_metadata(state.record_path(&record.id)).is_err() {
-        state.unindex_target(&record.target, &record.id)?;
+        state.unindex(&record.claimed_paths(), &record.id)?;
     }
     result
 }

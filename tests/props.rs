@@ -297,6 +297,7 @@ fn record() -> impl Strategy<Value = Record> {
                 dev: None,
                 super_options: None,
                 vfs_flags: Vec::new(),
+                mount_ns: None,
                 pid,
                 created,
             },

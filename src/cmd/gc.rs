@@ -114,7 +114,7 @@ fn write_metrics(
         snapshot: snap,
         findings: &leaks,
         duration: started.elapsed(),
-        overlays_elsewhere: None,
+        overlays_elsewhere: Some(metrics::overlays_elsewhere(snap)),
     };
     let run = metrics::GcRun {
         report,

@@ -102,7 +102,7 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
             snapshot: snap,
             findings: &leaks,
             duration: started.elapsed(),
-            overlays_elsewhere: None,
+            overlays_elsewhere: Some(metrics::overlays_elsewhere(snap)),
         };
         crate::out!("{}", metrics::render(&scrape, None));
         return Ok(Code::Success);

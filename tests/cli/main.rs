@@ -5,6 +5,7 @@ mod support;
 
 mod attacks;
 mod bad_input;
+mod containers;
 mod faults;
 mod filesystems;
 mod gc;
