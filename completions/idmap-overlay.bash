@@ -189,12 +189,24 @@ _idmap__overlay() {
             return 0
             ;;
         idmap__overlay__subcmd__inspect)
-            opts="-v -q -h -V --json --format --leaks --foreign --features --state-dir --verbose --quiet --help --version"
+            opts="-J -o -n -r -v -q -h -V --json --output --noheadings --raw --sort --list-columns --format --leaks --foreign --features --state-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sort)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --format)
                     COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
                     return 0
@@ -316,7 +328,7 @@ _idmap__overlay_records() {
             continue
         fi
         case $word in
-            --foreign|--format|--state-dir|--timeout)
+            --foreign|--format|--output|--sort|--state-dir|--timeout|-o)
                 value_next=1
                 value_of=$word
                 ;;

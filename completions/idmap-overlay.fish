@@ -24,7 +24,7 @@ function __fish_idmap_overlay_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -l state-dir -d 'Where records, locks and temporary mountpoints live' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s h -l help -d 'Print help'
@@ -47,7 +47,7 @@ common-dir\t''
 per-layer\t''"
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l id -d 'Record id (default: generated, unique)' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l timeout -d 'How long to retry unmounting a busy temporary mount' -r
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l state-dir -d 'Where records, locks and temporary mountpoints live' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l allow-host-root -d 'Accept a map that shows an on-disk id other than 0 as host root (0): a setuid file owned by that id would then run as root'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l json -d 'Print the record as JSON instead of the id'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
@@ -55,7 +55,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s q 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s V -l version -d 'Print version'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l timeout -d 'How long to retry while the overlay is busy (EBUSY, or alive in another mount namespace)' -r
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l state-dir -d 'Where records, locks and temporary mountpoints live' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l detach -d 'Unmount it from this mount namespace only, while copies live on in others (containers): the record stays, in state `detached`, until gc finds no copy left anywhere'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s q -l quiet -d 'Only errors on stderr: no warnings'
@@ -65,19 +65,24 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l forei
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l min-age -d 'Age a foreign mount must reach (counted from the first gc or inspect that saw it) before it is removed' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l timeout -d 'How long to retry unmounting a busy mount' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l metrics-file -d 'After the run, write Prometheus metrics (what is left, what this run cleaned and failed) to PATH, atomically, for node_exporter\'s textfile collector. PATH is absolute and its directory exists' -r -F
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l state-dir -d 'Where records, locks and temporary mountpoints live' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l dry-run -d 'Say what would be removed, remove nothing'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l json -d 'Print the report as JSON'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s V -l version -d 'Print version'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s o -l output -d 'The columns to show, comma-separated (see --list-columns)' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l sort -d 'Sort the rows by this column' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l format -d 'Output format' -r -f -a "text\t'Tables and fields for people'
 json\t'JSON for scripts (the same as --json)'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector: records by state, leaks by kind (the same with or without --leaks)'"
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l foreign -d 'With --leaks or --format prometheus: count other programs\' idmapped mounts below DIR as leaks, as `gc --foreign DIR` would. Repeatable' -r -F
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l state-dir -d 'Where records, locks and temporary mountpoints live' -r -F
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l json -d 'Output JSON for scripts: the same as --format json'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s J -l json -d 'Output JSON for scripts: the same as --format json'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s n -l noheadings -d 'Print no header line'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s r -l raw -d 'Raw output for scripts: cells separated by one space, spaces and other unsafe characters escaped (\\x20), nothing cut or aligned'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l list-columns -d 'List the columns -o takes, and what they show'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l leaks -d 'List everything leaked on this host: ours and other programs\''
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l features -d 'What the running kernel supports, from real probes'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
@@ -106,7 +111,7 @@ function __fish_idmap_overlay_wants_record
             set value_next 0
             continue
         end
-        if contains -- $token --foreign --format --state-dir --timeout
+        if contains -- $token --foreign --format --output --sort --state-dir --timeout -o
             set value_next 1
         else if not string match -q -- '-*' $token
             set words (math $words + 1)

@@ -43,7 +43,11 @@ pub fn gather(
     min_age: Duration,
     remember: bool,
 ) -> Result<Snapshot> {
-    let _all = state.lock_all()?;
+    // A look (inspect, a dry run) creates no lock file where none is.
+    let _all = match remember {
+        true => Some(state.lock_all()?),
+        false => state.lock_all_to_read()?,
+    };
     // Running operations first, records second: an operation that was
     // running when looked at is left alone even if it changed its record
     // meanwhile; one that starts later is caught when gc takes its lock to

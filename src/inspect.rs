@@ -8,6 +8,8 @@ use crate::findings::{Action, Finding, Health, Snapshot};
 use crate::gc::Report;
 use crate::idmap;
 use crate::state::Record;
+use crate::state::RecordState;
+use crate::table::{self, Column, Layout};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -53,70 +55,6 @@ pub fn mounts_json(snap: &Snapshot) -> serde_json::Value {
     serde_json::json!({ "version": 1, "mounts": mounts })
 }
 
-/// Cuts `text` to `width` characters, keeping the end (paths) or the start.
-fn fit(text: &str, width: usize, keep_end: bool) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    if chars.len() <= width {
-        return text.to_string();
-    }
-    let keep = width.saturating_sub(1);
-    if keep_end {
-        format!(
-            "…{}",
-            chars[chars.len() - keep..].iter().collect::<String>()
-        )
-    } else {
-        format!("{}…", chars[..keep].iter().collect::<String>())
-    }
-}
-
-/// A table with columns as wide as their content, narrowed to `max_width`
-/// by shrinking the columns listed in `shrink` (index, minimum, keep end).
-fn table(
-    headers: &[&str],
-    rows: &[Vec<String>],
-    max_width: usize,
-    shrink: &[(usize, usize, bool)],
-) -> String {
-    // Cells hold paths and names from outside: escaped before measuring.
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|row| row.iter().map(|c| escape(c).into_owned()).collect())
-        .collect();
-    let rows = &rows;
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * (w.len() - 1);
-    for &(col, min, _) in shrink {
-        let over = total(&widths).saturating_sub(max_width);
-        widths[col] = widths[col].saturating_sub(over).max(min.min(widths[col]));
-    }
-    let mut out = String::new();
-    let mut line = |cells: Vec<String>| {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            let keep_end = shrink.iter().find(|s| s.0 == i).is_some_and(|s| s.2);
-            let cell = fit(cell, widths[i], keep_end);
-            if i + 1 == cells.len() {
-                text.push_str(&cell);
-            } else {
-                text.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-            }
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    };
-    line(headers.iter().map(|h| h.to_string()).collect());
-    for row in rows {
-        line(row.clone());
-    }
-    out
-}
-
 fn maps_cell(record: &Record) -> String {
     let uid = idmap::render(&record.uidmap);
     if record.gidmap == record.uidmap {
@@ -126,36 +64,164 @@ fn maps_cell(record: &Record) -> String {
     }
 }
 
-/// `inspect`: one line per record, fitted to 80 columns.
-pub fn render_table(snap: &Snapshot) -> String {
-    if snap.records.is_empty() {
-        return "no idmap-overlay mounts recorded\n".into();
+/// The columns of `inspect` (`-o`, `--list-columns`).
+pub const RECORD_COLUMNS: &[Column] = &[
+    column(
+        "ID",
+        "the record's id (a unique prefix of 4 or more is accepted back)",
+        false,
+        true,
+    ),
+    column("TARGET", "where the overlay is mounted", false, true),
+    column("STRATEGY", "how its layers were idmapped", false, true),
+    column("LAYERS", "how many lower layers", true, true),
+    column(
+        "MAPS",
+        "uid map C:H:S (and g: gid map when it differs)",
+        false,
+        false,
+    ),
+    column(
+        "STATE",
+        "mounted, unmounted (behind our back), preparing, unmounting, detached",
+        false,
+        true,
+    ),
+    column("AGE", "time since it was mounted", false, true),
+    column(
+        "HEALTH",
+        "ok, ok+Nns (also in N other mount namespaces), elsewhere, running, leaked, gone",
+        false,
+        true,
+    ),
+    column("UPPER", "the upperdir", false, false),
+    column("WORK", "the workdir", false, false),
+    column("SOURCE", "the source tag mountinfo shows", false, false),
+    column("MOUNTID", "the overlay's mount id", true, false),
+    column("DEV", "the overlay's device, major:minor", false, false),
+    column(
+        "MOUNTNS",
+        "the mount namespace it was mounted in",
+        true,
+        false,
+    ),
+    column(
+        "ELSEWHERE",
+        "how many other mount namespaces hold a copy",
+        true,
+        false,
+    ),
+    column("PID", "the process that mounted it", true, false),
+    column("CREATED", "when it was mounted, RFC 3339", false, false),
+];
+
+/// The columns of `inspect --leaks`.
+pub const LEAK_COLUMNS: &[Column] = &[
+    column("KIND", "what leaked (see gc's findings)", false, true),
+    column("MOUNT", "its mount id, if it is a mount", true, true),
+    column("PATH", "where it is", false, true),
+    column("WHY", "why it counts, and what gc does", false, true),
+    column(
+        "ID",
+        "the record or temporary id it belongs to",
+        false,
+        false,
+    ),
+    column(
+        "ACTION",
+        "what gc does: clean, or nothing (left alone)",
+        false,
+        false,
+    ),
+];
+
+const fn column(name: &'static str, help: &'static str, numeric: bool, default: bool) -> Column {
+    Column {
+        name,
+        help,
+        numeric,
+        default,
     }
-    let rows: Vec<Vec<String>> = snap
+}
+
+/// What the STATE column says: the record's state, except that a record
+/// saying `mounted` whose overlay is attached nowhere reads `unmounted`
+/// (a plain umount(8) went behind our back), so STATE and HEALTH never
+/// contradict each other.
+pub fn state_word(record: &Record, health: &Health) -> &'static str {
+    match record.state {
+        RecordState::Mounted if !health.alive() => "unmounted",
+        state => state.name(),
+    }
+}
+
+fn record_cell(column: &str, r: &Record, health: &Health, now: u64) -> String {
+    let path = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let number = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+    match column {
+        "ID" => r.id.clone(),
+        "TARGET" => r.target.display().to_string(),
+        "STRATEGY" => r.strategy.name().to_string(),
+        "LAYERS" => r.lowerdirs.len().to_string(),
+        "MAPS" => maps_cell(r),
+        "STATE" => state_word(r, health).to_string(),
+        "AGE" => age(r, now),
+        "HEALTH" => health.word(),
+        "UPPER" => path(&r.upperdir),
+        "WORK" => path(&r.workdir),
+        "SOURCE" => r.source.clone(),
+        "MOUNTID" => number(r.mount_id),
+        "DEV" => r.dev.clone().unwrap_or_else(|| "-".into()),
+        "MOUNTNS" => number(r.mount_ns),
+        "ELSEWHERE" => health.elsewhere.len().to_string(),
+        "PID" => r.pid.to_string(),
+        "CREATED" => r.created.clone(),
+        _ => String::new(),
+    }
+}
+
+/// How bad a row looks: leaked first, then running, then the rest.
+fn rank(health: &Health) -> u8 {
+    match (health.leaked, health.owner_alive) {
+        (true, _) => 0,
+        (false, true) => 1,
+        _ => 2,
+    }
+}
+
+/// `inspect`: one row per record, leaked and unhealthy first, full ids;
+/// on a terminal TARGET gives up what the width needs (cut in the middle).
+pub fn render_table(
+    snap: &Snapshot,
+    columns: &[Column],
+    layout: Layout,
+    sort_by: Option<&str>,
+) -> Result<String, String> {
+    if snap.records.is_empty() {
+        return Ok("no idmap-overlay mounts recorded\n".into());
+    }
+    let mut ranked: Vec<(u8, Vec<String>)> = snap
         .records
         .iter()
         .map(|r| {
             let health = snap.health(r);
-            vec![
-                r.id.clone(),
-                r.target.display().to_string(),
-                r.strategy.name().to_string(),
-                r.lowerdirs.len().to_string(),
-                maps_cell(r),
-                r.state.name().to_string(),
-                age(r, snap.now),
-                health.word(),
-            ]
+            let cells = columns
+                .iter()
+                .map(|c| record_cell(c.name, r, &health, snap.now))
+                .collect();
+            (rank(&health), cells)
         })
         .collect();
-    table(
-        &[
-            "ID", "TARGET", "STRATEGY", "LAYERS", "MAPS", "STATE", "AGE", "HEALTH",
-        ],
-        &rows,
-        80,
-        &[(1, 10, true), (4, 10, false), (0, 8, false)],
-    )
+    ranked.sort_by_key(|(rank, _)| *rank);
+    let mut rows: Vec<Vec<String>> = ranked.into_iter().map(|(_, cells)| cells).collect();
+    if let Some(by) = sort_by {
+        table::sort(columns, &mut rows, by)?;
+    }
+    Ok(table::render(columns, &rows, layout, "TARGET"))
 }
 
 /// The maps as the kernel reports them (statmount), where it can.
@@ -326,31 +392,46 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-/// `inspect --leaks`.
-pub fn render_leaks(findings: &[Finding]) -> String {
+/// `inspect --leaks`: on a terminal WHY gives up what the width needs.
+pub fn render_leaks(
+    findings: &[Finding],
+    columns: &[Column],
+    layout: Layout,
+    sort_by: Option<&str>,
+) -> Result<String, String> {
     if findings.is_empty() {
-        return "no leaks found\n".into();
+        return Ok("no leaks found\n".into());
     }
-    let rows: Vec<Vec<String>> = findings
+    let mut rows: Vec<Vec<String>> = findings
         .iter()
         .map(|f| {
-            vec![
-                serde_json::to_value(f.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                f.mount_id
-                    .map(|i| i.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                f.path.display().to_string(),
-                match f.action {
-                    Action::None => format!("{} (left alone)", f.why),
-                    _ => f.why.clone(),
-                },
-            ]
+            columns
+                .iter()
+                .map(|c| match c.name {
+                    "KIND" => crate::metrics::kind_name(f.kind),
+                    "MOUNT" => f
+                        .mount_id
+                        .map(|i| i.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    "PATH" => f.path.display().to_string(),
+                    "WHY" => match f.action {
+                        Action::None => format!("{} (left alone)", f.why),
+                        _ => f.why.clone(),
+                    },
+                    "ID" => f.id.clone().unwrap_or_else(|| "-".into()),
+                    "ACTION" => match f.action {
+                        Action::None => "none".into(),
+                        _ => "clean".into(),
+                    },
+                    _ => String::new(),
+                })
+                .collect()
         })
         .collect();
-    table(&["KIND", "MOUNT", "PATH", "WHY"], &rows, usize::MAX, &[])
+    if let Some(by) = sort_by {
+        table::sort(columns, &mut rows, by)?;
+    }
+    Ok(table::render(columns, &rows, layout, "WHY"))
 }
 
 /// The human form of a gc report: one line per item.
@@ -575,11 +656,98 @@ pub(crate) mod golden {
         }
     }
 
+    fn layout(width: Option<usize>) -> Layout {
+        Layout {
+            headings: true,
+            raw: false,
+            width,
+        }
+    }
+
+    fn default_columns() -> Vec<Column> {
+        table::choose(RECORD_COLUMNS, None).unwrap()
+    }
+
     #[test]
     fn table() {
-        let text = render_table(&fixture());
-        assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+        let text = render_table(&fixture(), &default_columns(), layout(None), None).unwrap();
         check("inspect-table.txt", &text);
+    }
+
+    /// 120 overlays whose ids and targets differ only deep inside, as a
+    /// busy host's do.
+    fn crowd() -> Snapshot {
+        let mut snap = fixture();
+        let template = snap.records[0].clone();
+        snap.records = (0..120)
+            .map(|n| {
+                let mut r = template.clone();
+                r.id = format!("6b0e3a26-5{:03x}-1c2d{:02}", n * 7, n % 3);
+                r.source = source_tag(&r.id);
+                r.target =
+                    format!("/run/containerd/io.containerd.runtime.v2.task/k8s.io/{n:03}/rootfs")
+                        .into();
+                r.mount_id = Some(1000 + n);
+                r
+            })
+            .collect();
+        // Every tenth unmounted behind our back: those rows come first.
+        snap.table = snap
+            .records
+            .iter()
+            .filter(|r| r.mount_id.unwrap() % 10 != 3)
+            .map(|r| {
+                parse_line(&format!(
+                    "{} 1 0:90 / {} rw - overlay {} rw",
+                    r.mount_id.unwrap(),
+                    r.target.display(),
+                    r.source
+                ))
+                .unwrap()
+            })
+            .collect();
+        snap.elsewhere.clear();
+        snap
+    }
+
+    #[test]
+    fn a_crowd_fits_a_terminal_and_every_id_is_accepted_back() {
+        let snap = crowd();
+        let ids: Vec<&str> = snap.records.iter().map(|r| r.id.as_str()).collect();
+        for (name, width) in [("80", Some(80)), ("200", Some(200)), ("piped", None)] {
+            let text = render_table(&snap, &default_columns(), layout(width), None).unwrap();
+            check(&format!("inspect-table-{name}.txt"), &text);
+            let mut seen = std::collections::BTreeSet::new();
+            for line in text.lines().skip(1) {
+                if let Some(w) = width {
+                    assert!(line.chars().count() <= w, "{name}: {line}");
+                }
+                let cell = line.split_whitespace().next().unwrap();
+                let matched = crate::state::match_id(cell, &ids).unwrap();
+                assert_eq!(matched, Some(cell), "{name}: {cell} not accepted back");
+                assert!(seen.insert(cell.to_string()), "{name}: {cell} twice");
+                let target = line.split_whitespace().nth(1).unwrap();
+                if width.is_none() {
+                    assert!(
+                        target.ends_with("/rootfs") && !target.contains('…'),
+                        "{line}"
+                    );
+                }
+            }
+            assert_eq!(seen.len(), 120, "{name}");
+        }
+        let raw = Layout {
+            headings: false,
+            raw: true,
+            width: Some(80),
+        };
+        let columns = table::choose(RECORD_COLUMNS, Some("ID,HEALTH,TARGET")).unwrap();
+        let mut sorted = render_table(&snap, &columns, raw, Some("TARGET")).unwrap();
+        sorted.truncate(sorted.find('\n').unwrap());
+        assert_eq!(
+            sorted,
+            "6b0e3a26-5000-1c2d00 ok /run/containerd/io.containerd.runtime.v2.task/k8s.io/000/rootfs"
+        );
     }
 
     #[test]
@@ -594,7 +762,11 @@ pub(crate) mod golden {
     fn leaks() {
         let snap = fixture();
         let found = classify(&snap);
-        check("inspect-leaks.txt", &render_leaks(&found));
+        let columns = table::choose(LEAK_COLUMNS, None).unwrap();
+        check(
+            "inspect-leaks.txt",
+            &render_leaks(&found, &columns, layout(None), None).unwrap(),
+        );
         let json = serde_json::json!({"version": 1, "leaks": found});
         check(
             "inspect-leaks.json",

@@ -45,6 +45,7 @@ pub mod resolve;
 pub mod state;
 pub mod strategy;
 pub mod sys;
+pub mod table;
 pub mod testpoint;
 pub mod umount;
 pub mod unmount;

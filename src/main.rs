@@ -22,6 +22,11 @@ fn main() -> ExitCode {
                 let _ = err.print(); // --help, --version
                 return ExitCode::SUCCESS;
             }
+            // The bare command: its help, as a person typing it expects.
+            if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = err.print();
+                return ExitCode::from(Code::Usage.as_u8());
+            }
             // Every error of ours is one line on stderr; clap spreads its
             // own over several (found by tests/cli/bad_input.rs).
             idmap_overlay::errln!("idmap-overlay: {}", cmd::usage_line(&err));

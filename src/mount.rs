@@ -85,7 +85,12 @@ fn check_dir_arg(
             .code(Code::System, || "reading the current directory".into())?
             .join(path)
     } else {
-        return Err(usage(format!("{what} {text} is not an absolute path")));
+        let suggestion = std::env::current_dir()
+            .map(|cwd| format!(" (did you mean {}?)", cwd.join(path).display()))
+            .unwrap_or_default();
+        return Err(usage(format!(
+            "{what} {text} is not an absolute path{suggestion}"
+        )));
     };
     let resolved = resolver
         .resolve_dir(&absolute)
@@ -104,7 +109,7 @@ fn check_dir_arg(
 /// new mount is found, and on failure unmounted, through that entry, each
 /// time proven by its ids, so the entry needs no other check).
 fn check_target(resolver: &mut Resolver, path: &Path) -> Result<Target> {
-    let dir = check_dir_arg(resolver, "target", path, true)?;
+    let dir = check_dir_arg(resolver, "target", path, false)?;
     let entry = resolver
         .resolve_entry(&dir.path)
         .map_err(|e| usage(format!("target {}: {e}", path.display())))?;
@@ -225,6 +230,38 @@ fn check_host_root(uid: &[IdRange], gid: &[IdRange], allowed: bool) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The record of the overlay mounted at the target when it is the very one
+/// asked for: the same layers, upper and work directories, maps, overlay
+/// options and mount flags (how it was built does not matter), proven
+/// attached at the target right now.
+fn already_mounted(
+    state_root: &Path,
+    checked: &Checked,
+    req: &MountRequest,
+    uidmap: &[IdRange],
+    gidmap: &[IdRange],
+) -> Option<Record> {
+    let state = StateDir::open_to_read(state_root, false).ok()?;
+    let record = state.record_at(&checked.target.dir.path)?;
+    let path = |dir: &Option<Resolved>| dir.as_ref().map(|d| d.path.clone());
+    let same = record.state == RecordState::Mounted
+        && record
+            .lowerdirs
+            .iter()
+            .eq(checked.lowerdirs.iter().map(|l| &l.path))
+        && record.upperdir == path(&checked.upperdir)
+        && record.workdir == path(&checked.workdir)
+        && record.uidmap == uidmap
+        && record.gidmap == gidmap
+        && record.options == option_strings(&req.options)
+        && record.vfs_flags == req.flags.words();
+    let proven = matches!(
+        crate::unmount::prove(&checked.target.entry, &record.expected(), None),
+        crate::unmount::Proof::Proven(_)
+    );
+    (same && proven).then_some(record)
 }
 
 /// Refuses an upperdir or workdir that a live overlay uses, ours or
@@ -546,6 +583,16 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
             (Some(fd), uid, gid)
         }
     };
+    // `mount -a` twice, or a unit started again: the very same overlay is
+    // there already. Looked up without creating anything.
+    if let Some(existing) = already_mounted(state_root, &checked, req, &uidmap, &gidmap) {
+        log::warn!(
+            "{}: this overlay is mounted there already (record {}); nothing done",
+            existing.target.display(),
+            existing.id
+        );
+        return Ok(existing);
+    }
     // Only writable overlays can corrupt one another's upper layer.
     let scan = match &checked.upperdir {
         Some(_) => {

@@ -161,6 +161,32 @@ pub fn check_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// The one id among `ids` that `given` names: itself, or a unique prefix
+/// of at least 4 characters. `Ok(None)` when none does; an ambiguous
+/// prefix is an error listing the matches.
+pub fn match_id<'a>(given: &str, ids: &[&'a str]) -> Result<Option<&'a str>, String> {
+    if let Some(exact) = ids.iter().find(|id| **id == given) {
+        return Ok(Some(exact));
+    }
+    if given.chars().count() < 4 {
+        return Ok(None);
+    }
+    let matches: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| id.starts_with(given))
+        .collect();
+    match matches.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        many => Err(format!(
+            "{given}: the prefix of {} ids ({}); give more of it",
+            many.len(),
+            many.join(", ")
+        )),
+    }
+}
+
 /// A fresh id: seconds and nanoseconds since the epoch and our pid, in hex.
 pub fn new_id() -> String {
     let now = std::time::SystemTime::now()
@@ -317,6 +343,44 @@ impl StateDir {
         Ok(dir)
     }
 
+    /// Opens the state directory for looking only: checked like [`Self::open`],
+    /// nothing created. A missing directory is an error (exit 16) when
+    /// `explicit`, else an empty state: nothing recorded.
+    pub fn open_to_read(root: &Path, explicit: bool) -> Result<StateDir> {
+        if !root.is_absolute() {
+            return Err(fail(
+                Code::Usage,
+                format!("state directory {} is not an absolute path", root.display()),
+            ));
+        }
+        let dir = StateDir {
+            root: root.to_path_buf(),
+            lock_wait: DEFAULT_LOCK_WAIT,
+        };
+        match fs::symlink_metadata(root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if explicit {
+                    return Err(fail(
+                        Code::State,
+                        format!("state directory {} does not exist", root.display()),
+                    ));
+                }
+                Ok(dir)
+            }
+            _ => {
+                check_ancestors(root)?;
+                check_dir(root)?;
+                for sub in ["mounts", "locks", "tmp", "targets"] {
+                    let path = root.join(sub);
+                    if fs::symlink_metadata(&path).is_ok() {
+                        check_dir(&path)?;
+                    }
+                }
+                Ok(dir)
+            }
+        }
+    }
+
     /// `targets/<key>`: which record claims a path (its target, upperdir or
     /// workdir), so that `mount` and `umount TARGET` need not read every
     /// record (120 ms at 10,000).
@@ -394,6 +458,28 @@ impl StateDir {
             .unwrap_or_default();
         entries.sort();
         entries
+    }
+
+    /// The id `given` names (itself, or a unique prefix of 4 or more
+    /// characters, see [`match_id`]) among the records, if any.
+    pub fn resolve_id(&self, given: &str) -> Result<Option<String>, String> {
+        if fs::symlink_metadata(self.record_path(given)).is_ok() {
+            return Ok(Some(given.to_string()));
+        }
+        let names: Vec<String> = fs::read_dir(self.root.join("mounts"))
+            .map(|dir| {
+                dir.flatten()
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_suffix(".json")
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ids: Vec<&str> = names.iter().map(String::as_str).collect();
+        Ok(match_id(given, &ids)?.map(str::to_string))
     }
 
     pub fn record_path(&self, id: &str) -> PathBuf {
@@ -498,7 +584,12 @@ impl StateDir {
         let dir = self.root.join("mounts");
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        let mut names: Vec<PathBuf> = fs::read_dir(&dir)
+        let listing = match fs::read_dir(&dir) {
+            // Nothing was ever recorded here (a look at a fresh place).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((good, bad)),
+            listing => listing,
+        };
+        let mut names: Vec<PathBuf> = listing
             .code(Code::State, || format!("listing {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "json"))
@@ -544,6 +635,21 @@ impl StateDir {
     pub fn lock_all(&self) -> Result<Lock> {
         let path = self.root.join("lock");
         let file = open_lock_file(&path, true)?;
+        self.wait_for(file, &path)
+    }
+
+    /// The global lock for a look that creates nothing: `None` when there is
+    /// no lock file, which means no operation ever ran here to hold it.
+    pub fn lock_all_to_read(&self) -> Result<Option<Lock>> {
+        let path = self.root.join("lock");
+        if fs::symlink_metadata(&path).is_err() {
+            return Ok(None);
+        }
+        let file = open_lock_file(&path, false)?;
+        self.wait_for(file, &path).map(Some)
+    }
+
+    fn wait_for(&self, file: File, path: &Path) -> Result<Lock> {
         let started = Instant::now();
         loop {
             if try_lock(&file).code(Code::State, || format!("locking {}", path.display()))? {
@@ -564,7 +670,7 @@ impl StateDir {
                     format!(
                         "{} is locked by {} for more than {}; try again, or look at that process",
                         self.root.display(),
-                        describe_lock_holders(&path),
+                        describe_lock_holders(path),
                         crate::human_duration(self.lock_wait)
                     ),
                 ));

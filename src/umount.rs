@@ -50,6 +50,16 @@ pub fn resolve_target(arg: &str) -> Result<PathBuf> {
     Ok(place.path)
 }
 
+/// An argument without `/` is an id: when a directory of that name is
+/// here, say how to name it as a path instead.
+pub fn path_hint(arg: &str) -> String {
+    if !arg.contains('/') && Path::new(arg).is_dir() {
+        format!(" (to mean the directory {arg} here, write ./{arg})")
+    } else {
+        String::new()
+    }
+}
+
 /// Is this mount the overlay of `record`? The source tag must match, and the
 /// mount id too once the record knows it (a crashed mount's record may not).
 pub fn is_our_overlay(entry: &MountEntry, record: &Record) -> bool {
@@ -367,9 +377,13 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration, detach: bool) -> R
     if !by_path {
         state::check_id(arg).map_err(|e| fail(Code::Usage, e))?;
     }
-    // By id, the record is one file; by target, the records are searched.
+    // By id (or a unique prefix of one), the record is one file; by target,
+    // the records are searched.
     let found = match &path {
-        None => StateDir::read_record_file(&state.record_path(arg)).ok(),
+        None => match state.resolve_id(arg).map_err(|e| fail(Code::Usage, e))? {
+            Some(id) => StateDir::read_record_file(&state.record_path(&id)).ok(),
+            None => None,
+        },
         // The index finds it at once; a scan is the fallback for a record
         // whose index entry went missing.
         Some(p) => match state.record_at(p) {
@@ -656,7 +670,10 @@ fn umount_untracked(arg: &str, path: Option<&Path>, timeout: Duration) -> Result
     let Some(entry) = candidate else {
         return Err(fail(
             Code::Mount,
-            format!("{arg}: no idmap-overlay record and no overlay of ours there"),
+            format!(
+                "{arg}: no idmap-overlay record and no overlay of ours there{}",
+                path_hint(arg)
+            ),
         ));
     };
     if mountinfo::top_at(&table, &entry.mount_point).map(|t| t.id) != Some(entry.id) {

@@ -92,6 +92,20 @@ pub fn open_existing(path: &Path) -> Result<(OwnedFd, Vec<IdRange>, Vec<IdRange>
     }
     let (uid, gid) = read_maps(&ns)
         .with_context(|| format!("reading the id maps of user namespace {}", path.display()))?;
+    // The initial user namespace maps every id to itself: an idmapped
+    // mount through it would shift nothing (and its 4294967295-id range is
+    // more than a map can carry).
+    let identity = [IdRange {
+        container: 0,
+        host: 0,
+        size: u32::MAX,
+    }];
+    if uid == identity && gid == identity {
+        bail!(
+            "{} is the initial user namespace (every id maps to itself): nothing would be shifted; give a container's, e.g. /proc/PID/ns/user",
+            path.display()
+        );
+    }
     Ok((ns, uid, gid))
 }
 

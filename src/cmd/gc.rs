@@ -71,7 +71,11 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
         }
     }
     crate::sys::catch_interrupts();
-    let mut state = ctx.state()?;
+    // A dry run only looks: it creates nothing.
+    let mut state = match args.dry_run {
+        true => ctx.state_to_read()?,
+        false => ctx.state()?,
+    };
     state.lock_wait = args.timeout;
     let foreign = foreign_dirs(&args.foreign)?;
     let started = Instant::now();

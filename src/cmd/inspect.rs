@@ -1,5 +1,6 @@
 use super::{Context, require_root};
-use crate::exit::{Code, fail};
+use crate::exit::{Code, Coded, fail};
+use crate::table::{self, Layout};
 use crate::{features, findings, gc, inspect, metrics};
 use anyhow::Result;
 use clap::{Args, ValueEnum};
@@ -22,8 +23,24 @@ pub enum Format {
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Output JSON for scripts: the same as --format json.
-    #[arg(long)]
+    #[arg(short = 'J', long)]
     pub json: bool,
+    /// The columns to show, comma-separated (see --list-columns).
+    #[arg(short = 'o', long = "output", value_name = "COLUMNS")]
+    pub output: Option<String>,
+    /// Print no header line.
+    #[arg(short = 'n', long = "noheadings")]
+    pub noheadings: bool,
+    /// Raw output for scripts: cells separated by one space, spaces and
+    /// other unsafe characters escaped (\x20), nothing cut or aligned.
+    #[arg(short = 'r', long)]
+    pub raw: bool,
+    /// Sort the rows by this column.
+    #[arg(long, value_name = "COLUMN")]
+    pub sort: Option<String>,
+    /// List the columns -o takes, and what they show.
+    #[arg(long)]
+    pub list_columns: bool,
     /// Output format.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
@@ -74,17 +91,53 @@ impl InspectArgs {
     }
 }
 
+/// Probes in the state directory (under its lock, so gc can tell a crash's
+/// probe directory) or, where none exists yet, in a private temporary
+/// directory, removed after: looking creates nothing that stays.
+fn probe_features(state: &crate::state::StateDir) -> Result<features::Features> {
+    if state.root.is_dir() {
+        let _all = state.lock_all()?;
+        return features::probe(state);
+    }
+    let temp = nix::unistd::mkdtemp("/tmp/idmap-overlay-features.XXXXXX")
+        .code(Code::System, || "making a temporary probe directory".into())?;
+    let probed = features::probe(&crate::state::StateDir {
+        root: temp.clone(),
+        lock_wait: crate::state::DEFAULT_LOCK_WAIT,
+    });
+    let _ = std::fs::remove_dir(&temp);
+    probed
+}
+
 pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     let format = args.format()?;
     let json = format == Format::Json;
+    let columns = if args.leaks {
+        inspect::LEAK_COLUMNS
+    } else {
+        inspect::RECORD_COLUMNS
+    };
+    if args.list_columns {
+        crate::out!("{}", table::list(columns));
+        return Ok(Code::Success);
+    }
+    let chosen =
+        table::choose(columns, args.output.as_deref()).map_err(|e| fail(Code::Usage, e))?;
+    let layout = Layout {
+        headings: !args.noheadings,
+        raw: args.raw,
+        width: if args.raw {
+            None
+        } else {
+            table::terminal_width()
+        },
+    };
     require_root()?;
     crate::sys::catch_interrupts();
-    let state = ctx.state()?;
+    // Looking creates nothing: not the state directory, not a lock file.
+    let state = ctx.state_to_read()?;
     if args.features {
-        let found = {
-            let _all = state.lock_all()?;
-            features::probe(&state)?
-        };
+        let found = probe_features(&state)?;
         if json {
             crate::outln!("{}", serde_json::to_string_pretty(&found)?);
         } else {
@@ -107,13 +160,16 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
         crate::out!("{}", metrics::render(&scrape, None));
         return Ok(Code::Success);
     }
+    let sort = args.sort.as_deref();
     if args.leaks {
         let leaks = findings::classify(snap);
         if json {
             let out = serde_json::json!({"version": 1, "leaks": leaks});
             crate::outln!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            crate::out!("{}", inspect::render_leaks(&leaks));
+            let text = inspect::render_leaks(&leaks, &chosen, layout, sort)
+                .map_err(|e| fail(Code::Usage, e))?;
+            crate::out!("{text}");
         }
         return Ok(Code::Success);
     }
@@ -125,27 +181,34 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
                     serde_json::to_string_pretty(&inspect::mounts_json(snap))?
                 );
             } else {
-                crate::out!("{}", inspect::render_table(snap));
+                let text = inspect::render_table(snap, &chosen, layout, sort)
+                    .map_err(|e| fail(Code::Usage, e))?;
+                crate::out!("{text}");
             }
         }
         Some(what) => {
-            let path = what
-                .contains('/')
-                .then(|| crate::umount::resolve_target(what))
-                .transpose()?;
-            let record = snap
-                .records
-                .iter()
-                .find(|r| match &path {
-                    Some(p) => r.target == *p,
-                    None => r.id == *what,
-                })
-                .ok_or_else(|| {
-                    fail(
-                        Code::Usage,
-                        format!("{what}: no idmap-overlay record by that target or id"),
-                    )
-                })?;
+            let record = match what.contains('/') {
+                true => {
+                    let path = crate::umount::resolve_target(what)?;
+                    snap.records.iter().find(|r| r.target == path)
+                }
+                false => {
+                    let ids: Vec<&str> = snap.records.iter().map(|r| r.id.as_str()).collect();
+                    let id =
+                        crate::state::match_id(what, &ids).map_err(|e| fail(Code::Usage, e))?;
+                    snap.records.iter().find(|r| Some(r.id.as_str()) == id)
+                }
+            }
+            .ok_or_else(|| {
+                fail(
+                    Code::Usage,
+                    format!(
+                        "{what}: no idmap-overlay record by that {}{}",
+                        if what.contains('/') { "target" } else { "id" },
+                        crate::umount::path_hint(what)
+                    ),
+                )
+            })?;
             let detail = inspect::Detail::of(snap, record);
             if json {
                 crate::outln!("{}", serde_json::to_string_pretty(&detail)?);

@@ -21,9 +21,10 @@ use std::path::PathBuf;
     propagate_version = true
 )]
 pub struct Cli {
-    /// Where records, locks and temporary mountpoints live.
-    #[arg(long, global = true, env = "IDMAP_OVERLAY_STATE_DIR", default_value = crate::state::DEFAULT_DIR, value_name = "DIR")]
-    pub state_dir: PathBuf,
+    /// Where records, locks and temporary mountpoints live [env:
+    /// IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -52,12 +53,38 @@ pub enum Command {
 /// What every subcommand gets besides its own arguments.
 pub struct Context {
     pub state_dir: PathBuf,
+    /// Given by --state-dir or the environment, not the default.
+    pub explicit: bool,
 }
 
 impl Context {
+    /// `--state-dir`, else `IDMAP_OVERLAY_STATE_DIR` (an empty one counts
+    /// as unset), else the default.
+    pub fn new(flag: Option<PathBuf>) -> Context {
+        let env = std::env::var_os(crate::state::DIR_ENV).filter(|v| !v.is_empty());
+        match flag.or(env.map(PathBuf::from)) {
+            Some(state_dir) => Context {
+                state_dir,
+                explicit: true,
+            },
+            None => Context {
+                state_dir: PathBuf::from(crate::state::DEFAULT_DIR),
+                explicit: false,
+            },
+        }
+    }
+
     /// The checked state directory (created if missing).
     pub fn state(&self) -> Result<StateDir> {
         StateDir::open(&self.state_dir)
+    }
+
+    /// The state directory for a command that only looks (inspect, gc
+    /// --dry-run): checked, never created. Missing, it is "nothing
+    /// recorded" at the default place, and a mistake (exit 16) where one
+    /// was named.
+    pub fn state_to_read(&self) -> Result<StateDir> {
+        StateDir::open_to_read(&self.state_dir, self.explicit)
     }
 }
 
@@ -110,9 +137,7 @@ pub fn usage_line(err: &clap::Error) -> String {
 }
 
 pub fn run(cli: Cli) -> Result<Code> {
-    let ctx = Context {
-        state_dir: cli.state_dir,
-    };
+    let ctx = Context::new(cli.state_dir);
     match cli.command {
         Command::Mount(args) => mount::run(args, &ctx),
         Command::Umount(args) => umount::run(args, &ctx),

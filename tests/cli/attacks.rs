@@ -483,7 +483,7 @@ fn the_rollback_unmounts_only_its_own_overlay() {
 #[test]
 fn gc_never_deletes_inside_a_temp_dir() {
     let env = Env::new();
-    env.ok(&["inspect"]);
+    env.ok(&["gc"]); // makes the state directory
     let stray = env.state.join("tmp/stray");
     fs::create_dir(&stray).unwrap();
     fs::write(stray.join("data"), "keep me\n").unwrap();

@@ -199,7 +199,7 @@ fn bad_inputs_are_refused_without_side_effects() {
         // Target.
         case("missing target", &["--lowerdir", &two, "--uidmap", m, &missing], 1, "no such file or directory"),
         case("target that is a file", &["--lowerdir", &two, "--uidmap", m, &file], 1, "is not a directory"),
-        case("target used by a record", &["--lowerdir", &two, "--uidmap", m, s(&used)], 32, "already used by idmap-overlay mount in-use"),
+        case("target used by another overlay", &["--lowerdir", &two, "--uidmap", "0:200000:65536", s(&used)], 32, "already used by idmap-overlay mount in-use (mounted)"),
         case("target inside a lower layer", &["--lowerdir", &two, "--uidmap", m, target_in_layer], 1, "lies inside lower layer"),
         case("target with ','", &["--lowerdir", &two, "--uidmap", m, comma], 1, "contains ','"),
         case("target with a newline", &["--lowerdir", &two, "--uidmap", m, newline], 1, "contains '\\n'"),

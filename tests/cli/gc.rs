@@ -293,7 +293,7 @@ fn stale_records_and_files_are_removed() {
 #[test]
 fn corrupt_records_are_reported_and_left_alone() {
     let env = Env::new();
-    env.ok(&["inspect"]); // creates the state dir
+    env.ok(&["gc"]); // makes the state directory
     for (name, text) in [
         ("empty.json", ""),
         ("broken.json", "{\"version\": 1, \"id\""),

@@ -189,6 +189,30 @@ fn an_fstab_line_works() {
     h.umount_and_check_clean(&target);
 }
 
+/// `mount -a` twice: mount(8) cannot tell our entry is mounted (source and
+/// type differ in mountinfo), so it runs the helper again, which finds the
+/// very same overlay there and does nothing.
+#[test]
+fn mount_a_twice_is_idempotent() {
+    let h = HelperEnv::new();
+    let (options, target) = h.overlay();
+    let fstab = h.env.path("fstab");
+    fs::write(
+        &fstab,
+        format!(
+            "none {} idmap-overlay {options},nosuid 0 0\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    for round in 0..2 {
+        let out = h.run(&["--fstab", s(&fstab), "-a"]);
+        ok(&out, &format!("mount -a, round {round}"));
+        h.assert_mounted(&target);
+    }
+    h.umount_and_check_clean(&target);
+}
+
 #[test]
 fn exit_codes_are_mount_8s() {
     let h = HelperEnv::new();

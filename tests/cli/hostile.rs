@@ -166,7 +166,7 @@ fn state_subdirectories_are_checked_too() {
     for sub in ["mounts", "locks", "tmp"] {
         for tamper in ["world-writable", "symlink", "foreign owner"] {
             let env = Env::new();
-            env.ok(&["inspect"]); // creates the state directory
+            env.ok(&["gc"]); // makes the state directory
             let dir = env.state.join(sub);
             let says = match tamper {
                 "world-writable" => {
@@ -581,7 +581,7 @@ fn a_recorded_target_holding_somebody_elses_mount_is_left_alone() {
 #[test]
 fn planted_symlinks_in_locks_and_tmp_are_not_followed() {
     let env = Env::new();
-    env.ok(&["inspect"]);
+    env.ok(&["gc"]); // makes the state directory
     let victim = env.mkdir("victim");
     fs::write(victim.join("file"), "keep\n").unwrap();
     fs::create_dir(victim.join("empty-dir")).unwrap();
@@ -717,7 +717,7 @@ fn fifos_and_symlinks_at_every_state_file_name_never_hang() {
 #[test]
 fn a_record_with_a_hostile_id_is_never_used_as_a_path() {
     let env = Env::new();
-    env.ok(&["inspect"]);
+    env.ok(&["gc"]); // makes the state directory
     let neighbour = env.mkdir("empty-neighbour");
     let text =
         fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/inspect.json"))

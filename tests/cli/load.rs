@@ -177,9 +177,13 @@ fn two_mounts_on_one_target_one_wins() {
         let outs: Vec<std::process::Output> = std::thread::scope(|scope| {
             let runs: Vec<_> = strategies
                 .iter()
-                .map(|strategy| {
+                .enumerate()
+                .map(|(n, strategy)| {
                     let (barrier, lowerdir, target) = (&barrier, &lowerdir, &target);
                     let env = &env;
+                    // Two different overlays: the same one twice would make
+                    // the second a no-op (mount -a is idempotent).
+                    let map = format!("0:{}:65536", 100000 + 100000 * n);
                     scope.spawn(move || {
                         let mut cmd = env.tool(&[
                             "mount",
@@ -188,7 +192,7 @@ fn two_mounts_on_one_target_one_wins() {
                             "--lowerdir",
                             lowerdir,
                             "--uidmap",
-                            "0:100000:65536",
+                            &map,
                             s(target),
                         ]);
                         barrier.wait();
@@ -222,7 +226,11 @@ fn two_mounts_on_one_target_one_wins() {
         assert_eq!(mounts.len(), 1, "round {round}: {mounts:?}");
         assert_eq!(mounts[0].source, format!("idmap-overlay:{id}"));
         assert_eq!(env.state_files("mounts"), vec![format!("{id}.json")]);
-        assert_eq!(env.stat(&target.join("shared")).uid(), 100000);
+        let winner = outs.iter().position(|o| o.status.success()).unwrap() as u32;
+        assert_eq!(
+            env.stat(&target.join("shared")).uid(),
+            100000 + 100000 * winner
+        );
         env.ok(&["umount", s(&target)]);
         env.assert_clean();
     }

@@ -3,9 +3,11 @@
 
 mod support;
 
+mod admin;
 mod attacks;
 mod bad_input;
 mod containers;
+mod escaping;
 mod faults;
 mod filesystems;
 mod gc;

@@ -384,7 +384,7 @@ fn a_partial_run_writes_what_failed() {
 #[test]
 fn bad_metrics_files_are_refused_before_anything_is_done() {
     let env = Env::new();
-    env.ok(&["inspect"]); // creates the state directory
+    env.ok(&["gc"]); // makes the state directory
     fs::write(env.state.join("locks/gone.lock"), "").unwrap();
     let dir = env.mkdir("out");
     let a_file = dir.join("a-file");
@@ -486,7 +486,7 @@ fn inspect_flags_that_contradict_are_refused() {
 fn the_metrics_file_is_never_seen_half_written() {
     let env = Env::new();
     // Some leaks that gc cannot clean, so the file has every family.
-    env.ok(&["inspect"]);
+    env.ok(&["gc"]); // makes the state directory
     fs::write(env.state.join("mounts/broken.json"), "{").unwrap();
     let foreign: Vec<PathBuf> = (0..20).map(|i| env.mkdir(&format!("f/{i}"))).collect();
     let dir = env.mkdir("node-exporter");

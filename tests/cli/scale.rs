@@ -39,7 +39,7 @@ fn limited(env: &Env, limit: u32, args: &[&str]) -> Output {
 #[test]
 fn ten_thousand_records_under_256_file_descriptors() {
     let env = Env::new();
-    env.ok(&["inspect"]); // makes the state directory
+    env.ok(&["gc"]); // makes the state directory
     let gone = env.path("gone");
     for n in 0..10_000 {
         let id = format!("r{n:05}");

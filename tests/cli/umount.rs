@@ -134,8 +134,27 @@ fn a_record_left_by_plain_umount_does_not_block_the_target() {
     let new_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert_eq!(env.state_files("mounts"), vec![format!("{new_id}.json")]);
     assert!(!env.state_files("locks").contains(&format!("{old_id}.lock")));
-    // A live record still blocks it.
-    let again = env.run(&mount_args("auto", &layers, &target));
+    // A live record still blocks another overlay there; the very same one
+    // again is a no-op (mount -a twice).
+    let same = env.run(&mount_args("auto", &layers, &target));
+    assert!(same.status.success(), "{}", stderr(&same));
+    assert_eq!(String::from_utf8_lossy(&same.stdout).trim(), new_id);
+    assert!(
+        stderr(&same).contains("mounted there already"),
+        "{}",
+        stderr(&same)
+    );
+    let other = mount_args("auto", &layers, &target)
+        .into_iter()
+        .map(|a| {
+            if a == "0:100000:65536" {
+                "0:200000:65536".to_string()
+            } else {
+                a
+            }
+        })
+        .collect::<Vec<_>>();
+    let again = env.run(&other);
     assert_eq!(again.status.code(), Some(32));
     assert!(
         stderr(&again).contains("already used by idmap-overlay mount"),

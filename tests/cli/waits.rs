@@ -63,7 +63,7 @@ fn signal_after(mut child: Child, after: Duration, signal: Signal) -> (Output, D
 #[test]
 fn a_held_state_lock_ends_on_a_signal_or_at_the_deadline() {
     let env = Env::new();
-    env.ok(&["inspect"]); // makes the state directory
+    env.ok(&["gc"]); // makes the state directory
     let layers = env.layers(2);
     let target = env.mkdir("mnt");
     let held = hold_global_lock(&env);

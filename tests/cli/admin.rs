@@ -1,0 +1,279 @@
+//! What an admin at a shell meets: the inspect table (on a terminal and in
+//! a pipe, findmnt's -o, -n, -r, --sort, -J), ids given by prefix, mount
+//! -o with mount(8)'s flags, relative paths, and commands that only look
+//! creating nothing.
+
+use crate::support::*;
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Mounts `n` overlays with similar ids and targets: (target, id) each.
+fn crowd(env: &Env, n: usize) -> Vec<(std::path::PathBuf, String)> {
+    let layers = env.layers(2);
+    (0..n)
+        .map(|i| {
+            let target = env.mkdir(&format!(
+                "run/containerd/io.containerd.runtime.v2.task/k8s.io/{i:03}/rootfs"
+            ));
+            let id = format!("6b0e3a26-5{:03x}-1c2d", i * 7);
+            env.ok(&mount_args_with(
+                "detached",
+                &layers,
+                &target,
+                &["--id", &id],
+            ));
+            (target, id)
+        })
+        .collect()
+}
+
+/// The tool on a pseudo-terminal of `columns` columns (util-linux script).
+fn on_terminal(env: &Env, columns: u32, args: &str) -> String {
+    let out = env
+        .ns
+        .command("script")
+        .args(["-q", "-e", "-c", &format!("{BIN} {args}"), "/dev/null"])
+        .env("COLUMNS", columns.to_string())
+        .env("IDMAP_OVERLAY_STATE_DIR", &env.state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).replace('\r', "")
+}
+
+#[test]
+fn the_table_fits_a_terminal_and_every_id_is_accepted_back() {
+    let env = Env::new();
+    let mounted = crowd(&env, 12);
+    for columns in [80, 200] {
+        let text = on_terminal(&env, columns, "inspect");
+        let rows: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(rows.len(), 13, "{text}");
+        for row in &rows {
+            assert!(row.chars().count() <= columns as usize, "{columns}: {row}");
+        }
+        for row in &rows[1..] {
+            let id = row.split_whitespace().next().unwrap();
+            let detail = env.ok(&["inspect", id]);
+            assert!(detail.contains(&format!("id:          {id}")), "{detail}");
+        }
+        if columns == 80 {
+            assert!(text.contains('…'), "a long target was not cut: {text}");
+        }
+    }
+    // In a pipe nothing is cut.
+    let piped = env.ok(&["inspect"]);
+    for (target, id) in &mounted {
+        let row = piped.lines().find(|l| l.starts_with(id.as_str())).unwrap();
+        assert!(row.contains(s(target)), "{row}");
+    }
+    for (_, id) in &mounted {
+        env.ok(&["umount", id]);
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn findmnt_style_output() {
+    let env = Env::new();
+    let mounted = crowd(&env, 3);
+    let (target0, id0) = &mounted[0];
+    let raw = env.ok(&[
+        "inspect",
+        "-r",
+        "-n",
+        "-o",
+        "ID,TARGET,LAYERS,HEALTH",
+        "--sort",
+        "TARGET",
+    ]);
+    let first = raw.lines().next().unwrap();
+    assert_eq!(first, format!("{id0} {} 2 ok", s(target0)));
+    assert_eq!(raw.lines().count(), 3);
+    let headed = env.ok(&["inspect", "-o", "id,health"]);
+    assert!(headed.starts_with("ID "), "{headed}");
+    let listed = env.ok(&["inspect", "--list-columns"]);
+    for column in ["ID", "TARGET", "MAPS", "UPPER", "MOUNTNS", "ELSEWHERE"] {
+        assert!(listed.lines().any(|l| l.starts_with(column)), "{listed}");
+    }
+    let leaks = env.ok(&["inspect", "--leaks", "--list-columns"]);
+    assert!(leaks.starts_with("KIND"), "{leaks}");
+    let short: Value = serde_json::from_str(&env.ok(&["inspect", "-J"])).unwrap();
+    let long: Value = serde_json::from_str(&env.ok(&["inspect", "--json"])).unwrap();
+    assert_eq!(short, long);
+    for (args, says) in [
+        (&["inspect", "-o", "ID,NOPE"][..], "unknown column \"NOPE\""),
+        (
+            &["inspect", "--sort", "MAPS"],
+            "not one of the columns shown",
+        ),
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    for (_, id) in &mounted {
+        env.ok(&["umount", id]);
+    }
+    env.assert_clean();
+}
+
+#[test]
+fn ids_are_taken_by_unique_prefix() {
+    let env = Env::new();
+    let mounted = crowd(&env, 3); // 6b0e3a26-5000-1c2d, -5007-, -500e-
+    let (_, id) = &mounted[1];
+    let out = env.run(&["umount", "6b0e"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("prefix of 3 ids"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(id.as_str()), "{}", stderr(&out));
+    let out = env.run(&["inspect", "6b0"]);
+    assert_eq!(out.status.code(), Some(1), "three characters are no prefix");
+    let detail = env.ok(&["inspect", "6b0e3a26-5007"]);
+    assert!(detail.contains(id.as_str()), "{detail}");
+    env.ok(&["umount", "6b0e3a26-5007"]);
+    assert_eq!(env.our_mounts().len(), 2);
+    for (_, id) in [&mounted[0], &mounted[2]] {
+        env.ok(&["umount", id]);
+    }
+    env.assert_clean();
+}
+
+/// The tool run from the test's directory (nsenter starts it in the
+/// namespace holder's working directory).
+fn in_test_dir(env: &Env, args: &[&str]) -> std::process::Output {
+    env.ns
+        .command("sh")
+        .args([
+            "-c",
+            "cd \"$1\" && shift && exec \"$@\"",
+            "sh",
+            s(env.dir.path()),
+            BIN,
+        ])
+        .args(args)
+        .env("IDMAP_OVERLAY_STATE_DIR", &env.state)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn relative_paths_say_what_to_write() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    env.mkdir("mnt");
+    let out = in_test_dir(
+        &env,
+        &[
+            "mount",
+            "--lowerdir",
+            &join(&layers),
+            "--uidmap",
+            "0:100000:65536",
+            "mnt",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("did you mean {}?", s(&env.path("mnt")))),
+        "{}",
+        stderr(&out)
+    );
+    env.ok(&["gc"]);
+    let out = in_test_dir(&env, &["umount", "mnt"]);
+    assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
+    assert!(stderr(&out).contains("write ./mnt"), "{}", stderr(&out));
+    // ./mnt is a path: nothing of ours is there.
+    let out = in_test_dir(&env, &["umount", "./mnt"]);
+    assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("write ./mnt"), "{}", stderr(&out));
+}
+
+#[test]
+fn mount_takes_mount_8s_flags_in_o() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    env.ok(&[
+        "mount",
+        "-o",
+        &format!(
+            "defaults,lowerdir={},uidmap=0:100000:65536,ro,nosuid,nodev,noexec,noatime,nofail,_netdev,x-systemd.automount",
+            join(&layers)
+        ),
+        s(&target),
+    ]);
+    let mounts = env.our_mounts();
+    assert_eq!(mounts.len(), 1);
+    for flag in ["ro", "nosuid", "nodev", "noexec", "noatime"] {
+        assert!(
+            mounts[0].options.split(',').any(|o| o == flag),
+            "{flag}: {}",
+            mounts[0].options
+        );
+    }
+    let record: Value = serde_json::from_str(&env.ok(&["inspect", "--json", s(&target)])).unwrap();
+    assert_eq!(
+        record["vfs_flags"],
+        serde_json::json!(["ro", "nosuid", "nodev", "noexec", "noatime"])
+    );
+    env.ok(&["umount", s(&target)]);
+    env.assert_clean();
+}
+
+/// inspect, gc --dry-run and complete-ids only look: a fresh state
+/// directory stays empty, a missing one named by --state-dir is an error
+/// (exit 16) and is not created, and at the default place (here a tmpfs on
+/// the namespace's /run) nothing recorded is said and nothing made.
+#[test]
+fn commands_that_only_look_create_nothing() {
+    let env = Env::new();
+    fs::create_dir(&env.state).unwrap();
+    fs::set_permissions(&env.state, fs::Permissions::from_mode(0o700)).unwrap();
+    for args in [
+        &["inspect"][..],
+        &["inspect", "--json"],
+        &["inspect", "--leaks"],
+        &["inspect", "--format", "prometheus"],
+        &["gc", "--dry-run"],
+        &["complete-ids"],
+    ] {
+        env.ok(args);
+        assert_eq!(
+            env.state_files(""),
+            Vec::<String>::new(),
+            "{args:?} made files"
+        );
+    }
+    fs::remove_dir(&env.state).unwrap();
+    let out = env.run(&["inspect"]);
+    assert_eq!(out.status.code(), Some(16), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    assert!(!env.state.exists());
+
+    let status = env
+        .ns
+        .command("mount")
+        .args(["-t", "tmpfs", "test-run", "/run"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for state_env in [None, Some("")] {
+        let mut cmd = env.ns.command(BIN);
+        cmd.args(["inspect"])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin");
+        if let Some(value) = state_env {
+            cmd.env("IDMAP_OVERLAY_STATE_DIR", value);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{state_env:?}: {}", stderr(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "no idmap-overlay mounts recorded\n"
+        );
+        assert!(!env.ns.path(Path::new("/run/idmap-overlay")).exists());
+    }
+}
