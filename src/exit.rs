@@ -1,4 +1,4 @@
-//! Exit codes (the mount(8) convention, see CLI.md) and the error type that
+//! Exit codes (the mount(8) convention, see docs/CLI.md) and the error type that
 //! carries one through an `anyhow` chain.
 
 use std::fmt;

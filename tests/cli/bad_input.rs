@@ -1,5 +1,5 @@
 //! Bad input, table-driven: every case goes through the CLI and must exit
-//! with the code CLI.md gives (1 usage or permissions, 16 state, 32 mount),
+//! with the code docs/CLI.md gives (1 usage or permissions, 16 state, 32 mount),
 //! say what is wrong on exactly one stderr line, and change nothing: the
 //! namespace's mount table and the whole state directory tree are compared
 //! byte for byte before and after each case.

@@ -747,3 +747,30 @@ fn a_record_with_a_hostile_id_is_never_used_as_a_path() {
     }
     assert!(env.state.join("mounts/...json").exists());
 }
+
+/// Whoever can write to a directory above the state directory could rename
+/// it away and put their own in its place: such a parent (not sticky, or
+/// not root's) is refused like the state directory itself.
+#[test]
+fn the_state_dirs_parents_are_checked_too() {
+    let env = Env::new();
+    let open = env.mkdir("open");
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    let theirs = env.mkdir("theirs");
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let sticky = env.mkdir("sticky");
+    fs::set_permissions(&sticky, fs::Permissions::from_mode(0o1777)).unwrap();
+    for (parent, says) in [
+        (&open, "writable by others"),
+        (&theirs, "owned by uid 65534"),
+    ] {
+        let state = parent.join("state");
+        let out = env.run(&["--state-dir", s(&state), "gc"]);
+        assert_eq!(out.status.code(), Some(16), "{}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+        assert!(!state.exists(), "the state dir was made under {parent:?}");
+    }
+    let state = sticky.join("state");
+    env.ok(&["--state-dir", s(&state), "gc"]);
+    assert!(state.is_dir());
+}

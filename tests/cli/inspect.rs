@@ -123,6 +123,20 @@ fn features_are_probed() {
         env.ok(&["inspect", "--features"])
             .contains("auto strategy:       detached")
     );
-    // The probe attaches nothing.
+    // The probe attaches nothing and leaves nothing.
     assert!(env.our_mounts().is_empty());
+    let left: Vec<String> = env
+        .state_files("")
+        .into_iter()
+        .filter(|n| n.starts_with("probe"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // A crashed probe's directories are gc's: rmdir only.
+    let crashed = env.state.join("probe.999999");
+    for sub in ["l1", "l2"] {
+        std::fs::create_dir_all(crashed.join(sub)).unwrap();
+    }
+    let gc = env.ok(&["gc"]);
+    assert!(gc.contains("feature probe directory"), "{gc}");
+    assert!(!crashed.exists());
 }
