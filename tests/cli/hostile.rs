@@ -477,8 +477,11 @@ fn a_recorded_target_holding_somebody_elses_mount_is_left_alone() {
         let layers = env.layers(2);
         let parent = env.mkdir("p");
         let target = env.mkdir("p/mnt");
-        mount_id(&env, &layers, "ours", &target);
-        let record_path = env.state.join("mounts/ours.json");
+        // An id no other test uses: the namespace scan sees every test's
+        // overlays, and a device number is reused once its overlay is gone.
+        let id = format!("ours-{}", env.ns.pid());
+        mount_id(&env, &layers, &id, &target);
+        let record_path = env.state.join(format!("mounts/{id}.json"));
         let record: Value =
             serde_json::from_str(&fs::read_to_string(&record_path).unwrap()).unwrap();
         // Where somebody else's mount ends up, and where ours is after.
@@ -496,7 +499,7 @@ fn a_recorded_target_holding_somebody_elses_mount_is_left_alone() {
             }
             Foreign::SameTag | Foreign::SameTagAndMountId => {
                 sh(&env, &format!("umount {}", s(&target)));
-                foreign_overlay(&env, "idmap-overlay:ours", &target);
+                foreign_overlay(&env, &format!("idmap-overlay:{id}"), &target);
                 if let Foreign::SameTagAndMountId = case {
                     let mut forged = record.clone();
                     forged["mount_id"] = mounts_at(&env, &target)[0].id.into();
@@ -518,7 +521,7 @@ fn a_recorded_target_holding_somebody_elses_mount_is_left_alone() {
         let theirs_before: Vec<u64> = mounts_at(&env, &theirs).iter().map(|m| m.id).collect();
         assert!(!theirs_before.is_empty(), "{what}");
 
-        for arg in ["ours", s(&target)] {
+        for arg in [id.as_str(), s(&target)] {
             let out = env.run(&["umount", "--timeout", "100ms", arg]);
             assert_eq!(
                 out.status.code(),
@@ -568,7 +571,7 @@ fn a_recorded_target_holding_somebody_elses_mount_is_left_alone() {
         if let Some(ours) = ours_now {
             let top = mounts_at(&env, &ours);
             assert_eq!(top.len(), 1, "{what}: our overlay is gone");
-            assert_eq!(top[0].source, "idmap-overlay:ours");
+            assert_eq!(top[0].source, format!("idmap-overlay:{id}"));
             env.ok(&["umount", s(&ours)]);
         }
         env.ok(&["gc"]);
