@@ -598,62 +598,61 @@ pub(crate) mod golden {
             "70 1 254:0 /var/lib/layers /run/idmap-overlay/tmp/6b0860aa-3327-178bc4d2/0 ro,idmapped - ext4 /dev/vda rw",
             "80 1 254:0 /var/lib/containerd/snapshots /var/lib/containerd/tmpmounts/ovl-idmapped42 ro,idmapped - ext4 /dev/vda rw",
         ];
-        Snapshot {
-            state_root: "/run/idmap-overlay".into(),
-            records: vec![
-                record(
-                    "web-1",
-                    "/run/containers/web-1/rootfs",
-                    RecordState::Mounted,
-                    Strategy::Detached,
-                    Some(60),
-                ),
-                record(
-                    "web-2",
-                    "/run/containers/web-2/rootfs",
-                    RecordState::Mounted,
-                    Strategy::CommonDir,
-                    Some(61),
-                ),
-                record(
-                    "6b0860aa-3327-178bc4d2",
-                    "/run/containers/job-7/rootfs",
-                    RecordState::Preparing,
-                    Strategy::CommonDir,
-                    None,
-                ),
-                record(
-                    "gone",
-                    "/mnt/gone",
-                    RecordState::Mounted,
-                    Strategy::PerLayer,
-                    Some(99),
-                ),
-                record(
-                    "web-3",
-                    "/run/containers/web-3/rootfs",
-                    RecordState::Detached,
-                    Strategy::Detached,
-                    Some(62),
-                ),
-            ],
-            elsewhere: [
-                ("web-1".to_string(), vec![container(11184, "sh", false)]),
-                ("web-3".to_string(), vec![container(12001, "nginx", true)]),
-            ]
-            .into(),
-            table: table.iter().map(|l| parse_line(l).unwrap()).collect(),
-            temp_dirs: vec!["6b0860aa-3327-178bc4d2".into()],
-            lock_files: vec![
-                "web-1".into(),
-                "web-2".into(),
-                "6b0860aa-3327-178bc4d2".into(),
-                "gone".into(),
-            ],
-            now,
-            min_age: 60,
-            ..Default::default()
-        }
+        let mut snap = Snapshot::default();
+        snap.state_root = "/run/idmap-overlay".into();
+        snap.records = vec![
+            record(
+                "web-1",
+                "/run/containers/web-1/rootfs",
+                RecordState::Mounted,
+                Strategy::Detached,
+                Some(60),
+            ),
+            record(
+                "web-2",
+                "/run/containers/web-2/rootfs",
+                RecordState::Mounted,
+                Strategy::CommonDir,
+                Some(61),
+            ),
+            record(
+                "6b0860aa-3327-178bc4d2",
+                "/run/containers/job-7/rootfs",
+                RecordState::Preparing,
+                Strategy::CommonDir,
+                None,
+            ),
+            record(
+                "gone",
+                "/mnt/gone",
+                RecordState::Mounted,
+                Strategy::PerLayer,
+                Some(99),
+            ),
+            record(
+                "web-3",
+                "/run/containers/web-3/rootfs",
+                RecordState::Detached,
+                Strategy::Detached,
+                Some(62),
+            ),
+        ];
+        snap.elsewhere = [
+            ("web-1".to_string(), vec![container(11184, "sh", false)]),
+            ("web-3".to_string(), vec![container(12001, "nginx", true)]),
+        ]
+        .into();
+        snap.table = table.iter().map(|l| parse_line(l).unwrap()).collect();
+        snap.temp_dirs = vec!["6b0860aa-3327-178bc4d2".into()];
+        snap.lock_files = vec![
+            "web-1".into(),
+            "web-2".into(),
+            "6b0860aa-3327-178bc4d2".into(),
+            "gone".into(),
+        ];
+        snap.now = now;
+        snap.min_age = 60;
+        snap
     }
 
     fn layout(width: Option<usize>) -> Layout {

@@ -2,42 +2,13 @@
 //! idmapped mount, with crash-safe state under /run. See ARCHITECTURE in the
 //! README for the map of these modules.
 
-/// `println!` that does not panic when stdout is closed.
-#[macro_export]
-macro_rules! outln {
-    ($($arg:tt)*) => {
-        $crate::cmd::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
-    };
-}
-
-/// `print!` that does not panic when stdout is closed.
-#[macro_export]
-macro_rules! out {
-    ($($arg:tt)*) => {
-        $crate::cmd::write_stdout(format_args!($($arg)*))
-    };
-}
-
-/// `eprintln!` that does not panic when stderr is closed.
-#[macro_export]
-macro_rules! errln {
-    ($($arg:tt)*) => {
-        $crate::cmd::write_stderr(format_args!("{}\n", format_args!($($arg)*)))
-    };
-}
-
 pub mod atomic_write;
-pub mod cmd;
-pub mod escape;
 pub mod exit;
 pub mod features;
 pub mod findings;
 pub mod gc;
 pub mod idmap;
-pub mod inspect;
-pub mod metrics;
 pub mod mount;
-pub mod mount_helper;
 pub mod mountinfo;
 pub mod namespaces;
 pub mod overlay;
@@ -45,7 +16,6 @@ pub mod resolve;
 pub mod state;
 pub mod strategy;
 pub mod sys;
-pub mod table;
 pub mod testpoint;
 pub mod umount;
 pub mod unmount;

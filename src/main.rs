@@ -1,7 +1,46 @@
+/// `println!` that does not panic when stdout is closed.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cmd::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` that does not panic when stdout is closed.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cmd::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `eprintln!` that does not panic when stderr is closed.
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::cmd::write_stderr(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+// The binary: the command line, what it prints, exit codes and signals.
+// Everything else is the library's (src/lib.rs).
+mod cli;
+mod cmd;
+mod escape;
+mod inspect;
+mod metrics;
+mod mount_helper;
+mod table;
+
+// The library's modules, under the names the binary's modules use.
+use idmap_overlay::{
+    atomic_write, describe_io, exit, features, findings, gc, idmap, mount, overlay, resolve, state,
+    sys, umount,
+};
+
+#[cfg(test)]
+use idmap_overlay::mountinfo;
+
 use clap::Parser;
-use idmap_overlay::cmd::{self, Cli};
-use idmap_overlay::exit::{Code, code_of};
-use idmap_overlay::mount_helper;
+use cli::Cli;
+use exit::{Code, code_of};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -29,7 +68,7 @@ fn main() -> ExitCode {
             }
             // Every error of ours is one line on stderr; clap spreads its
             // own over several (found by tests/cli/bad_input.rs).
-            idmap_overlay::errln!("idmap-overlay: {}", cmd::usage_line(&err));
+            errln!("idmap-overlay: {}", cmd::usage_line(&err));
             return ExitCode::from(Code::Usage.as_u8());
         }
     };
@@ -69,9 +108,9 @@ fn guard_panics(
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        idmap_overlay::errln!(
+        errln!(
             "{program}: internal error: {}{place} (please report)",
-            idmap_overlay::escape::escape(&what)
+            escape::escape(&what)
         );
     }));
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(command)) {
@@ -101,11 +140,7 @@ fn init_logging(program: &'static str, quiet: bool, verbose: u8) {
                 log::Level::Trace => "trace",
             };
             let text = record.args().to_string();
-            writeln!(
-                out,
-                "{program}: {level}: {}",
-                idmap_overlay::escape::escape(&text)
-            )
+            writeln!(out, "{program}: {level}: {}", escape::escape(&text))
         })
         .init();
 }
@@ -115,7 +150,7 @@ fn finish(program: &str, result: anyhow::Result<Code>) -> ExitCode {
         Ok(code) => ExitCode::from(code.as_u8()),
         Err(err) => {
             let text = format!("{err:#}");
-            idmap_overlay::errln!("{program}: {}", idmap_overlay::escape::escape(&text));
+            errln!("{program}: {}", escape::escape(&text));
             ExitCode::from(code_of(&err).as_u8())
         }
     }

@@ -13,7 +13,8 @@
 //! the overlay's mount once it exists, mount(8)'s own bookkeeping options are
 //! dropped, and the rest goes to `idmap-overlay mount -o`.
 
-use crate::cmd::{self, mount::MountArgs};
+use crate::cli::MountArgs;
+use crate::cmd;
 use crate::exit::{Code, Coded, fail};
 use crate::{idmap, overlay};
 use anyhow::Result;
@@ -266,7 +267,7 @@ fn enter_namespace(path: &Path) -> Result<()> {
 /// with the per-mount flags set as the mount is made.
 pub fn run(helper: &HelperArgs) -> Result<Code> {
     if helper.help {
-        crate::out!("{USAGE}");
+        out!("{USAGE}");
         return Ok(Code::Success);
     }
     // Before anything acts (entering -N's namespace, or -f's checks, which
@@ -282,7 +283,7 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
     }
     if helper.fake {
         if helper.verbose {
-            crate::outln!(
+            outln!(
                 "{HELPER_NAME}: would mount {} (-f)",
                 helper.target.display()
             );
@@ -298,7 +299,7 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
     // overlay's mount is made with them, never changed afterwards by path.
     let record = crate::mount::mount(&req, &state_dir)?;
     if helper.verbose {
-        crate::outln!(
+        outln!(
             "{HELPER_NAME}: mounted {} (record {})",
             record.target.display(),
             record.id
@@ -448,6 +449,30 @@ mod tests {
         assert_eq!(req.lowerdirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(req.flags.words(), ["nosuid", "noatime"]);
         assert_eq!(req.strategy, crate::overlay::Strategy::Auto);
-        assert_eq!(req.timeout, cmd::mount::DEFAULT_TIMEOUT);
+        assert_eq!(req.timeout, crate::cli::DEFAULT_TIMEOUT);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn helper_arguments_never_panic(
+        args in prop::collection::vec(prop_oneof![
+            Just("-o".to_string()), Just("-N".to_string()), Just("-t".to_string()),
+            Just("-sfnv".to_string()), Just("--".to_string()), Just("--help".to_string()),
+            "-[a-zA-Z]{1,4}", "[a-z/=,:\"]{0,12}", any::<String>(),
+        ], 0..8),
+        sloppy in any::<bool>(),
+    ) {
+        let os: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        if let Ok(parsed) = parse_args(&os) {
+            let translation = translate(&parsed.options, sloppy);
+            // Everything kept is a token of the input, in order.
+            let kept = translation.overlay_options;
+            prop_assert!(kept.is_empty() || parsed.options.contains(kept.split(',').next().unwrap()));
+        }
+    }
     }
 }

@@ -3,6 +3,8 @@
 //! cleanly, and completing recorded ids and targets for real in each shell
 //! that is installed (bash always is).
 
+#[path = "../src/cli.rs"]
+mod cli;
 #[path = "../examples/gen-docs/docs.rs"]
 #[allow(dead_code)]
 mod docs;

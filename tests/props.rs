@@ -1,14 +1,14 @@
 //! Property tests of everything that reads untrusted text: the id-map
 //! parser, the `-o` option parser, the record loader, the mountinfo parser
-//! (mount points are chosen by whoever mounts) and the mount(8) helper's
-//! argument parser. None may panic on
+//! (mount points are chosen by whoever mounts). The mount(8) helper's
+//! argument parser, part of the binary, has its own in src/mount_helper.rs. None may panic on
 //! any input, and what they accept must read back as what was written.
 //! Pure: no root, no mounts.
 
 use idmap_overlay::idmap::{self, IdRange, MAX_RANGES};
+use idmap_overlay::mountinfo;
 use idmap_overlay::overlay::{self, MountOptions, Strategy as Layout};
 use idmap_overlay::state::{RECORD_VERSION, Record, RecordState, StateDir};
-use idmap_overlay::{mount_helper, mountinfo};
 use proptest::prelude::*;
 use std::path::PathBuf;
 
@@ -465,23 +465,6 @@ proptest! {
         prop_assert_eq!(entry.tags, vec!["shared:1".to_string()]);
     }
 
-    #[test]
-    fn helper_arguments_never_panic(
-        args in prop::collection::vec(prop_oneof![
-            Just("-o".to_string()), Just("-N".to_string()), Just("-t".to_string()),
-            Just("-sfnv".to_string()), Just("--".to_string()), Just("--help".to_string()),
-            "-[a-zA-Z]{1,4}", "[a-z/=,:\"]{0,12}", any::<String>(),
-        ], 0..8),
-        sloppy in any::<bool>(),
-    ) {
-        let os: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-        if let Ok(parsed) = mount_helper::parse_args(&os) {
-            let translation = mount_helper::translate(&parsed.options, sloppy);
-            // Everything kept is a token of the input, in order.
-            let kept = translation.overlay_options;
-            prop_assert!(kept.is_empty() || parsed.options.contains(kept.split(',').next().unwrap()));
-        }
-    }
 }
 
 proptest! {

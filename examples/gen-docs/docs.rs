@@ -3,8 +3,8 @@
 //! the hand-written parts beside this file. Pure (returns the files), so
 //! `tests/generated.rs` can compare it with what is checked in.
 
+use crate::cli::Cli;
 use clap::{Arg, Command, CommandFactory};
-use idmap_overlay::cmd::Cli;
 use std::path::PathBuf;
 
 /// The directories this generator owns: every file in them is generated.

@@ -2,6 +2,9 @@
 //! `cargo run --example gen-docs`. `tests/generated.rs` fails when the
 //! checked-in files differ from what this writes.
 
+// The binary's command line, as the binary reads it.
+#[path = "../../src/cli.rs"]
+mod cli;
 mod docs;
 
 use std::fs;

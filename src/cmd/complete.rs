@@ -4,14 +4,11 @@
 //! errors into the user's prompt, nor make /run/idmap-overlay by pressing Tab.
 
 use super::Context;
+use crate::cli::CompleteIdsArgs;
 use crate::exit::Code;
 use crate::state::StateDir;
 use anyhow::Result;
-use clap::Args;
 use std::path::Path;
-
-#[derive(Debug, Args)]
-pub struct CompleteIdsArgs {}
 
 /// The words to offer: every record's id, then every target, sorted and
 /// without duplicates. A word with a newline in it cannot be offered one

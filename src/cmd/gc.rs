@@ -1,36 +1,10 @@
 use super::{Context, require_root};
+use crate::cli::GcArgs;
 use crate::exit::{Code, Coded, fail};
 use crate::{findings, gc, metrics};
 use anyhow::Result;
-use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-#[derive(Debug, Args)]
-pub struct GcArgs {
-    /// Say what would be removed, remove nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
-    /// Also unmount other programs' idmapped mounts below DIR (for example
-    /// /var/lib/containerd/tmpmounts) once older than --min-age. Repeatable.
-    #[arg(long, value_name = "DIR")]
-    pub foreign: Vec<PathBuf>,
-    /// Age a foreign mount must reach (counted from the first gc or inspect
-    /// that saw it) before it is removed.
-    #[arg(long, default_value = "60s", value_parser = crate::parse_duration, value_name = "DURATION")]
-    pub min_age: Duration,
-    /// How long to retry unmounting a busy mount.
-    #[arg(long, default_value = "2.5s", value_parser = crate::parse_duration, value_name = "DURATION")]
-    pub timeout: Duration,
-    /// After the run, write Prometheus metrics (what is left, what this run
-    /// cleaned and failed) to PATH, atomically, for node_exporter's textfile
-    /// collector. PATH is absolute and its directory exists.
-    #[arg(long, value_name = "PATH")]
-    pub metrics_file: Option<PathBuf>,
-}
 
 /// A `--foreign` directory: absolute, existing, not `/`, walked safely (a
 /// directory a user could redirect would let them choose what gc unmounts).
@@ -83,9 +57,9 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
     let report = gc::collect(&state, &snapshot, args.dry_run, args.timeout)?;
     let duration = started.elapsed();
     if args.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        crate::out!("{}", crate::inspect::render_gc(&report));
+        out!("{}", crate::inspect::render_gc(&report));
     }
     if let Some(path) = &args.metrics_file {
         write_metrics(path, &state, foreign, args.min_age, &report, duration)?;

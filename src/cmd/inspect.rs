@@ -1,63 +1,11 @@
 use super::{Context, require_root};
+use crate::cli::{Format, InspectArgs};
 use crate::exit::{Code, Coded, fail};
 use crate::table::{self, Layout};
 use crate::{features, findings, gc, inspect, metrics};
 use anyhow::Result;
-use clap::{Args, ValueEnum};
-use std::path::PathBuf;
+use clap::ValueEnum;
 use std::time::{Duration, Instant};
-
-/// How `inspect` prints what it found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Tables and fields for people.
-    Text,
-    /// JSON for scripts (the same as --json).
-    Json,
-    /// Prometheus text exposition format, for node_exporter's textfile
-    /// collector: records by state, leaks by kind (the same with or without
-    /// --leaks).
-    Prometheus,
-}
-
-#[derive(Debug, Args)]
-pub struct InspectArgs {
-    /// Output JSON for scripts: the same as --format json.
-    #[arg(short = 'J', long)]
-    pub json: bool,
-    /// The columns to show, comma-separated (see --list-columns).
-    #[arg(short = 'o', long = "output", value_name = "COLUMNS")]
-    pub output: Option<String>,
-    /// Print no header line.
-    #[arg(short = 'n', long = "noheadings")]
-    pub noheadings: bool,
-    /// Raw output for scripts: cells separated by one space, spaces and
-    /// other unsafe characters escaped (\x20), nothing cut or aligned.
-    #[arg(short = 'r', long)]
-    pub raw: bool,
-    /// Sort the rows by this column.
-    #[arg(long, value_name = "COLUMN")]
-    pub sort: Option<String>,
-    /// List the columns -o takes, and what they show.
-    #[arg(long)]
-    pub list_columns: bool,
-    /// Output format.
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub format: Option<Format>,
-    /// List everything leaked on this host: ours and other programs'.
-    #[arg(long, conflicts_with_all = ["features", "what"])]
-    pub leaks: bool,
-    /// With --leaks or --format prometheus: count other programs' idmapped
-    /// mounts below DIR as leaks, as `gc --foreign DIR` would. Repeatable.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["features", "what"])]
-    pub foreign: Vec<PathBuf>,
-    /// What the running kernel supports, from real probes.
-    #[arg(long, conflicts_with = "what")]
-    pub features: bool,
-    /// One overlay, by mountpoint (contains '/') or record id.
-    #[arg(value_name = "TARGET|ID")]
-    pub what: Option<String>,
-}
 
 impl InspectArgs {
     /// The format asked for, or why the flags contradict each other.
@@ -118,7 +66,7 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
         inspect::RECORD_COLUMNS
     };
     if args.list_columns {
-        crate::out!("{}", table::list(columns));
+        out!("{}", table::list(columns));
         return Ok(Code::Success);
     }
     let chosen =
@@ -139,9 +87,9 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     if args.features {
         let found = probe_features(&state)?;
         if json {
-            crate::outln!("{}", serde_json::to_string_pretty(&found)?);
+            outln!("{}", serde_json::to_string_pretty(&found)?);
         } else {
-            crate::out!("{}", inspect::render_features(&found));
+            out!("{}", inspect::render_features(&found));
         }
         return Ok(Code::Success);
     }
@@ -157,7 +105,7 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
             duration: started.elapsed(),
             overlays_elsewhere: Some(metrics::overlays_elsewhere(snap)),
         };
-        crate::out!("{}", metrics::render(&scrape, None));
+        out!("{}", metrics::render(&scrape, None));
         return Ok(Code::Success);
     }
     let sort = args.sort.as_deref();
@@ -165,25 +113,25 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
         let leaks = findings::classify(snap);
         if json {
             let out = serde_json::json!({"version": 1, "leaks": leaks});
-            crate::outln!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
         } else {
             let text = inspect::render_leaks(&leaks, &chosen, layout, sort)
                 .map_err(|e| fail(Code::Usage, e))?;
-            crate::out!("{text}");
+            out!("{text}");
         }
         return Ok(Code::Success);
     }
     match &args.what {
         None => {
             if json {
-                crate::outln!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&inspect::mounts_json(snap))?
                 );
             } else {
                 let text = inspect::render_table(snap, &chosen, layout, sort)
                     .map_err(|e| fail(Code::Usage, e))?;
-                crate::out!("{text}");
+                out!("{text}");
             }
         }
         Some(what) => {
@@ -211,9 +159,9 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
             })?;
             let detail = inspect::Detail::of(snap, record);
             if json {
-                crate::outln!("{}", serde_json::to_string_pretty(&detail)?);
+                outln!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
-                crate::out!("{}", inspect::render_detail(&detail, snap.now));
+                out!("{}", inspect::render_detail(&detail, snap.now));
             }
         }
     }

@@ -7,48 +7,11 @@ pub mod inspect;
 pub mod mount;
 pub mod umount;
 
+use crate::cli::{Cli, Command};
 use crate::exit::{Code, fail};
 use crate::state::StateDir;
 use anyhow::Result;
-use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "idmap-overlay",
-    version,
-    about = "Mount overlayfs with idmapped lower layers, and clean up what leaks",
-    propagate_version = true
-)]
-pub struct Cli {
-    /// Where records, locks and temporary mountpoints live [env:
-    /// IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay].
-    #[arg(long, global = true, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Only errors on stderr: no warnings.
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Mount an overlay whose lower layers appear owned by shifted ids.
-    Mount(mount::MountArgs),
-    /// Unmount an overlay and remove its record.
-    Umount(umount::UmountArgs),
-    /// Remove leaked temporary mounts, stale records and leftover directories.
-    Gc(gc::GcArgs),
-    /// Show what is mounted, by us and by others, and whether anything leaked.
-    Inspect(inspect::InspectArgs),
-    /// Recorded ids and targets, one per line, for shell completion.
-    #[command(name = "complete-ids", hide = true)]
-    CompleteIds(complete::CompleteIdsArgs),
-}
 
 /// What every subcommand gets besides its own arguments.
 pub struct Context {
@@ -159,6 +122,7 @@ pub fn run(cli: Cli) -> Result<Code> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     #[test]
     fn usage_errors_are_one_line() {

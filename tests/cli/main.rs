@@ -3,6 +3,11 @@
 
 mod support;
 
+// The binary's command line, to check shipped command lines parse.
+#[path = "../../src/cli.rs"]
+#[allow(dead_code)]
+mod cli;
+
 mod admin;
 mod attacks;
 mod bad_input;

@@ -589,7 +589,7 @@ fn shipped_metrics_commands_parse() {
     assert_eq!(metrics_lines.len(), 2, "unit and README: {commands:?}");
     for command in commands {
         let argv: Vec<&str> = command.split_whitespace().collect();
-        if let Err(e) = idmap_overlay::cmd::Cli::try_parse_from(&argv) {
+        if let Err(e) = crate::cli::Cli::try_parse_from(&argv) {
             panic!("{command}: {e}");
         }
     }

@@ -1,0 +1,213 @@
+//! The command line as clap reads it: every subcommand's flags and
+//! arguments, and nothing else. The binary runs them (`src/cmd/`); the man
+//! pages and shell completions are generated from them (`examples/gen-docs`
+//! includes this file), so it depends on clap and the library only.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use idmap_overlay::overlay::Strategy;
+use idmap_overlay::parse_duration;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "idmap-overlay",
+    version,
+    about = "Mount overlayfs with idmapped lower layers, and clean up what leaks",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Where records, locks and temporary mountpoints live [env:
+    /// IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr: no warnings.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mount an overlay whose lower layers appear owned by shifted ids.
+    Mount(MountArgs),
+    /// Unmount an overlay and remove its record.
+    Umount(UmountArgs),
+    /// Remove leaked temporary mounts, stale records and leftover directories.
+    Gc(GcArgs),
+    /// Show what is mounted, by us and by others, and whether anything leaked.
+    Inspect(InspectArgs),
+    /// Recorded ids and targets, one per line, for shell completion.
+    #[command(name = "complete-ids", hide = true)]
+    CompleteIds(CompleteIdsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// Where to mount the overlay.
+    pub target: PathBuf,
+    /// Lower layers, colon-separated, top layer first (overlayfs order).
+    #[arg(long, value_name = "DIRS")]
+    pub lowerdir: Option<String>,
+    /// The writable layer; with --workdir. Both absent: a read-only overlay.
+    #[arg(long, value_name = "DIR")]
+    pub upperdir: Option<PathBuf>,
+    /// overlayfs's work directory, on the same filesystem as --upperdir.
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// Container id : host id : size. On-disk C..C+S-1 appears as H..H+S-1. Repeatable.
+    #[arg(long, value_name = "C:H:S[,C:H:S]")]
+    pub uidmap: Vec<String>,
+    /// Like --uidmap, for groups; defaults to the uid map.
+    #[arg(long, value_name = "C:H:S[,C:H:S]")]
+    pub gidmap: Vec<String>,
+    /// Take the maps of an existing user namespace (/proc/PID/ns/user).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["uidmap", "gidmap"])]
+    pub userns: Option<PathBuf>,
+    /// containerd's overlay options: lowerdir=A:B,upperdir=U,workdir=W,uidmap=0:100000:65536,...
+    /// Other overlay options are passed to overlayfs.
+    #[arg(short = 'o', long = "options", value_name = "OPTS")]
+    pub options: Option<String>,
+    /// How the idmapped layers are built.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub strategy: Strategy,
+    /// Accept a map that shows an on-disk id other than 0 as host root (0):
+    /// a setuid file owned by that id would then run as root.
+    #[arg(long)]
+    pub allow_host_root: bool,
+    /// Record id (default: generated, unique).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Print the record as JSON instead of the id.
+    #[arg(long)]
+    pub json: bool,
+    /// How long to retry unmounting a busy temporary mount.
+    #[arg(long, default_value = "2.5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+}
+
+/// What clap gives when only a target is named (the mount(8) helper
+/// starts from this).
+impl Default for MountArgs {
+    fn default() -> MountArgs {
+        MountArgs {
+            target: PathBuf::new(),
+            lowerdir: None,
+            upperdir: None,
+            workdir: None,
+            uidmap: Vec::new(),
+            gidmap: Vec::new(),
+            userns: None,
+            options: None,
+            strategy: Strategy::Auto,
+            allow_host_root: false,
+            id: None,
+            json: false,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// `--timeout`'s default: how long EBUSY is retried.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(2500);
+
+#[derive(Debug, Args)]
+pub struct UmountArgs {
+    /// The mountpoint (anything containing '/') or the record id.
+    #[arg(value_name = "TARGET|ID")]
+    pub what: String,
+    /// How long to retry while the overlay is busy (EBUSY, or alive in
+    /// another mount namespace).
+    #[arg(long, default_value = "2.5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    /// Unmount it from this mount namespace only, while copies live on in
+    /// others (containers): the record stays, in state `detached`, until gc
+    /// finds no copy left anywhere.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Say what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also unmount other programs' idmapped mounts below DIR (for example
+    /// /var/lib/containerd/tmpmounts) once older than --min-age. Repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub foreign: Vec<PathBuf>,
+    /// Age a foreign mount must reach (counted from the first gc or inspect
+    /// that saw it) before it is removed.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub min_age: Duration,
+    /// How long to retry unmounting a busy mount.
+    #[arg(long, default_value = "2.5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    /// After the run, write Prometheus metrics (what is left, what this run
+    /// cleaned and failed) to PATH, atomically, for node_exporter's textfile
+    /// collector. PATH is absolute and its directory exists.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// How `inspect` prints what it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Tables and fields for people.
+    Text,
+    /// JSON for scripts (the same as --json).
+    Json,
+    /// Prometheus text exposition format, for node_exporter's textfile
+    /// collector: records by state, leaks by kind (the same with or without
+    /// --leaks).
+    Prometheus,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Output JSON for scripts: the same as --format json.
+    #[arg(short = 'J', long)]
+    pub json: bool,
+    /// The columns to show, comma-separated (see --list-columns).
+    #[arg(short = 'o', long = "output", value_name = "COLUMNS")]
+    pub output: Option<String>,
+    /// Print no header line.
+    #[arg(short = 'n', long = "noheadings")]
+    pub noheadings: bool,
+    /// Raw output for scripts: cells separated by one space, spaces and
+    /// other unsafe characters escaped (\x20), nothing cut or aligned.
+    #[arg(short = 'r', long)]
+    pub raw: bool,
+    /// Sort the rows by this column.
+    #[arg(long, value_name = "COLUMN")]
+    pub sort: Option<String>,
+    /// List the columns -o takes, and what they show.
+    #[arg(long)]
+    pub list_columns: bool,
+    /// Output format.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
+    /// List everything leaked on this host: ours and other programs'.
+    #[arg(long, conflicts_with_all = ["features", "what"])]
+    pub leaks: bool,
+    /// With --leaks or --format prometheus: count other programs' idmapped
+    /// mounts below DIR as leaks, as `gc --foreign DIR` would. Repeatable.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["features", "what"])]
+    pub foreign: Vec<PathBuf>,
+    /// What the running kernel supports, from real probes.
+    #[arg(long, conflicts_with = "what")]
+    pub features: bool,
+    /// One overlay, by mountpoint (contains '/') or record id.
+    #[arg(value_name = "TARGET|ID")]
+    pub what: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompleteIdsArgs {}
