@@ -1,6 +1,7 @@
 //! Exit codes (the mount(8) convention, see docs/CLI.md) and the error type that
 //! carries one through an `anyhow` chain.
 
+use idmap_overlay::ErrorKind;
 use std::fmt;
 
 /// What the process exit status means. Scripts rely on these numbers.
@@ -78,8 +79,21 @@ pub fn code_of(err: &anyhow::Error) -> Code {
     if let Some(failure) = err.downcast_ref::<Failure>() {
         return failure.code;
     }
-    if crate::unmount::busy_mount(err).is_some() {
-        return Code::Mount;
+    if let Some(err) = err.downcast_ref::<idmap_overlay::Error>() {
+        return code_of_kind(err.kind());
     }
     Code::System
+}
+
+/// The exit code for a kind of library error.
+pub fn code_of_kind(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::InvalidInput => Code::Usage,
+        ErrorKind::System => Code::System,
+        ErrorKind::Bug => Code::Bug,
+        ErrorKind::Cancelled => Code::Interrupted,
+        ErrorKind::State => Code::State,
+        ErrorKind::Mount | ErrorKind::Busy => Code::Mount,
+        _ => Code::System,
+    }
 }

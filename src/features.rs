@@ -1,10 +1,10 @@
 //! What the running kernel can do, found by really doing it (a kernel
 //! version says nothing about backports or the filesystem), cached per boot.
 
-use crate::exit::{Code, Coded};
+use crate::error::Result;
+use crate::error::{Context, ErrorKind};
 use crate::state::StateDir;
 use crate::sys;
-use anyhow::Result;
 use rustix::fs::{Mode, OFlags, openat};
 use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, OpenTreeFlags, fsconfig_create, fsconfig_set_fd,
@@ -78,7 +78,7 @@ pub fn cached_or_probe(state: &StateDir) -> Result<Features> {
         0o600,
         false,
     )
-    .code(Code::State, || format!("writing {}", cache.display()))?;
+    .fail_as(ErrorKind::State, || format!("writing {}", cache.display()))?;
     Ok(found)
 }
 
@@ -174,7 +174,7 @@ impl ProbeDirs {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&path)
-            .code(Code::State, || {
+            .fail_as(ErrorKind::State, || {
                 format!("creating probe directory {}", path.display())
             })?;
         let dirs = ProbeDirs {
@@ -183,11 +183,11 @@ impl ProbeDirs {
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )
-            .code(Code::State, || format!("opening {}", path.display()))?,
+            .fail_as(ErrorKind::State, || format!("opening {}", path.display()))?,
             path,
         };
         for layer in ["l1", "l2"] {
-            rustix::fs::mkdirat(&dirs.fd, layer, Mode::RWXU).code(Code::State, || {
+            rustix::fs::mkdirat(&dirs.fd, layer, Mode::RWXU).fail_as(ErrorKind::State, || {
                 format!("creating {}", dirs.path.join(layer).display())
             })?;
         }

@@ -2,13 +2,12 @@
 //! what `gc` decides. Everything is gathered under the state directory's
 //! global lock, so no mount can be half-claimed while we look.
 
-use crate::exit::Code;
+use crate::error::Result;
 use crate::findings::{self, Action, Finding, Kind, Snapshot};
 use crate::mountinfo;
 use crate::state::StateDir;
 use crate::umount::{forget, remove_temp_leftovers, unmount_listed};
 use crate::unmount::{UnmountError, describe_holders, holders};
-use anyhow::Result;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -287,7 +286,7 @@ fn act(state: &StateDir, snap: &Snapshot, finding: &Finding) -> Result<(), Probl
         Action::Teardown { id } => match StateDir::read_record_file(&state.record_path(id)) {
             Ok(mut record) => forget(state, &mut record, table, Duration::ZERO)
                 .map(|_| ())
-                .map_err(|e| match crate::unmount::busy_mount(&e) {
+                .map_err(|e| match e.busy_mount() {
                     Some(mount_id) => Problem::Busy(mount_id),
                     None => Problem::Failed(format!("{e:#}")),
                 }),
@@ -442,16 +441,5 @@ fn sweep_lock_files<'a>(
             continue;
         }
         state.remove_lock(id);
-    }
-}
-
-/// The exit code of a gc run.
-pub fn exit_code(report: &Report) -> Code {
-    if report.interrupted.is_some() {
-        Code::Interrupted
-    } else if report.failed.is_empty() {
-        Code::Success
-    } else {
-        Code::Partial
     }
 }

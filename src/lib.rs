@@ -3,7 +3,8 @@
 //! README for the map of these modules.
 
 pub mod atomic_write;
-pub mod exit;
+mod cancel;
+mod error;
 pub mod features;
 pub mod findings;
 pub mod gc;
@@ -20,6 +21,9 @@ pub mod testpoint;
 pub mod umount;
 pub mod unmount;
 pub mod userns;
+
+pub use cancel::Cancel;
+pub use error::{Error, ErrorKind, Result};
 
 use std::time::Duration;
 

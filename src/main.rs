@@ -24,6 +24,7 @@ macro_rules! errln {
 mod cli;
 mod cmd;
 mod escape;
+mod exit;
 mod inspect;
 mod metrics;
 mod mount_helper;
@@ -31,8 +32,8 @@ mod table;
 
 // The library's modules, under the names the binary's modules use.
 use idmap_overlay::{
-    atomic_write, describe_io, exit, features, findings, gc, idmap, mount, overlay, resolve, state,
-    sys, umount,
+    atomic_write, describe_io, features, findings, gc, idmap, mount, overlay, resolve, state, sys,
+    umount,
 };
 
 #[cfg(test)]

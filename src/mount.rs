@@ -2,7 +2,8 @@
 //! overlay with the chosen strategy, record `mounted`. Every failure undoes
 //! what was done; a crash at any instant leaves what `gc` rolls back.
 
-use crate::exit::{Code, Coded, fail};
+use crate::error::Result;
+use crate::error::{Context, ErrorKind, fail};
 use crate::idmap::{self, IdRange};
 use crate::namespaces::Scan;
 use crate::overlay::{self, MAX_LAYERS, Strategy, VfsFlags};
@@ -12,7 +13,6 @@ use crate::strategy::{OverlaySpec, PlannedTree, Target, TempMounts};
 use crate::sys::MountIds;
 use crate::unmount::{Expected, unmount_proven};
 use crate::{features, state, strategy, testpoint, userns};
-use anyhow::Result;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs;
@@ -61,8 +61,8 @@ struct Checked {
     workdir: Option<Resolved>,
 }
 
-fn usage(message: String) -> anyhow::Error {
-    fail(Code::Usage, message)
+fn usage(message: String) -> crate::Error {
+    fail(ErrorKind::InvalidInput, message)
 }
 
 /// Resolves one directory argument: absolute (unless `may_be_relative`),
@@ -82,7 +82,7 @@ fn check_dir_arg(
         path.to_path_buf()
     } else if may_be_relative {
         std::env::current_dir()
-            .code(Code::System, || "reading the current directory".into())?
+            .fail_as(ErrorKind::System, || "reading the current directory".into())?
             .join(path)
     } else {
         let suggestion = std::env::current_dir()
@@ -291,7 +291,7 @@ fn refuse_dirs_in_use(scan: &Scan, checked: &Checked) -> Result<()> {
                 })
                 .unwrap_or_default();
             return Err(fail(
-                Code::Mount,
+                ErrorKind::Mount,
                 format!(
                     "{what} {} is the {} of overlay {}{place}; two overlays on one {what} corrupt each other's files",
                     dir.path.display(),
@@ -382,7 +382,7 @@ fn claim(
         && !replaced_stale(state, &other, timeout)?
     {
         return Err(fail(
-            Code::Mount,
+            ErrorKind::Mount,
             format!(
                 "{} is already used by idmap-overlay mount {} ({})",
                 record.target.display(),
@@ -403,7 +403,7 @@ fn claim(
             || scan.is_some_and(|scan| scan.is_attached(other.dev.as_deref(), &other.source));
         if other.id != record.id && alive {
             return Err(fail(
-                Code::Mount,
+                ErrorKind::Mount,
                 format!(
                     "{what} {} is in use by idmap-overlay mount {} at {}; two overlays on one {what} corrupt each other's files",
                     dir.display(),
@@ -552,12 +552,12 @@ fn check_unmoved(checked: &Checked) -> Result<()> {
     ];
     for (what, dir) in dirs.into_iter().flatten() {
         let now = std::fs::read_link(crate::resolve::proc_fd_path(dir.fd.as_fd()))
-            .code(Code::Mount, || {
+            .fail_as(ErrorKind::Mount, || {
                 format!("reading where {what} {} is now", dir.path.display())
             })?;
         if now != dir.path {
             return Err(fail(
-                Code::Mount,
+                ErrorKind::Mount,
                 format!(
                     "{what} {} was moved to {} while mounting (a parent directory renamed); the overlay was undone",
                     dir.path.display(),
@@ -578,7 +578,9 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         Maps::Ranges { uid, gid } => (None, uid.clone(), gid.clone()),
         Maps::Userns(path) => {
             let (fd, uid, gid) = userns::open_existing(path)
-                .code(Code::Usage, || format!("--userns {}", path.display()))?;
+                .fail_as(ErrorKind::InvalidInput, || {
+                    format!("--userns {}", path.display())
+                })?;
             check_host_root(&uid, &gid, req.allow_host_root)?;
             (Some(fd), uid, gid)
         }
@@ -595,9 +597,9 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     }
     // Only writable overlays can corrupt one another's upper layer.
     let scan = match &checked.upperdir {
-        Some(_) => {
-            Some(Scan::live().code(Code::System, || "looking into the mount namespaces".into())?)
-        }
+        Some(_) => Some(Scan::live().fail_as(ErrorKind::System, || {
+            "looking into the mount namespaces".into()
+        })?),
         None => None,
     };
     if let Some(scan) = &scan {
@@ -696,7 +698,7 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
             // An overlay that is there but could not be identified cannot
             // be proven ours to unmount: it and its `preparing` record stay
             // for gc, which finds it by its source tag.
-            if strategy::unidentified(&e) {
+            if e.overlay_left {
                 overlay_left.set(true);
             }
             return Err(e);

@@ -1,6 +1,6 @@
 //! The mount table as `/proc/<pid>/mountinfo` shows it (proc(5)).
 
-use anyhow::{Context, Result};
+use crate::error::{Context, ErrorKind, Result, fail};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub fn read() -> Result<Vec<MountEntry>> {
 pub fn read_from(path: &Path) -> Result<Vec<MountEntry>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    parse(&text).map_err(anyhow::Error::msg)
+    parse(&text).map_err(|e| fail(ErrorKind::System, e))
 }
 
 /// The mount that a path lookup of `mount_point` reaches: of the mounts at

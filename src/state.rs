@@ -10,10 +10,10 @@
 //! ```
 
 use crate::atomic_write;
-use crate::exit::{Code, Coded, fail};
+use crate::error::Result;
+use crate::error::{Context, ErrorKind, fail};
 use crate::idmap::IdRange;
 use crate::overlay::Strategy;
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -220,12 +220,12 @@ pub struct StateDir {
 /// Refuses a directory that someone other than root could have planted or
 /// can write: the tool acts as root on what it finds there.
 fn check_dir(path: &Path) -> Result<()> {
-    let meta = fs::symlink_metadata(path).code(Code::State, || {
+    let meta = fs::symlink_metadata(path).fail_as(ErrorKind::State, || {
         format!("state directory {}", path.display())
     })?;
     if meta.file_type().is_symlink() {
         return Err(fail(
-            Code::State,
+            ErrorKind::State,
             format!(
                 "state directory {} is a symlink; refusing to follow it",
                 path.display()
@@ -234,13 +234,13 @@ fn check_dir(path: &Path) -> Result<()> {
     }
     if !meta.is_dir() {
         return Err(fail(
-            Code::State,
+            ErrorKind::State,
             format!("state directory {} is not a directory", path.display()),
         ));
     }
     if meta.uid() != nix::unistd::geteuid().as_raw() {
         return Err(fail(
-            Code::State,
+            ErrorKind::State,
             format!(
                 "state directory {} is owned by uid {}, not by root",
                 path.display(),
@@ -250,7 +250,7 @@ fn check_dir(path: &Path) -> Result<()> {
     }
     if meta.mode() & 0o022 != 0 {
         return Err(fail(
-            Code::State,
+            ErrorKind::State,
             format!(
                 "state directory {} is writable by others (mode {:o}); expected 0700",
                 path.display(),
@@ -271,18 +271,18 @@ fn check_ancestors(root: &Path) -> Result<()> {
     };
     let resolved = crate::resolve::resolve_dir(parent).map_err(|e| {
         fail(
-            Code::State,
+            ErrorKind::State,
             format!("state directory {}: {e}", root.display()),
         )
     })?;
     for dir in resolved.path.ancestors() {
-        let meta = fs::symlink_metadata(dir).code(Code::State, || {
+        let meta = fs::symlink_metadata(dir).fail_as(ErrorKind::State, || {
             format!("state directory {}: {}", root.display(), dir.display())
         })?;
         let writable_by_others = meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0;
         if meta.uid() != 0 || writable_by_others {
             return Err(fail(
-                Code::State,
+                ErrorKind::State,
                 format!(
                     "state directory {}: {} above it is {} (mode {:o}); it must be root's and not writable by others unless sticky",
                     root.display(),
@@ -305,7 +305,7 @@ fn ensure_dir(path: &Path) -> Result<()> {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => {
-            return Err(e).code(Code::State, || {
+            return Err(e).fail_as(ErrorKind::State, || {
                 format!("creating state directory {}", path.display())
             });
         }
@@ -318,7 +318,7 @@ impl StateDir {
     pub fn open(root: &Path) -> Result<StateDir> {
         if !root.is_absolute() {
             return Err(fail(
-                Code::Usage,
+                ErrorKind::InvalidInput,
                 format!("state directory {} is not an absolute path", root.display()),
             ));
         }
@@ -329,7 +329,9 @@ impl StateDir {
                 .recursive(true)
                 .mode(0o755)
                 .create(parent)
-                .code(Code::State, || format!("creating {}", parent.display()))?;
+                .fail_as(ErrorKind::State, || {
+                    format!("creating {}", parent.display())
+                })?;
         }
         check_ancestors(root)?;
         ensure_dir(root)?;
@@ -349,7 +351,7 @@ impl StateDir {
     pub fn open_to_read(root: &Path, explicit: bool) -> Result<StateDir> {
         if !root.is_absolute() {
             return Err(fail(
-                Code::Usage,
+                ErrorKind::InvalidInput,
                 format!("state directory {} is not an absolute path", root.display()),
             ));
         }
@@ -361,7 +363,7 @@ impl StateDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if explicit {
                     return Err(fail(
-                        Code::State,
+                        ErrorKind::State,
                         format!("state directory {} does not exist", root.display()),
                     ));
                 }
@@ -413,7 +415,7 @@ impl StateDir {
         for claimed in record.claimed_paths() {
             let path = self.target_index_path(claimed);
             atomic_write::write(&path, record.id.as_bytes(), 0o600, false)
-                .code(Code::State, || format!("writing {}", path.display()))?;
+                .fail_as(ErrorKind::State, || format!("writing {}", path.display()))?;
         }
         Ok(())
     }
@@ -429,7 +431,8 @@ impl StateDir {
             if read_small_file(&path).as_deref() == Some(id) {
                 match fs::remove_file(&path) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(e).code(Code::State, || format!("removing {}", path.display()));
+                        return Err(e)
+                            .fail_as(ErrorKind::State, || format!("removing {}", path.display()));
                     }
                     _ => {}
                 }
@@ -501,8 +504,9 @@ impl StateDir {
         let path = self.record_path(&record.id);
 
         let text = serde_json::to_string_pretty(record).context("encoding the record")? + "\n";
-        atomic_write::write(&path, text.as_bytes(), 0o600, false)
-            .code(Code::State, || format!("writing record {}", path.display()))
+        atomic_write::write(&path, text.as_bytes(), 0o600, false).fail_as(ErrorKind::State, || {
+            format!("writing record {}", path.display())
+        })
     }
 
     pub fn remove_record(&self, id: &str) -> Result<()> {
@@ -510,7 +514,7 @@ impl StateDir {
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).code(Code::State, || {
+            Err(e) => Err(e).fail_as(ErrorKind::State, || {
                 format!("removing record {}", path.display())
             }),
         }
@@ -590,7 +594,7 @@ impl StateDir {
             listing => listing,
         };
         let mut names: Vec<PathBuf> = listing
-            .code(Code::State, || format!("listing {}", dir.display()))?
+            .fail_as(ErrorKind::State, || format!("listing {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "json"))
             .collect();
@@ -652,12 +656,14 @@ impl StateDir {
     fn wait_for(&self, file: File, path: &Path) -> Result<Lock> {
         let started = Instant::now();
         loop {
-            if try_lock(&file).code(Code::State, || format!("locking {}", path.display()))? {
+            if try_lock(&file)
+                .fail_as(ErrorKind::State, || format!("locking {}", path.display()))?
+            {
                 return Ok(Lock { _file: file });
             }
             if let Some(signal) = crate::sys::interrupted() {
                 return Err(fail(
-                    Code::Interrupted,
+                    ErrorKind::Cancelled,
                     format!(
                         "interrupted by signal {signal} while waiting for the lock of {}",
                         self.root.display()
@@ -666,7 +672,7 @@ impl StateDir {
             }
             if started.elapsed() >= self.lock_wait {
                 return Err(fail(
-                    Code::State,
+                    ErrorKind::State,
                     format!(
                         "{} is locked by {} for more than {}; try again, or look at that process",
                         self.root.display(),
@@ -687,7 +693,7 @@ impl StateDir {
         match try_lock(&file) {
             Ok(true) => Ok(Some(Lock { _file: file })),
             Ok(false) => Ok(None),
-            Err(e) => Err(e).code(Code::State, || format!("locking {}", path.display())),
+            Err(e) => Err(e).fail_as(ErrorKind::State, || format!("locking {}", path.display())),
         }
     }
 
@@ -710,10 +716,10 @@ impl StateDir {
     pub fn ensure_private_temp_area(&self) -> Result<()> {
         let tmp = self.root.join("tmp");
         let ids_of = |path: &Path| -> Result<crate::sys::MountIds> {
-            let dir =
-                File::open(path).code(Code::State, || format!("opening {}", path.display()))?;
+            let dir = File::open(path)
+                .fail_as(ErrorKind::State, || format!("opening {}", path.display()))?;
             crate::sys::mount_ids(std::os::fd::AsFd::as_fd(&dir))
-                .code(Code::State, || format!("statx {}", path.display()))
+                .fail_as(ErrorKind::State, || format!("statx {}", path.display()))
         };
         let holder = ids_of(&tmp)?;
         // Ask the kernel about that one mount (statmount, Linux 6.8+) rather
@@ -744,7 +750,7 @@ impl StateDir {
                 MsFlags::MS_BIND,
                 None::<&str>,
             )
-            .code(Code::State, || {
+            .fail_as(ErrorKind::State, || {
                 format!("bind-mounting {} on itself", tmp.display())
             })?;
         }
@@ -755,7 +761,7 @@ impl StateDir {
             MsFlags::MS_PRIVATE,
             None::<&str>,
         )
-        .code(Code::State, || {
+        .fail_as(ErrorKind::State, || {
             format!("making {} a private mount", tmp.display())
         })?;
         log::info!(
@@ -831,11 +837,13 @@ fn open_lock_file(path: &Path, create: bool) -> Result<File> {
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
-        .code(Code::State, || format!("opening lock {}", path.display()))?;
+        .fail_as(ErrorKind::State, || {
+            format!("opening lock {}", path.display())
+        })?;
     let regular = file.metadata().is_ok_and(|m| m.is_file());
     if !regular {
         return Err(fail(
-            Code::State,
+            ErrorKind::State,
             format!("lock {} is not a regular file; remove it", path.display()),
         ));
     }

@@ -2,13 +2,13 @@
 //! descriptors resolved once (see `resolve`), undoes its own partial work on
 //! error, and on success leaves nothing temporary behind.
 
-use crate::exit::{Code, Coded, fail};
+use crate::error::Result;
+use crate::error::{Context, ErrorKind, fail};
 use crate::overlay::VfsFlags;
 use crate::resolve::{self, Entry, Meta, Resolved, proc_fd_path};
 use crate::sys::{self, MountIds};
 use crate::testpoint;
 use crate::unmount::{Expected, Unmounted, unmount_proven};
-use anyhow::{Context, Result};
 use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
 use rustix::io::Errno;
 use rustix::mount::{
@@ -58,7 +58,7 @@ fn idmapped_tree(dir: &Resolved, userns: BorrowedFd<'_>) -> Result<OwnedFd> {
             | OpenTreeFlags::OPEN_TREE_CLOEXEC
             | OpenTreeFlags::AT_EMPTY_PATH,
     )
-    .code(Code::Mount, || {
+    .fail_as(ErrorKind::Mount, || {
         format!("cloning {} (open_tree)", dir.path.display())
     })?;
     sys::idmap_tree(tree.as_fd(), userns).map_err(|e| {
@@ -68,13 +68,10 @@ fn idmapped_tree(dir: &Resolved, userns: BorrowedFd<'_>) -> Result<OwnedFd> {
             }
             _ => "does its filesystem support idmapped mounts?",
         };
-        anyhow::Error::from(e).context(crate::exit::Failure {
-            code: Code::Mount,
-            message: format!(
-                "idmapping {} (mount_setattr; {hint})",
-                dir.path.display()
-            ),
-        })
+        crate::Error::from(e).context_as(
+            ErrorKind::Mount,
+            format!("idmapping {} (mount_setattr; {hint})", dir.path.display()),
+        )
     })?;
     Ok(tree)
 }
@@ -90,17 +87,18 @@ fn open_layer_beneath(tree: BorrowedFd<'_>, rel: &Path, layer: &Resolved) -> Res
         Mode::empty(),
         ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
     )
-    .code(Code::Mount, || {
+    .fail_as(ErrorKind::Mount, || {
         format!(
             "opening layer {} in its idmapped tree",
             layer.path.display()
         )
     })?;
-    let found: Meta = resolve::meta_of(fd.as_fd())
-        .code(Code::Mount, || format!("statx {}", layer.path.display()))?;
+    let found: Meta = resolve::meta_of(fd.as_fd()).fail_as(ErrorKind::Mount, || {
+        format!("statx {}", layer.path.display())
+    })?;
     if found.file_id() != layer.meta.file_id() {
         return Err(fail(
-            Code::Mount,
+            ErrorKind::Mount,
             format!(
                 "layer {} was replaced while mounting (renamed or swapped); nothing mounted",
                 layer.path.display()
@@ -132,16 +130,13 @@ fn with_kernel_message<T>(
 ) -> Result<T> {
     result.map_err(|errno| {
         let said = kernel_message(fs_fd);
-        let err = anyhow::Error::from(std::io::Error::from(errno));
+        let err = crate::Error::from(errno);
         let err = if said.is_empty() {
             err
         } else {
             err.context(said)
         };
-        err.context(crate::exit::Failure {
-            code: Code::Mount,
-            message: step(),
-        })
+        err.context_as(ErrorKind::Mount, step())
     })
 }
 
@@ -188,8 +183,9 @@ fn configure_common(fs_fd: BorrowedFd<'_>, spec: &OverlaySpec) -> Result<()> {
 }
 
 fn overlay_context(spec: &OverlaySpec) -> Result<OwnedFd> {
-    let fs_fd = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
-        .code(Code::Mount, || "opening an overlay context (fsopen)".into())?;
+    let fs_fd = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).fail_as(ErrorKind::Mount, || {
+        "opening an overlay context (fsopen)".into()
+    })?;
     with_kernel_message(
         fsconfig_set_string(fs_fd.as_fd(), "source", spec.source),
         fs_fd.as_fd(),
@@ -238,9 +234,11 @@ pub fn mount_detached(spec: &OverlaySpec, userns: BorrowedFd<'_>) -> Result<Moun
         FsMountFlags::FSMOUNT_CLOEXEC,
         spec.flags.mount_attr(),
     )
-    .code(Code::Mount, || "making the overlay mount (fsmount)".into())?;
+    .fail_as(ErrorKind::Mount, || {
+        "making the overlay mount (fsmount)".into()
+    })?;
     let ids = sys::mount_ids(mnt.as_fd())
-        .code(Code::Mount, || "statx of the new overlay mount".into())?;
+        .fail_as(ErrorKind::Mount, || "statx of the new overlay mount".into())?;
     move_mount(
         mnt.as_fd(),
         "",
@@ -248,7 +246,7 @@ pub fn mount_detached(spec: &OverlaySpec, userns: BorrowedFd<'_>) -> Result<Moun
         "",
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )
-    .code(Code::Mount, || {
+    .fail_as(ErrorKind::Mount, || {
         format!(
             "attaching the overlay at {}",
             spec.target.dir.path.display()
@@ -272,7 +270,7 @@ fn layers_beneath(spec: &OverlaySpec, trees: &[impl AsFd]) -> Result<Vec<OwnedFd
     }
     layer_fds
         .into_iter()
-        .map(|fd| fd.context("a layer missing from the plan"))
+        .map(|fd| fd.ok_or_else(|| fail(ErrorKind::Bug, "a layer missing from the plan")))
         .collect()
 }
 
@@ -303,11 +301,11 @@ impl TempMounts {
     }
 
     fn make_dir(path: &Path) -> Result<Entry> {
-        let entry = resolve::resolve_entry(path).code(Code::State, || {
+        let entry = resolve::resolve_entry(path).fail_as(ErrorKind::State, || {
             format!("temporary directory {}", path.display())
         })?;
         rustix::fs::mkdirat(&entry.parent, entry.name.as_os_str(), Mode::RWXU)
-            .code(Code::State, || {
+            .fail_as(ErrorKind::State, || {
                 format!("creating temporary directory {}", path.display())
             })?;
         Ok(entry)
@@ -323,7 +321,7 @@ impl TempMounts {
         let entry = Self::make_dir(&path)?;
         let mountpoint = entry
             .open()
-            .code(Code::State, || format!("opening {}", path.display()))?;
+            .fail_as(ErrorKind::State, || format!("opening {}", path.display()))?;
         self.dirs.push(entry);
         let tree = idmapped_tree(dir, userns)?;
         move_mount(
@@ -333,7 +331,7 @@ impl TempMounts {
             "",
             MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
         )
-        .code(Code::Mount, || {
+        .fail_as(ErrorKind::Mount, || {
             format!(
                 "attaching the idmapped {} at {}",
                 dir.path.display(),
@@ -341,9 +339,9 @@ impl TempMounts {
             )
         })?;
         let mount_id = sys::mount_ids(tree.as_fd())
-            .code(Code::Mount, || format!("statx {}", path.display()))?
+            .fail_as(ErrorKind::Mount, || format!("statx {}", path.display()))?
             .id;
-        let entry = resolve::resolve_entry(&path).code(Code::State, || {
+        let entry = resolve::resolve_entry(&path).fail_as(ErrorKind::State, || {
             format!("temporary mountpoint {}", path.display())
         })?;
         self.mounted.push((entry, mount_id, Some(tree)));
@@ -464,7 +462,7 @@ pub fn mount_attached(
     }
     if data.len() > MAX_MOUNT_DATA {
         return Err(fail(
-            Code::Mount,
+            ErrorKind::Mount,
             format!(
                 "the overlay options are {} bytes, more than the {MAX_MOUNT_DATA} mount(2) takes; use --strategy detached, which passes layers by fd",
                 data.len()
@@ -473,9 +471,10 @@ pub fn mount_attached(
     }
     testpoint::hit("overlay-configured")?;
     let target = proc_fd_path(spec.target.dir.fd.as_fd());
-    mount_from_fds(spec.source, &target, spec.flags.ms_flags(), &data).code(Code::Mount, || {
-        format!("mounting the overlay at {}", spec.target.dir.path.display())
-    })?;
+    mount_from_fds(spec.source, &target, spec.flags.ms_flags(), &data)
+        .fail_as(ErrorKind::Mount, || {
+            format!("mounting the overlay at {}", spec.target.dir.path.display())
+        })?;
     drop(layer_fds);
     identify_new_mount(spec.target, spec.source)
 }
@@ -501,63 +500,43 @@ fn mount_from_fds(
                 Ok(())
             })
             .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the mounting thread panicked")))
+            .unwrap_or_else(|_| Err(fail(ErrorKind::Bug, "the mounting thread panicked")))
     })
 }
 
 /// An error saying an overlay was mounted but could not be identified
-/// afterwards (see [`unidentified`]).
-#[derive(Debug)]
-struct Unidentified;
-
-impl std::fmt::Display for Unidentified {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the new mount could not be identified")
-    }
-}
-
-impl std::error::Error for Unidentified {}
-
-/// Was the overlay mounted, but not identified (so it cannot be proven ours
-/// to unmount)? Then it stays for gc, which finds it by its source tag.
-pub fn unidentified(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| e.is::<Unidentified>())
+/// afterwards, so it cannot be proven ours to unmount: it stays for gc,
+/// which finds it by its source tag ([`crate::Error`]'s `overlay_left`).
+fn unidentified(err: crate::Error, step: String) -> crate::Error {
+    let mut err = err
+        .context("the new mount could not be identified")
+        .context_as(ErrorKind::Mount, step);
+    err.overlay_left = true;
+    err
 }
 
 /// After mount(2), which returns no fd: the mount now on top at the target,
 /// looked up by name in the held parent directory: a mount root, not the
 /// directory's own mount, with our source tag in the mount table.
 fn identify_new_mount(target: &Target, source: &str) -> Result<MountIds> {
-    let fd = target.entry.open().map_err(|e| {
-        anyhow::Error::new(e)
-            .context(Unidentified)
-            .context(crate::exit::Failure {
-                code: Code::Mount,
-                message: format!("opening {} after mounting", target.dir.path.display()),
-            })
-    })?;
-    let ids = sys::mount_ids(fd.as_fd()).map_err(|e| {
-        anyhow::Error::new(e)
-            .context(Unidentified)
-            .context(crate::exit::Failure {
-                code: Code::Mount,
-                message: format!("statx {} after mounting", target.dir.path.display()),
-            })
-    })?;
+    let path = target.dir.path.display();
+    let fd = target
+        .entry
+        .open()
+        .map_err(|e| unidentified(e.into(), format!("opening {path} after mounting")))?;
+    let ids = sys::mount_ids(fd.as_fd())
+        .map_err(|e| unidentified(e.into(), format!("statx {path} after mounting")))?;
     // Its source tag, from the table: another mount stacked on ours in the
     // meantime is not taken for it.
     let tagged = crate::mountinfo::read()
         .is_ok_and(|table| table.iter().any(|m| m.id == ids.id && m.source == source));
     if !ids.mount_root || ids.id == target.dir.meta.mnt_id || !tagged {
-        return Err(
-            anyhow::Error::new(Unidentified).context(crate::exit::Failure {
-                code: Code::Mount,
-                message: format!(
-                    "after mounting, the mount at {} is not the new overlay",
-                    target.dir.path.display()
-                ),
-            }),
+        let mut err = fail(
+            ErrorKind::Mount,
+            format!("after mounting, the mount at {path} is not the new overlay"),
         );
+        err.overlay_left = true;
+        return Err(err);
     }
     Ok(ids)
 }

@@ -8,7 +8,7 @@
 //! stdin). Only debug builds (what `cargo test`
 //! builds) honour it; a release build ignores the variable.
 
-use anyhow::Result;
+use crate::error::Result;
 
 pub const ENV: &str = "IDMAP_OVERLAY_TESTPOINT";
 
@@ -34,8 +34,8 @@ pub fn hit(name: &str) -> Result<()> {
 
 fn check_interrupted(name: &str) -> Result<()> {
     match crate::sys::interrupted() {
-        Some(signal) => Err(crate::exit::fail(
-            crate::exit::Code::Interrupted,
+        Some(signal) => Err(crate::error::fail(
+            crate::error::ErrorKind::Cancelled,
             format!("interrupted by signal {signal} before {name}; rolled back"),
         )),
         None => Ok(()),
@@ -59,7 +59,7 @@ pub fn hit_with(name: &str, detail: &str) -> Result<()> {
             "kill" => {
                 let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
             }
-            "fail" => anyhow::bail!("test point {name}: forced failure"),
+            "fail" => crate::error::bail!("test point {name}: forced failure"),
             "panic" => panic!("test point {name}: forced panic"),
             "pause" => {
                 eprintln!("testpoint {name} pid={} {detail}", std::process::id());

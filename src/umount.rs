@@ -2,14 +2,14 @@
 //! prove the overlay at the target is ours, unmount it with EBUSY retries,
 //! remove what is temporary, delete the record.
 
-use crate::exit::{Code, fail};
+use crate::error::Result;
+use crate::error::{ErrorKind, fail};
 use crate::findings::Elsewhere;
 use crate::mountinfo::{self, MountEntry};
 use crate::resolve::{self, ResolveError};
 use crate::state::{self, Record, RecordState, StateDir};
 use crate::testpoint;
 use crate::unmount::{BusyMount, Expected, Proof, UnmountError, prove, unmount_proven};
-use anyhow::Result;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -26,10 +26,15 @@ pub fn resolve_target(arg: &str) -> Result<PathBuf> {
         path.to_path_buf()
     } else {
         std::env::current_dir()
-            .map_err(|e| fail(Code::System, format!("reading the current directory: {e}")))?
+            .map_err(|e| {
+                fail(
+                    ErrorKind::System,
+                    format!("reading the current directory: {e}"),
+                )
+            })?
             .join(path)
     };
-    let unsafe_path = |e: ResolveError| fail(Code::Usage, format!("{arg}: {e}"));
+    let unsafe_path = |e: ResolveError| fail(ErrorKind::InvalidInput, format!("{arg}: {e}"));
     let place = match resolve::resolve_entry(&absolute) {
         Ok(place) => place,
         Err(ResolveError::NotFound(_)) | Err(ResolveError::NotDirectory(_)) => {
@@ -198,7 +203,7 @@ pub fn teardown(
         Err(ResolveError::NotFound(_)) => None,
         Err(e) => {
             return Err(fail(
-                Code::Mount,
+                ErrorKind::Mount,
                 format!("{e}; overlay {} left alone", record.id),
             ));
         }
@@ -247,17 +252,17 @@ pub fn teardown(
                 let target = record.target.display();
                 return Err(match e {
                     UnmountError::Interrupted(signal) => fail(
-                        Code::Interrupted,
+                        ErrorKind::Cancelled,
                         format!(
                             "interrupted by signal {signal} while {target} was busy; nothing unmounted"
                         ),
                     ),
-                    UnmountError::Busy { mount_id, waited } => anyhow::Error::new(BusyMount {
+                    UnmountError::Busy { mount_id, waited } => crate::Error::busy(BusyMount {
                         mount_id,
                         what: record.target.clone(),
                         waited,
                     }),
-                    e => fail(Code::Mount, format!("{target}: {e}")),
+                    e => fail(ErrorKind::Mount, format!("{target}: {e}")),
                 });
             }
             done = Teardown::Unmounted;
@@ -297,7 +302,7 @@ pub fn teardown(
                         record.id
                     )
                 };
-                return Err(fail(Code::Mount, why));
+                return Err(fail(ErrorKind::Mount, why));
             }
         }
     }
@@ -308,19 +313,19 @@ pub fn teardown(
             .collect::<Vec<_>>()
             .join("; ");
         return Err(match problems.iter().find_map(|p| p.busy.clone()) {
-            Some((mount_id, what)) => anyhow::Error::new(BusyMount {
+            Some((mount_id, what)) => crate::Error::busy(BusyMount {
                 mount_id,
                 what,
                 waited: timeout,
             }),
-            None => fail(Code::Mount, text),
+            None => fail(ErrorKind::Mount, text),
         });
     }
     state.remove_record(&record.id)?;
     state.remove_lock(&record.id);
     match late_signal {
         Some(signal) => Err(fail(
-            Code::Interrupted,
+            ErrorKind::Cancelled,
             format!(
                 "interrupted by signal {signal} after {} was unmounted; finished removing its record",
                 record.target.display()
@@ -350,7 +355,7 @@ fn lock_record(state: &StateDir, record: &Record, timeout: Duration) -> Result<s
         }
         if let Some(signal) = crate::sys::interrupted() {
             return Err(fail(
-                Code::Interrupted,
+                ErrorKind::Cancelled,
                 format!(
                     "interrupted by signal {signal} while waiting for overlay {}",
                     record.id
@@ -359,7 +364,7 @@ fn lock_record(state: &StateDir, record: &Record, timeout: Duration) -> Result<s
         }
         if Instant::now() >= deadline {
             return Err(fail(
-                Code::Mount,
+                ErrorKind::Mount,
                 format!(
                     "overlay {} is busy with another idmap-overlay operation (a mount, umount or gc of it); try again",
                     record.id
@@ -375,12 +380,15 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration, detach: bool) -> R
     let by_path = arg.contains('/');
     let path = by_path.then(|| resolve_target(arg)).transpose()?;
     if !by_path {
-        state::check_id(arg).map_err(|e| fail(Code::Usage, e))?;
+        state::check_id(arg).map_err(|e| fail(ErrorKind::InvalidInput, e))?;
     }
     // By id (or a unique prefix of one), the record is one file; by target,
     // the records are searched.
     let found = match &path {
-        None => match state.resolve_id(arg).map_err(|e| fail(Code::Usage, e))? {
+        None => match state
+            .resolve_id(arg)
+            .map_err(|e| fail(ErrorKind::InvalidInput, e))?
+        {
             Some(id) => StateDir::read_record_file(&state.record_path(&id)).ok(),
             None => None,
         },
@@ -453,7 +461,7 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration, detach: bool) -> R
 fn scan_namespaces() -> Result<crate::namespaces::Scan> {
     crate::namespaces::Scan::live().map_err(|e| {
         fail(
-            Code::System,
+            ErrorKind::System,
             format!("looking into the mount namespaces: {e}"),
         )
     })
@@ -482,7 +490,7 @@ fn wait_for_other_namespaces(
         }
         if let Some(signal) = crate::sys::interrupted() {
             return Err(fail(
-                Code::Interrupted,
+                ErrorKind::Cancelled,
                 format!("interrupted by signal {signal}; nothing unmounted"),
             ));
         }
@@ -491,7 +499,7 @@ fn wait_for_other_namespaces(
                 .mount_ns
                 .is_some_and(|ns| copies.iter().any(|c| c.mount_ns == ns));
             return Err(fail(
-                Code::Mount,
+                ErrorKind::Mount,
                 format!(
                     "{} is still in use in {}{}; nothing unmounted (--detach unmounts it here only)",
                     record.target.display(),
@@ -522,7 +530,7 @@ fn detach_here(
         refuse_foreign_at_target(record, table)?;
         let place = resolve::resolve_entry(&record.target).map_err(|e| {
             fail(
-                Code::Mount,
+                ErrorKind::Mount,
                 format!("{e}; overlay {} left alone", record.id),
             )
         })?;
@@ -537,16 +545,19 @@ fn detach_here(
                 };
                 unmount_proven(&place, &proven, None, timeout).map_err(|e| match e {
                     UnmountError::Interrupted(signal) => fail(
-                        Code::Interrupted,
+                        ErrorKind::Cancelled,
                         format!("interrupted by signal {signal}; nothing unmounted"),
                     ),
-                    e => fail(Code::Mount, format!("{}: {e}", record.target.display())),
+                    e => fail(
+                        ErrorKind::Mount,
+                        format!("{}: {e}", record.target.display()),
+                    ),
                 })?;
             }
             Proof::Nothing => {}
             Proof::NotOurs(why) => {
                 return Err(fail(
-                    Code::Mount,
+                    ErrorKind::Mount,
                     format!("{}: {why}; left alone", record.target.display()),
                 ));
             }
@@ -554,7 +565,7 @@ fn detach_here(
     }
     if let Err(problems) = remove_temp_leftovers(state, &record.id, table, timeout) {
         let text: Vec<&str> = problems.iter().map(|p| p.text.as_str()).collect();
-        return Err(fail(Code::Mount, text.join("; ")));
+        return Err(fail(ErrorKind::Mount, text.join("; ")));
     }
     record.state = RecordState::Detached;
     state.write_record(record)?;
@@ -631,7 +642,7 @@ fn refuse_foreign_at_target(record: &Record, table: &[MountEntry]) -> Result<()>
         m.fs_type == "overlay" && m.source == record.source && record.mount_id == Some(m.id)
     }) {
         return Err(fail(
-            Code::Mount,
+            ErrorKind::Mount,
             format!(
                 "overlay {} is no longer at {} but at {} (moved with a renamed directory?); nothing unmounted",
                 record.id,
@@ -642,7 +653,7 @@ fn refuse_foreign_at_target(record: &Record, table: &[MountEntry]) -> Result<()>
     }
     if let Some(other) = mountinfo::top_at(table, &record.target) {
         return Err(fail(
-            Code::Mount,
+            ErrorKind::Mount,
             format!(
                 "{} now holds another mount ({} {}, mount id {}), not overlay {}: left alone; `gc` removes the stale record",
                 record.target.display(),
@@ -669,7 +680,7 @@ fn umount_untracked(arg: &str, path: Option<&Path>, timeout: Duration) -> Result
     };
     let Some(entry) = candidate else {
         return Err(fail(
-            Code::Mount,
+            ErrorKind::Mount,
             format!(
                 "{arg}: no idmap-overlay record and no overlay of ours there{}",
                 path_hint(arg)
@@ -678,7 +689,7 @@ fn umount_untracked(arg: &str, path: Option<&Path>, timeout: Duration) -> Result
     };
     if mountinfo::top_at(&table, &entry.mount_point).map(|t| t.id) != Some(entry.id) {
         return Err(fail(
-            Code::Mount,
+            ErrorKind::Mount,
             format!(
                 "another mount is stacked on {} above overlay {}",
                 entry.mount_point.display(),
@@ -692,7 +703,7 @@ fn umount_untracked(arg: &str, path: Option<&Path>, timeout: Duration) -> Result
         entry.mount_point.display()
     );
     let place = resolve::resolve_entry(&entry.mount_point)
-        .map_err(|e| fail(Code::Mount, format!("{e}; not unmounted")))?;
+        .map_err(|e| fail(ErrorKind::Mount, format!("{e}; not unmounted")))?;
     let want = Expected {
         mount_id: Some(entry.id),
         source: Some(&entry.source),
@@ -701,11 +712,11 @@ fn umount_untracked(arg: &str, path: Option<&Path>, timeout: Duration) -> Result
     match unmount_proven(&place, &want, Some(&table), timeout) {
         Ok(_) => Ok(()),
         Err(UnmountError::Interrupted(signal)) => Err(fail(
-            Code::Interrupted,
+            ErrorKind::Cancelled,
             format!("interrupted by signal {signal}; nothing unmounted"),
         )),
         Err(e) => Err(fail(
-            Code::Mount,
+            ErrorKind::Mount,
             format!("{}: {e}", entry.mount_point.display()),
         )),
     }

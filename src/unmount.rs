@@ -171,7 +171,7 @@ impl fmt::Display for UnmountError {
 impl std::error::Error for UnmountError {}
 
 /// An unmount that failed because the mount stayed busy, as an error a
-/// caller can recognise (gc retries these, see [`busy_mount`]). Exit 32.
+/// caller can recognise (gc retries these, see [`crate::Error::busy_mount`]). Exit 32.
 /// Who holds it is looked up only when the message is shown.
 #[derive(Debug)]
 pub struct BusyMount {
@@ -196,13 +196,6 @@ impl fmt::Display for BusyMount {
 }
 
 impl std::error::Error for BusyMount {}
-
-/// The mount id of a busy mount, if that is what `err` is about.
-pub fn busy_mount(err: &anyhow::Error) -> Option<u64> {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<BusyMount>())
-        .map(|b| b.mount_id)
-}
 
 /// What [`unmount_proven`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

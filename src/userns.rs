@@ -1,9 +1,10 @@
 //! The user namespace that carries an id map, and the helper child that
 //! creates it. The helper is killed and reaped on every path, by `Drop`.
 
+use crate::ErrorKind;
+use crate::error::{Context, Result, bail, fail};
 use crate::idmap::{self, IdRange};
 use crate::{sys, testpoint};
-use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -80,11 +81,15 @@ pub fn create(uidmap: &[IdRange], gidmap: &[IdRange]) -> Result<OwnedFd> {
 /// one) and reads its maps.
 pub fn open_existing(path: &Path) -> Result<(OwnedFd, Vec<IdRange>, Vec<IdRange>)> {
     let ns = crate::resolve::open_namespace_file(path).map_err(|e| {
-        anyhow::anyhow!(
-            "opening user namespace {}: {}",
-            path.display(),
-            e.describe(path)
+        fail(
+            ErrorKind::System,
+            format!(
+                "opening user namespace {}: {}",
+                path.display(),
+                e.describe(path)
+            ),
         )
+        .with_path(path)
     })?;
     match sys::namespace_type(ns.as_fd()) {
         Ok(t) if t == libc::CLONE_NEWUSER => {}
@@ -134,7 +139,7 @@ fn read_maps(ns: &OwnedFd) -> Result<(Vec<IdRange>, Vec<IdRange>)> {
     }
     let parse = |name: &str| -> Result<Vec<IdRange>> {
         let text = fs::read_to_string(helper.proc_path(name))?;
-        let map = idmap::from_proc_lines(&text).map_err(anyhow::Error::msg)?;
+        let map = idmap::from_proc_lines(&text).map_err(|e| fail(ErrorKind::System, e))?;
         if map.is_empty() {
             bail!("the namespace has no {name} written yet");
         }

@@ -70,7 +70,7 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
             format!("interrupted by signal {signal}; what is left is for the next run"),
         ));
     }
-    Ok(gc::exit_code(&report))
+    Ok(exit_code(&report))
 }
 
 /// Looks again, as `inspect` would, so the leak counts are what this run
@@ -101,4 +101,15 @@ fn write_metrics(
     };
     metrics::write_file(path, &metrics::render(&scrape, Some(&run)))
         .code(Code::System, || format!("writing metrics file {path:?}"))
+}
+
+/// The exit code of a gc run.
+fn exit_code(report: &gc::Report) -> Code {
+    if report.interrupted.is_some() {
+        Code::Interrupted
+    } else if report.failed.is_empty() {
+        Code::Success
+    } else {
+        Code::Partial
+    }
 }

@@ -45,7 +45,7 @@ impl InspectArgs {
 fn probe_features(state: &crate::state::StateDir) -> Result<features::Features> {
     if state.root.is_dir() {
         let _all = state.lock_all()?;
-        return features::probe(state);
+        return Ok(features::probe(state)?);
     }
     let temp = nix::unistd::mkdtemp("/tmp/idmap-overlay-features.XXXXXX")
         .code(Code::System, || "making a temporary probe directory".into())?;
@@ -54,7 +54,7 @@ fn probe_features(state: &crate::state::StateDir) -> Result<features::Features> 
         lock_wait: crate::state::DEFAULT_LOCK_WAIT,
     });
     let _ = std::fs::remove_dir(&temp);
-    probed
+    Ok(probed?)
 }
 
 pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {

@@ -39,7 +39,7 @@ impl Context {
 
     /// The checked state directory (created if missing).
     pub fn state(&self) -> Result<StateDir> {
-        StateDir::open(&self.state_dir)
+        Ok(StateDir::open(&self.state_dir)?)
     }
 
     /// The state directory for a command that only looks (inspect, gc
@@ -47,7 +47,7 @@ impl Context {
     /// recorded" at the default place, and a mistake (exit 16) where one
     /// was named.
     pub fn state_to_read(&self) -> Result<StateDir> {
-        StateDir::open_to_read(&self.state_dir, self.explicit)
+        Ok(StateDir::open_to_read(&self.state_dir, self.explicit)?)
     }
 }
 

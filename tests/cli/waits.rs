@@ -44,6 +44,18 @@ fn spawn(env: &Env, args: &[&str]) -> Child {
 /// Sends `signal` to `child` once it has run `after`, and returns its
 /// output and how long it took to end after the signal.
 fn signal_after(mut child: Child, after: Duration, signal: Signal) -> (Output, Duration) {
+    // On a loaded machine the command may still be starting after `after`:
+    // wait until it catches the signal, so the test sees its handling
+    // rather than the default action.
+    let pid = child.id();
+    let started = Instant::now();
+    while !catches(pid, signal) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "pid {pid} never installed a handler for {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     std::thread::sleep(after);
     if child.try_wait().unwrap().is_some() {
         let out = child.wait_with_output().unwrap();
@@ -58,6 +70,16 @@ fn signal_after(mut child: Child, after: Duration, signal: Signal) -> (Output, D
     kill(Pid::from_raw(child.id() as i32), signal).unwrap();
     let out = child.wait_with_output().unwrap();
     (out, sent.elapsed())
+}
+
+/// Does process `pid` catch `signal` (its `SigCgt` mask in /proc)?
+fn catches(pid: u32, signal: Signal) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signal as i32 - 1)) != 0)
 }
 
 #[test]
