@@ -109,7 +109,7 @@ pub fn probe(state: &StateDir) -> Result<Features> {
         host: 100000,
         size: 1,
     }];
-    let userns = crate::userns::create(&map, &map)?;
+    let userns = crate::userns::create(&map, &map, &state.cancel)?;
     let tree = match open_tree(
         &dirs.fd,
         "",

@@ -189,7 +189,8 @@ pub struct Report {
     /// Found but left alone on purpose (foreign mounts without `--foreign`
     /// or too young, an operation running on it).
     pub skipped: Vec<Item>,
-    /// The signal that stopped the run early, if one did.
+    /// The run was cancelled before it was done: the signal that did it,
+    /// or 0 when [`Cancel::cancel`](crate::Cancel::cancel) was called.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<i32>,
 }
@@ -209,6 +210,7 @@ fn unmount_checked(
     mount_id: u64,
     table: &[mountinfo::MountEntry],
     timeout: Duration,
+    cancel: &crate::Cancel,
 ) -> Result<(), Problem> {
     let Some(entry) = table
         .iter()
@@ -219,7 +221,7 @@ fn unmount_checked(
     if mountinfo::top_at(table, path).map(|m| m.id) != Some(mount_id) {
         return Err(Problem::Failed("another mount is stacked on it".into()));
     }
-    unmount_listed(entry, timeout).map_err(Problem::from)
+    unmount_listed(entry, timeout, cancel).map_err(Problem::from)
 }
 
 /// Removes a target index entry if it still names `id` and `id` still has
@@ -306,12 +308,22 @@ fn act(state: &StateDir, snap: &Snapshot, finding: &Finding) -> Result<(), Probl
                 },
             ),
         Action::RemoveStaleIndex { id } => remove_stale_index(state, &finding.path, id),
-        Action::Unmount { mount_id } if finding.kind == Kind::TempMount => {
-            unmount_checked(&finding.path, *mount_id, table, Duration::ZERO)
-        }
+        Action::Unmount { mount_id } if finding.kind == Kind::TempMount => unmount_checked(
+            &finding.path,
+            *mount_id,
+            table,
+            Duration::ZERO,
+            &state.cancel,
+        ),
         // Other programs' mounts change under us: look again first.
         Action::Unmount { mount_id } => match mountinfo::read() {
-            Ok(now) => unmount_checked(&finding.path, *mount_id, &now, Duration::ZERO),
+            Ok(now) => unmount_checked(
+                &finding.path,
+                *mount_id,
+                &now,
+                Duration::ZERO,
+                &state.cancel,
+            ),
             Err(e) => Err(Problem::Failed(format!("{e:#}"))),
         },
         Action::RemoveFile => match std::fs::remove_file(&finding.path) {
@@ -363,8 +375,8 @@ pub fn collect(
             report.cleaned.push(item(finding, finding.why.clone()));
             continue;
         }
-        if let Some(signal) = crate::sys::interrupted() {
-            report.interrupted = Some(signal);
+        if state.cancel.is_cancelled() {
+            report.interrupted = Some(state.cancel.signal().unwrap_or(0));
             report
                 .skipped
                 .push(item(finding, "interrupted; left for the next run".into()));
@@ -380,7 +392,9 @@ pub fn collect(
         }
         std::thread::sleep(pause.min(left));
         pause = (pause * 2).min(Duration::from_millis(100));
-        report.interrupted = crate::sys::interrupted();
+        if state.cancel.is_cancelled() {
+            report.interrupted = Some(state.cancel.signal().unwrap_or(0));
+        }
         for (finding, _) in std::mem::take(&mut busy) {
             record_outcome(&mut report, &mut busy, finding, act(state, snap, finding));
         }

@@ -28,6 +28,7 @@ mod exit;
 mod inspect;
 mod metrics;
 mod mount_helper;
+mod signals;
 mod table;
 
 // The library's modules, under the names the binary's modules use.

@@ -2,6 +2,7 @@
 //! overlay with the chosen strategy, record `mounted`. Every failure undoes
 //! what was done; a crash at any instant leaves what `gc` rolls back.
 
+use crate::Cancel;
 use crate::error::Result;
 use crate::error::{Context, ErrorKind, fail};
 use crate::idmap::{self, IdRange};
@@ -50,6 +51,8 @@ pub struct MountRequest {
     pub id: Option<String>,
     /// How long temporary mounts may stay busy before we give up on them.
     pub timeout: Duration,
+    /// Raised, it stops the mount at the next step and rolls it back.
+    pub cancel: Cancel,
 }
 
 /// The request with every path resolved (once, safely) to a file
@@ -505,6 +508,7 @@ struct OverlayGuard<'a> {
     target: &'a Target,
     ids: Option<MountIds>,
     timeout: Duration,
+    cancel: &'a Cancel,
     overlay_left: &'a Cell<bool>,
 }
 
@@ -519,7 +523,7 @@ impl Drop for OverlayGuard<'_> {
             dev: Some(ids.dev),
             ..Default::default()
         };
-        if let Err(e) = unmount_proven(&self.target.entry, &want, None, self.timeout) {
+        if let Err(e) = unmount_proven(&self.target.entry, &want, None, self.timeout, self.cancel) {
             log::warn!(
                 "cleanup: unmounting {}: {e}",
                 self.target.dir.path.display()
@@ -605,7 +609,9 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     if let Some(scan) = &scan {
         refuse_dirs_in_use(scan, &checked)?;
     }
-    let state = &StateDir::open(state_root)?;
+    let mut state = StateDir::open(state_root)?;
+    state.cancel = req.cancel.clone();
+    let state = &state;
     let id = match &req.id {
         Some(id) => {
             state::check_id(id).map_err(usage)?;
@@ -669,11 +675,11 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         claimed,
         armed: true,
     };
-    testpoint::hit("record-preparing")?;
+    testpoint::hit(&req.cancel, "record-preparing")?;
 
     let userns_fd = match userns_fd {
         Some(fd) => fd,
-        None => userns::create(&record.uidmap, &record.gidmap)?,
+        None => userns::create(&record.uidmap, &record.gidmap, &req.cancel)?,
     };
     let spec = OverlaySpec {
         target,
@@ -684,8 +690,9 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         workdir: checked.workdir.as_ref(),
         options: &req.options,
         flags: req.flags,
+        cancel: &req.cancel,
     };
-    let mut temps = TempMounts::new(temp_root, req.timeout);
+    let mut temps = TempMounts::new(temp_root, req.timeout, &req.cancel);
     let mounted = if attached {
         strategy::mount_attached(&spec, userns_fd.as_fd(), &mut temps)
     } else {
@@ -708,10 +715,11 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         target,
         ids: Some(ids),
         timeout: req.timeout,
+        cancel: &req.cancel,
         overlay_left: &overlay_left,
     };
     check_unmoved(&checked)?;
-    testpoint::hit("overlay-mounted")?;
+    testpoint::hit(&req.cancel, "overlay-mounted")?;
 
     // The overlay holds its own clones of the layers: the temporary mounts
     // can go now. One that stays busy is left for gc, not a reason to undo
@@ -719,7 +727,7 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     for problem in temps.release() {
         log::warn!("temporary mount left for gc: {problem}");
     }
-    testpoint::hit("temp-unmounted")?;
+    testpoint::hit(&req.cancel, "temp-unmounted")?;
 
     record.state = RecordState::Mounted;
     record.mount_id = Some(ids.id);
@@ -734,7 +742,7 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
             .map(|m| m.super_options);
     }
     state.write_record(&record)?;
-    testpoint::hit("record-mounted")?;
+    testpoint::hit(&req.cancel, "record-mounted")?;
     overlay_guard.ids = None;
     record_guard.armed = false;
     Ok(record)

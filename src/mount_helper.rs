@@ -290,7 +290,7 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
         }
         return Ok(Code::Success);
     }
-    crate::sys::catch_interrupts();
+    crate::signals::cancel_on_interrupt();
     let state_dir = match std::env::var_os(crate::state::DIR_ENV) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from(crate::state::DEFAULT_DIR),

@@ -9,6 +9,7 @@
 //! <state>/lock               flock(2)ed while an id or target is claimed
 //! ```
 
+use crate::Cancel;
 use crate::atomic_write;
 use crate::error::Result;
 use crate::error::{Context, ErrorKind, fail};
@@ -215,6 +216,8 @@ pub struct StateDir {
     pub root: PathBuf,
     /// How long to wait for the global lock (a command's `--timeout`).
     pub lock_wait: Duration,
+    /// Raised, it ends lock waits and the operations on this directory.
+    pub cancel: Cancel,
 }
 
 /// Refuses a directory that someone other than root could have planted or
@@ -314,6 +317,17 @@ fn ensure_dir(path: &Path) -> Result<()> {
 }
 
 impl StateDir {
+    /// The state directory at `root`, neither created nor checked: for a
+    /// look that must not create anything and can live with what it finds
+    /// (shell completion), or a directory made by the caller.
+    pub fn unchecked(root: &Path) -> StateDir {
+        StateDir {
+            root: root.to_path_buf(),
+            lock_wait: DEFAULT_LOCK_WAIT,
+            cancel: Cancel::default(),
+        }
+    }
+
     /// Opens (creating it 0700 if needed) and checks the state directory.
     pub fn open(root: &Path) -> Result<StateDir> {
         if !root.is_absolute() {
@@ -335,10 +349,7 @@ impl StateDir {
         }
         check_ancestors(root)?;
         ensure_dir(root)?;
-        let dir = StateDir {
-            root: root.to_path_buf(),
-            lock_wait: DEFAULT_LOCK_WAIT,
-        };
+        let dir = StateDir::unchecked(root);
         for sub in ["mounts", "locks", "tmp", "targets"] {
             ensure_dir(&dir.root.join(sub))?;
         }
@@ -355,10 +366,7 @@ impl StateDir {
                 format!("state directory {} is not an absolute path", root.display()),
             ));
         }
-        let dir = StateDir {
-            root: root.to_path_buf(),
-            lock_wait: DEFAULT_LOCK_WAIT,
-        };
+        let dir = StateDir::unchecked(root);
         match fs::symlink_metadata(root) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if explicit {
@@ -661,11 +669,11 @@ impl StateDir {
             {
                 return Ok(Lock { _file: file });
             }
-            if let Some(signal) = crate::sys::interrupted() {
+            if let Some(reason) = self.cancel.reason() {
                 return Err(fail(
                     ErrorKind::Cancelled,
                     format!(
-                        "interrupted by signal {signal} while waiting for the lock of {}",
+                        "{reason} while waiting for the lock of {}",
                         self.root.display()
                     ),
                 ));

@@ -2,6 +2,7 @@
 //! descriptors resolved once (see `resolve`), undoes its own partial work on
 //! error, and on success leaves nothing temporary behind.
 
+use crate::Cancel;
 use crate::error::Result;
 use crate::error::{Context, ErrorKind, fail};
 use crate::overlay::VfsFlags;
@@ -45,6 +46,7 @@ pub struct OverlaySpec<'a> {
     pub workdir: Option<&'a Resolved>,
     pub options: &'a [(String, Option<String>)],
     pub flags: VfsFlags,
+    pub cancel: &'a Cancel,
 }
 
 /// A detached, idmapped, read-only, private clone of the directory `dir`:
@@ -206,7 +208,7 @@ pub fn mount_detached(spec: &OverlaySpec, userns: BorrowedFd<'_>) -> Result<Moun
     for tree in spec.trees {
         trees.push(idmapped_tree(&tree.dir, userns)?);
     }
-    testpoint::hit("tree-open")?;
+    testpoint::hit(spec.cancel, "tree-open")?;
     let layer_fds = layers_beneath(spec, &trees)?;
     let fs_fd = overlay_context(spec)?;
     for (index, fd) in layer_fds.iter().enumerate() {
@@ -222,7 +224,7 @@ pub fn mount_detached(spec: &OverlaySpec, userns: BorrowedFd<'_>) -> Result<Moun
         )?;
     }
     configure_common(fs_fd.as_fd(), spec)?;
-    testpoint::hit("overlay-configured")?;
+    testpoint::hit(spec.cancel, "overlay-configured")?;
     with_kernel_message(fsconfig_create(fs_fd.as_fd()), fs_fd.as_fd(), || {
         format!(
             "creating the overlay for {}",
@@ -287,16 +289,18 @@ pub struct TempMounts {
     /// (closed before unmounting: an open fd keeps a mount busy).
     mounted: Vec<(Entry, u64, Option<OwnedFd>)>,
     timeout: Duration,
+    cancel: Cancel,
 }
 
 impl TempMounts {
-    pub fn new(root: PathBuf, timeout: Duration) -> TempMounts {
+    pub fn new(root: PathBuf, timeout: Duration, cancel: &Cancel) -> TempMounts {
         TempMounts {
             root,
             root_dir: None,
             dirs: Vec::new(),
             mounted: Vec::new(),
             timeout,
+            cancel: cancel.clone(),
         }
     }
 
@@ -371,7 +375,7 @@ impl TempMounts {
                 mount_id: Some(mount_id),
                 ..Default::default()
             };
-            match unmount_proven(&entry, &want, None, self.timeout) {
+            match unmount_proven(&entry, &want, None, self.timeout, &self.cancel) {
                 Ok(Unmounted::Done(_)) => {}
                 Ok(Unmounted::NothingThere) => {}
                 Err(e) => {
@@ -432,7 +436,7 @@ pub fn mount_attached(
     for tree in spec.trees {
         temps.attach(&tree.dir, userns)?;
     }
-    testpoint::hit("temp-mounted")?;
+    testpoint::hit(spec.cancel, "temp-mounted")?;
     let layer_fds = layers_beneath(spec, &temps.trees())?;
     let number = |fd: BorrowedFd<'_>| fd.as_raw_fd().to_string();
     let lowerdir = layer_fds
@@ -469,7 +473,7 @@ pub fn mount_attached(
             ),
         ));
     }
-    testpoint::hit("overlay-configured")?;
+    testpoint::hit(spec.cancel, "overlay-configured")?;
     let target = proc_fd_path(spec.target.dir.fd.as_fd());
     mount_from_fds(spec.source, &target, spec.flags.ms_flags(), &data)
         .fail_as(ErrorKind::Mount, || {

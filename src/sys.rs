@@ -229,40 +229,6 @@ pub fn spawn_namespace_helper(
         .map_err(io::Error::from)
 }
 
-static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-
-extern "C" fn note_signal(signal: libc::c_int) {
-    INTERRUPTED.store(signal, std::sync::atomic::Ordering::SeqCst);
-}
-
-/// From now on SIGINT, SIGTERM and SIGHUP only set a flag that every step
-/// and every wait checks (the test points of `mount` and `umount`, lock
-/// waits, EBUSY retries, gc between items), so an interrupted operation
-/// rolls back instead of dying halfway, and soon. No `SA_RESTART`: a
-/// system call blocked when the signal comes returns EINTR instead of
-/// waiting on.
-pub fn catch_interrupts() {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let action = SigAction::new(
-        SigHandler::Handler(note_signal),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe.
-        let _ = unsafe { sigaction(signal, &action) };
-    }
-}
-
-/// The signal that interrupted us, if any.
-pub fn interrupted() -> Option<i32> {
-    match INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-        0 => None,
-        signal => Some(signal),
-    }
-}
-
 /// The identity of a mount as statx(2) reports it for a file on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MountIds {

@@ -8,6 +8,7 @@
 //! stdin). Only debug builds (what `cargo test`
 //! builds) honour it; a release build ignores the variable.
 
+use crate::Cancel;
 use crate::error::Result;
 
 pub const ENV: &str = "IDMAP_OVERLAY_TESTPOINT";
@@ -28,23 +29,23 @@ pub const UMOUNT_POINTS: &[&str] = &["record-unmounting", "overlay-unmounted"];
 
 /// Marks a step. Also where an interrupted operation (SIGINT, SIGTERM)
 /// stops and rolls back: the steps are the points where that is clean.
-pub fn hit(name: &str) -> Result<()> {
-    hit_with(name, "")
+pub fn hit(cancel: &Cancel, name: &str) -> Result<()> {
+    hit_with(cancel, name, "")
 }
 
-fn check_interrupted(name: &str) -> Result<()> {
-    match crate::sys::interrupted() {
-        Some(signal) => Err(crate::error::fail(
-            crate::error::ErrorKind::Cancelled,
-            format!("interrupted by signal {signal} before {name}; rolled back"),
+fn check_cancelled(cancel: &Cancel, name: &str) -> Result<()> {
+    match cancel.reason() {
+        Some(reason) => Err(crate::error::fail(
+            crate::ErrorKind::Cancelled,
+            format!("{reason} before {name}; rolled back"),
         )),
         None => Ok(()),
     }
 }
 
 #[cfg(debug_assertions)]
-pub fn hit_with(name: &str, detail: &str) -> Result<()> {
-    check_interrupted(name)?;
+pub fn hit_with(cancel: &Cancel, name: &str, detail: &str) -> Result<()> {
+    check_cancelled(cancel, name)?;
     let Ok(spec) = std::env::var(ENV) else {
         return Ok(());
     };
@@ -65,7 +66,7 @@ pub fn hit_with(name: &str, detail: &str) -> Result<()> {
                 eprintln!("testpoint {name} pid={} {detail}", std::process::id());
                 let mut line = String::new();
                 let _ = std::io::stdin().read_line(&mut line);
-                check_interrupted(name)?;
+                check_cancelled(cancel, name)?;
             }
             _ => {}
         }
@@ -74,6 +75,6 @@ pub fn hit_with(name: &str, detail: &str) -> Result<()> {
 }
 
 #[cfg(not(debug_assertions))]
-pub fn hit_with(name: &str, _detail: &str) -> Result<()> {
-    check_interrupted(name)
+pub fn hit_with(cancel: &Cancel, name: &str, _detail: &str) -> Result<()> {
+    check_cancelled(cancel, name)
 }

@@ -2,6 +2,7 @@
 //! prove the overlay at the target is ours, unmount it with EBUSY retries,
 //! remove what is temporary, delete the record.
 
+use crate::Cancel;
 use crate::error::Result;
 use crate::error::{ErrorKind, fail};
 use crate::findings::Elsewhere;
@@ -100,7 +101,7 @@ pub fn remove_temp_leftovers(
 ) -> Result<(), Vec<Leftover>> {
     let mut problems = Vec::new();
     for entry in temp_mounts_present(state, id, table) {
-        if let Err(e) = unmount_listed(entry, timeout) {
+        if let Err(e) = unmount_listed(entry, timeout, &state.cancel) {
             let busy = match &e {
                 UnmountError::Busy { mount_id, .. } => Some((*mount_id, entry.mount_point.clone())),
                 _ => None,
@@ -148,7 +149,11 @@ pub struct Leftover {
 /// Unmounts a mount seen in a mount table, once the mount at its place is
 /// proven to be that one (by id): the place is walked safely and the mount
 /// reached through its held parent, never by re-reading the path.
-pub fn unmount_listed(entry: &MountEntry, timeout: Duration) -> Result<(), UnmountError> {
+pub fn unmount_listed(
+    entry: &MountEntry,
+    timeout: Duration,
+    cancel: &Cancel,
+) -> Result<(), UnmountError> {
     let place = match resolve::resolve_entry(&entry.mount_point) {
         Ok(place) => place,
         Err(ResolveError::NotFound(_)) => return Ok(()),
@@ -158,7 +163,7 @@ pub fn unmount_listed(entry: &MountEntry, timeout: Duration) -> Result<(), Unmou
         mount_id: Some(entry.id),
         ..Default::default()
     };
-    unmount_proven(&place, &want, None, timeout).map(|_| ())
+    unmount_proven(&place, &want, None, timeout, cancel).map(|_| ())
 }
 
 /// rmdir only: a directory with anything in it stays (containerd#10704
@@ -196,7 +201,7 @@ pub fn teardown(
     table: &[MountEntry],
     timeout: Duration,
 ) -> Result<Teardown> {
-    let mut late_signal = None;
+    let mut late_cancel = None;
     let mut done = Teardown::WasGone;
     let place = match resolve::resolve_entry(&record.target) {
         Ok(place) => Some(place),
@@ -231,7 +236,7 @@ pub fn teardown(
             };
             record.state = RecordState::Unmounting;
             state.write_record(record)?;
-            if let Err(e) = testpoint::hit("record-unmounting") {
+            if let Err(e) = testpoint::hit(&state.cancel, "record-unmounting") {
                 // Interrupted (SIGINT, SIGTERM) before anything was
                 // unmounted: roll back to the record as it was, so no leak
                 // is left for gc (the overlay is still ours and healthy).
@@ -246,16 +251,14 @@ pub fn teardown(
                 dev: Some(ids.dev),
                 ..want
             };
-            if let Err(e) = unmount_proven(place, &proven, None, timeout) {
+            if let Err(e) = unmount_proven(place, &proven, None, timeout, &state.cancel) {
                 record.state = restored;
                 state.write_record(record)?;
                 let target = record.target.display();
                 return Err(match e {
-                    UnmountError::Interrupted(signal) => fail(
+                    UnmountError::Cancelled(reason) => fail(
                         ErrorKind::Cancelled,
-                        format!(
-                            "interrupted by signal {signal} while {target} was busy; nothing unmounted"
-                        ),
+                        format!("{reason} while {target} was busy; nothing unmounted"),
                     ),
                     UnmountError::Busy { mount_id, waited } => crate::Error::busy(BusyMount {
                         mount_id,
@@ -269,9 +272,9 @@ pub fn teardown(
             // Past the point of no return: the overlay is gone and cannot
             // be put back. An interruption here lets the teardown finish
             // (temp leftovers, record, lock) and is reported after it.
-            if let Err(e) = testpoint::hit("overlay-unmounted") {
-                match crate::sys::interrupted() {
-                    Some(signal) => late_signal = Some(signal),
+            if let Err(e) = testpoint::hit(&state.cancel, "overlay-unmounted") {
+                match state.cancel.reason() {
+                    Some(reason) => late_cancel = Some(reason),
                     None => return Err(e),
                 }
             }
@@ -323,11 +326,11 @@ pub fn teardown(
     }
     state.remove_record(&record.id)?;
     state.remove_lock(&record.id);
-    match late_signal {
-        Some(signal) => Err(fail(
+    match late_cancel {
+        Some(reason) => Err(fail(
             ErrorKind::Cancelled,
             format!(
-                "interrupted by signal {signal} after {} was unmounted; finished removing its record",
+                "{reason} after {} was unmounted; finished removing its record",
                 record.target.display()
             ),
         )),
@@ -353,13 +356,10 @@ fn lock_record(state: &StateDir, record: &Record, timeout: Duration) -> Result<s
         if let Some(lock) = state.try_lock_record(&record.id)? {
             return Ok(lock);
         }
-        if let Some(signal) = crate::sys::interrupted() {
+        if let Some(reason) = state.cancel.reason() {
             return Err(fail(
                 ErrorKind::Cancelled,
-                format!(
-                    "interrupted by signal {signal} while waiting for overlay {}",
-                    record.id
-                ),
+                format!("{reason} while waiting for overlay {}", record.id),
             ));
         }
         if Instant::now() >= deadline {
@@ -400,7 +400,7 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration, detach: bool) -> R
         },
     };
     let Some(record) = found else {
-        return umount_untracked(arg, path.as_deref(), timeout);
+        return umount_untracked(arg, path.as_deref(), timeout, &state.cancel);
     };
     let started = Instant::now();
     let _lock = lock_record(state, &record, timeout)?;
@@ -419,8 +419,12 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration, detach: bool) -> R
     // Copies in other mount namespaces (a container runtime pivoted into
     // the overlay) count as busy: unmounting ours would leave the overlay
     // alive and unrecorded. --detach unmounts ours and keeps the record.
-    let elsewhere =
-        wait_for_other_namespaces(&record, timeout.saturating_sub(started.elapsed()), detach)?;
+    let elsewhere = wait_for_other_namespaces(
+        &record,
+        timeout.saturating_sub(started.elapsed()),
+        detach,
+        &state.cancel,
+    )?;
     let table = match proven_on_top(state, &record) {
         Some(entry) => vec![entry],
         None => mountinfo::read()?,
@@ -481,6 +485,7 @@ fn wait_for_other_namespaces(
     record: &Record,
     timeout: Duration,
     detach: bool,
+    cancel: &Cancel,
 ) -> Result<Vec<Elsewhere>> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -488,10 +493,10 @@ fn wait_for_other_namespaces(
         if copies.is_empty() || detach {
             return Ok(copies);
         }
-        if let Some(signal) = crate::sys::interrupted() {
+        if let Some(reason) = cancel.reason() {
             return Err(fail(
                 ErrorKind::Cancelled,
-                format!("interrupted by signal {signal}; nothing unmounted"),
+                format!("{reason}; nothing unmounted"),
             ));
         }
         if Instant::now() >= deadline {
@@ -543,16 +548,17 @@ fn detach_here(
                     dev: Some(ids.dev),
                     ..recorded.expected()
                 };
-                unmount_proven(&place, &proven, None, timeout).map_err(|e| match e {
-                    UnmountError::Interrupted(signal) => fail(
-                        ErrorKind::Cancelled,
-                        format!("interrupted by signal {signal}; nothing unmounted"),
-                    ),
-                    e => fail(
-                        ErrorKind::Mount,
-                        format!("{}: {e}", record.target.display()),
-                    ),
-                })?;
+                unmount_proven(&place, &proven, None, timeout, &state.cancel).map_err(
+                    |e| match e {
+                        UnmountError::Cancelled(reason) => {
+                            fail(ErrorKind::Cancelled, format!("{reason}; nothing unmounted"))
+                        }
+                        e => fail(
+                            ErrorKind::Mount,
+                            format!("{}: {e}", record.target.display()),
+                        ),
+                    },
+                )?;
             }
             Proof::Nothing => {}
             Proof::NotOurs(why) => {
@@ -669,7 +675,12 @@ fn refuse_foreign_at_target(record: &Record, table: &[MountEntry]) -> Result<()>
 
 /// No record: unmount an overlay at the target (or with the id's tag) only
 /// if its source tag says it is ours, proven again on the mount itself.
-fn umount_untracked(arg: &str, path: Option<&Path>, timeout: Duration) -> Result<()> {
+fn umount_untracked(
+    arg: &str,
+    path: Option<&Path>,
+    timeout: Duration,
+    cancel: &Cancel,
+) -> Result<()> {
     let table = mountinfo::read()?;
     let candidate = match path {
         Some(p) => mountinfo::top_at(&table, p)
@@ -709,11 +720,11 @@ fn umount_untracked(arg: &str, path: Option<&Path>, timeout: Duration) -> Result
         source: Some(&entry.source),
         ..Default::default()
     };
-    match unmount_proven(&place, &want, Some(&table), timeout) {
+    match unmount_proven(&place, &want, Some(&table), timeout, cancel) {
         Ok(_) => Ok(()),
-        Err(UnmountError::Interrupted(signal)) => Err(fail(
+        Err(UnmountError::Cancelled(reason)) => Err(fail(
             ErrorKind::Cancelled,
-            format!("interrupted by signal {signal}; nothing unmounted"),
+            format!("{reason}; nothing unmounted"),
         )),
         Err(e) => Err(fail(
             ErrorKind::Mount,

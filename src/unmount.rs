@@ -145,8 +145,8 @@ pub enum UnmountError {
         mount_id: u64,
         waited: Duration,
     },
-    /// A signal asked us to stop (SIGINT, SIGTERM) while retrying.
-    Interrupted(i32),
+    /// The operation was cancelled while retrying; why.
+    Cancelled(String),
     Failed(std::io::Error),
 }
 
@@ -160,9 +160,7 @@ impl fmt::Display for UnmountError {
                 crate::human_duration(*waited),
                 describe_holders(&holders(*mount_id))
             ),
-            UnmountError::Interrupted(signal) => {
-                write!(f, "interrupted by signal {signal} while waiting")
-            }
+            UnmountError::Cancelled(reason) => write!(f, "{reason} while waiting"),
             UnmountError::Failed(e) => e.fmt(f),
         }
     }
@@ -214,6 +212,7 @@ pub fn unmount_proven(
     want: &Expected,
     table: Option<&[MountEntry]>,
     timeout: Duration,
+    cancel: &crate::Cancel,
 ) -> Result<Unmounted, UnmountError> {
     let started = Instant::now();
     let deadline = started + timeout;
@@ -232,8 +231,8 @@ pub fn unmount_proven(
             // Unmounted by someone else between the proof and the call.
             Err(Errno::INVAL) => return Ok(Unmounted::NothingThere),
             Err(Errno::BUSY) => {
-                if let Some(signal) = sys::interrupted() {
-                    return Err(UnmountError::Interrupted(signal));
+                if let Some(reason) = cancel.reason() {
+                    return Err(UnmountError::Cancelled(reason));
                 }
                 let now = Instant::now();
                 if now >= deadline {

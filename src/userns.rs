@@ -61,7 +61,7 @@ impl Helper {
 /// Creates a user namespace with these maps (uid_map lines `C H S`: on-disk
 /// C shows as H through an idmapped mount) and returns an fd that keeps it
 /// alive. The helper is gone when this returns.
-pub fn create(uidmap: &[IdRange], gidmap: &[IdRange]) -> Result<OwnedFd> {
+pub fn create(uidmap: &[IdRange], gidmap: &[IdRange], cancel: &crate::Cancel) -> Result<OwnedFd> {
     let helper = Helper::spawn(true, None)?;
     // One write per file: the kernel takes a map in a single write(2).
     fs::write(helper.proc_path("uid_map"), idmap::to_proc_lines(uidmap))
@@ -70,7 +70,7 @@ pub fn create(uidmap: &[IdRange], gidmap: &[IdRange]) -> Result<OwnedFd> {
         .context("writing setgroups of the helper namespace")?;
     fs::write(helper.proc_path("gid_map"), idmap::to_proc_lines(gidmap))
         .context("writing the gid map of the helper namespace")?;
-    testpoint::hit_with("userns-helper", &format!("helper={}", helper.pid))?;
+    testpoint::hit_with(cancel, "userns-helper", &format!("helper={}", helper.pid))?;
     let ns =
         File::open(helper.proc_path("ns/user")).context("opening the helper's user namespace")?;
     drop(helper);

@@ -15,10 +15,7 @@ use std::path::Path;
 /// per line and is left out. Missing or unreadable state: nothing.
 pub fn words(state_dir: &Path) -> Vec<String> {
     // Not StateDir::open: that creates and checks the directory.
-    let state = StateDir {
-        root: state_dir.to_path_buf(),
-        lock_wait: crate::state::DEFAULT_LOCK_WAIT,
-    };
+    let state = StateDir::unchecked(state_dir);
     let Ok((records, _bad)) = state.records() else {
         return Vec::new();
     };

@@ -44,7 +44,7 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
             );
         }
     }
-    crate::sys::catch_interrupts();
+    crate::signals::cancel_on_interrupt();
     // A dry run only looks: it creates nothing.
     let mut state = match args.dry_run {
         true => ctx.state_to_read()?,

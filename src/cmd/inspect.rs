@@ -49,10 +49,9 @@ fn probe_features(state: &crate::state::StateDir) -> Result<features::Features> 
     }
     let temp = nix::unistd::mkdtemp("/tmp/idmap-overlay-features.XXXXXX")
         .code(Code::System, || "making a temporary probe directory".into())?;
-    let probed = features::probe(&crate::state::StateDir {
-        root: temp.clone(),
-        lock_wait: crate::state::DEFAULT_LOCK_WAIT,
-    });
+    let mut probe_state = crate::state::StateDir::unchecked(&temp);
+    probe_state.cancel = crate::signals::flag();
+    let probed = features::probe(&probe_state);
     let _ = std::fs::remove_dir(&temp);
     Ok(probed?)
 }
@@ -81,7 +80,7 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
         },
     };
     require_root()?;
-    crate::sys::catch_interrupts();
+    crate::signals::cancel_on_interrupt();
     // Looking creates nothing: not the state directory, not a lock file.
     let state = ctx.state_to_read()?;
     if args.features {

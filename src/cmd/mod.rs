@@ -39,7 +39,9 @@ impl Context {
 
     /// The checked state directory (created if missing).
     pub fn state(&self) -> Result<StateDir> {
-        Ok(StateDir::open(&self.state_dir)?)
+        let mut state = StateDir::open(&self.state_dir)?;
+        state.cancel = crate::signals::flag();
+        Ok(state)
     }
 
     /// The state directory for a command that only looks (inspect, gc
@@ -47,7 +49,9 @@ impl Context {
     /// recorded" at the default place, and a mistake (exit 16) where one
     /// was named.
     pub fn state_to_read(&self) -> Result<StateDir> {
-        Ok(StateDir::open_to_read(&self.state_dir, self.explicit)?)
+        let mut state = StateDir::open_to_read(&self.state_dir, self.explicit)?;
+        state.cancel = crate::signals::flag();
+        Ok(state)
     }
 }
 
@@ -107,7 +111,7 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Gc(args) => gc::run(args, &ctx),
         Command::Inspect(args) => {
             let code = inspect::run(args, &ctx)?;
-            match crate::sys::interrupted() {
+            match crate::signals::received() {
                 Some(signal) => Err(fail(
                     Code::Interrupted,
                     format!("interrupted by signal {signal}"),

@@ -97,13 +97,14 @@ pub fn request(args: &MountArgs) -> Result<MountRequest> {
         strategy: args.strategy,
         id: args.id.clone(),
         timeout: args.timeout,
+        cancel: crate::signals::flag(),
     })
 }
 
 pub fn run(args: MountArgs, ctx: &Context) -> Result<Code> {
     let req = request(&args)?;
     require_root()?;
-    crate::sys::catch_interrupts();
+    crate::signals::cancel_on_interrupt();
     let record = crate::mount::mount(&req, &ctx.state_dir)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&record)?);

@@ -5,7 +5,7 @@ use anyhow::Result;
 
 pub fn run(args: UmountArgs, ctx: &Context) -> Result<Code> {
     require_root()?;
-    crate::sys::catch_interrupts();
+    crate::signals::cancel_on_interrupt();
     let mut state = ctx.state()?;
     state.lock_wait = args.timeout;
     crate::umount::umount(&state, &args.what, args.timeout, args.detach)?;
