@@ -5,8 +5,9 @@
 //! ACTION is `kill` (SIGKILL ourselves: a crash), `fail` (return an error: the
 //! in-process rollback), `panic` (a bug: unwinds through the rollback), or
 //! `pause` (print `testpoint NAME pid=P ...` on stderr and wait for a line on
-//! stdin). Only debug builds (what `cargo test`
-//! builds) honour it; a release build ignores the variable.
+//! stdin). Only a build with the `testpoints` feature (what `cargo test`
+//! builds) honours it; any other build, and any program embedding the
+//! library, ignores the variable.
 
 use crate::Cancel;
 use crate::error::Result;
@@ -43,7 +44,7 @@ fn check_cancelled(cancel: &Cancel, name: &str) -> Result<()> {
     }
 }
 
-#[cfg(debug_assertions)]
+#[cfg(feature = "testpoints")]
 pub fn hit_with(cancel: &Cancel, name: &str, detail: &str) -> Result<()> {
     check_cancelled(cancel, name)?;
     let Ok(spec) = std::env::var(ENV) else {
@@ -74,7 +75,7 @@ pub fn hit_with(cancel: &Cancel, name: &str, detail: &str) -> Result<()> {
     Ok(())
 }
 
-#[cfg(not(debug_assertions))]
+#[cfg(not(feature = "testpoints"))]
 pub fn hit_with(cancel: &Cancel, name: &str, _detail: &str) -> Result<()> {
     check_cancelled(cancel, name)
 }
