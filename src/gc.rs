@@ -2,7 +2,8 @@
 //! what `gc` decides. Everything is gathered under the state directory's
 //! global lock, so no mount can be half-claimed while we look.
 
-use crate::error::Result;
+use crate::ErrorKind;
+use crate::error::{Result, fail};
 use crate::findings::{self, Action, Finding, Kind, Snapshot};
 use crate::mountinfo;
 use crate::state::StateDir;
@@ -170,6 +171,25 @@ fn remember_foreign(
         }
     }
     seen
+}
+
+/// Checks a directory where foreign leaks (another tool's idmapped mounts)
+/// are looked for: absolute, existing, not `/`, walked safely (a directory
+/// a user could redirect would let them choose what gc unmounts). Returns
+/// its canonical path.
+pub fn foreign_dir(dir: &Path) -> Result<PathBuf> {
+    let invalid = |why: String| fail(ErrorKind::InvalidInput, why).with_path(dir);
+    if !dir.is_absolute() {
+        return Err(invalid(format!("{}: not an absolute path", dir.display())));
+    }
+    let resolved =
+        crate::resolve::resolve_dir(dir).map_err(|e| invalid(format!("{}: {e}", dir.display())))?;
+    if resolved.path == Path::new("/") {
+        return Err(invalid(
+            "/: every idmapped mount on the host would count as leaked; name the directory where leaks appear".into(),
+        ));
+    }
+    Ok(resolved.path)
 }
 
 /// One line of the gc report.

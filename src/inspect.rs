@@ -7,6 +7,7 @@ use crate::features::Features;
 use crate::findings::{Action, Finding, Health, Snapshot};
 use crate::gc::Report;
 use crate::idmap;
+use crate::mountinfo::KernelIdmaps;
 use crate::state::Record;
 use crate::state::RecordState;
 use crate::table::{self, Column, Layout};
@@ -267,25 +268,23 @@ fn kernel_maps(health: &Health) -> KernelMaps {
             "no idmapped mount of this overlay is attached (overlayfs keeps private clones of its layers), so the kernel cannot be asked; the maps above are as recorded",
         );
     };
-    let unique = crate::resolve::resolve_entry(temp)
-        .ok()
-        .and_then(|place| place.open().ok())
-        .and_then(|fd| crate::sys::mount_ids(std::os::fd::AsFd::as_fd(&fd)).ok())
-        .and_then(|ids| ids.unique);
-    let Some(unique) = unique else {
-        return unavailable(
-            "this kernel has no unique mount ids (STATX_MNT_ID_UNIQUE, Linux 6.8+)",
-        );
-    };
-    match crate::sys::statmount_idmaps(unique) {
-        Ok(Some(maps)) => KernelMaps {
+    match crate::mountinfo::kernel_idmaps(temp) {
+        KernelIdmaps::Read {
+            uid_lines,
+            gid_lines,
+        } => KernelMaps {
             from: Some(temp.clone()),
-            uid_lines: maps.uid_lines,
-            gid_lines: maps.gid_lines,
+            uid_lines,
+            gid_lines,
             note: "read with statmount(2)".into(),
         },
-        Ok(None) => unavailable("this kernel's statmount(2) does not report id maps (Linux 6.15+)"),
-        Err(e) => unavailable(&format!("statmount(2) failed: {e}")),
+        KernelIdmaps::NoUniqueId => {
+            unavailable("this kernel has no unique mount ids (STATX_MNT_ID_UNIQUE, Linux 6.8+)")
+        }
+        KernelIdmaps::NotReported => {
+            unavailable("this kernel's statmount(2) does not report id maps (Linux 6.15+)")
+        }
+        KernelIdmaps::Failed(e) => unavailable(&format!("statmount(2) failed: {e}")),
     }
 }
 

@@ -13,14 +13,20 @@ pub mod mount;
 pub mod mountinfo;
 pub mod namespaces;
 pub mod overlay;
-pub mod resolve;
+mod resolve;
 pub mod state;
-pub mod strategy;
-pub mod sys;
+mod strategy;
+mod sys;
+// The test points are the tests' to name (their lists are what the tests
+// iterate over); nothing else sees them.
+#[cfg(feature = "testpoints")]
+#[doc(hidden)]
 pub mod testpoint;
+#[cfg(not(feature = "testpoints"))]
+mod testpoint;
 pub mod umount;
-pub mod unmount;
-pub mod userns;
+mod unmount;
+mod userns;
 
 pub use cancel::Cancel;
 pub use error::{Error, ErrorKind, Result};

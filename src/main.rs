@@ -33,11 +33,9 @@ mod table;
 
 // The library's modules, under the names the binary's modules use.
 use idmap_overlay::{
-    atomic_write, describe_io, features, findings, gc, idmap, mount, overlay, resolve, state, sys,
-    umount,
+    atomic_write, describe_io, features, findings, gc, idmap, mount, overlay, state, umount,
 };
 
-#[cfg(test)]
 use idmap_overlay::mountinfo;
 
 use clap::Parser;

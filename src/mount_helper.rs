@@ -15,7 +15,7 @@
 
 use crate::cli::MountArgs;
 use crate::cmd;
-use crate::exit::{Code, Coded, fail};
+use crate::exit::{Code, fail};
 use crate::{idmap, overlay};
 use anyhow::Result;
 use std::ffi::{OsStr, OsString};
@@ -248,18 +248,11 @@ pub fn mount_args(target: &Path, translation: &Translation) -> MountArgs {
 /// Enters the mount namespace of `-N` (setns(2) with CLONE_NEWNS; the
 /// process is still single-threaded here, as setns requires).
 fn enter_namespace(path: &Path) -> Result<()> {
-    let file = crate::resolve::open_namespace_file(path).map_err(|e| {
+    idmap_overlay::namespaces::enter_mount_namespace(path).map_err(|e| {
         fail(
-            Code::Usage,
-            format!(
-                "-N {}: opening the namespace: {}",
-                path.display(),
-                e.describe(path)
-            ),
+            crate::exit::code_of_kind(e.kind()),
+            format!("-N {}: {e}", path.display()),
         )
-    })?;
-    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNS).code(Code::Mount, || {
-        format!("-N {}: entering the mount namespace", path.display())
     })
 }
 

@@ -108,6 +108,44 @@ pub fn top_at<'a>(table: &'a [MountEntry], mount_point: &Path) -> Option<&'a Mou
         .copied()
 }
 
+/// The id maps the kernel reports for an idmapped mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelIdmaps {
+    /// `uid_map`-style lines `INSIDE OUTSIDE COUNT`, read with statmount(2).
+    Read {
+        uid_lines: Vec<String>,
+        gid_lines: Vec<String>,
+    },
+    /// The mount could not be opened or has no unique id (Linux 6.8+).
+    NoUniqueId,
+    /// statmount(2) does not report id maps here (Linux 6.15+), or the
+    /// mount is not idmapped.
+    NotReported,
+    /// statmount(2) failed: why.
+    Failed(String),
+}
+
+/// Asks the kernel for the id maps of the mount at `mount_point` (reached
+/// by a safe walk, then by its unique id: never a later mount at the path).
+pub fn kernel_idmaps(mount_point: &Path) -> KernelIdmaps {
+    let unique = crate::resolve::resolve_entry(mount_point)
+        .ok()
+        .and_then(|place| place.open().ok())
+        .and_then(|fd| crate::sys::mount_ids(std::os::fd::AsFd::as_fd(&fd)).ok())
+        .and_then(|ids| ids.unique);
+    let Some(unique) = unique else {
+        return KernelIdmaps::NoUniqueId;
+    };
+    match crate::sys::statmount_idmaps(unique) {
+        Ok(Some(maps)) => KernelIdmaps::Read {
+            uid_lines: maps.uid_lines,
+            gid_lines: maps.gid_lines,
+        },
+        Ok(None) => KernelIdmaps::NotReported,
+        Err(e) => KernelIdmaps::Failed(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

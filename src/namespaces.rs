@@ -366,6 +366,24 @@ pub struct Scan {
     own_pid: Option<u32>,
 }
 
+/// Moves the calling thread into the mount namespace at `path` (setns(2)
+/// with CLONE_NEWNS): `/proc/PID/ns/mnt` or a bind mount of one, opened
+/// safely. A process must still be single-threaded to do this.
+pub fn enter_mount_namespace(path: &Path) -> crate::Result<()> {
+    use crate::error::{Context, fail};
+    let file = crate::resolve::open_namespace_file(path).map_err(|e| {
+        fail(
+            crate::ErrorKind::InvalidInput,
+            format!("opening the namespace: {}", e.describe(path)),
+        )
+        .with_path(path)
+    })?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNS)
+        .fail_as(crate::ErrorKind::Mount, || {
+            "entering the mount namespace".into()
+        })
+}
+
 /// The nsfs inode of the calling thread's mount namespace
 /// (`/proc/thread-self/ns/mnt`: with threads, `self` is the main thread's).
 pub fn current_namespace() -> io::Result<u64> {

@@ -271,8 +271,6 @@ pub fn mount_ids(fd: BorrowedFd<'_>) -> io::Result<MountIds> {
     })
 }
 
-/// `OVERLAYFS_SUPER_MAGIC` (linux/magic.h), as fstatfs(2) reports it.
-pub const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 /// `PROC_SUPER_MAGIC` (linux/magic.h).
 pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 

@@ -12,10 +12,12 @@
 use crate::Cancel;
 use crate::error::Result;
 
+#[cfg(feature = "testpoints")]
 pub const ENV: &str = "IDMAP_OVERLAY_TESTPOINT";
 
 /// Every test point, in the order `mount` and `umount` reach them. Tests
 /// iterate over this list.
+#[cfg(feature = "testpoints")]
 pub const MOUNT_POINTS: &[&str] = &[
     "record-preparing",
     "userns-helper",
@@ -26,6 +28,7 @@ pub const MOUNT_POINTS: &[&str] = &[
     "temp-unmounted",
     "record-mounted",
 ];
+#[cfg(feature = "testpoints")]
 pub const UMOUNT_POINTS: &[&str] = &["record-unmounting", "overlay-unmounted"];
 
 /// Marks a step. Also where an interrupted operation (SIGINT, SIGTERM)
@@ -78,4 +81,40 @@ pub fn hit_with(cancel: &Cancel, name: &str, detail: &str) -> Result<()> {
 #[cfg(not(feature = "testpoints"))]
 pub fn hit_with(cancel: &Cancel, name: &str, _detail: &str) -> Result<()> {
     check_cancelled(cancel, name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lists the tests iterate over name every point the code marks,
+    /// so a new step cannot go untested by the crash and rollback tests.
+    #[test]
+    fn the_lists_name_every_point_in_the_code() {
+        let mut marked = Vec::new();
+        for file in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src")).unwrap() {
+            let path = file.unwrap().path();
+            if path.ends_with("testpoint.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            for call in ["testpoint::hit(", "testpoint::hit_with("] {
+                for (at, _) in text.match_indices(call) {
+                    let rest = &text[at..];
+                    let name = rest.split('"').nth(1).unwrap().to_string();
+                    marked.push(name);
+                }
+            }
+        }
+        assert!(marked.len() >= 10, "{marked:?}");
+        for name in &marked {
+            assert!(
+                MOUNT_POINTS.contains(&name.as_str()) || UMOUNT_POINTS.contains(&name.as_str()),
+                "test point {name} is in no list"
+            );
+        }
+        for name in MOUNT_POINTS.iter().chain(UMOUNT_POINTS) {
+            assert!(marked.iter().any(|m| m == name), "{name} is marked nowhere");
+        }
+    }
 }

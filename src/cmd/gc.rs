@@ -6,30 +6,12 @@ use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// A `--foreign` directory: absolute, existing, not `/`, walked safely (a
-/// directory a user could redirect would let them choose what gc unmounts).
-fn foreign_dir(dir: &Path) -> Result<PathBuf> {
-    if !dir.is_absolute() {
-        return Err(fail(
-            Code::Usage,
-            format!("--foreign {}: not an absolute path", dir.display()),
-        ));
-    }
-    let resolved = crate::resolve::resolve_dir(dir)
-        .map_err(|e| fail(Code::Usage, format!("--foreign {}: {e}", dir.display())))?;
-    if resolved.path == Path::new("/") {
-        return Err(fail(
-            Code::Usage,
-            "--foreign /: every idmapped mount on the host would count as leaked; name the directory where leaks appear",
-        ));
-    }
-    Ok(resolved.path)
-}
-
 /// The `--foreign` directories, checked and resolved; `inspect --foreign`
 /// takes them the same way, so both judge the same places.
 pub(crate) fn foreign_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    dirs.iter().map(|dir| foreign_dir(dir)).collect()
+    dirs.iter()
+        .map(|dir| gc::foreign_dir(dir).map_err(|e| fail(Code::Usage, format!("--foreign {e}"))))
+        .collect()
 }
 
 pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
