@@ -67,7 +67,7 @@ fn create_temp(path: &Path, mode: u32) -> std::io::Result<(PathBuf, fs::File)> {
     }
 }
 
-/// The final name a temporary file of [`write`] was for: `x.json` for
+/// The final name a temporary file of [`write()`] was for: `x.json` for
 /// `.x.json.123.4.tmp`; `None` for any other name.
 pub fn temp_target(temp_name: &str) -> Option<&str> {
     let inner = temp_name.strip_prefix('.')?.strip_suffix(".tmp")?;

@@ -113,7 +113,7 @@ impl Default for MountArgs {
 }
 
 /// `--timeout`'s default: how long EBUSY is retried.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(2500);
+pub const DEFAULT_TIMEOUT: Duration = idmap_overlay::mount::DEFAULT_TIMEOUT;
 
 #[derive(Debug, Args)]
 pub struct UmountArgs {

@@ -46,7 +46,9 @@ enum Cause {
     Busy(crate::unmount::BusyMount),
 }
 
-/// An error from this crate. See the [module documentation](self).
+/// An error from this crate: one line of text for a person, and its
+/// [`kind`](Error::kind), [`errno`](Error::errno) and [`path`](Error::path)
+/// for a program.
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
@@ -112,6 +114,14 @@ impl Error {
     pub(crate) fn context_as(mut self, kind: ErrorKind, step: impl Into<String>) -> Error {
         self.kind = kind;
         self.context(step)
+    }
+
+    /// The same failure (its errno and path) told as one new message.
+    pub(crate) fn reworded(mut self, kind: ErrorKind, message: String) -> Error {
+        self.kind = kind;
+        self.steps = vec![message];
+        self.cause = None;
+        self
     }
 
     pub(crate) fn with_path(mut self, path: &Path) -> Error {

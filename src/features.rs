@@ -87,6 +87,16 @@ pub fn cached_or_probe(state: &StateDir) -> Result<Features> {
 /// Nothing is ever attached: the probe overlay is made with fsmount and
 /// dropped. Call with the global lock held: `gc` then knows any probe
 /// directory it sees is a crash's, and removes it.
+///
+/// ```no_run
+/// use idmap_overlay::{StateDir, features};
+///
+/// let state = StateDir::open("/run/idmap-overlay".as_ref())?;
+/// let _all = state.lock_all()?;
+/// let found = features::probe(&state)?;
+/// println!("{}", serde_json::to_string_pretty(&found).unwrap());
+/// # Ok::<(), idmap_overlay::Error>(())
+/// ```
 pub fn probe(state: &StateDir) -> Result<Features> {
     let mut features = Features {
         version: VERSION,

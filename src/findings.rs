@@ -338,6 +338,19 @@ impl Snapshot {
 /// Everything leaked, in the order `gc` should act: records first (a
 /// teardown also takes their temp mounts), then loose temp mounts deepest
 /// first, then directories and files, then foreign mounts, deepest first.
+/// Pure: the same snapshot always gives the same findings.
+///
+/// ```no_run
+/// use idmap_overlay::{StateDir, findings, gc};
+/// use std::time::Duration;
+///
+/// let state = StateDir::open_to_read("/run/idmap-overlay".as_ref(), false)?;
+/// let snapshot = gc::gather(&state, Vec::new(), Duration::from_secs(60), false)?;
+/// for finding in findings::classify(&snapshot) {
+///     println!("{:?} {}: {}", finding.kind, finding.path.display(), finding.why);
+/// }
+/// # Ok::<(), idmap_overlay::Error>(())
+/// ```
 pub fn classify(snap: &Snapshot) -> Vec<Finding> {
     let mut findings = Vec::new();
     let recorded: BTreeSet<&str> = snap.records.iter().map(|r| r.id.as_str()).collect();

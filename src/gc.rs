@@ -361,6 +361,20 @@ fn act(state: &StateDir, snap: &Snapshot, finding: &Finding) -> Result<(), Probl
 }
 
 /// Acts on every finding (or, with `dry_run`, only says what it would do).
+///
+/// ```no_run
+/// use idmap_overlay::{StateDir, gc};
+/// use std::time::Duration;
+///
+/// let state = StateDir::open("/run/idmap-overlay".as_ref())?;
+/// let snapshot = gc::gather(&state, Vec::new(), Duration::from_secs(60), true)?;
+/// let report = gc::collect(&state, &snapshot, false, Duration::from_secs(5))?;
+/// for item in &report.failed {
+///     eprintln!("{}: {}", item.path.display(), item.reason);
+/// }
+/// # Ok::<(), idmap_overlay::Error>(())
+/// ```
+///
 /// A busy mount does not hold the others up: every busy one is tried
 /// again, round after round, until one deadline `timeout` after the start,
 /// so a timer run takes at most the scan plus `timeout` plus one pass.

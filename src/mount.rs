@@ -55,6 +55,51 @@ pub struct MountRequest {
     pub cancel: Cancel,
 }
 
+/// How long a temporary mount may stay busy, and a lock be waited for,
+/// unless the request says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(2500);
+
+impl MountRequest {
+    /// A read-only overlay of `lowerdirs` (top first) at `target`, its
+    /// layers shown through `maps`, with the defaults: the `auto` strategy,
+    /// no extra options, a new id, [`DEFAULT_TIMEOUT`]. Set `upperdir` and
+    /// `workdir` for a writable one.
+    ///
+    /// ```
+    /// use idmap_overlay::{IdRange, Maps, MountRequest, Strategy};
+    ///
+    /// let map = vec![IdRange { container: 0, host: 100_000, size: 65_536 }];
+    /// let mut req = MountRequest::new(
+    ///     "/mnt/c1",
+    ///     ["/layers/2", "/layers/1"],
+    ///     Maps::Ranges { uid: map.clone(), gid: map },
+    /// );
+    /// req.strategy = Strategy::Detached;
+    /// req.options.push(("redirect_dir".into(), Some("on".into())));
+    /// assert_eq!(req.lowerdirs.len(), 2);
+    /// ```
+    pub fn new<P: Into<PathBuf>>(
+        target: impl Into<PathBuf>,
+        lowerdirs: impl IntoIterator<Item = P>,
+        maps: Maps,
+    ) -> MountRequest {
+        MountRequest {
+            target: target.into(),
+            lowerdirs: lowerdirs.into_iter().map(Into::into).collect(),
+            upperdir: None,
+            workdir: None,
+            options: Vec::new(),
+            flags: VfsFlags::default(),
+            maps,
+            allow_host_root: false,
+            strategy: Strategy::Auto,
+            id: None,
+            timeout: DEFAULT_TIMEOUT,
+            cancel: Cancel::default(),
+        }
+    }
+}
+
 /// The request with every path resolved (once, safely) to a file
 /// descriptor; from here on only these are used.
 struct Checked {
@@ -95,9 +140,10 @@ fn check_dir_arg(
             "{what} {text} is not an absolute path{suggestion}"
         )));
     };
-    let resolved = resolver
-        .resolve_dir(&absolute)
-        .map_err(|e| usage(format!("{what} {text}: {}", e.describe(&absolute))))?;
+    let resolved = resolver.resolve_dir(&absolute).map_err(|e| {
+        let message = format!("{what} {text}: {}", e.describe(&absolute));
+        crate::Error::from(e).reworded(ErrorKind::InvalidInput, message)
+    })?;
     let canonical = resolved.path.to_str().ok_or_else(|| {
         usage(format!(
             "{what} {text} resolves to a path that is not UTF-8"
@@ -573,9 +619,23 @@ fn check_unmoved(checked: &Checked) -> Result<()> {
     Ok(())
 }
 
-/// Mounts the overlay and returns its record (state `mounted`).
-/// Bad input is refused before the state directory is even opened (or
-/// created): no side effect at all.
+/// Mounts the overlay and returns its record (state `mounted`), kept in the
+/// state directory at `state_root` (created if missing).
+///
+/// Bad input is refused ([`ErrorKind::InvalidInput`]) before the state
+/// directory is even opened: no side effect at all. Any later failure, or
+/// the request's [`Cancel`], undoes what was done; a crash at any instant
+/// leaves what [`gc`](crate::gc) rolls back. Mounting the very same overlay
+/// at the same target again returns the existing record.
+///
+/// ```no_run
+/// # use idmap_overlay::{IdRange, Maps, MountRequest};
+/// # let map = vec![IdRange { container: 0, host: 100_000, size: 65_536 }];
+/// # let request = MountRequest::new("/mnt/c1", ["/l2", "/l1"], Maps::Ranges { uid: map.clone(), gid: map });
+/// let record = idmap_overlay::mount(&request, "/run/idmap-overlay".as_ref())?;
+/// assert_eq!(record.state, idmap_overlay::RecordState::Mounted);
+/// # Ok::<(), idmap_overlay::Error>(())
+/// ```
 pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     let checked = check(req)?;
     let (userns_fd, uidmap, gidmap): (Option<OwnedFd>, _, _) = match &req.maps {

@@ -592,6 +592,18 @@ impl StateDir {
 
     /// Every record, plus the files under `mounts/` that are not usable
     /// records (reported, never acted on).
+    ///
+    /// ```no_run
+    /// use idmap_overlay::StateDir;
+    ///
+    /// let state = StateDir::open_to_read("/run/idmap-overlay".as_ref(), false)?;
+    /// let (records, unusable) = state.records()?;
+    /// for record in &records {
+    ///     println!("{} {} {}", record.id, record.state.name(), record.target.display());
+    /// }
+    /// assert!(unusable.is_empty(), "files under mounts/ that are not records");
+    /// # Ok::<(), idmap_overlay::Error>(())
+    /// ```
     pub fn records(&self) -> Result<(Vec<Record>, Vec<BadRecord>)> {
         let dir = self.root.join("mounts");
         let mut good = Vec::new();

@@ -375,7 +375,25 @@ fn lock_record(state: &StateDir, record: &Record, timeout: Duration) -> Result<s
     }
 }
 
-/// `umount TARGET|ID`.
+/// Unmounts the overlay recorded for `what`: its target (an absolute path)
+/// or its record id (or a unique prefix of one), once the mount there is
+/// proven to be the one recorded; then removes what was temporary and the
+/// record. Waits up to `timeout` for a busy overlay and for copies held in
+/// other mount namespaces (containers); with `detach`, unmounts this copy
+/// and leaves the record `detached` until gc sees no copy anywhere.
+///
+/// An overlay of ours without a record (a crashed mount) is unmounted too,
+/// when its source tag proves it ours.
+///
+/// ```no_run
+/// use idmap_overlay::StateDir;
+/// use std::time::Duration;
+///
+/// let state = StateDir::open("/run/idmap-overlay".as_ref())?;
+/// // By target, or by record id: the same overlay.
+/// idmap_overlay::umount(&state, "/run/c1/rootfs", Duration::from_secs(5), false)?;
+/// # Ok::<(), idmap_overlay::Error>(())
+/// ```
 pub fn umount(state: &StateDir, arg: &str, timeout: Duration, detach: bool) -> Result<()> {
     let by_path = arg.contains('/');
     let path = by_path.then(|| resolve_target(arg)).transpose()?;
