@@ -43,7 +43,7 @@ enum Cause {
     Text(String),
     /// A mount that stayed busy; who holds it is looked up only when the
     /// message is shown (gc retries busy mounts without showing them).
-    Busy(crate::unmount::BusyMount),
+    Busy(crate::proof::BusyMount),
 }
 
 /// An error from this crate: one line of text for a person, and its
@@ -129,7 +129,7 @@ impl Error {
         self
     }
 
-    pub(crate) fn busy(busy: crate::unmount::BusyMount) -> Error {
+    pub(crate) fn busy(busy: crate::proof::BusyMount) -> Error {
         Error {
             kind: ErrorKind::Busy,
             steps: Vec::new(),

@@ -352,102 +352,146 @@ impl Snapshot {
 /// # Ok::<(), idmap_overlay::Error>(())
 /// ```
 pub fn classify(snap: &Snapshot) -> Vec<Finding> {
+    let known = Known::of(snap);
     let mut findings = Vec::new();
-    let recorded: BTreeSet<&str> = snap.records.iter().map(|r| r.id.as_str()).collect();
+    findings.extend(
+        snap.records
+            .iter()
+            .filter_map(|r| recorded_overlay(snap, r)),
+    );
+    findings.extend(loose_temp_mounts(snap, &known));
+    findings.extend(loose_temp_dirs(snap, &known));
+    findings.extend(stale_lock_files(snap, &known));
+    findings.extend(partial_writes(snap));
+    findings.extend(probe_dirs(snap));
+    findings.extend(stale_index_entries(snap, &known));
+    findings.extend(bad_records(snap));
+    findings.extend(untracked_overlays(snap, &known));
+    findings.extend(foreign_mounts(snap));
+    findings
+}
 
-    for record in &snap.records {
-        if snap.in_flight.contains(&record.id) {
-            continue;
+/// The ids the snapshot accounts for: recorded, unreadable but present, or
+/// with an operation running.
+struct Known<'a> {
+    recorded: BTreeSet<&'a str>,
+    /// Ids whose record file exists but cannot be read: what belongs to
+    /// them stays with them.
+    unreadable: BTreeSet<&'a str>,
+    in_flight: &'a BTreeSet<String>,
+}
+
+impl<'a> Known<'a> {
+    fn of(snap: &'a Snapshot) -> Known<'a> {
+        Known {
+            recorded: snap.records.iter().map(|r| r.id.as_str()).collect(),
+            unreadable: snap
+                .bad_records
+                .iter()
+                .filter_map(|b| b.path.file_stem().and_then(|s| s.to_str()))
+                .collect(),
+            in_flight: &snap.in_flight,
         }
-        let health = snap.health(record);
-        // Alive in other mount namespaces (a container keeps a copy) and
-        // not here, or a crashed operation on such an overlay: not a leak,
-        // and nothing to clean (a rollback would pull it from under the
-        // container); it stays listed.
-        let crashed = matches!(
-            record.state,
-            RecordState::Preparing | RecordState::Unmounting
-        );
-        if !health.elsewhere.is_empty() && (!health.mounted || crashed) {
-            findings.push(Finding {
-                kind: Kind::AliveElsewhere,
-                path: record.target.clone(),
-                id: Some(record.id.clone()),
-                mount_id: record.mount_id,
-                why: format!(
-                    "not mounted here, alive in {}",
-                    describe_elsewhere(&health.elsewhere)
-                ),
-                action: Action::None,
-            });
-            continue;
-        }
-        let (kind, why) = match record.state {
-            RecordState::Preparing => (
-                Kind::CrashedOperation,
-                format!("mount by pid {} died before it finished", record.pid),
-            ),
-            RecordState::Unmounting => (
-                Kind::CrashedOperation,
-                format!(
-                    "umount died before it finished (record by pid {})",
-                    record.pid
-                ),
-            ),
-            RecordState::Mounted | RecordState::Detached if !health.mounted => (
-                Kind::VanishedOverlay,
-                format!(
-                    "overlay {} is no longer mounted at {}, nor in any other mount namespace",
-                    record.source,
-                    record.target.display()
-                ),
-            ),
-            RecordState::Mounted | RecordState::Detached
-                if !health.temp_mounts_present.is_empty() =>
-            {
-                (
-                    Kind::TempMount,
-                    format!(
-                        "{} temporary mount(s) of a mounted overlay were never unmounted",
-                        health.temp_mounts_present.len()
-                    ),
-                )
-            }
-            RecordState::Mounted | RecordState::Detached => continue,
-        };
-        // A namespace whose table could not be read may hold the overlay:
-        // what seems vanished is then reported, not torn down.
-        let unsure = kind == Kind::VanishedOverlay && !snap.unreadable_namespaces.is_empty();
-        let path = if kind == Kind::TempMount {
-            snap.temp_root().join(&record.id)
-        } else {
-            record.target.clone()
-        };
-        let id = record.id.clone();
-        findings.push(Finding {
-            kind,
-            path,
-            id: Some(id.clone()),
-            mount_id: record.mount_id,
-            why: if unsure {
-                format!(
-                    "{why}, as far as can be seen (mount namespaces not read: {})",
-                    snap.unreadable_namespaces.join("; ")
-                )
-            } else {
-                why
-            },
-            action: if unsure {
-                Action::None
-            } else if kind == Kind::TempMount {
-                Action::RemoveTemps { id }
-            } else {
-                Action::Teardown { id }
-            },
-        });
     }
 
-    // Temp mounts and dirs of ids that have no record at all.
+    /// Recorded, or busy with an operation.
+    fn claims(&self, id: &str) -> bool {
+        self.recorded.contains(id) || self.in_flight.contains(id)
+    }
+}
+
+/// A record whose overlay crashed halfway, vanished, left temporary mounts,
+/// or lives on only in other mount namespaces.
+fn recorded_overlay(snap: &Snapshot, record: &Record) -> Option<Finding> {
+    if snap.in_flight.contains(&record.id) {
+        return None;
+    }
+    let health = snap.health(record);
+    // Alive in other mount namespaces (a container keeps a copy) and
+    // not here, or a crashed operation on such an overlay: not a leak,
+    // and nothing to clean (a rollback would pull it from under the
+    // container); it stays listed.
+    let crashed = matches!(
+        record.state,
+        RecordState::Preparing | RecordState::Unmounting
+    );
+    if !health.elsewhere.is_empty() && (!health.mounted || crashed) {
+        return Some(Finding {
+            kind: Kind::AliveElsewhere,
+            path: record.target.clone(),
+            id: Some(record.id.clone()),
+            mount_id: record.mount_id,
+            why: format!(
+                "not mounted here, alive in {}",
+                describe_elsewhere(&health.elsewhere)
+            ),
+            action: Action::None,
+        });
+    }
+    let (kind, why) = match record.state {
+        RecordState::Preparing => (
+            Kind::CrashedOperation,
+            format!("mount by pid {} died before it finished", record.pid),
+        ),
+        RecordState::Unmounting => (
+            Kind::CrashedOperation,
+            format!(
+                "umount died before it finished (record by pid {})",
+                record.pid
+            ),
+        ),
+        RecordState::Mounted | RecordState::Detached if !health.mounted => (
+            Kind::VanishedOverlay,
+            format!(
+                "overlay {} is no longer mounted at {}, nor in any other mount namespace",
+                record.source,
+                record.target.display()
+            ),
+        ),
+        RecordState::Mounted | RecordState::Detached if !health.temp_mounts_present.is_empty() => (
+            Kind::TempMount,
+            format!(
+                "{} temporary mount(s) of a mounted overlay were never unmounted",
+                health.temp_mounts_present.len()
+            ),
+        ),
+        RecordState::Mounted | RecordState::Detached => return None,
+    };
+    // A namespace whose table could not be read may hold the overlay:
+    // what seems vanished is then reported, not torn down.
+    let unsure = kind == Kind::VanishedOverlay && !snap.unreadable_namespaces.is_empty();
+    let path = if kind == Kind::TempMount {
+        snap.temp_root().join(&record.id)
+    } else {
+        record.target.clone()
+    };
+    let id = record.id.clone();
+    Some(Finding {
+        kind,
+        path,
+        id: Some(id.clone()),
+        mount_id: record.mount_id,
+        why: if unsure {
+            format!(
+                "{why}, as far as can be seen (mount namespaces not read: {})",
+                snap.unreadable_namespaces.join("; ")
+            )
+        } else {
+            why
+        },
+        action: if unsure {
+            Action::None
+        } else if kind == Kind::TempMount {
+            Action::RemoveTemps { id }
+        } else {
+            Action::Teardown { id }
+        },
+    })
+}
+
+/// Temporary mounts under `<state>/tmp` of ids that have no record, deepest
+/// first.
+fn loose_temp_mounts(snap: &Snapshot, known: &Known) -> Vec<Finding> {
     let mut loose_mounts: Vec<&MountEntry> = snap
         .table
         .iter()
@@ -457,86 +501,94 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
         })
         .filter(|m| {
             let id = id_under(&snap.temp_root(), &m.mount_point);
-            !id.is_some_and(|id| recorded.contains(id.as_str()) || snap.in_flight.contains(&id))
+            !id.is_some_and(|id| known.claims(&id))
         })
         .collect();
     loose_mounts.sort_by_key(|m| std::cmp::Reverse(m.mount_point.components().count()));
-    for m in loose_mounts {
-        findings.push(Finding {
+    loose_mounts
+        .into_iter()
+        .map(|m| Finding {
             kind: Kind::TempMount,
             path: m.mount_point.clone(),
             id: id_under(&snap.temp_root(), &m.mount_point),
             mount_id: Some(m.id),
             why: "temporary mount with no record".into(),
             action: Action::Unmount { mount_id: m.id },
-        });
-    }
-    for name in &snap.temp_dirs {
-        if recorded.contains(name.as_str()) || snap.in_flight.contains(name) {
-            continue;
-        }
-        findings.push(Finding {
+        })
+        .collect()
+}
+
+/// Temporary directories of ids that have no record.
+fn loose_temp_dirs(snap: &Snapshot, known: &Known) -> Vec<Finding> {
+    snap.temp_dirs
+        .iter()
+        .filter(|name| !known.claims(name))
+        .map(|name| Finding {
             kind: Kind::TempDir,
             path: snap.temp_root().join(name),
             id: Some(name.clone()),
             mount_id: None,
             why: "temporary directory with no record".into(),
             action: Action::RemoveTemps { id: name.clone() },
-        });
-    }
-    for id in &snap.lock_files {
-        if recorded.contains(id.as_str()) || snap.in_flight.contains(id) {
-            continue;
-        }
-        findings.push(Finding {
+        })
+        .collect()
+}
+
+/// Lock files of ids with no record and no operation.
+fn stale_lock_files(snap: &Snapshot, known: &Known) -> Vec<Finding> {
+    snap.lock_files
+        .iter()
+        .filter(|id| !known.claims(id))
+        .map(|id| Finding {
             kind: Kind::StaleFile,
             path: snap.state_root.join("locks").join(format!("{id}.lock")),
             id: Some(id.clone()),
             mount_id: None,
             why: "lock file with no record and no operation".into(),
             action: Action::RemoveFile,
-        });
-    }
-    for name in &snap.partial_writes {
-        let Some(id) = crate::state::partial_write_id(name).map(str::to_string) else {
-            continue;
-        };
-        if snap.in_flight.contains(&id) {
-            continue;
-        }
-        findings.push(Finding {
-            kind: Kind::StaleFile,
-            path: snap.state_root.join("mounts").join(name),
-            id: Some(id),
-            mount_id: None,
-            why: "half-written record left by a crash".into(),
-            action: Action::RemoveFile,
-        });
-    }
-    for name in &snap.probe_dirs {
-        findings.push(Finding {
+        })
+        .collect()
+}
+
+/// Half-written records a crash left.
+fn partial_writes(snap: &Snapshot) -> Vec<Finding> {
+    snap.partial_writes
+        .iter()
+        .filter_map(|name| {
+            let id = crate::state::partial_write_id(name)?.to_string();
+            (!snap.in_flight.contains(&id)).then(|| Finding {
+                kind: Kind::StaleFile,
+                path: snap.state_root.join("mounts").join(name),
+                id: Some(id),
+                mount_id: None,
+                why: "half-written record left by a crash".into(),
+                action: Action::RemoveFile,
+            })
+        })
+        .collect()
+}
+
+/// Feature probe directories a crash left.
+fn probe_dirs(snap: &Snapshot) -> Vec<Finding> {
+    snap.probe_dirs
+        .iter()
+        .map(|name| Finding {
             kind: Kind::StaleFile,
             path: snap.state_root.join(name),
             id: None,
             mount_id: None,
             why: "feature probe directory left by a crash".into(),
             action: Action::RemoveProbe,
-        });
-    }
-    // An entry whose record file exists but cannot be read stays with it.
-    let unreadable: BTreeSet<&str> = snap
-        .bad_records
+        })
+        .collect()
+}
+
+/// Target index entries of records that are gone, or half-written.
+fn stale_index_entries(snap: &Snapshot, known: &Known) -> Vec<Finding> {
+    snap.target_index
         .iter()
-        .filter_map(|b| b.path.file_stem().and_then(|s| s.to_str()))
-        .collect();
-    for (name, id) in &snap.target_index {
-        if recorded.contains(id.as_str())
-            || unreadable.contains(id.as_str())
-            || snap.in_flight.contains(id)
-        {
-            continue;
-        }
-        findings.push(Finding {
+        .filter(|(_, id)| !known.claims(id) && !known.unreadable.contains(id.as_str()))
+        .map(|(name, id)| Finding {
             kind: Kind::StaleFile,
             path: snap.state_root.join("targets").join(name),
             id: (!id.is_empty()).then(|| id.clone()),
@@ -547,10 +599,15 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
                 "target index entry of a record that is gone".into()
             },
             action: Action::RemoveStaleIndex { id: id.clone() },
-        });
-    }
-    for bad in &snap.bad_records {
-        findings.push(Finding {
+        })
+        .collect()
+}
+
+/// Files under `mounts/` that are not usable records: reported only.
+fn bad_records(snap: &Snapshot) -> Vec<Finding> {
+    snap.bad_records
+        .iter()
+        .map(|bad| Finding {
             kind: Kind::BadRecord,
             path: bad.path.clone(),
             id: None,
@@ -560,33 +617,35 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
                 bad.problem
             ),
             action: Action::None,
-        });
-    }
+        })
+        .collect()
+}
 
-    // Overlays tagged as ours that no record here accounts for.
+/// Overlays tagged as ours that no record here accounts for (another state
+/// directory's, or a record lost): reported only.
+fn untracked_overlays(snap: &Snapshot, known: &Known) -> Vec<Finding> {
     let ours_tag = source_tag("");
-    for m in &snap.table {
-        let Some(id) = m.source.strip_prefix(&ours_tag) else {
-            continue;
-        };
-        if m.fs_type != "overlay"
-            || recorded.contains(id)
-            || unreadable.contains(id)
-            || snap.in_flight.contains(id)
-        {
-            continue;
-        }
-        findings.push(Finding {
+    snap.table
+        .iter()
+        .filter(|m| m.fs_type == "overlay")
+        .filter_map(|m| Some((m, m.source.strip_prefix(&ours_tag)?)))
+        .filter(|(_, id)| !known.claims(id) && !known.unreadable.contains(id))
+        .map(|(m, id)| Finding {
             kind: Kind::UntrackedOverlay,
             path: m.mount_point.clone(),
             id: Some(id.to_string()),
             mount_id: Some(m.id),
             why: "overlay tagged by idmap-overlay with no record in this state directory; `idmap-overlay umount ID` removes it".into(),
             action: Action::None,
-        });
-    }
+        })
+        .collect()
+}
 
-    // Other programs' idmapped mounts.
+/// Other programs' idmapped mounts that look leaked (containerd's temporary
+/// mounts) or lie under a `--foreign` directory, deepest first: removed
+/// only under such a directory and once older than the minimum age.
+fn foreign_mounts(snap: &Snapshot) -> Vec<Finding> {
+    let ours_tag = source_tag("");
     let mut foreign: Vec<&MountEntry> = snap
         .table
         .iter()
@@ -601,7 +660,9 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
         })
         .collect();
     foreign.sort_by_key(|m| std::cmp::Reverse(m.mount_point.components().count()));
-    for m in foreign {
+    foreign
+        .into_iter()
+        .map(|m| {
         let below = snap
             .foreign_dirs
             .iter()
@@ -630,16 +691,16 @@ pub fn classify(snap: &Snapshot) -> Vec<Finding> {
                 format!("idmapped mount of another program, seen {age}s ago"),
             )
         };
-        findings.push(Finding {
+        Finding {
             kind: Kind::ForeignMount,
             path: m.mount_point.clone(),
             id: None,
             mount_id: Some(m.id),
             why,
             action,
-        });
-    }
-    findings
+        }
+        })
+        .collect()
 }
 
 /// The `<id>` of a path `<temp_root>/<id>/...`.

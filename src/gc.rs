@@ -5,10 +5,11 @@
 use crate::ErrorKind;
 use crate::error::{Result, fail};
 use crate::findings::{self, Action, Finding, Kind, Snapshot};
+use crate::holders::{describe_holders, holders};
 use crate::mountinfo;
+use crate::proof::UnmountError;
 use crate::state::StateDir;
 use crate::umount::{forget, remove_temp_leftovers, unmount_listed};
-use crate::unmount::{UnmountError, describe_holders, holders};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

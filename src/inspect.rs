@@ -1,13 +1,11 @@
-//! What `inspect` and `gc` print: the record table, one overlay's detail,
-//! the leak list, the gc report and the feature list. Pure rendering of a
-//! snapshot, golden-tested.
+//! What `inspect` prints: the record table, one overlay's detail, the leak
+//! list and the feature list. Pure rendering of a snapshot (what the kernel
+//! says is asked in `cmd::inspect`), golden-tested.
 
-use crate::escape::{self, escape};
+use crate::escape::escape;
 use crate::features::Features;
 use crate::findings::{Action, Finding, Health, Snapshot};
-use crate::gc::Report;
 use crate::idmap;
-use crate::mountinfo::KernelIdmaps;
 use crate::state::Record;
 use crate::state::RecordState;
 use crate::table::{self, Column, Layout};
@@ -245,46 +243,14 @@ pub struct Detail<'a> {
 }
 
 impl<'a> Detail<'a> {
-    pub fn of(snap: &Snapshot, record: &'a Record) -> Detail<'a> {
-        let health = snap.health(record);
+    /// `kernel_maps` is what the kernel was asked (see `cmd::inspect`).
+    pub fn of(snap: &Snapshot, record: &'a Record, kernel_maps: KernelMaps) -> Detail<'a> {
         Detail {
             version: 1,
             record,
-            kernel_maps: kernel_maps(&health),
-            health,
+            health: snap.health(record),
+            kernel_maps,
         }
-    }
-}
-
-fn kernel_maps(health: &Health) -> KernelMaps {
-    let unavailable = |note: &str| KernelMaps {
-        from: None,
-        uid_lines: vec![],
-        gid_lines: vec![],
-        note: note.into(),
-    };
-    let Some(temp) = health.temp_mounts_present.first() else {
-        return unavailable(
-            "no idmapped mount of this overlay is attached (overlayfs keeps private clones of its layers), so the kernel cannot be asked; the maps above are as recorded",
-        );
-    };
-    match crate::mountinfo::kernel_idmaps(temp) {
-        KernelIdmaps::Read {
-            uid_lines,
-            gid_lines,
-        } => KernelMaps {
-            from: Some(temp.clone()),
-            uid_lines,
-            gid_lines,
-            note: "read with statmount(2)".into(),
-        },
-        KernelIdmaps::NoUniqueId => {
-            unavailable("this kernel has no unique mount ids (STATX_MNT_ID_UNIQUE, Linux 6.8+)")
-        }
-        KernelIdmaps::NotReported => {
-            unavailable("this kernel's statmount(2) does not report id maps (Linux 6.15+)")
-        }
-        KernelIdmaps::Failed(e) => unavailable(&format!("statmount(2) failed: {e}")),
     }
 }
 
@@ -431,40 +397,6 @@ pub fn render_leaks(
         table::sort(columns, &mut rows, by)?;
     }
     Ok(table::render(columns, &rows, layout, "WHY"))
-}
-
-/// The human form of a gc report: one line per item.
-pub fn render_gc(report: &Report) -> String {
-    let mut out = String::new();
-    let kind = |k| {
-        serde_json::to_value(k)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    };
-    let verb = if report.dry_run {
-        "would clean"
-    } else {
-        "cleaned"
-    };
-    for (verb, items) in [
-        (verb, &report.cleaned),
-        ("failed", &report.failed),
-        ("left alone", &report.skipped),
-    ] {
-        for i in items {
-            out.push_str(&format!(
-                "{verb}: {} {} ({})\n",
-                kind(i.kind),
-                escape::path(&i.path),
-                escape(&i.reason)
-            ));
-        }
-    }
-    if out.is_empty() {
-        out.push_str("nothing to clean\n");
-    }
-    out
 }
 
 /// `inspect --features`.
@@ -787,32 +719,5 @@ pub(crate) mod golden {
             },
         };
         check("inspect-detail.txt", &render_detail(&detail, snap.now));
-    }
-
-    #[test]
-    fn gc_report() {
-        use crate::findings::Kind;
-        use crate::gc::{Item, Report};
-        let report = Report {
-            version: 1,
-            dry_run: false,
-            cleaned: vec![Item {
-                kind: Kind::CrashedOperation,
-                path: "/run/containers/job-7/rootfs".into(),
-                reason: "mount by pid 4242 died before it finished".into(),
-            }],
-            failed: vec![Item {
-                kind: Kind::TempMount,
-                path: "/run/idmap-overlay/tmp/x/0".into(),
-                reason: "busy after 2.5s: held by pid 77 (sh) through its cwd".into(),
-            }],
-            skipped: vec![],
-            interrupted: None,
-        };
-        check("gc-report.txt", &render_gc(&report));
-        check(
-            "gc-report.json",
-            &(serde_json::to_string_pretty(&report).unwrap() + "\n"),
-        );
     }
 }

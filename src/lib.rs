@@ -56,11 +56,13 @@ mod error;
 pub mod features;
 pub mod findings;
 pub mod gc;
+mod holders;
 pub mod idmap;
 pub mod mount;
 pub mod mountinfo;
 pub mod namespaces;
 pub mod overlay;
+mod proof;
 mod resolve;
 pub mod state;
 mod strategy;
@@ -73,7 +75,6 @@ pub mod testpoint;
 #[cfg(not(feature = "testpoints"))]
 mod testpoint;
 pub mod umount;
-mod unmount;
 mod userns;
 
 pub use cancel::Cancel;

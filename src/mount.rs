@@ -8,11 +8,11 @@ use crate::error::{Context, ErrorKind, fail};
 use crate::idmap::{self, IdRange};
 use crate::namespaces::Scan;
 use crate::overlay::{self, MAX_LAYERS, Strategy, VfsFlags};
+use crate::proof::{Expected, unmount_proven};
 use crate::resolve::{Resolved, Resolver};
 use crate::state::{Record, RecordState, StateDir};
 use crate::strategy::{OverlaySpec, PlannedTree, Target, TempMounts};
 use crate::sys::MountIds;
-use crate::unmount::{Expected, unmount_proven};
 use crate::{features, state, strategy, testpoint, userns};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -307,8 +307,8 @@ fn already_mounted(
         && record.options == option_strings(&req.options)
         && record.vfs_flags == req.flags.words();
     let proven = matches!(
-        crate::unmount::prove(&checked.target.entry, &record.expected(), None),
-        crate::unmount::Proof::Proven(_)
+        crate::proof::prove(&checked.target.entry, &record.expected(), None),
+        crate::proof::Proof::Proven(_)
     );
     (same && proven).then_some(record)
 }
@@ -463,7 +463,7 @@ fn claim(
         }
     }
     if !record.temp_mounts.is_empty() {
-        state.ensure_private_temp_area()?;
+        strategy::ensure_private_temp_area(state)?;
     }
     let lock = state
         .try_lock_record(&record.id)?

@@ -1115,9 +1115,9 @@ pub struct Holder {
 }
 
 impl Holder {
-    /// The same, in the form `unmount::describe_holders` shows.
-    pub fn to_unmount_holder(&self) -> crate::unmount::Holder {
-        crate::unmount::Holder {
+    /// The same, in the form `holders::describe_holders` shows.
+    pub fn to_unmount_holder(&self) -> crate::holders::Holder {
+        crate::holders::Holder {
             pid: self.pid,
             command: self.command.clone(),
             via: self.via.to_string(),

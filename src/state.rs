@@ -114,8 +114,8 @@ impl Record {
     }
 
     /// What the overlay of this record must be for the tool to unmount it.
-    pub fn expected(&self) -> crate::unmount::Expected<'_> {
-        crate::unmount::Expected {
+    pub fn expected(&self) -> crate::proof::Expected<'_> {
+        crate::proof::Expected {
             mount_id: self.mount_id,
             unique: self.mount_id_unique,
             dev: self.dev.as_deref().and_then(parse_dev),
@@ -725,70 +725,6 @@ impl StateDir {
         open_lock_file(&self.lock_path(id), false)
             .ok()
             .is_some_and(|file| is_locked(&file).unwrap_or(false))
-    }
-
-    /// Makes sure temporary mounts attached under `<state>/tmp` propagate
-    /// nowhere. Attaching below a shared mount (systemd makes `/` and `/run`
-    /// shared) copies the mount into every peer and slave namespace, whatever
-    /// the new mount's own propagation. So when the mount holding `tmp` is
-    /// shared, `tmp` becomes a private bind mount of itself, once; it stays
-    /// (like /run/netns) and is not a leak. Call under the global lock.
-    pub fn ensure_private_temp_area(&self) -> Result<()> {
-        let tmp = self.root.join("tmp");
-        let ids_of = |path: &Path| -> Result<crate::sys::MountIds> {
-            let dir = File::open(path)
-                .fail_as(ErrorKind::State, || format!("opening {}", path.display()))?;
-            crate::sys::mount_ids(std::os::fd::AsFd::as_fd(&dir))
-                .fail_as(ErrorKind::State, || format!("statx {}", path.display()))
-        };
-        let holder = ids_of(&tmp)?;
-        // Ask the kernel about that one mount (statmount, Linux 6.8+) rather
-        // than read the whole table under the global lock on every mount: at
-        // scale that made common-dir 7x slower than detached.
-        let asked = holder
-            .unique
-            .and_then(|unique| crate::sys::mount_is_shared(unique).ok().flatten());
-        let shared = match asked {
-            Some(shared) => shared,
-            None => crate::mountinfo::read()?
-                .iter()
-                .find(|m| m.id == holder.id)
-                .is_some_and(|m| m.tags.iter().any(|t| t.starts_with("shared:"))),
-        };
-        if !shared {
-            return Ok(());
-        }
-        let is_own_mount = ids_of(&self.root)?.id != holder.id;
-        // By path: the state directory and `tmp` are root's, checked not
-        // writable by anyone else (`check_dir`), so nobody can redirect them.
-        use nix::mount::{MsFlags, mount};
-        if !is_own_mount {
-            mount(
-                Some(&tmp),
-                &tmp,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .fail_as(ErrorKind::State, || {
-                format!("bind-mounting {} on itself", tmp.display())
-            })?;
-        }
-        mount(
-            None::<&str>,
-            &tmp,
-            None::<&str>,
-            MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .fail_as(ErrorKind::State, || {
-            format!("making {} a private mount", tmp.display())
-        })?;
-        log::info!(
-            "{} is now a private mount: temporary mounts there propagate nowhere",
-            tmp.display()
-        );
-        Ok(())
     }
 
     /// Removes the lock file of `id`; call while holding that lock, after the

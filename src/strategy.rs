@@ -6,10 +6,11 @@ use crate::Cancel;
 use crate::error::Result;
 use crate::error::{Context, ErrorKind, fail};
 use crate::overlay::VfsFlags;
+use crate::proof::{Expected, Unmounted, unmount_proven};
 use crate::resolve::{self, Entry, Meta, Resolved, proc_fd_path};
+use crate::state::StateDir;
 use crate::sys::{self, MountIds};
 use crate::testpoint;
-use crate::unmount::{Expected, Unmounted, unmount_proven};
 use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
 use rustix::io::Errno;
 use rustix::mount::{
@@ -274,6 +275,70 @@ fn layers_beneath(spec: &OverlaySpec, trees: &[impl AsFd]) -> Result<Vec<OwnedFd
         .into_iter()
         .map(|fd| fd.ok_or_else(|| fail(ErrorKind::Bug, "a layer missing from the plan")))
         .collect()
+}
+
+/// Makes sure temporary mounts attached under `<state>/tmp` propagate
+/// nowhere. Attaching below a shared mount (systemd makes `/` and `/run`
+/// shared) copies the mount into every peer and slave namespace, whatever
+/// the new mount's own propagation. So when the mount holding `tmp` is
+/// shared, `tmp` becomes a private bind mount of itself, once; it stays
+/// (like /run/netns) and is not a leak. Call under the global lock.
+pub fn ensure_private_temp_area(state: &StateDir) -> Result<()> {
+    let tmp = state.root.join("tmp");
+    let ids_of = |path: &Path| -> Result<crate::sys::MountIds> {
+        let dir = std::fs::File::open(path)
+            .fail_as(ErrorKind::State, || format!("opening {}", path.display()))?;
+        crate::sys::mount_ids(std::os::fd::AsFd::as_fd(&dir))
+            .fail_as(ErrorKind::State, || format!("statx {}", path.display()))
+    };
+    let holder = ids_of(&tmp)?;
+    // Ask the kernel about that one mount (statmount, Linux 6.8+) rather
+    // than read the whole table under the global lock on every mount: that
+    // cost grows with every mount on the host.
+    let asked = holder
+        .unique
+        .and_then(|unique| crate::sys::mount_is_shared(unique).ok().flatten());
+    let shared = match asked {
+        Some(shared) => shared,
+        None => crate::mountinfo::read()?
+            .iter()
+            .find(|m| m.id == holder.id)
+            .is_some_and(|m| m.tags.iter().any(|t| t.starts_with("shared:"))),
+    };
+    if !shared {
+        return Ok(());
+    }
+    let is_own_mount = ids_of(&state.root)?.id != holder.id;
+    // By path: the state directory and `tmp` are root's, checked not
+    // writable by anyone else (`check_dir`), so nobody can redirect them.
+    use nix::mount::{MsFlags, mount};
+    if !is_own_mount {
+        mount(
+            Some(&tmp),
+            &tmp,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .fail_as(ErrorKind::State, || {
+            format!("bind-mounting {} on itself", tmp.display())
+        })?;
+    }
+    mount(
+        None::<&str>,
+        &tmp,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .fail_as(ErrorKind::State, || {
+        format!("making {} a private mount", tmp.display())
+    })?;
+    log::info!(
+        "{} is now a private mount: temporary mounts there propagate nowhere",
+        tmp.display()
+    );
+    Ok(())
 }
 
 /// Temporary mountpoints under `<state>/tmp/<id>/`: each directory and each

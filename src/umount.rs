@@ -7,10 +7,10 @@ use crate::error::Result;
 use crate::error::{ErrorKind, fail};
 use crate::findings::Elsewhere;
 use crate::mountinfo::{self, MountEntry};
-use crate::resolve::{self, ResolveError};
+use crate::proof::{BusyMount, Expected, Proof, UnmountError, prove, unmount_proven};
+use crate::resolve::{self, Entry, ResolveError};
 use crate::state::{self, Record, RecordState, StateDir};
 use crate::testpoint;
-use crate::unmount::{BusyMount, Expected, Proof, UnmountError, prove, unmount_proven};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -192,6 +192,30 @@ fn overlay_elsewhere<'a>(record: &Record, table: &'a [MountEntry]) -> Option<&'a
     })
 }
 
+/// Is the mount on top at the record's target the overlay it recorded?
+/// The target is walked safely to its entry in its parent (`None` when it
+/// is gone); the proof is made on that entry, never on the path again.
+fn prove_ours(record: &Record, table: &[MountEntry]) -> Result<(Option<Entry>, Proof)> {
+    let place = match resolve::resolve_entry(&record.target) {
+        Ok(place) => place,
+        Err(ResolveError::NotFound(_)) => return Ok((None, Proof::Nothing)),
+        Err(e) => {
+            return Err(fail(
+                ErrorKind::Mount,
+                format!("{e}; overlay {} left alone", record.id),
+            ));
+        }
+    };
+    let proof = prove(&place, &record.expected(), Some(table));
+    log::debug!(
+        "record {} ({:?}) at {}: {proof:?}",
+        record.id,
+        record.state,
+        record.target.display()
+    );
+    Ok((Some(place), proof))
+}
+
 /// Unmounts the overlay of a locked record (if it is still there) and
 /// everything temporary, then deletes the record. On failure the record is
 /// left in place (back to `mounted` if the overlay stays busy).
@@ -203,28 +227,9 @@ pub fn teardown(
 ) -> Result<Teardown> {
     let mut late_cancel = None;
     let mut done = Teardown::WasGone;
-    let place = match resolve::resolve_entry(&record.target) {
-        Ok(place) => Some(place),
-        Err(ResolveError::NotFound(_)) => None,
-        Err(e) => {
-            return Err(fail(
-                ErrorKind::Mount,
-                format!("{e}; overlay {} left alone", record.id),
-            ));
-        }
-    };
+    let (place, proof) = prove_ours(record, table)?;
     let recorded = record.clone();
     let want = recorded.expected();
-    let proof = match &place {
-        Some(place) => prove(place, &want, Some(table)),
-        None => Proof::Nothing,
-    };
-    log::debug!(
-        "record {} ({:?}) at {}: {proof:?}",
-        record.id,
-        record.state,
-        record.target.display()
-    );
     match (proof, &place) {
         (Proof::Proven(ids), Some(place)) => {
             let was = record.state;

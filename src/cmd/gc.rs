@@ -41,7 +41,7 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        out!("{}", crate::inspect::render_gc(&report));
+        out!("{}", render_gc(&report));
     }
     if let Some(path) = &args.metrics_file {
         write_metrics(path, &state, foreign, args.min_age, &report, duration)?;
@@ -93,5 +93,72 @@ fn exit_code(report: &gc::Report) -> Code {
         Code::Success
     } else {
         Code::Partial
+    }
+}
+
+/// The human form of a gc report: one line per item.
+fn render_gc(report: &gc::Report) -> String {
+    let mut out = String::new();
+    let kind = |k| {
+        serde_json::to_value(k)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let verb = if report.dry_run {
+        "would clean"
+    } else {
+        "cleaned"
+    };
+    for (verb, items) in [
+        (verb, &report.cleaned),
+        ("failed", &report.failed),
+        ("left alone", &report.skipped),
+    ] {
+        for i in items {
+            out.push_str(&format!(
+                "{verb}: {} {} ({})\n",
+                kind(i.kind),
+                crate::escape::path(&i.path),
+                crate::escape::escape(&i.reason)
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("nothing to clean\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::golden::check;
+
+    #[test]
+    fn gc_report() {
+        use idmap_overlay::findings::Kind;
+        use idmap_overlay::gc::{Item, Report};
+        let report = Report {
+            version: 1,
+            dry_run: false,
+            cleaned: vec![Item {
+                kind: Kind::CrashedOperation,
+                path: "/run/containers/job-7/rootfs".into(),
+                reason: "mount by pid 4242 died before it finished".into(),
+            }],
+            failed: vec![Item {
+                kind: Kind::TempMount,
+                path: "/run/idmap-overlay/tmp/x/0".into(),
+                reason: "busy after 2.5s: held by pid 77 (sh) through its cwd".into(),
+            }],
+            skipped: vec![],
+            interrupted: None,
+        };
+        check("gc-report.txt", &render_gc(&report));
+        check(
+            "gc-report.json",
+            &(serde_json::to_string_pretty(&report).unwrap() + "\n"),
+        );
     }
 }

@@ -156,7 +156,7 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
                     ),
                 )
             })?;
-            let detail = inspect::Detail::of(snap, record);
+            let detail = inspect::Detail::of(snap, record, kernel_maps(&snap.health(record)));
             if json {
                 outln!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
@@ -165,4 +165,40 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
         }
     }
     Ok(Code::Success)
+}
+
+/// The maps as the kernel reports them for one of the overlay's idmapped
+/// mounts, where one is attached and the kernel can say.
+fn kernel_maps(health: &findings::Health) -> inspect::KernelMaps {
+    let unavailable = |note: &str| inspect::KernelMaps {
+        from: None,
+        uid_lines: vec![],
+        gid_lines: vec![],
+        note: note.into(),
+    };
+    let Some(temp) = health.temp_mounts_present.first() else {
+        return unavailable(
+            "no idmapped mount of this overlay is attached (overlayfs keeps private clones of its layers), so the kernel cannot be asked; the maps above are as recorded",
+        );
+    };
+    match crate::mountinfo::kernel_idmaps(temp) {
+        crate::mountinfo::KernelIdmaps::Read {
+            uid_lines,
+            gid_lines,
+        } => inspect::KernelMaps {
+            from: Some(temp.clone()),
+            uid_lines,
+            gid_lines,
+            note: "read with statmount(2)".into(),
+        },
+        crate::mountinfo::KernelIdmaps::NoUniqueId => {
+            unavailable("this kernel has no unique mount ids (STATX_MNT_ID_UNIQUE, Linux 6.8+)")
+        }
+        crate::mountinfo::KernelIdmaps::NotReported => {
+            unavailable("this kernel's statmount(2) does not report id maps (Linux 6.15+)")
+        }
+        crate::mountinfo::KernelIdmaps::Failed(e) => {
+            unavailable(&format!("statmount(2) failed: {e}"))
+        }
+    }
 }
