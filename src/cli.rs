@@ -73,7 +73,7 @@ pub struct MountArgs {
     #[arg(short = 'o', long = "options", value_name = "OPTS")]
     pub options: Option<String>,
     /// How the idmapped layers are built.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, default_value = "auto", value_parser = strategy_names())]
     pub strategy: Strategy,
     /// Accept a map that shows an on-disk id other than 0 as host root (0):
     /// a setuid file owned by that id would then run as root.
@@ -211,3 +211,11 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct CompleteIdsArgs {}
+
+/// `--strategy`: one of the library's names, listed in help and
+/// completions.
+fn strategy_names() -> impl clap::builder::TypedValueParser<Value = Strategy> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Strategy::ALL.map(Strategy::name))
+        .map(|name| name.parse::<Strategy>().expect("a listed name"))
+}

@@ -55,6 +55,11 @@ pub fn fail(code: Code, message: impl Into<String>) -> anyhow::Error {
     })
 }
 
+/// Incorrect invocation (exit 1), told in one line.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    fail(Code::Usage, message)
+}
+
 /// Adds a step description that also decides the exit code.
 pub trait Coded<T> {
     fn code(self, code: Code, message: impl FnOnce() -> String) -> anyhow::Result<T>;

@@ -47,8 +47,8 @@ pub struct Snapshot {
     /// Mount namespaces whose table could not be read, and why.
     pub unreadable_namespaces: Vec<String>,
     /// Caches, built on first use (leave them default) so each record is
-    /// judged without rescanning the
-    /// whole table (records x mounts was 13 s for 10,000 records).
+    /// judged without rescanning the whole table: records times mounts
+    /// grows too fast on a busy host.
     pub(crate) temp_index: OnceCell<BTreeMap<String, Vec<usize>>>,
     pub(crate) overlay_index: OnceCell<HashMap<String, Vec<usize>>>,
 }

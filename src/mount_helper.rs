@@ -69,8 +69,10 @@ plus the filesystem-independent ones (ro, nosuid, nodev, noexec, noatime, ...).
 See idmap-overlay-mount(1) and idmap-overlay(1).
 ";
 
-fn usage(message: impl Into<String>) -> anyhow::Error {
-    fail(Code::Usage, format!("{}\n{USAGE}", message.into()))
+/// Incorrect invocation, followed by the helper's synopsis as mount(8)
+/// helpers print it.
+fn usage_with_synopsis(message: impl Into<String>) -> anyhow::Error {
+    crate::exit::usage(format!("{}\n{USAGE}", message.into()))
 }
 
 /// Parses `spec dir [-sfnv] [-N ns] [-o opts] [-t type]`, options anywhere,
@@ -110,9 +112,11 @@ pub fn parse_args(args: &[OsString]) -> Result<HelperArgs> {
                     } else {
                         let next = iter
                             .next()
-                            .ok_or_else(|| usage(format!("-{flag} needs a value")))?;
+                            .ok_or_else(|| usage_with_synopsis(format!("-{flag} needs a value")))?;
                         next.to_str()
-                            .ok_or_else(|| usage(format!("-{flag}: the value is not UTF-8")))?
+                            .ok_or_else(|| {
+                                usage_with_synopsis(format!("-{flag}: the value is not UTF-8"))
+                            })?
                             .to_string()
                     };
                     match flag {
@@ -122,7 +126,7 @@ pub fn parse_args(args: &[OsString]) -> Result<HelperArgs> {
                     }
                     break;
                 }
-                other => return Err(usage(format!("unknown option -{other}"))),
+                other => return Err(usage_with_synopsis(format!("unknown option -{other}"))),
             }
         }
     }
@@ -136,12 +140,16 @@ pub fn parse_args(args: &[OsString]) -> Result<HelperArgs> {
             parsed.target = PathBuf::from(target);
         }
         (_, _, Some(extra)) => {
-            return Err(usage(format!(
+            return Err(usage_with_synopsis(format!(
                 "unexpected argument {:?}",
                 extra.to_string_lossy()
             )));
         }
-        _ => return Err(usage("needs a SPEC (\"none\") and a mountpoint DIR")),
+        _ => {
+            return Err(usage_with_synopsis(
+                "needs a SPEC (\"none\") and a mountpoint DIR",
+            ));
+        }
     }
     parsed.options = options.join(",");
     Ok(parsed)

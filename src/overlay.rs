@@ -332,7 +332,7 @@ pub fn common_dir(paths: &[PathBuf]) -> PathBuf {
 }
 
 /// How the idmapped layers are built. `Auto` is resolved before execution.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     #[default]
@@ -343,6 +343,15 @@ pub enum Strategy {
 }
 
 impl Strategy {
+    /// Every strategy, `auto` first.
+    pub const ALL: [Strategy; 4] = [
+        Strategy::Auto,
+        Strategy::Detached,
+        Strategy::CommonDir,
+        Strategy::PerLayer,
+    ];
+
+    /// The name the command line, the records and the docs use.
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Auto => "auto",
@@ -350,6 +359,17 @@ impl Strategy {
             Strategy::CommonDir => "common-dir",
             Strategy::PerLayer => "per-layer",
         }
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Strategy, String> {
+        Strategy::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| format!("unknown strategy {name:?}"))
     }
 }
 

@@ -393,7 +393,7 @@ impl StateDir {
 
     /// `targets/<key>`: which record claims a path (its target, upperdir or
     /// workdir), so that `mount` and `umount TARGET` need not read every
-    /// record (120 ms at 10,000).
+    /// record: their cost stays the same however many there are.
     pub fn target_index_path(&self, target: &Path) -> PathBuf {
         self.root.join("targets").join(target_key(target))
     }

@@ -1,15 +1,11 @@
 use super::{Context, require_root};
 use crate::cli::MountArgs;
-use crate::exit::{Code, fail};
+use crate::exit::{Code, usage};
 use crate::idmap::{self, IdRange};
 use crate::mount::{Maps, MountRequest};
 use crate::overlay;
 use anyhow::Result;
 use std::path::PathBuf;
-
-fn usage(message: impl Into<String>) -> anyhow::Error {
-    fail(Code::Usage, message)
-}
 
 /// Merges one value that may come from a flag or from `-o`, refusing both.
 fn one_of<T>(name: &str, flag: Option<T>, option: Option<T>) -> Result<Option<T>> {
