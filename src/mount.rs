@@ -320,6 +320,23 @@ fn refuse_dirs_in_use(scan: &Scan, checked: &Checked) -> Result<()> {
         ("upperdir", &checked.upperdir),
         ("workdir", &checked.workdir),
     ];
+    let in_use = |scan: &Scan| {
+        dirs.iter()
+            .filter_map(|(_, dir)| dir.as_ref())
+            .any(|dir| !scan.overlays_using(&dir.path).is_empty())
+    };
+    // The tables said no: that is the answer. They said yes: a full scan
+    // names who, and decides (the user may have gone meanwhile).
+    let full;
+    let scan = match scan.tables_only() && in_use(scan) {
+        true => {
+            full = Scan::live().fail_as(ErrorKind::System, || {
+                "looking into the mount namespaces".into()
+            })?;
+            &full
+        }
+        false => scan,
+    };
     for (what, dir) in dirs {
         let Some(dir) = dir else { continue };
         if let Some(used) = scan.overlays_using(&dir.path).first() {
@@ -661,7 +678,7 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     }
     // Only writable overlays can corrupt one another's upper layer.
     let scan = match &checked.upperdir {
-        Some(_) => Some(Scan::live().fail_as(ErrorKind::System, || {
+        Some(_) => Some(Scan::live_tables().fail_as(ErrorKind::System, || {
             "looking into the mount namespaces".into()
         })?),
         None => None,

@@ -364,6 +364,8 @@ pub struct Scan {
     proc_root: PathBuf,
     /// Our own process, left out of holder lists.
     own_pid: Option<u32>,
+    /// Made by [`Scan::live_tables`]: every namespace's table, no process.
+    tables_only: bool,
 }
 
 /// Moves the calling thread into the mount namespace at `path` (setns(2)
@@ -394,6 +396,18 @@ pub fn current_namespace() -> io::Result<u64> {
 /// mount of one (`stat`, following the link: the link text is not compared).
 pub fn namespace_id(path: &Path) -> io::Result<u64> {
     Ok(std::fs::metadata(path)?.ino())
+}
+
+/// The nsfs inode a `/proc/PID/ns/mnt` link names, read from the link's
+/// text (`mnt:[4026531841]`): the kernel formats it without opening the
+/// namespace, which costs a fraction of a stat(2) on every process.
+fn namespace_link(path: &Path) -> io::Result<u64> {
+    let text = std::fs::read_link(path)?;
+    text.to_str()
+        .and_then(|t| t.strip_prefix("mnt:["))
+        .and_then(|t| t.strip_suffix(']'))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("unexpected namespace link {text:?}")))
 }
 
 fn numeric_entries(dir: &Path) -> io::Result<Vec<u32>> {
@@ -434,6 +448,50 @@ impl Scan {
         )
     }
 
+    /// The tables of every mount namespace, without looking at a single
+    /// process: the kernel lists the namespaces (Linux 6.12+) and
+    /// listmount/statmount read them. What depends on tables alone (is an
+    /// overlay attached, does it have copies elsewhere, which overlays use
+    /// a directory) it answers like [`Scan::live`], at a cost that does not
+    /// grow with the number of processes; who holds a copy it cannot say
+    /// (see [`Scan::tables_only`]). Where the kernel cannot list the
+    /// namespaces, or a table cannot be read this way, it is [`Scan::live`].
+    pub fn live_tables() -> io::Result<Scan> {
+        let proc_root = Path::new("/proc");
+        let own_ns = current_namespace()?;
+        let Ok(listed) = kernel_namespace_list(proc_root) else {
+            return Scan::live();
+        };
+        let mut reader = TableReader::new(proc_root, TableSource::Listmount);
+        let mut namespaces = Vec::with_capacity(listed.len());
+        for (ns, id) in listed {
+            match reader.namespace(ns, Some(id), Vec::new()) {
+                Some(namespace) if namespace.table.is_ok() => namespaces.push(namespace),
+                // Ended since it was listed.
+                None => {}
+                // Unreadable this way: let the processes' view decide.
+                Some(_) => return Scan::live(),
+            }
+        }
+        namespaces.sort_by_key(|n| n.ns);
+        namespaces.dedup_by_key(|n| n.ns);
+        Ok(Scan {
+            own_ns: Some(own_ns),
+            namespaces,
+            uninspected: Vec::new(),
+            proc_root: proc_root.to_path_buf(),
+            own_pid: Some(std::process::id()),
+            tables_only: true,
+        })
+    }
+
+    /// Whether this scan looked at tables only ([`Scan::live_tables`]):
+    /// then no namespace names a process, and a copy found is worth a full
+    /// [`Scan::live`] to say who holds it.
+    pub fn tables_only(&self) -> bool {
+        self.tables_only
+    }
+
     /// Scans the processes under `proc_root`. `own_ns` is the caller's
     /// namespace (left out of [`Scan::copies`]); `own_pid` is left out of
     /// holder lists. Fails only when `proc_root` cannot be listed.
@@ -450,8 +508,8 @@ impl Scan {
         for pid in pids {
             path.push(pid.to_string());
             path.push("ns/mnt");
-            match std::fs::metadata(&path) {
-                Ok(st) => members.push((pid, st.ino())),
+            match namespace_link(&path) {
+                Ok(ns) => members.push((pid, ns)),
                 // Exited since the listing: nothing to report.
                 Err(e) if exited(&e) => {}
                 Err(e) => uninspected.push((pid, crate::describe_io(&e))),
@@ -483,6 +541,7 @@ impl Scan {
             uninspected,
             proc_root: proc_root.to_path_buf(),
             own_pid,
+            tables_only: false,
         })
     }
 
@@ -500,6 +559,7 @@ impl Scan {
             uninspected: Vec::new(),
             proc_root: proc_root.to_path_buf(),
             own_pid,
+            tables_only: false,
         }
     }
 
@@ -1551,8 +1611,7 @@ mod tests {
         assert!(scan.holder_targets(&[(OTHER, "other")]).is_empty());
     }
 
-    /// A fixture /proc: pids 1 and 2 share a namespace (hard-linked ns
-    /// files), 3 has its own, 4 exited (no ns file), 5 shares 3's, 6 alone
+    /// A fixture /proc: pids 1 and 2 share a namespace, 3 has its own, 4 exited (no ns file), 5 shares 3's, 6 alone
     /// has a table that cannot be read, 7's namespace cannot be read, 8
     /// alone exited after its namespace was seen.
     fn fixture_proc() -> (tempfile::TempDir, [u64; 3]) {
@@ -1565,14 +1624,16 @@ mod tests {
         std::fs::create_dir(root.path().join("self")).unwrap();
         std::fs::create_dir(p(7)).unwrap();
         std::fs::write(p(7).join("ns"), "not a directory").unwrap();
-        std::fs::write(p(1).join("ns/mnt"), "").unwrap();
-        std::fs::hard_link(p(1).join("ns/mnt"), p(2).join("ns/mnt")).unwrap();
-        std::fs::write(p(3).join("ns/mnt"), "").unwrap();
-        std::fs::hard_link(p(3).join("ns/mnt"), p(5).join("ns/mnt")).unwrap();
-        std::fs::write(p(6).join("ns/mnt"), "").unwrap();
+        // As the kernel shows them: links whose text names the namespace.
+        let link = |pid: u32, ns: u64| {
+            std::os::unix::fs::symlink(format!("mnt:[{ns}]"), p(pid).join("ns/mnt")).unwrap()
+        };
+        for (pid, ns) in [(1, 4001), (2, 4001), (3, 4003), (5, 4003), (6, 4006)] {
+            link(pid, ns);
+        }
         std::fs::create_dir(p(6).join("mountinfo")).unwrap();
         std::fs::create_dir_all(p(8).join("ns")).unwrap();
-        std::fs::write(p(8).join("ns/mnt"), "").unwrap();
+        link(8, 4008);
         std::fs::write(p(1).join("mountinfo"), TABLE).unwrap();
         std::fs::write(p(2).join("mountinfo"), TABLE).unwrap();
         std::fs::write(
@@ -1580,9 +1641,7 @@ mod tests {
             "7 1 0:70 / / rw - overlay idmap-overlay:abc rw,upperdir=/u,workdir=/w\n",
         )
         .unwrap();
-        let inode = |pid| namespace_id(&p(pid).join("ns/mnt")).unwrap();
-        let inodes = [inode(1), inode(3), inode(6)];
-        (root, inodes)
+        (root, [4001, 4003, 4006])
     }
 
     #[test]

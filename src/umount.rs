@@ -496,7 +496,26 @@ fn scan_namespaces() -> Result<crate::namespaces::Scan> {
 
 /// The copies of `record`'s overlay in mount namespaces other than ours.
 fn scan_elsewhere(record: &Record) -> Result<Vec<Elsewhere>> {
-    Ok(crate::findings::elsewhere_of(&scan_namespaces()?, record))
+    Ok(crate::findings::elsewhere_of(
+        &scan_for_copies(record)?,
+        record,
+    ))
+}
+
+/// A scan to look for `record`'s copies in: the tables alone when they
+/// show none (the usual answer, at a cost that does not grow with the
+/// number of processes), every process when there is one to describe.
+fn scan_for_copies(record: &Record) -> Result<crate::namespaces::Scan> {
+    let tables = crate::namespaces::Scan::live_tables().map_err(|e| {
+        fail(
+            ErrorKind::System,
+            format!("looking into the mount namespaces: {e}"),
+        )
+    })?;
+    if !tables.tables_only() || crate::findings::elsewhere_of(&tables, record).is_empty() {
+        return Ok(tables);
+    }
+    scan_namespaces()
 }
 
 /// Waits (up to `timeout`, polling) while a process in another mount
@@ -512,7 +531,7 @@ fn wait_for_other_namespaces(
 ) -> Result<Vec<Elsewhere>> {
     let deadline = Instant::now() + timeout;
     loop {
-        let copies = crate::findings::held_elsewhere(&scan_namespaces()?, record);
+        let copies = crate::findings::held_elsewhere(&scan_for_copies(record)?, record);
         if copies.is_empty() || detach {
             return Ok(copies);
         }
