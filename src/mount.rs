@@ -165,6 +165,59 @@ fn check_target(resolver: &mut Resolver, path: &Path) -> Result<Target> {
     Ok(Target { dir, entry })
 }
 
+/// The upperdir and workdir, both or neither: separate directories on one
+/// filesystem, overlapping no lower layer. Neither makes a read-only
+/// overlay, which needs two layers.
+fn check_upper_work(
+    resolver: &mut Resolver,
+    req: &MountRequest,
+    lowerdirs: &[Resolved],
+) -> Result<(Option<Resolved>, Option<Resolved>)> {
+    match (&req.upperdir, &req.workdir) {
+        (None, None) => {
+            if lowerdirs.len() < 2 {
+                return Err(usage(
+                    "a read-only overlay (no upperdir) needs at least two lower layers".into(),
+                ));
+            }
+            Ok((None, None))
+        }
+        (Some(_), None) => Err(usage("upperdir given without workdir".into())),
+        (None, Some(_)) => Err(usage("workdir given without upperdir".into())),
+        (Some(upper), Some(work)) => {
+            let upper = check_dir_arg(resolver, "upperdir", upper, false)?;
+            let work = check_dir_arg(resolver, "workdir", work, false)?;
+            if upper.meta.dev != work.meta.dev {
+                return Err(usage(format!(
+                    "workdir {} is on another filesystem than upperdir {}; overlayfs needs them on the same one",
+                    work.path.display(),
+                    upper.path.display()
+                )));
+            }
+            let (u, w) = (&upper.path, &work.path);
+            if u == w || w.starts_with(u) || u.starts_with(w) {
+                return Err(usage(format!(
+                    "upperdir {} and workdir {} must be separate directories, neither inside the other",
+                    u.display(),
+                    w.display()
+                )));
+            }
+            for layer in lowerdirs {
+                for (name, dir) in [("upperdir", u), ("workdir", w)] {
+                    if dir.starts_with(&layer.path) || layer.path.starts_with(dir) {
+                        return Err(usage(format!(
+                            "{name} {} overlaps lower layer {}",
+                            dir.display(),
+                            layer.path.display()
+                        )));
+                    }
+                }
+            }
+            Ok((Some(upper), Some(work)))
+        }
+    }
+}
+
 fn check(req: &MountRequest) -> Result<Checked> {
     if req.lowerdirs.is_empty() {
         return Err(usage(
@@ -200,49 +253,7 @@ fn check(req: &MountRequest) -> Result<Checked> {
         seen.insert(resolved.meta.file_id(), given);
         lowerdirs.push(resolved);
     }
-    let (upperdir, workdir) = match (&req.upperdir, &req.workdir) {
-        (None, None) => {
-            if lowerdirs.len() < 2 {
-                return Err(usage(
-                    "a read-only overlay (no upperdir) needs at least two lower layers".into(),
-                ));
-            }
-            (None, None)
-        }
-        (Some(_), None) => return Err(usage("upperdir given without workdir".into())),
-        (None, Some(_)) => return Err(usage("workdir given without upperdir".into())),
-        (Some(upper), Some(work)) => {
-            let upper = check_dir_arg(&mut resolver, "upperdir", upper, false)?;
-            let work = check_dir_arg(&mut resolver, "workdir", work, false)?;
-            if upper.meta.dev != work.meta.dev {
-                return Err(usage(format!(
-                    "workdir {} is on another filesystem than upperdir {}; overlayfs needs them on the same one",
-                    work.path.display(),
-                    upper.path.display()
-                )));
-            }
-            let (u, w) = (&upper.path, &work.path);
-            if u == w || w.starts_with(u) || u.starts_with(w) {
-                return Err(usage(format!(
-                    "upperdir {} and workdir {} must be separate directories, neither inside the other",
-                    u.display(),
-                    w.display()
-                )));
-            }
-            for layer in &lowerdirs {
-                for (name, dir) in [("upperdir", u), ("workdir", w)] {
-                    if dir.starts_with(&layer.path) || layer.path.starts_with(dir) {
-                        return Err(usage(format!(
-                            "{name} {} overlaps lower layer {}",
-                            dir.display(),
-                            layer.path.display()
-                        )));
-                    }
-                }
-            }
-            (Some(upper), Some(work))
-        }
-    };
+    let (upperdir, workdir) = check_upper_work(&mut resolver, req, &lowerdirs)?;
     let target = check_target(&mut resolver, &req.target)?;
     let t = &target.dir.path;
     let inside_layer = lowerdirs.iter().find(|l| t.starts_with(&l.path));
@@ -636,6 +647,91 @@ fn check_unmoved(checked: &Checked) -> Result<()> {
     Ok(())
 }
 
+/// The maps to shift by, and the user namespace that carries them when
+/// the request names one (else it is made from the maps when mounting).
+fn maps_of(req: &MountRequest) -> Result<(Option<OwnedFd>, Vec<IdRange>, Vec<IdRange>)> {
+    match &req.maps {
+        Maps::Ranges { uid, gid } => Ok((None, uid.clone(), gid.clone())),
+        Maps::Userns(path) => {
+            let (fd, uid, gid) = userns::open_existing(path)
+                .fail_as(ErrorKind::InvalidInput, || {
+                    format!("--userns {}", path.display())
+                })?;
+            check_host_root(&uid, &gid, req.allow_host_root)?;
+            Ok((Some(fd), uid, gid))
+        }
+    }
+}
+
+/// The record written before anything is mounted (state `preparing`): what
+/// gc needs to roll back whatever a crash leaves.
+#[allow(clippy::too_many_arguments)]
+fn preparing_record(
+    req: &MountRequest,
+    checked: &Checked,
+    state: &StateDir,
+    id: &str,
+    strategy: Strategy,
+    trees: &[PlannedTree],
+    uidmap: Vec<IdRange>,
+    gidmap: Vec<IdRange>,
+) -> Record {
+    Record {
+        version: state::RECORD_VERSION,
+        id: id.to_string(),
+        target: checked.target.dir.path.clone(),
+        state: RecordState::Preparing,
+        strategy,
+        lowerdirs: checked.lowerdirs.iter().map(|l| l.path.clone()).collect(),
+        upperdir: checked.upperdir.as_ref().map(|d| d.path.clone()),
+        workdir: checked.workdir.as_ref().map(|d| d.path.clone()),
+        options: option_strings(&req.options),
+        uidmap,
+        gidmap,
+        userns: match &req.maps {
+            Maps::Userns(p) => Some(p.clone()),
+            Maps::Ranges { .. } => None,
+        },
+        common_dir: (strategy != Strategy::PerLayer && trees.len() == 1)
+            .then(|| trees[0].dir.path.clone()),
+        idmapped_dirs: trees.iter().map(|t| t.dir.path.clone()).collect(),
+        temp_mounts: if strategy != Strategy::Detached {
+            (0..trees.len())
+                .map(|n| state.temp_root(id).join(n.to_string()))
+                .collect()
+        } else {
+            Vec::new()
+        },
+        source: state::source_tag(id),
+        mount_id: None,
+        mount_id_unique: None,
+        dev: None,
+        super_options: None,
+        vfs_flags: req.flags.words(),
+        mount_ns: crate::namespaces::current_namespace().ok(),
+        pid: std::process::id(),
+        created: state::now_rfc3339(),
+    }
+}
+
+/// The record once the overlay is mounted: state `mounted` and the ids
+/// that prove it ours later.
+fn record_mounted(record: &mut Record, ids: MountIds) -> Result<()> {
+    record.state = RecordState::Mounted;
+    record.mount_id = Some(ids.id);
+    record.mount_id_unique = ids.unique;
+    record.dev = Some(state::format_dev(ids.dev));
+    if ids.unique.is_none() {
+        // No unique mount ids (before Linux 6.8): the superblock's options
+        // help tell this overlay from a later one with a reused mount id.
+        record.super_options = crate::mountinfo::read()?
+            .into_iter()
+            .find(|m| m.id == ids.id)
+            .map(|m| m.super_options);
+    }
+    Ok(())
+}
+
 /// Mounts the overlay and returns its record (state `mounted`), kept in the
 /// state directory at `state_root` (created if missing).
 ///
@@ -655,17 +751,7 @@ fn check_unmoved(checked: &Checked) -> Result<()> {
 /// ```
 pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     let checked = check(req)?;
-    let (userns_fd, uidmap, gidmap): (Option<OwnedFd>, _, _) = match &req.maps {
-        Maps::Ranges { uid, gid } => (None, uid.clone(), gid.clone()),
-        Maps::Userns(path) => {
-            let (fd, uid, gid) = userns::open_existing(path)
-                .fail_as(ErrorKind::InvalidInput, || {
-                    format!("--userns {}", path.display())
-                })?;
-            check_host_root(&uid, &gid, req.allow_host_root)?;
-            (Some(fd), uid, gid)
-        }
-    };
+    let (userns_fd, uidmap, gidmap) = maps_of(req)?;
     // `mount -a` twice, or a unit started again: the very same overlay is
     // there already. Looked up without creating anything.
     if let Some(existing) = already_mounted(state_root, &checked, req, &uidmap, &gidmap) {
@@ -700,42 +786,7 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     let attached = strategy != Strategy::Detached;
     let temp_root = state.temp_root(&id);
     let target = &checked.target;
-    let mut record = Record {
-        version: state::RECORD_VERSION,
-        id: id.clone(),
-        target: target.dir.path.clone(),
-        state: RecordState::Preparing,
-        strategy,
-        lowerdirs: checked.lowerdirs.iter().map(|l| l.path.clone()).collect(),
-        upperdir: checked.upperdir.as_ref().map(|d| d.path.clone()),
-        workdir: checked.workdir.as_ref().map(|d| d.path.clone()),
-        options: option_strings(&req.options),
-        uidmap,
-        gidmap,
-        userns: match &req.maps {
-            Maps::Userns(p) => Some(p.clone()),
-            Maps::Ranges { .. } => None,
-        },
-        common_dir: (strategy != Strategy::PerLayer && trees.len() == 1)
-            .then(|| trees[0].dir.path.clone()),
-        idmapped_dirs: trees.iter().map(|t| t.dir.path.clone()).collect(),
-        temp_mounts: if attached {
-            (0..trees.len())
-                .map(|n| temp_root.join(n.to_string()))
-                .collect()
-        } else {
-            Vec::new()
-        },
-        source: state::source_tag(&id),
-        mount_id: None,
-        mount_id_unique: None,
-        dev: None,
-        super_options: None,
-        vfs_flags: req.flags.words(),
-        mount_ns: crate::namespaces::current_namespace().ok(),
-        pid: std::process::id(),
-        created: state::now_rfc3339(),
-    };
+    let mut record = preparing_record(req, &checked, state, &id, strategy, &trees, uidmap, gidmap);
 
     let _lock = claim(state, &record, req.timeout, scan.as_ref())?;
     let overlay_left = Cell::new(false);
@@ -806,18 +857,7 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     }
     testpoint::hit(&req.cancel, "temp-unmounted")?;
 
-    record.state = RecordState::Mounted;
-    record.mount_id = Some(ids.id);
-    record.mount_id_unique = ids.unique;
-    record.dev = Some(state::format_dev(ids.dev));
-    if ids.unique.is_none() {
-        // No unique mount ids (before Linux 6.8): the superblock's options
-        // help tell this overlay from a later one with a reused mount id.
-        record.super_options = crate::mountinfo::read()?
-            .into_iter()
-            .find(|m| m.id == ids.id)
-            .map(|m| m.super_options);
-    }
+    record_mounted(&mut record, ids)?;
     state.write_record(&record)?;
     testpoint::hit(&req.cancel, "record-mounted")?;
     overlay_guard.ids = None;
