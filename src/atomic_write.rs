@@ -5,6 +5,7 @@
 //! is never written through, and two writers never share one; it is
 //! removed on any failure.
 
+use nix::fcntl::OFlag;
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -55,7 +56,7 @@ fn create_temp(path: &Path, mode: u32) -> std::io::Result<(PathBuf, fs::File)> {
             .write(true)
             .create_new(true)
             .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
             .open(&temp)
         {
             Ok(file) => return Ok((temp, file)),

@@ -24,6 +24,7 @@
 //! encoding: whoever shows them escapes them.
 
 use crate::sys;
+use nix::errno::Errno;
 use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
@@ -299,7 +300,7 @@ fn kernel_namespace_list(proc_root: &Path) -> io::Result<Vec<(u64, u64)>> {
                     listed.push((inode(next.as_fd())?, id));
                     here = Some(next);
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+                Err(e) if e.raw_os_error() == Some(Errno::ENOENT as i32) => break,
                 Err(e) => return Err(e),
             }
         }
@@ -422,7 +423,10 @@ fn numeric_entries(dir: &Path) -> io::Result<Vec<u32>> {
 /// Whether an error means the process or namespace is gone (ENOENT on a
 /// `/proc` path or a namespace id, ESRCH on a reaped process's files).
 fn exited(err: &io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(libc::ENOENT | libc::ESRCH))
+    matches!(
+        err.raw_os_error().map(Errno::from_raw),
+        Some(Errno::ENOENT | Errno::ESRCH)
+    )
 }
 
 fn read_command(proc_root: &Path, pid: u32) -> Option<String> {
@@ -895,13 +899,13 @@ impl<'a> TableReader<'a> {
                 Err(err) => {
                     log::debug!("listmount/statmount of mount namespace {ns}: {err}");
                     if matches!(
-                        err.raw_os_error(),
+                        err.raw_os_error().map(Errno::from_raw),
                         Some(
-                            libc::ENOSYS
-                                | libc::EINVAL
-                                | libc::E2BIG
-                                | libc::ENOTTY
-                                | libc::EOPNOTSUPP
+                            Errno::ENOSYS
+                                | Errno::EINVAL
+                                | Errno::E2BIG
+                                | Errno::ENOTTY
+                                | Errno::EOPNOTSUPP
                         )
                     ) {
                         self.source = TableSource::Mountinfo;
@@ -962,7 +966,7 @@ impl<'a> TableReader<'a> {
     /// The 64-bit id of a namespace the kernel's list did not give: asked
     /// through a member's namespace file.
     fn namespace_id_of(&self, pids: &[u32]) -> io::Result<u64> {
-        let mut last = io::Error::from_raw_os_error(libc::ESRCH);
+        let mut last = io::Error::from(Errno::ESRCH);
         for pid in pids {
             let path = self.proc_root.join(pid.to_string()).join("ns/mnt");
             match std::fs::File::open(path) {
@@ -990,7 +994,7 @@ impl<'a> TableReader<'a> {
             let st = match sys::statmount_in(ns_id, id, basic, &mut self.stat_buf) {
                 Ok(st) => st,
                 // Unmounted since the listing.
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(e) if e.raw_os_error() == Some(Errno::ENOENT as i32) => continue,
                 Err(e) => return Err(e),
             };
             let is_overlay = st.sb_magic == OVERLAYFS_SUPER_MAGIC;
@@ -1007,14 +1011,14 @@ impl<'a> TableReader<'a> {
             }
             let st = match sys::statmount_in(ns_id, id, mask, &mut self.stat_buf) {
                 Ok(st) => st,
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(e) if e.raw_os_error() == Some(Errno::ENOENT as i32) => continue,
                 Err(e) => return Err(e),
             };
             if st.mask & mask != mask {
                 // A kernel without the source string (before 6.13) or the
                 // options (before 6.10): mountinfo has them. An overlay
                 // always has options (at least its lower layers).
-                return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+                return Err(io::Error::from(Errno::EOPNOTSUPP));
             }
             let device = Device {
                 major: st.dev_major,
@@ -1396,9 +1400,9 @@ mod tests {
     fn devices() {
         let d = Device::parse("259:70000").unwrap();
         assert_eq!(d.to_string(), "259:70000");
-        assert_eq!(Device::from_dev_t(libc::makedev(259, 70000)), d);
+        assert_eq!(Device::from_dev_t(nix::sys::stat::makedev(259, 70000)), d);
         assert_eq!(
-            Device::from_dev_t(libc::makedev(4100, 3)),
+            Device::from_dev_t(nix::sys::stat::makedev(4100, 3)),
             Device {
                 major: 4100,
                 minor: 3

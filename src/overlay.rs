@@ -130,8 +130,7 @@ impl VfsFlags {
             (self.nodev, M::MS_NODEV),
             (self.noexec, M::MS_NOEXEC),
             (self.nodiratime, M::MS_NODIRATIME),
-            // nix has no name for it (Linux 5.10).
-            (self.nosymfollow, M::from_bits_retain(libc::MS_NOSYMFOLLOW)),
+            (self.nosymfollow, crate::sys::MS_NOSYMFOLLOW),
         ] {
             if set {
                 flags |= flag;

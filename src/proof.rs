@@ -58,7 +58,9 @@ pub enum Proof {
 pub fn prove(entry: &Entry, want: &Expected, table: Option<&[MountEntry]>) -> Proof {
     let fd = match entry.open() {
         Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Proof::Nothing,
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOENT as i32) => {
+            return Proof::Nothing;
+        }
         Err(e) => return Proof::NotOurs(format!("cannot look at it: {e}")),
     };
     let ids = match sys::mount_ids(fd.as_fd()) {

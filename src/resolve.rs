@@ -17,6 +17,7 @@
 //! `/var/lib -> /data`, are followed as usual. A symlink owned by a user must
 //! be relative: an absolute one would lead through `/`, which is root's.
 
+use nix::sys::stat::SFlag;
 use rustix::fs::{AtFlags, CWD, Mode, OFlags, StatxFlags, openat, readlinkat, statx};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -40,11 +41,16 @@ pub struct Meta {
 
 impl Meta {
     pub fn is_dir(&self) -> bool {
-        self.mode & libc::S_IFMT == libc::S_IFDIR
+        self.file_type() == SFlag::S_IFDIR
     }
 
-    fn is_symlink(&self) -> bool {
-        self.mode & libc::S_IFMT == libc::S_IFLNK
+    pub fn is_symlink(&self) -> bool {
+        self.file_type() == SFlag::S_IFLNK
+    }
+
+    /// The `S_IFMT` bits of the mode.
+    fn file_type(&self) -> SFlag {
+        SFlag::from_bits_truncate(self.mode) & SFlag::S_IFMT
     }
 
     /// Device and inode: the identity of a file, whatever its path.

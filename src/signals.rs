@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 /// The flag the handler raises; set before the handler is installed.
 static CANCEL: OnceLock<Cancel> = OnceLock::new();
 
-extern "C" fn raise(signal: libc::c_int) {
+extern "C" fn raise(signal: std::ffi::c_int) {
     // Only an atomic load and store: async-signal-safe.
     if let Some(cancel) = CANCEL.get() {
         cancel.raise(signal);

@@ -15,8 +15,11 @@ use crate::error::Result;
 use crate::error::{Context, ErrorKind, fail};
 use crate::idmap::IdRange;
 use crate::overlay::Strategy;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -532,11 +535,14 @@ impl StateDir {
     pub fn read_record_file(path: &Path) -> Result<Record, String> {
         let file = OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
             .open(path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => "is a symlink; not followed".to_string(),
-                _ => e.to_string(),
+            .map_err(|e| {
+                if e.raw_os_error() == Some(Errno::ELOOP as i32) {
+                    "is a symlink; not followed".to_string()
+                } else {
+                    e.to_string()
+                }
             })?;
         let meta = file.metadata().map_err(|e| e.to_string())?;
         if !meta.is_file() {
@@ -676,7 +682,7 @@ impl StateDir {
     fn wait_for(&self, file: File, path: &Path) -> Result<Lock> {
         let started = Instant::now();
         loop {
-            if try_lock(&file)
+            if crate::sys::try_lock_whole_file(file.as_fd())
                 .fail_as(ErrorKind::State, || format!("locking {}", path.display()))?
             {
                 return Ok(Lock { _file: file });
@@ -710,7 +716,7 @@ impl StateDir {
     pub fn try_lock_record(&self, id: &str) -> Result<Option<Lock>> {
         let path = self.lock_path(id);
         let file = open_lock_file(&path, true)?;
-        match try_lock(&file) {
+        match crate::sys::try_lock_whole_file(file.as_fd()) {
             Ok(true) => Ok(Some(Lock { _file: file })),
             Ok(false) => Ok(None),
             Err(e) => Err(e).fail_as(ErrorKind::State, || format!("locking {}", path.display())),
@@ -724,7 +730,7 @@ impl StateDir {
     pub fn lock_is_held(&self, id: &str) -> bool {
         open_lock_file(&self.lock_path(id), false)
             .ok()
-            .is_some_and(|file| is_locked(&file).unwrap_or(false))
+            .is_some_and(|file| crate::sys::whole_file_is_locked(file.as_fd()).unwrap_or(false))
     }
 
     /// Removes the lock file of `id`; call while holding that lock, after the
@@ -753,7 +759,7 @@ fn target_key(target: &Path) -> String {
 pub fn read_state_file(path: &Path, limit: u64) -> Option<String> {
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
         .open(path)
         .ok()?;
     let meta = file.metadata().ok()?;
@@ -791,7 +797,7 @@ fn open_lock_file(path: &Path, create: bool) -> Result<File> {
         .create(create)
         .truncate(false)
         .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).bits())
         .open(path)
         .fail_as(ErrorKind::State, || {
             format!("opening lock {}", path.display())
@@ -804,35 +810,6 @@ fn open_lock_file(path: &Path, create: bool) -> Result<File> {
         ));
     }
     Ok(file)
-}
-
-/// A write lock over the whole file.
-fn whole_file_lock() -> libc::flock {
-    // SAFETY: an all-zero `struct flock` is valid (pid 0, offsets 0).
-    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
-    lock.l_type = libc::F_WRLCK as libc::c_short;
-    lock.l_whence = libc::SEEK_SET as libc::c_short;
-    lock
-}
-
-/// `fcntl(fd, F_OFD_SETLK, {F_WRLCK, whole file})`: false when another open
-/// file description holds it.
-fn try_lock(file: &File) -> std::io::Result<bool> {
-    use nix::fcntl::{FcntlArg, fcntl};
-    match fcntl(file, FcntlArg::F_OFD_SETLK(&whole_file_lock())) {
-        Ok(_) => Ok(true),
-        Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EACCES) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// `fcntl(fd, F_OFD_GETLK, ...)`: would a write lock conflict? Takes
-/// nothing.
-fn is_locked(file: &File) -> std::io::Result<bool> {
-    use nix::fcntl::{FcntlArg, fcntl};
-    let mut probe = whole_file_lock();
-    fcntl(file, FcntlArg::F_OFD_GETLK(&mut probe))?;
-    Ok(probe.l_type != libc::F_UNLCK as libc::c_short)
 }
 
 /// "pid 12 (idmap-overlay)": who has the lock file open (OFD locks do not

@@ -65,11 +65,10 @@ fn idmapped_tree(dir: &Resolved, userns: BorrowedFd<'_>) -> Result<OwnedFd> {
         format!("cloning {} (open_tree)", dir.path.display())
     })?;
     sys::idmap_tree(tree.as_fd(), userns).map_err(|e| {
-        let hint = match e.raw_os_error() {
-            Some(libc::ENOSYS) => {
-                "this kernel has no mount_setattr: idmapped mounts need Linux 5.12+, idmapped overlay layers 5.19+"
-            }
-            _ => "does its filesystem support idmapped mounts?",
+        let hint = if e.raw_os_error() == Some(nix::errno::Errno::ENOSYS as i32) {
+            "this kernel has no mount_setattr: idmapped mounts need Linux 5.12+, idmapped overlay layers 5.19+"
+        } else {
+            "does its filesystem support idmapped mounts?"
         };
         crate::Error::from(e).context_as(
             ErrorKind::Mount,

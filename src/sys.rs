@@ -1,6 +1,7 @@
 //! Thin wrappers for the kernel calls that neither rustix nor nix wrap. This
 //! is the only module with `unsafe` code.
 
+use nix::errno::Errno;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
@@ -269,6 +270,44 @@ pub fn mount_ids(fd: BorrowedFd<'_>) -> io::Result<MountIds> {
             && st.stx_attributes.bits() & STATX_ATTR_MOUNT_ROOT != 0,
         dev: (st.stx_dev_major, st.stx_dev_minor),
     })
+}
+
+/// `MS_NOSYMFOLLOW` (linux/mount.h, Linux 5.10) for mount(2): nix's
+/// `MsFlags` has no name for it.
+pub const MS_NOSYMFOLLOW: nix::mount::MsFlags =
+    nix::mount::MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW);
+
+/// `struct flock` for a write lock over the whole file: `{F_WRLCK,
+/// SEEK_SET, start 0, len 0}`. nix wraps the fcntl(2) lock commands but
+/// takes libc's struct as it is.
+fn whole_file_write_lock() -> libc::flock {
+    // SAFETY: an all-zero `struct flock` is valid (pid 0, offsets 0), and
+    // zeroing also clears any padding or field a platform adds.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock
+}
+
+/// `fcntl(fd, F_OFD_SETLK, &{F_WRLCK, whole file})` (fcntl(2), open file
+/// description locks): takes the lock, or `Ok(false)` when another open
+/// file description holds a conflicting one.
+pub fn try_lock_whole_file(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    match fcntl(fd, FcntlArg::F_OFD_SETLK(&whole_file_write_lock())) {
+        Ok(_) => Ok(true),
+        Err(Errno::EAGAIN) | Err(Errno::EACCES) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `fcntl(fd, F_OFD_GETLK, &{F_WRLCK, whole file})`: would a write lock
+/// conflict with one another open file description holds? Takes nothing.
+pub fn whole_file_is_locked(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    let mut probe = whole_file_write_lock();
+    fcntl(fd, FcntlArg::F_OFD_GETLK(&mut probe))?;
+    Ok(probe.l_type != libc::F_UNLCK as libc::c_short)
 }
 
 /// `PROC_SUPER_MAGIC` (linux/magic.h).

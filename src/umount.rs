@@ -11,6 +11,7 @@ use crate::proof::{BusyMount, Expected, Proof, UnmountError, prove, unmount_prov
 use crate::resolve::{self, Entry, ResolveError};
 use crate::state::{self, Record, RecordState, StateDir};
 use crate::testpoint;
+use nix::errno::Errno;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -47,7 +48,7 @@ pub fn resolve_target(arg: &str) -> Result<PathBuf> {
         .open()
         .ok()
         .and_then(|fd| resolve::meta_of(fd.as_fd()).ok())
-        .is_some_and(|m| m.mode & libc::S_IFMT == libc::S_IFLNK);
+        .is_some_and(|m| m.is_symlink());
     if is_symlink {
         return resolve::resolve_dir(&absolute)
             .map(|dir| dir.path)
@@ -172,7 +173,7 @@ fn remove_dir_if_present(path: &Path, problems: &mut Vec<String>) {
     match std::fs::remove_dir(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => problems.push(format!(
+        Err(e) if e.raw_os_error() == Some(Errno::ENOTEMPTY as i32) => problems.push(format!(
             "{} is not empty; left alone (remove it by hand)",
             path.display()
         )),

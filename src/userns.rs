@@ -5,6 +5,7 @@ use crate::ErrorKind;
 use crate::error::{Context, Result, bail, fail};
 use crate::idmap::{self, IdRange};
 use crate::{sys, testpoint};
+use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -92,7 +93,7 @@ pub fn open_existing(path: &Path) -> Result<(OwnedFd, Vec<IdRange>, Vec<IdRange>
         .with_path(path)
     })?;
     match sys::namespace_type(ns.as_fd()) {
-        Ok(t) if t == libc::CLONE_NEWUSER => {}
+        Ok(t) if t == CloneFlags::CLONE_NEWUSER.bits() => {}
         _ => bail!("{} is not a user namespace", path.display()),
     }
     let (uid, gid) = read_maps(&ns)
