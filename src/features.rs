@@ -5,7 +5,8 @@ use crate::error::Result;
 use crate::error::{Context, ErrorKind};
 use crate::state::StateDir;
 use crate::sys;
-use rustix::fs::{Mode, OFlags, openat};
+use nix::fcntl::{OFlag, open, openat};
+use nix::sys::stat::{Mode, mkdirat};
 use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, OpenTreeFlags, fsconfig_create, fsconfig_set_fd,
     fsmount, fsopen, open_tree,
@@ -145,7 +146,7 @@ pub fn probe(state: &StateDir) -> Result<Features> {
             let fd = openat(
                 tree.as_fd(),
                 layer,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
                 Mode::empty(),
             )?;
             fsconfig_set_fd(fs_fd.as_fd(), "lowerdir+", fd.as_fd())?;
@@ -188,16 +189,16 @@ impl ProbeDirs {
                 format!("creating probe directory {}", path.display())
             })?;
         let dirs = ProbeDirs {
-            fd: rustix::fs::open(
+            fd: open(
                 &path,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                 Mode::empty(),
             )
             .fail_as(ErrorKind::State, || format!("opening {}", path.display()))?,
             path,
         };
         for layer in ["l1", "l2"] {
-            rustix::fs::mkdirat(&dirs.fd, layer, Mode::RWXU).fail_as(ErrorKind::State, || {
+            mkdirat(&dirs.fd, layer, Mode::S_IRWXU).fail_as(ErrorKind::State, || {
                 format!("creating {}", dirs.path.join(layer).display())
             })?;
         }

@@ -284,7 +284,7 @@ pub fn merge_namespace_lists(
 /// id): from ours, backwards then forwards through the kernel's list.
 fn kernel_namespace_list(proc_root: &Path) -> io::Result<Vec<(u64, u64)>> {
     let own = std::fs::File::open(proc_root.join("thread-self/ns/mnt"))?;
-    let inode = |fd: std::os::fd::BorrowedFd<'_>| rustix::fs::fstat(fd).map(|st| st.st_ino);
+    let inode = |fd: std::os::fd::BorrowedFd<'_>| nix::sys::stat::fstat(fd).map(|st| st.st_ino);
     let mut listed = vec![(
         inode(own.as_fd())?,
         sys::mount_namespace_info_id(own.as_fd())?,

@@ -16,8 +16,8 @@
 use crate::mountinfo::{self, MountEntry};
 use crate::resolve::Entry;
 use crate::sys::{self, MountIds};
-use rustix::io::Errno;
-use rustix::mount::{UnmountFlags, unmount};
+use nix::errno::Errno;
+use nix::mount::{MntFlags, umount2};
 use std::fmt;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -58,7 +58,7 @@ pub enum Proof {
 pub fn prove(entry: &Entry, want: &Expected, table: Option<&[MountEntry]>) -> Proof {
     let fd = match entry.open() {
         Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENOENT as i32) => {
+        Err(e) if e.raw_os_error() == Some(Errno::ENOENT as i32) => {
             return Proof::Nothing;
         }
         Err(e) => return Proof::NotOurs(format!("cannot look at it: {e}")),
@@ -227,11 +227,11 @@ pub fn unmount_proven(
         };
         // The magic link reaches the held directory; NOFOLLOW keeps the
         // last component from being followed should it become a symlink.
-        match unmount(entry.proc_path(), UnmountFlags::NOFOLLOW) {
+        match umount2(&entry.proc_path(), MntFlags::UMOUNT_NOFOLLOW) {
             Ok(()) => return Ok(Unmounted::Done(ids)),
             // Unmounted by someone else between the proof and the call.
-            Err(Errno::INVAL) => return Ok(Unmounted::NothingThere),
-            Err(Errno::BUSY) => {
+            Err(Errno::EINVAL) => return Ok(Unmounted::NothingThere),
+            Err(Errno::EBUSY) => {
                 if let Some(reason) = cancel.reason() {
                     return Err(UnmountError::Cancelled(reason));
                 }

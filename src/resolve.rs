@@ -17,12 +17,13 @@
 //! `/var/lib -> /data`, are followed as usual. A symlink owned by a user must
 //! be relative: an absolute one would lead through `/`, which is root's.
 
-use nix::sys::stat::SFlag;
-use rustix::fs::{AtFlags, CWD, Mode, OFlags, StatxFlags, openat, readlinkat, statx};
-use std::ffi::{OsStr, OsString};
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, OFlag, openat, readlinkat};
+use nix::sys::stat::{Mode, SFlag};
+use rustix::fs::{AtFlags, StatxFlags, statx};
+use std::ffi::OsString;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Linux follows at most 40 symlinks in one lookup (path_resolution(7)).
@@ -145,10 +146,10 @@ impl ResolveError {
     }
 }
 
-fn io_error(path: &Path, errno: rustix::io::Errno) -> ResolveError {
+fn io_error(path: &Path, errno: Errno) -> ResolveError {
     match errno {
-        rustix::io::Errno::NOENT => ResolveError::NotFound(path.to_path_buf()),
-        rustix::io::Errno::NOTDIR => ResolveError::NotDirectory(path.to_path_buf()),
+        Errno::ENOENT => ResolveError::NotFound(path.to_path_buf()),
+        Errno::ENOTDIR => ResolveError::NotDirectory(path.to_path_buf()),
         e => ResolveError::Io(path.to_path_buf(), e.into()),
     }
 }
@@ -197,7 +198,7 @@ impl Entry {
         Ok(openat(
             &self.parent,
             self.name.as_os_str(),
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?)
     }
@@ -225,9 +226,9 @@ pub struct Resolver {
 fn open_root() -> Result<Dir, ResolveError> {
     let root = Path::new("/");
     let fd = openat(
-        CWD,
+        AT_FDCWD,
         "/",
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| io_error(root, e))?;
@@ -380,7 +381,7 @@ fn walk(dir: Dir, name: OsString, follow_last: bool, whole: &Path) -> Result<Dir
         let fd = openat(
             &dir.fd,
             name.as_os_str(),
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| io_error(&reached, e))?;
@@ -421,8 +422,9 @@ fn follow_symlink(
     link_path: &Path,
     link_meta: &Meta,
 ) -> Result<(Dir, Vec<OsString>), ResolveError> {
-    let target = readlinkat(link, "", Vec::new()).map_err(|e| io_error(link_path, e))?;
-    let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
+    // readlinkat(link, ""): the symlink `link` holds (O_PATH|O_NOFOLLOW), not
+    // a name looked up again.
+    let target = PathBuf::from(readlinkat(link, "").map_err(|e| io_error(link_path, e))?);
     let leader = (link_meta.uid, link_path.to_path_buf(), true);
     let start = if target.is_absolute() {
         let root = open_root()?;
@@ -447,7 +449,7 @@ fn parent_of(dir: &Dir) -> Result<Dir, ResolveError> {
     let fd = openat(
         &dir.fd,
         "..",
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(|e| io_error(&parent_path, e))?;
@@ -462,8 +464,12 @@ fn parent_of(dir: &Dir) -> Result<Dir, ResolveError> {
 }
 
 fn dup_dir(dir: &Dir) -> Result<Dir, ResolveError> {
-    let fd = rustix::io::fcntl_dupfd_cloexec(&dir.fd, 0)
-        .map_err(|e| ResolveError::Io(dir.path.clone(), e.into()))?;
+    // fcntl(F_DUPFD_CLOEXEC) through std, which hands back an OwnedFd (nix's
+    // fcntl returns a raw number).
+    let fd = dir
+        .fd
+        .try_clone()
+        .map_err(|e| ResolveError::Io(dir.path.clone(), e))?;
     Ok(Dir {
         fd,
         path: dir.path.clone(),
@@ -487,9 +493,9 @@ pub fn open_namespace_file(path: &Path) -> Result<OwnedFd, ResolveError> {
     let entry = resolve_entry(&absolute)?;
     let on_proc =
         crate::sys::fs_magic(entry.parent.as_fd()).ok() == Some(crate::sys::PROC_SUPER_MAGIC);
-    let mut flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let mut flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
     if !on_proc {
-        flags |= OFlags::NOFOLLOW;
+        flags |= OFlag::O_NOFOLLOW;
     }
     openat(&entry.parent, entry.name.as_os_str(), flags, Mode::empty())
         .map_err(|e| io_error(&entry.path, e))

@@ -11,7 +11,9 @@ use crate::resolve::{self, Entry, Meta, Resolved, proc_fd_path};
 use crate::state::StateDir;
 use crate::sys::{self, MountIds};
 use crate::testpoint;
-use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::sys::stat::{Mode, mkdirat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
 use rustix::io::Errno;
 use rustix::mount::{
     FsMountFlags, FsOpenFlags, MoveMountFlags, OpenTreeFlags, fsconfig_create, fsconfig_set_fd,
@@ -82,14 +84,14 @@ fn idmapped_tree(dir: &Resolved, userns: BorrowedFd<'_>) -> Result<OwnedFd> {
 /// outside the tree) and checks it is the very directory that was resolved
 /// as the layer: its owner could have swapped it since.
 fn open_layer_beneath(tree: BorrowedFd<'_>, rel: &Path, layer: &Resolved) -> Result<OwnedFd> {
-    let fd = openat2(
-        tree,
-        rel,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
-    )
-    .fail_as(ErrorKind::Mount, || {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(
+            ResolveFlag::RESOLVE_BENEATH
+                | ResolveFlag::RESOLVE_NO_SYMLINKS
+                | ResolveFlag::RESOLVE_NO_XDEV,
+        );
+    let fd = openat2(tree, rel, how).fail_as(ErrorKind::Mount, || {
         format!(
             "opening layer {} in its idmapped tree",
             layer.path.display()
@@ -115,7 +117,7 @@ fn open_layer_beneath(tree: BorrowedFd<'_>, rel: &Path, layer: &Resolved) -> Res
 fn kernel_message(fs_fd: BorrowedFd<'_>) -> String {
     let mut messages = Vec::new();
     let mut buf = [0u8; 1024];
-    while let Ok(n) = rustix::io::read(fs_fd, &mut buf) {
+    while let Ok(n) = nix::unistd::read(fs_fd, &mut buf) {
         if n == 0 {
             break;
         }
@@ -372,7 +374,7 @@ impl TempMounts {
         let entry = resolve::resolve_entry(path).fail_as(ErrorKind::State, || {
             format!("temporary directory {}", path.display())
         })?;
-        rustix::fs::mkdirat(&entry.parent, entry.name.as_os_str(), Mode::RWXU)
+        mkdirat(&entry.parent, entry.name.as_os_str(), Mode::S_IRWXU)
             .fail_as(ErrorKind::State, || {
                 format!("creating temporary directory {}", path.display())
             })?;
@@ -452,22 +454,24 @@ impl TempMounts {
             if still_mounted.contains(&entry.path) {
                 continue;
             }
-            if let Err(e) = rustix::fs::unlinkat(
+            if let Err(e) = unlinkat(
                 &entry.parent,
                 entry.name.as_os_str(),
-                rustix::fs::AtFlags::REMOVEDIR,
+                UnlinkatFlags::RemoveDir,
             ) {
+                let e = std::io::Error::from(e);
                 problems.push(format!("removing {}: {e}", entry.path.display()));
             }
         }
         if let Some(root) = self.root_dir.take()
             && still_mounted.is_empty()
-            && let Err(e) = rustix::fs::unlinkat(
+            && let Err(e) = unlinkat(
                 &root.parent,
                 root.name.as_os_str(),
-                rustix::fs::AtFlags::REMOVEDIR,
+                UnlinkatFlags::RemoveDir,
             )
         {
+            let e = std::io::Error::from(e);
             problems.push(format!("removing {}: {e}", root.path.display()));
         }
         problems

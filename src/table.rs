@@ -181,7 +181,7 @@ pub fn render(columns: &[Column], rows: &[Vec<String>], layout: Layout, flexible
 /// findmnt), or `None` when stdout is not a terminal: then nothing is cut.
 pub fn terminal_width() -> Option<usize> {
     let stdout = std::io::stdout();
-    if !rustix::termios::isatty(&stdout) {
+    if !nix::unistd::isatty(&stdout).unwrap_or(false) {
         return None;
     }
     if let Some(columns) = std::env::var("COLUMNS")
