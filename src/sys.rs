@@ -1,5 +1,16 @@
-//! Thin wrappers for the kernel calls that neither rustix nor nix wrap. This
-//! is the only module with `unsafe` code.
+//! Thin wrappers for the kernel calls that neither nix nor rustix wrap, or
+//! wrap with raw structs or raw fds, and the mount-id and namespace helpers
+//! built on them. This is the only module of the library with `unsafe` code.
+//!
+//! Where a system call goes, one crate per call: nix, the design's crate,
+//! wherever it has the call (mount, umount2, openat, openat2, mkdirat,
+//! unlinkat, readlinkat, fstat, fstatfs, fcntl, setns, clone, ...); rustix
+//! only for what nix lacks: the new mount API (open_tree, move_mount, fsopen,
+//! fsconfig, fsmount), statx and the terminal's window size; libc only in
+//! this module, for what neither wraps (mount_setattr, statmount,
+//! listmount, the nsfs ioctls, `struct flock`, `_exit`). Errno values are
+//! compared as nix's `Errno`, open flags and file types are nix's `OFlag`
+//! and `SFlag`.
 
 use nix::errno::Errno;
 use std::io;
@@ -130,8 +141,8 @@ fn statmount(mnt_id: u64, mask: u64, buf_len: usize) -> io::Result<Option<Vec<u8
     };
     if ret != 0 {
         let err = io::Error::last_os_error();
-        return match err.raw_os_error() {
-            Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => Ok(None),
+        return match err.raw_os_error().map(Errno::from_raw) {
+            Some(Errno::ENOSYS | Errno::EOPNOTSUPP) => Ok(None),
             _ => Err(err),
         };
     }
@@ -184,7 +195,9 @@ pub fn mount_is_shared(mnt_id: u64) -> io::Result<Option<bool>> {
     if u64_at(&buf, 8) & STATMOUNT_MNT_BASIC == 0 {
         return Ok(None);
     }
-    Ok(Some(u64_at(&buf, 72) & libc::MS_SHARED != 0))
+    Ok(Some(
+        u64_at(&buf, 72) & nix::mount::MsFlags::MS_SHARED.bits() != 0,
+    ))
 }
 
 /// Starts the namespace helper: a child that shares our file descriptor
@@ -197,36 +210,43 @@ pub fn spawn_namespace_helper(
     new_userns: bool,
     join: Option<BorrowedFd<'_>>,
 ) -> io::Result<nix::unistd::Pid> {
-    use nix::sched::CloneFlags;
-    let parent = nix::unistd::getpid();
-    let join_fd = join.map(|fd| fd.as_raw_fd());
+    use nix::sched::{CloneFlags, setns};
+    use nix::sys::prctl::set_pdeathsig;
+    use nix::sys::signal::Signal;
+    use nix::unistd::{getpid, getppid, pause};
+    let parent = getpid();
     let mut flags = CloneFlags::CLONE_FILES;
     if new_userns {
         flags |= CloneFlags::CLONE_NEWUSER;
     }
+    /// `_exit(2)`, which nix does not wrap: ends the child at once, running
+    /// none of the parent's exit handlers on its copy of our memory.
+    fn exit_now(code: i32) -> ! {
+        // SAFETY: _exit takes a plain value and does not return.
+        unsafe { libc::_exit(code) }
+    }
     // The child runs on a copy of our address space (no CLONE_VM): it makes
-    // only raw syscalls and never returns into our code.
+    // only thin system call wrappers, allocates nothing, and never returns
+    // into our code. `join` stays open in the fd table it shares with us
+    // until the caller has seen it join.
     let child = Box::new(move || -> isize {
-        // SAFETY: plain syscalls on values, no memory is shared with the parent.
-        unsafe {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            if libc::getppid() != parent.as_raw() {
-                libc::_exit(1);
-            }
-            if let Some(fd) = join_fd
-                && libc::setns(fd, libc::CLONE_NEWUSER) != 0
-            {
-                libc::_exit(2);
-            }
-            loop {
-                libc::pause();
-            }
+        let _ = set_pdeathsig(Signal::SIGKILL);
+        if getppid() != parent {
+            exit_now(1);
+        }
+        if let Some(fd) = join
+            && setns(fd, CloneFlags::CLONE_NEWUSER).is_err()
+        {
+            exit_now(2);
+        }
+        loop {
+            pause();
         }
     });
     let mut stack = vec![0u8; 64 * 1024];
     // SAFETY: the stack is owned for the call and the child gets its own copy
     // of it (no CLONE_VM); the callback only makes async-signal-safe calls.
-    unsafe { nix::sched::clone(child, &mut stack, flags, Some(libc::SIGCHLD)) }
+    unsafe { nix::sched::clone(child, &mut stack, flags, Some(Signal::SIGCHLD as i32)) }
         .map_err(io::Error::from)
 }
 
@@ -315,7 +335,7 @@ pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
 /// The filesystem type (`f_type` of fstatfs(2)) of what `fd` refers to.
 pub fn fs_magic(fd: BorrowedFd<'_>) -> io::Result<i64> {
-    Ok(rustix::fs::fstatfs(fd)?.f_type as i64)
+    Ok(nix::sys::statfs::fstatfs(fd)?.filesystem_type().0 as i64)
 }
 
 /// `ioctl(ns, NS_GET_MNTNS_ID, &id)` (ioctl_nsfs(2), Linux 6.11+): the
@@ -371,7 +391,7 @@ const LSMT_ROOT: u64 = u64::MAX;
 pub fn list_mounts_in(ns_id: u64, ids: &mut Vec<u64>) -> io::Result<()> {
     ids.clear();
     if SYS_LISTMOUNT < 0 {
-        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+        return Err(Errno::ENOSYS.into());
     }
     let mut chunk = vec![0u64; 1024];
     let mut last = 0;
@@ -451,7 +471,7 @@ pub fn statmount_in(
     buf: &mut Vec<u8>,
 ) -> io::Result<MountStat> {
     if SYS_STATMOUNT < 0 {
-        return Err(io::Error::from_raw_os_error(libc::ENOSYS));
+        return Err(Errno::ENOSYS.into());
     }
     if buf.len() < 4096 {
         buf.resize(4096, 0);
@@ -479,7 +499,7 @@ pub fn statmount_in(
             break;
         }
         let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EOVERFLOW) && buf.len() < 16 << 20 {
+        if err.raw_os_error() == Some(Errno::EOVERFLOW as i32) && buf.len() < 16 << 20 {
             let bigger = buf.len() * 4;
             buf.resize(bigger, 0);
             continue;
