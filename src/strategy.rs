@@ -459,6 +459,8 @@ impl TempMounts {
                 entry.name.as_os_str(),
                 UnlinkatFlags::RemoveDir,
             ) {
+                // io::Error's text ("Directory not empty (os error 39)"),
+                // not nix's Errno's.
                 let e = std::io::Error::from(e);
                 problems.push(format!("removing {}: {e}", entry.path.display()));
             }

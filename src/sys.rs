@@ -10,7 +10,8 @@
 //! this module, for what neither wraps (mount_setattr, statmount,
 //! listmount, the nsfs ioctls, `struct flock`, `_exit`). Errno values are
 //! compared as nix's `Errno`, open flags and file types are nix's `OFlag`
-//! and `SFlag`.
+//! and `SFlag`; an errno shown to a person goes through `std::io::Error`
+//! first, whose text every message uses (nix's prints `ENOENT: ...`).
 
 use nix::errno::Errno;
 use std::io;
@@ -589,4 +590,109 @@ pub fn neighbour_mount_namespace(
     // SAFETY: on success the ioctl returns a new file descriptor that
     // nothing else owns.
     Ok((unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    /// Every `.rs` file under `src/` (library and binary), with its text;
+    /// this file without these tests, which name what they look for.
+    fn sources() -> Vec<(PathBuf, String)> {
+        fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let mut text = std::fs::read_to_string(&path).unwrap();
+                    if path.file_name() == Path::new(file!()).file_name() {
+                        text.truncate(text.rfind("#[cfg(test)]").unwrap());
+                    }
+                    out.push((path, text));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
+        assert!(out.len() > 20, "src/ not found: {out:?}");
+        out
+    }
+
+    /// The names that follow each `prefix` in `text`: `a` in `prefix a`,
+    /// `a` and `b` in `prefix {a, b}`.
+    fn names_after(text: &str, prefix: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        for (at, _) in text.match_indices(prefix) {
+            let rest = &text[at + prefix.len()..];
+            let group = match rest.strip_prefix('{') {
+                Some(inner) => &inner[..inner.find('}').unwrap()],
+                None => {
+                    let end = rest
+                        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .unwrap_or(rest.len());
+                    &rest[..end]
+                }
+            };
+            names.extend(
+                group
+                    .split(',')
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty()),
+            );
+        }
+        names
+    }
+
+    #[test]
+    fn libc_is_used_only_here() {
+        let here = Path::new(file!()).file_name().unwrap();
+        for (path, text) in sources() {
+            if path.file_name() != Some(here) {
+                assert!(
+                    !text.contains("libc::"),
+                    "{}: libc outside src/sys.rs",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    /// rustix only for what nix lacks: the new mount API (all of
+    /// `rustix::mount`), statx, and the terminal's window size.
+    #[test]
+    fn rustix_only_for_what_nix_lacks() {
+        let allowed: &[(&str, &[&str])] = &[
+            ("rustix::fs::", &["statx", "StatxFlags", "AtFlags", "CWD"]),
+            ("rustix::io::", &["Errno", "Result"]),
+            ("rustix::termios::", &["tcgetwinsize"]),
+        ];
+        for (path, text) in sources() {
+            for (prefix, names) in allowed {
+                for name in names_after(&text, prefix) {
+                    assert!(
+                        names.contains(&name.as_str()),
+                        "{}: {prefix}{name}, which nix has (or which belongs in sys)",
+                        path.display()
+                    );
+                }
+            }
+            for module in names_after(&text, "rustix::") {
+                assert!(
+                    ["fs", "io", "mount", "termios"].contains(&module.as_str()),
+                    "{}: rustix::{module}",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn names_after_reads_single_names_and_groups() {
+        let text = "use rustix::fs::{AtFlags, statx};\nrustix::fs::openat(x)";
+        assert_eq!(
+            names_after(text, "rustix::fs::"),
+            ["AtFlags", "statx", "openat"]
+        );
+    }
 }
