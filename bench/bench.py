@@ -10,7 +10,9 @@ plain directories on the disk filesystem below WORK. It never touches
 Sections (see docs/BENCHMARKS.md for what each measures):
   1. temporary mounts per overlay   (mountinfo watcher peak, strace counts)
   2. mount-table change events      (POLLPRI wake-ups on /proc/self/mountinfo)
-  3. mount / umount latency         (whole process, tool and floor, interleaved)
+  3. mount / umount latency         (whole process, tool, Rust floor and C floor,
+                                     interleaved); build variants
+  3b. in-process cycles             (library API against the in-process floors)
   4. scale                          (100 concurrent overlays, 2,000 unrelated mounts)
   5. gc and inspect --leaks         (10,000 records, 2,000 leaked temp mounts)
 """
@@ -30,6 +32,8 @@ import time
 
 STRATEGIES = ["per-layer", "common-dir", "detached"]
 IMPLS = ["tool", "floor"]
+# The whole-process latency runs the C floor too (same argv as the Rust one).
+LATENCY_IMPLS = ["tool", "floor", "cfloor"]
 MAP_TOOL = "0:100000:65536"
 MAP_LINE = "0 100000 65536"
 
@@ -57,6 +61,11 @@ def summary(values):
         "min": min(values) if values else float("nan"),
         "max": max(values) if values else float("nan"),
     }
+
+
+def parse_cycles(text):
+    """The ms of each cycle from a `cycles` program's output (ns per line)."""
+    return [int(line) / 1e6 for line in text.split()]
 
 
 def mountinfo():
@@ -115,6 +124,9 @@ class Bench:
             self.scale_n, self.scale_layers, self.unrelated = 100, 50, 2000
             self.gc_records, self.gc_leaks = 10000, 2000
         self.tool, self.floor, self.kit = args.tool, args.floor, args.benchkit
+        self.cfloor = args.cfloor
+        # In-process: rounds of cycles, each program in turn.
+        self.inproc_rounds, self.inproc_cycles = (2, 5) if self.quick else (6, 20)
         self.results = {"sections": {}}
         self.seq = 0
         self.other_shares, self.retries = [], 0
@@ -181,10 +193,13 @@ class Bench:
             common = os.path.commonpath(layers)
             rels = [os.path.relpath(l, common) for l in layers]
         tmp = os.path.join(self.floor_state, "tmp", self.fake_id())
-        return [self.floor, "mount", strategy, target, tmp, common, up, wk, MAP_LINE, *rels]
+        return [self.floor_bin(impl), "mount", strategy, target, tmp, common, up, wk, MAP_LINE, *rels]
+
+    def floor_bin(self, impl):
+        return self.cfloor if impl == "cfloor" else self.floor
 
     def umount_argv(self, impl, target):
-        return [self.tool, "umount", target] if impl == "tool" else [self.floor, "umount", target]
+        return [self.tool, "umount", target] if impl == "tool" else [self.floor_bin(impl), "umount", target]
 
     # ------------------------------------------------------------ running
     def run(self, argv, **kw):
@@ -206,13 +221,17 @@ class Bench:
         return res
 
     def quiet_plan(self, lines, what):
-        """run_plan, redone (after waiting for the machine to calm down) when
+        """run_plan, quietly (see quietly)."""
+        return self.quietly(lambda: self.run_plan(lines), what)
+
+    def quietly(self, measure, what):
+        """measure(), redone (after waiting for the machine to calm down) when
         other processes took more than 15% of the CPU (and 0.2 CPU-seconds)
         while it ran: timing runs share the machine with whatever else is on
         it. Kernel threads finishing our own unmounts count as others too."""
         for attempt in range(3):
             t0, (b0, o0) = time.time(), cpu_busy_s()
-            res = self.run_plan(lines)
+            res = measure()
             wall = time.time() - t0
             b1, o1 = cpu_busy_s()
             other_s = max(0.0, (b1 - b0) - (o1 - o0))
@@ -274,11 +293,12 @@ class Bench:
         lines = []
         for r in range(self.warmup + self.runs):
             lines += [(f"floor:{r}", [self.floor, "noop"]),
+                      (f"cfloor:{r}", [self.cfloor, "noop"]),
                       (f"tool:{r}", [self.tool, "--version"]),
                       (f"true:{r}", ["/bin/true"])]
         res = self.quiet_plan(lines, "process start")
         out = {}
-        for who in ("floor", "tool", "true"):
+        for who in ("floor", "cfloor", "tool", "true"):
             v = [ms for l, ms, st in res if l.startswith(who + ":") and int(l.split(":")[1]) >= self.warmup]
             out[who] = summary(v)
         self.results["startup"] = out
@@ -354,7 +374,9 @@ class Bench:
         counts = self.results["sections"]["counts"]
         sec = {}
         for n in self.counts:
-            cells = [(s, i) for s in STRATEGIES for i in IMPLS if counts[f"{i}-{s}-{n}"]["ok"]]
+            # The C floor runs where the Rust floor worked (same calls, same limits).
+            cells = [(s, i) for s in STRATEGIES for i in LATENCY_IMPLS
+                     if counts[f"{'floor' if i == 'cfloor' else i}-{s}-{n}"]["ok"]]
             if not cells:
                 continue
             log(f"latency {n} layers: {', '.join(f'{i} {s}' for s, i in cells)}")
@@ -387,19 +409,19 @@ class Bench:
 
     # ------------------------------------------------- build variants
     def variants(self):
-        """Detached, 50 layers: the tool and the floor as built, and both
-        built static with LTO, interleaved."""
-        if not (self.a.tool_static and self.a.floor_static):
+        """Detached, 50 layers: the tool as installed (static) and dynamically
+        linked, the Rust floor as built and static, the C floor, interleaved."""
+        if not (self.a.tool_dynamic and self.a.floor_static):
             return
         n = 50 if 50 in self.counts else self.counts[-1]
-        bins = {"tool": self.tool, "tool-static": self.a.tool_static,
-                "floor": self.floor, "floor-static": self.a.floor_static}
+        bins = {"tool": self.tool, "tool-dynamic": self.a.tool_dynamic,
+                "floor": self.floor, "floor-static": self.a.floor_static, "cfloor": self.cfloor}
         log(f"build variants, detached {n} layers")
         target, up, wk = self.dirs(f"variants-{n}")
         lines = []
         for r in range(self.warmup + self.runs):
             for name, path in bins.items():
-                impl = "tool" if name.startswith("tool") else "floor"
+                impl = "tool" if name.startswith("tool") else "floor"  # same argv for cfloor
                 argv = self.mount_argv(impl, "detached", n, target, up, wk)
                 argv[0] = path
                 lines.append((f"{name}:mount:{r}", argv))
@@ -420,6 +442,56 @@ class Bench:
                          "size": os.path.getsize(bins[name])}
         self.clean_config(target)
         self.results["sections"]["variants"] = {"layers": n, "builds": out}
+
+    # --------------------------------------------------------- section 3b
+    def inproc(self):
+        """Detached, 50 layers, mount + umount cycles in one process: the
+        library API (bench/inproc-api) against the Rust and the C floor's
+        `cycles`. Rounds rotate which program goes first; each round runs
+        every program once with warm-up cycles of its own."""
+        if not self.a.inproc_api:
+            return
+        n = 50 if 50 in self.counts else self.counts[-1]
+        layers = self.layers(n)
+        common = os.path.commonpath(layers)
+        rels = [os.path.relpath(l, common) for l in layers]
+        target, up, wk = self.dirs(f"inproc-{n}")
+        warmup = self.warmup
+        argv = {
+            "api": [self.a.inproc_api, str(warmup), str(self.inproc_cycles), "detached", target,
+                    up, wk, MAP_TOOL, *layers],
+            "floor": [self.floor, "cycles", str(warmup), str(self.inproc_cycles), target, common,
+                      up, wk, MAP_LINE, *rels],
+            "cfloor": [self.cfloor, "cycles", str(warmup), str(self.inproc_cycles), target, common,
+                       up, wk, MAP_LINE, *rels],
+        }
+        log(f"in-process cycles, detached {n} layers: {self.inproc_rounds} rounds of "
+            f"{self.inproc_cycles} cycles each")
+        times = {k: [] for k in argv}
+        for r in range(self.inproc_rounds):
+            order = list(argv)[r % 3:] + list(argv)[:r % 3]
+
+            def measure():
+                got = {}
+                for k in order:
+                    p = subprocess.run(argv[k], stdout=subprocess.PIPE, stderr=self.stderr,
+                                       text=True)
+                    if p.returncode != 0:
+                        self.clean_config(target)
+                        raise SystemExit(f"bench: in-process {k} failed (exit {p.returncode}); "
+                                         f"see {self.logdir}/children.stderr")
+                    got[k] = parse_cycles(p.stdout)
+                return got
+
+            for k, v in self.quietly(measure, f"in-process round {r + 1}").items():
+                times[k] += v
+        left, recs = self.leftovers()
+        if left or recs:
+            raise SystemExit(f"bench: in-process left {left} {recs}")
+        self.results["sections"]["inproc"] = {
+            "layers": n, "rounds": self.inproc_rounds, "cycles": self.inproc_cycles,
+            "warmup": warmup, "impls": {k: summary(v) for k, v in times.items()},
+            "loadavg": open("/proc/loadavg").read().split()[:3]}
 
     # ---------------------------------------------------------- section 4
     def scale(self):
@@ -642,8 +714,10 @@ def main():
     ap.add_argument("--tool-desc", default="")
     ap.add_argument("--max-wait", type=int, default=600,
                     help="seconds to wait for an idle machine before starting (not in --quick)")
-    ap.add_argument("--tool-static", help="the tool built static with LTO (variants table)")
-    ap.add_argument("--floor-static", help="the floor built static with LTO")
+    ap.add_argument("--cfloor", required=True, help="the C floor (bench/cfloor)")
+    ap.add_argument("--inproc-api", help="bench/inproc-api, for the in-process section")
+    ap.add_argument("--tool-dynamic", help="the tool linked dynamically (variants table)")
+    ap.add_argument("--floor-static", help="the Rust floor built static (variants table)")
     ap.add_argument("--host-ns", help="the mount namespace run.sh started in (must differ)")
     ap.add_argument("--gc-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -677,6 +751,7 @@ def main():
         b.counts_and_events()
         b.latency()
         b.variants()
+        b.inproc()
         b.scale()
         b.gc()
         b.results["env"]["duration_s"] = time.time() - started

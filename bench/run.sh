@@ -5,6 +5,8 @@
 #                                docs/BENCHMARKS.md and docs/bench.svg
 #   sudo bench/run.sh --quick    smoke run (about a minute): writes
 #                                bench/out/quick/BENCHMARKS.md and bench.svg
+#   bench/run.sh --selftest      the harness's own tests (bench/test_bench.py):
+#                                python3 and cc only, no root, seconds
 #
 # Options:
 #   --out DIR     write BENCHMARKS.md and bench.svg to DIR instead
@@ -15,8 +17,10 @@
 #   --raw FILE    also write the raw measurements as JSON (a full run that
 #                 writes docs/ keeps them in bench/results.json)
 #
-# It builds the tool (cargo build --release) and the raw-syscall floor in
-# bench/floor, makes its own temporary directory under /tmp, and runs
+# It builds the tool as README says to install it (scripts/install.sh build:
+# static), the Rust floor in bench/floor, the C floor bench/cfloor/floor.c
+# (cc -O2) and the in-process benchmark bench/inproc-api, makes its own
+# temporary directory under /tmp, and runs
 # bench/bench.py inside a private mount namespace (unshare -m --propagation
 # private) with its own state directory: nothing it mounts is ever visible in
 # the host's mount table, and it never touches /run/idmap-overlay.
@@ -24,7 +28,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
-quick=0 out="" runs="" rev="" tool="" raw=""
+selftest=0 quick=0 out="" runs="" rev="" tool="" raw=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
@@ -33,19 +37,31 @@ while [ $# -gt 0 ]; do
         --rev) rev=$2; shift ;;
         --tool) tool=$2; shift ;;
         --raw) raw=$2; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --selftest) selftest=1 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "bench: unknown option $1 (see --help)" >&2; exit 1 ;;
     esac
     shift
 done
 
-[ "$(id -u)" = 0 ] || { echo "bench: must run as root: it mounts (in its own namespace)" >&2; exit 1; }
-need=()
-for c in unshare mount strace python3; do command -v "$c" >/dev/null || need+=("$c"); done
-if [ ${#need[@]} -gt 0 ]; then
-    echo "bench: installing ${need[*]}" >&2
-    apt-get update -qq && apt-get install -y -qq util-linux mount strace python3 >/dev/null
+# What is missing is said, not installed: the machine is the caller's.
+require() {
+    local need=() c
+    for c in "$@"; do command -v "$c" >/dev/null || need+=("$c"); done
+    if [ ${#need[@]} -gt 0 ]; then
+        echo "bench: missing ${need[*]} (Debian: util-linux, mount, strace, python3, gcc, cargo)" >&2
+        exit 1
+    fi
+}
+cc=${CC:-cc}
+
+if [ $selftest = 1 ]; then
+    require python3 "$cc"
+    cd "$here" && CC=$cc exec python3 -m unittest -v test_bench
 fi
+
+[ "$(id -u)" = 0 ] || { echo "bench: must run as root: it mounts (in its own namespace)" >&2; exit 1; }
+require unshare mount strace python3 "$cc" cargo rustc
 
 if [ -z "$out" ]; then
     if [ $quick = 1 ]; then
@@ -70,15 +86,19 @@ if [ -n "$rev" ]; then
     mkdir -p "$src"
     git -C "$repo" archive "$commit" | tar -x -m -C "$src"
     echo "bench: building idmap-overlay at ${commit:0:12}" >&2
-    CARGO_TARGET_DIR=$here/out/target-rev cargo build --release --locked --quiet \
-        --manifest-path "$src/Cargo.toml"
-    tool=$here/out/target-rev/release/idmap-overlay
+    if grep -q '^build)' "$src/scripts/install.sh"; then
+        tool=$(CARGO_TARGET_DIR=$here/out/target-rev bash "$src/scripts/install.sh" build)
+    else
+        # Before install.sh could build on its own: the dynamic build it installed.
+        CARGO_TARGET_DIR=$here/out/target-rev cargo build --release --locked --quiet \
+            --manifest-path "$src/Cargo.toml"
+        tool=$here/out/target-rev/release/idmap-overlay
+    fi
     desc="commit ${commit:0:12}"
     src_dir=$src
 elif [ -z "$tool" ]; then
-    echo "bench: building idmap-overlay (working tree)" >&2
-    (cd "$repo" && cargo build --release --quiet)
-    tool=$repo/target/release/idmap-overlay
+    echo "bench: building idmap-overlay (working tree) with scripts/install.sh build" >&2
+    tool=$(bash "$repo/scripts/install.sh" build)
     src_dir=$repo
     desc="working tree at $(git -C "$repo" rev-parse --short=12 HEAD)"
     if [ -n "$(git -C "$repo" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
@@ -88,29 +108,40 @@ else
     tool=$(realpath "$tool")
     desc="binary $tool"
 fi
-desc="$desc ($("$tool" --version 2>/dev/null || echo '?'), release build)"
+linking=dynamic
+file -L "$tool" 2>/dev/null | grep -q 'static' && linking=static
+desc="$desc ($("$tool" --version 2>/dev/null || echo '?'), release build, $linking)"
 
-echo "bench: building the floor" >&2
+echo "bench: building the floors" >&2
 cargo build --release --quiet --manifest-path "$here/floor/Cargo.toml"
 floor=$here/floor/target/release/floor
 kit=$here/floor/target/release/benchkit
+mkdir -p "$here/out"
+cfloor=$here/out/cfloor
+"$cc" -O2 -Wall -o "$cfloor" "$here/cfloor/floor.c"
 
-# What a static, LTO build would buy (process start is most of a cycle):
-# the same sources built with +crt-static, LTO and one codegen unit, set
-# from here (the tool's Cargo.toml is not changed). Not in --quick.
+# The library API in one process (working tree only: inproc-api depends on
+# the crate by path).
+inproc=()
+if [ -z "$rev" ] && [ "$src_dir" = "$repo" ]; then
+    echo "bench: building bench/inproc-api" >&2
+    cargo build --release --quiet --manifest-path "$here/inproc-api/Cargo.toml"
+    inproc=(--inproc-api "$here/inproc-api/target/release/inproc-api")
+fi
+
+# What linking buys (process start is most of a cycle): the tool built
+# dynamically (STATIC=0, as cargo build --release makes it) and the Rust floor
+# built static, beside the installed tool and the floors. Not in --quick.
 variants=()
 if [ $quick = 0 ] && [ -n "${src_dir:-}" ]; then
     host=$(rustc -vV | sed -n 's/^host: //p')
-    echo "bench: building static + LTO variants of the tool and the floor" >&2
-    export_static() {
-        CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
-        RUSTFLAGS="-C target-feature=+crt-static" "$@"
-    }
-    export_static env CARGO_TARGET_DIR="$here/out/target-static" \
-        cargo build --release --quiet --target "$host" --manifest-path "$src_dir/Cargo.toml"
-    export_static env CARGO_TARGET_DIR="$here/out/floor-static" \
+    echo "bench: building the dynamic tool and the static Rust floor" >&2
+    dyn_target=$repo/target
+    [ -n "$rev" ] && dyn_target=$here/out/target-rev
+    (cd "$src_dir" && CARGO_TARGET_DIR=$dyn_target cargo build --release --locked --quiet)
+    RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$here/out/floor-static" \
         cargo build --release --quiet --target "$host" --manifest-path "$here/floor/Cargo.toml"
-    variants=(--tool-static "$here/out/target-static/$host/release/idmap-overlay"
+    variants=(--tool-dynamic "$dyn_target/release/idmap-overlay"
               --floor-static "$here/out/floor-static/$host/release/floor")
 fi
 
@@ -126,11 +157,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-args=(--work "$work" --tool "$tool" --floor "$floor" --benchkit "$kit"
+args=(--work "$work" --tool "$tool" --floor "$floor" --cfloor "$cfloor" --benchkit "$kit"
       --md "$out/BENCHMARKS.md" --svg "$out/bench.svg" --tool-desc "$desc"
       --host-ns "$(readlink /proc/self/ns/mnt)")
 [ $quick = 1 ] && args+=(--quick)
 [ -n "$runs" ] && args+=(--runs "$runs")
 [ -n "$raw" ] && args+=(--raw "$raw")
-args+=("${variants[@]}")
+args+=("${variants[@]}" "${inproc[@]}")
 unshare -m --propagation private python3 "$here/bench.py" "${args[@]}"

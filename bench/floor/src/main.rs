@@ -7,6 +7,7 @@
 //! floor noop
 //! floor mount STRATEGY TARGET TMPDIR COMMON UPPER WORK MAPLINE REL...
 //! floor umount TARGET
+//! floor cycles WARMUP N TARGET COMMON UPPER WORK MAPLINE REL...
 //! ```
 //! STRATEGY is `detached`, `common-dir` or `per-layer`. COMMON is the
 //! directory the layers share (the tool computes the same one), REL the
@@ -14,6 +15,11 @@
 //! one `uid_map` line (`INSIDE OUTSIDE COUNT`), used for uids and gids.
 //! TMPDIR is where the attached strategies put their temporary mountpoints
 //! (made and removed here, like the tool's `<state>/tmp/<id>/N`).
+//!
+//! `cycles` makes WARMUP + N detached mount + umount cycles in this one
+//! process (user namespace, idmapped tree, layers, overlay, umount2) and
+//! prints the wall time of each of the N measured cycles in nanoseconds, one
+//! per line: the in-process floor beside bench/inproc-api.
 //!
 //! Exit 0 on success, 32 when a kernel call fails (mount(8)'s "mount
 //! failure"), 1 on bad arguments.
@@ -27,6 +33,7 @@ use rustix::mount::{
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::process::exit;
+use std::time::Instant;
 
 /// The kernel copies mount(2)'s data into one page and cuts it at 4095
 /// bytes; a longer `lowerdir=` would silently lose layers, so (like the tool
@@ -200,7 +207,7 @@ fn attached(spec: &Spec, ns: BorrowedFd<'_>, per_layer: bool, ph: &mut Phases) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: floor noop | floor umount TARGET |\n       floor mount detached|common-dir|per-layer TARGET TMPDIR COMMON UPPER WORK MAPLINE REL..."
+        "usage: floor noop | floor umount TARGET |\n       floor mount detached|common-dir|per-layer TARGET TMPDIR COMMON UPPER WORK MAPLINE REL... |\n       floor cycles WARMUP N TARGET COMMON UPPER WORK MAPLINE REL..."
     );
     exit(1)
 }
@@ -233,6 +240,39 @@ fn main() {
                 _ => usage(),
             }
         }
+        Some("cycles") if args.len() >= 9 => cycles(&args),
         _ => usage(),
     }
+}
+
+fn cycles(args: &[String]) {
+    let count = |text: &str| {
+        text.parse::<usize>().unwrap_or_else(|_| {
+            eprintln!("floor: {text}: not a count");
+            exit(1)
+        })
+    };
+    let (warmup, n) = (count(&args[1]), count(&args[2]));
+    let spec = Spec {
+        target: &args[3],
+        tmpdir: "",
+        common: &args[4],
+        upper: &args[5],
+        work: &args[6],
+        rels: &args[8..],
+    };
+    let mut ph = Phases::new();
+    let mut times = Vec::with_capacity(n);
+    for cycle in 0..warmup + n {
+        let started = Instant::now();
+        let ns = userns(&args[7]);
+        detached(&spec, ns.as_fd(), &mut ph);
+        drop(ns);
+        check("umount2", unmount(spec.target, UnmountFlags::empty()));
+        if cycle >= warmup {
+            times.push(started.elapsed().as_nanos());
+        }
+    }
+    let text: String = times.iter().map(|t| format!("{t}\n")).collect();
+    print!("{text}");
 }
