@@ -575,7 +575,8 @@ class Bench:
         out = os.path.join(self.logdir, "gc.json")
         argv = ["unshare", "-m", "--propagation", "private", sys.executable, __file__,
                 "--gc-child", out, "--work", self.work, "--tool", self.tool,
-                "--floor", self.floor, "--benchkit", self.kit, "--md", "-", "--svg", "-",
+                "--floor", self.floor, "--cfloor", self.cfloor, "--benchkit", self.kit,
+                "--md", "-", "--svg", "-",
                 "--host-ns", os.readlink("/proc/self/ns/mnt")]
         if self.quick:
             argv.append("--quick")
