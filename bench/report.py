@@ -739,9 +739,9 @@ Whole run: {e.get('duration_s', 0) / 60:.1f} min. Other processes on the machine
 before it; load average {' '.join(e.get('loadavg_start', []))} at the start): the higher, the noisier.
 A timed batch during which other processes took over 15% of the CPU (and 0.2 CPU-seconds) was measured again after a
 pause (up to twice): {e.get('timed_retries', 0)} batches were redone, and the busiest kept batch
-saw {e.get('timed_other_max', 0):.0%}. Rerun with `sudo bench/run.sh` (as root; under 15 minutes
-here, most of it in section 5; `bench/run.sh --quick` for a smoke run of about a minute, written
-to `bench/out/quick/`); it rewrites this file and the chart.
+saw {e.get('timed_other_max', 0):.0%}. Rerun with `sudo bench/run.sh` (as root; about a minute
+here plus the builds; `bench/run.sh --quick` for a smoke run, written to `bench/out/quick/`); it
+rewrites this file, the chart and `bench/results.json`.
 
 ![mount+umount time, events and temporary mounts per strategy]({svg_name})
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The idmap-overlay benchmark, in one command:
 #
-#   sudo bench/run.sh            full run (under 15 minutes on 2 cores): writes
+#   sudo bench/run.sh            full run (about a minute on 2 cores, plus the
+#                                builds): writes
 #                                docs/BENCHMARKS.md and docs/bench.svg
-#   sudo bench/run.sh --quick    smoke run (about a minute): writes
+#   sudo bench/run.sh --quick    smoke run (seconds, plus the builds): writes
 #                                bench/out/quick/BENCHMARKS.md and bench.svg
 #   bench/run.sh --selftest      the harness's own tests (bench/test_bench.py):
 #                                python3 and cc only, no root, seconds
@@ -38,7 +39,7 @@ while [ $# -gt 0 ]; do
         --tool) tool=$2; shift ;;
         --raw) raw=$2; shift ;;
         --selftest) selftest=1 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) echo "bench: unknown option $1 (see --help)" >&2; exit 1 ;;
     esac
     shift
