@@ -126,7 +126,7 @@ class Bench:
         self.tool, self.floor, self.kit = args.tool, args.floor, args.benchkit
         self.cfloor = args.cfloor
         # In-process: rounds of cycles, each program in turn.
-        self.inproc_rounds, self.inproc_cycles = (2, 5) if self.quick else (6, 20)
+        self.inproc_rounds, self.inproc_cycles = (2, 5) if self.quick else (10, 30)
         self.results = {"sections": {}}
         self.seq = 0
         self.other_shares, self.retries = [], 0
