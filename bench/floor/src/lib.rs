@@ -107,11 +107,13 @@ pub fn idmapped_tree(dir: &str, ns: BorrowedFd<'_>) -> OwnedFd {
         )
     };
     if ret != 0 {
-        die("mount_setattr(MOUNT_ATTR_IDMAP)", std::io::Error::last_os_error());
+        die(
+            "mount_setattr(MOUNT_ATTR_IDMAP)",
+            std::io::Error::last_os_error(),
+        );
     }
     tree
 }
-
 
 /// Per-phase wall times of one floor run, printed on stderr when the
 /// environment has `FLOOR_TIMINGS` (never in timed runs): where the kernel
@@ -140,10 +142,20 @@ impl Phases {
     }
 }
 
+impl Default for Phases {
+    fn default() -> Phases {
+        Phases::new()
+    }
+}
+
 impl Drop for Phases {
     fn drop(&mut self) {
         if self.on {
-            let text: Vec<String> = self.marks.iter().map(|(n, ns)| format!("{n}={ns}")).collect();
+            let text: Vec<String> = self
+                .marks
+                .iter()
+                .map(|(n, ns)| format!("{n}={ns}"))
+                .collect();
             eprintln!("phases {}", text.join(" "));
         }
     }

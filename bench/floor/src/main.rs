@@ -79,12 +79,21 @@ fn detached(spec: &Spec, ns: BorrowedFd<'_>, ph: &mut Phases) {
         .collect();
     ph.mark("open_layers");
     let fs = check("fsopen", fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC));
-    check("fsconfig source", fsconfig_set_string(&fs, "source", "floor"));
+    check(
+        "fsconfig source",
+        fsconfig_set_string(&fs, "source", "floor"),
+    );
     for fd in &layers {
         check("fsconfig lowerdir+", fsconfig_set_fd(&fs, "lowerdir+", fd));
     }
-    check("fsconfig upperdir", fsconfig_set_string(&fs, "upperdir", spec.upper));
-    check("fsconfig workdir", fsconfig_set_string(&fs, "workdir", spec.work));
+    check(
+        "fsconfig upperdir",
+        fsconfig_set_string(&fs, "upperdir", spec.upper),
+    );
+    check(
+        "fsconfig workdir",
+        fsconfig_set_string(&fs, "workdir", spec.work),
+    );
     ph.mark("fsconfig");
     check("fsconfig create", fsconfig_create(&fs));
     ph.mark("create");

@@ -44,7 +44,9 @@ fn read_plan(path: &str) -> Vec<(String, Vec<String>)> {
 
 fn command(argv: &[String]) -> Command {
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::null());
+    cmd.args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
     cmd
 }
 
@@ -248,7 +250,7 @@ fn populate(
     leaked: usize,
 ) {
     use rustix::fs::{AtFlags, CWD, Mode, StatxFlags, mkdir, rmdir, statx};
-    use rustix::mount::{MountFlags, MoveMountFlags, UnmountFlags, move_mount, mount, unmount};
+    use rustix::mount::{MountFlags, MoveMountFlags, UnmountFlags, mount, move_mount, unmount};
     use std::os::fd::AsFd;
     let ns = idmap_overlay_bench_floor::userns("0 100000 65536");
     let mode = Mode::from_raw_mode(0o700);
@@ -264,7 +266,10 @@ fn populate(
                 exit(2);
             }
         };
-        step("mkdir target", mkdir(target.as_str(), Mode::from_raw_mode(0o755)));
+        step(
+            "mkdir target",
+            mkdir(target.as_str(), Mode::from_raw_mode(0o755)),
+        );
         step("mkdir tmp", mkdir(tmp.as_str(), mode));
         step("mkdir tmp/0", mkdir(mountpoint.as_str(), mode));
         let tree = idmap_overlay_bench_floor::idmapped_tree(common, ns.as_fd());
@@ -279,10 +284,9 @@ fn populate(
             ),
         );
         drop(tree);
-        let data = std::ffi::CString::new(format!(
-            "lowerdir={mountpoint}/{rel1}:{mountpoint}/{rel2}"
-        ))
-        .unwrap();
+        let data =
+            std::ffi::CString::new(format!("lowerdir={mountpoint}/{rel1}:{mountpoint}/{rel2}"))
+                .unwrap();
         step(
             "mount overlay",
             mount(
@@ -294,7 +298,10 @@ fn populate(
             ),
         );
         if i >= leaked {
-            step("umount tmp", unmount(mountpoint.as_str(), UnmountFlags::empty()));
+            step(
+                "umount tmp",
+                unmount(mountpoint.as_str(), UnmountFlags::empty()),
+            );
             step("rmdir tmp/0", rmdir(mountpoint.as_str()));
             step("rmdir tmp", rmdir(tmp.as_str()));
         }
