@@ -878,7 +878,8 @@ records remaining after the umounts.
   (`run`, `parallel`), the mount-table watcher (`watch`), the unrelated mounts (`fill`) and the
   gc fixture (`populate`).
 - `bench/bench.py` measures, `bench/report.py` writes this file and `{svg_name}`;
-  `bench/profile-notes.md` (the one-off profile above) is copied in as it is.
+  `bench/profile-notes.md` (the one-off profile above) is copied in as it is;
+  `bench/profile.sh` regenerates the evidence behind it (perf, strace, CPU split).
 - `bench/run.sh --rev REV` measures the tool as committed at REV, built from `git archive`
   (what this file shows: see the first lines); without it, the working tree is built.
 {self.namespace_scan()}"""
