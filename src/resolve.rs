@@ -25,6 +25,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 /// Linux follows at most 40 symlinks in one lookup (path_resolution(7)).
 const MAX_SYMLINKS: usize = 40;
@@ -154,9 +155,12 @@ fn io_error(path: &Path, errno: Errno) -> ResolveError {
     }
 }
 
-/// One directory the walk stands in.
+/// One directory the walk stands in. The fd is shared (not duplicated)
+/// between the walk and the directories the resolver remembers: a copy
+/// costs no system call.
+#[derive(Clone)]
 struct Dir {
-    fd: OwnedFd,
+    fd: Rc<OwnedFd>,
     path: PathBuf,
     meta: Meta,
     /// The owner the next step is judged against: the directory's, or the
@@ -234,7 +238,7 @@ fn open_root() -> Result<Dir, ResolveError> {
     .map_err(|e| io_error(root, e))?;
     let meta = meta_of(fd.as_fd()).map_err(|e| ResolveError::Io(root.into(), e))?;
     Ok(Dir {
-        fd,
+        fd: Rc::new(fd),
         path: root.into(),
         leader: (meta.uid, root.into(), false),
         meta,
@@ -283,7 +287,7 @@ impl Resolver {
             .count();
         self.stack.truncate(shared);
         match self.stack.last() {
-            Some((_, dir)) => Ok((dup_dir(dir)?, shared)),
+            Some((_, dir)) => Ok((dir.clone(), shared)),
             None => Ok((open_root()?, 0)),
         }
     }
@@ -294,7 +298,7 @@ impl Resolver {
         if path.is_absolute() && parts(path).is_empty() {
             let root = open_root()?;
             return Ok(Resolved {
-                fd: root.fd,
+                fd: owned(root.fd, &root.path)?,
                 path: root.path,
                 meta: root.meta,
             });
@@ -304,7 +308,7 @@ impl Resolver {
         // remembered: layers differ there.
         let last = walk(parent, name, follow_last, path)?;
         Ok(Resolved {
-            fd: last.fd,
+            fd: owned(last.fd, &last.path)?,
             path: last.path,
             meta: last.meta,
         })
@@ -332,7 +336,7 @@ impl Resolver {
         }
         Ok(Entry {
             path: parent.path.join(&name),
-            parent: parent.fd,
+            parent: owned(parent.fd, &parent.path)?,
             name,
         })
     }
@@ -359,7 +363,7 @@ impl Resolver {
             if !dir.meta.is_dir() {
                 return Err(ResolveError::NotDirectory(dir.path));
             }
-            self.stack.push((part.clone(), dup_dir(&dir)?));
+            self.stack.push((part.clone(), dir.clone()));
         }
         Ok((dir, last.clone()))
     }
@@ -404,7 +408,7 @@ fn walk(dir: Dir, name: OsString, follow_last: bool, whole: &Path) -> Result<Dir
         // may follow root's, only their own files may follow a user's.
         dir = Dir {
             leader: (meta.uid, reached.clone(), false),
-            fd,
+            fd: Rc::new(fd),
             path: reached,
             meta,
         };
@@ -434,7 +438,7 @@ fn follow_symlink(
     } else {
         Dir {
             leader,
-            ..dup_dir(dir)?
+            ..dir.clone()
         }
     };
     Ok((start, parts(&target)))
@@ -444,7 +448,7 @@ fn follow_symlink(
 /// directory may not lead up into root's). At `/` it stays at `/`.
 fn parent_of(dir: &Dir) -> Result<Dir, ResolveError> {
     let Some(parent_path) = dir.path.parent().map(Path::to_path_buf) else {
-        return dup_dir(dir);
+        return Ok(dir.clone());
     };
     let fd = openat(
         &dir.fd,
@@ -457,24 +461,19 @@ fn parent_of(dir: &Dir) -> Result<Dir, ResolveError> {
     check_step(dir, &parent_path, &meta)?;
     Ok(Dir {
         leader: (meta.uid, parent_path.clone(), false),
-        fd,
+        fd: Rc::new(fd),
         path: parent_path,
         meta,
     })
 }
 
-fn dup_dir(dir: &Dir) -> Result<Dir, ResolveError> {
-    // fcntl(F_DUPFD_CLOEXEC) through std, which hands back an OwnedFd (nix's
-    // fcntl returns a raw number).
-    let fd = dir
-        .fd
-        .try_clone()
-        .map_err(|e| ResolveError::Io(dir.path.clone(), e))?;
-    Ok(Dir {
-        fd,
-        path: dir.path.clone(),
-        meta: dir.meta,
-        leader: dir.leader.clone(),
+/// The fd itself when nothing else holds it (the usual case: the last
+/// component was just opened), else a duplicate.
+fn owned(fd: Rc<OwnedFd>, path: &Path) -> Result<OwnedFd, ResolveError> {
+    Rc::try_unwrap(fd).or_else(|shared| {
+        shared
+            .try_clone()
+            .map_err(|e| ResolveError::Io(path.to_path_buf(), e))
     })
 }
 

@@ -229,6 +229,10 @@ fn check_dir(path: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(path).fail_as(ErrorKind::State, || {
         format!("state directory {}", path.display())
     })?;
+    check_dir_meta(path, &meta)
+}
+
+fn check_dir_meta(path: &Path, meta: &fs::Metadata) -> Result<()> {
     if meta.file_type().is_symlink() {
         return Err(fail(
             ErrorKind::State,
@@ -306,7 +310,18 @@ fn check_ancestors(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Creates the directory 0700 if it is missing (usually it is there: no
+/// failing mkdir then), and checks it either way.
 fn ensure_dir(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => return check_dir_meta(path, &meta),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e).fail_as(ErrorKind::State, || {
+                format!("state directory {}", path.display())
+            });
+        }
+    }
     match fs::DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

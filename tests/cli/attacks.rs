@@ -48,11 +48,6 @@ fn as_nobody(env: &Env, script: &str) {
     );
 }
 
-fn sh(env: &Env, script: &str) {
-    let out = env.ns.command("sh").args(["-c", script]).output().unwrap();
-    assert!(out.status.success(), "{script}: {}", stderr(&out));
-}
-
 /// The mounts the namespace has at exactly `path`, bottom first.
 fn mounts_at(env: &Env, path: &Path) -> Vec<MountLine> {
     env.ns

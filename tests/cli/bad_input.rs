@@ -29,11 +29,6 @@ fn case(what: &'static str, args: &[&str], code: i32, says: &'static str) -> Cas
     }
 }
 
-/// Everything the namespace has mounted, as the kernel prints it.
-fn mount_table(env: &Env) -> String {
-    fs::read_to_string(format!("/proc/{}/mountinfo", env.ns.pid())).unwrap()
-}
-
 /// `args` run as nobody (uid/gid 65534, no groups) inside the namespace.
 fn run_unprivileged(env: &Env, args: &[String]) -> Output {
     let mut cmd: Command = env.ns.command("setpriv");
@@ -261,7 +256,7 @@ fn bad_inputs_are_refused_without_side_effects() {
     });
     assert!(cases.len() >= 40, "{} cases", cases.len());
 
-    let table = mount_table(&env);
+    let table = env.ns.mountinfo_text();
     let state = snapshot(&env.state);
     let layer_data = snapshot(&env.path("layers"));
     let mut failures = Vec::new();
@@ -293,7 +288,7 @@ fn bad_inputs_are_refused_without_side_effects() {
                 String::from_utf8_lossy(&out.stdout)
             ));
         }
-        if mount_table(&env) != table {
+        if env.ns.mountinfo_text() != table {
             problems.push("the mount table changed".into());
         }
         if snapshot(&env.state) != state {

@@ -9,15 +9,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-fn sh(env: &Env, script: &str) {
-    let out = env.ns.command("sh").args(["-c", script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The state directory on a small tmpfs of its own, inside the namespace.
 fn state_on_tmpfs(env: &Env, options: &str) {
     make_private_dir(&env.state);
@@ -57,10 +48,6 @@ fn unfill(env: &Env, dir: &Path) {
     }
 }
 
-fn mountinfo_text(env: &Env) -> String {
-    fs::read_to_string(format!("/proc/{}/mountinfo", env.ns.pid())).unwrap()
-}
-
 /// What the state tree holds, through the namespace (the tmpfs is there).
 fn state_tree(env: &Env) -> Vec<PathBuf> {
     let root = env.ns.path(&env.state);
@@ -84,7 +71,7 @@ fn state_tree(env: &Env) -> Vec<PathBuf> {
 fn mount_fails_cleanly(env: &Env, strategy: &str, says: &[&str], what: &str) {
     let layers = env.layers(2);
     let (upper, work, target) = (env.mkdir("upper"), env.mkdir("work"), env.mkdir("mnt"));
-    let table = mountinfo_text(env);
+    let table = env.ns.mountinfo_text();
     // Empty but for the filler on first use.
     let tree = state_tree(env);
     let tree = if tree.iter().all(|p| p == Path::new("filler")) {
@@ -115,7 +102,7 @@ fn mount_fails_cleanly(env: &Env, strategy: &str, says: &[&str], what: &str) {
         "{what}/{strategy}: want one of {says:?} in {err:?}"
     );
     assert_eq!(
-        mountinfo_text(env),
+        env.ns.mountinfo_text(),
         table,
         "{what}/{strategy}: a mount was made"
     );
@@ -175,7 +162,7 @@ fn works_again(env: &Env) {
 
 #[test]
 fn a_full_state_filesystem_fails_before_mounting() {
-    for strategy in ["detached", "common-dir", "per-layer"] {
+    for strategy in STRATEGIES {
         let env = Env::new();
         state_on_tmpfs(&env, "size=256k,nr_inodes=64");
         env.ok(&["inspect", "--features"]); // the state tree and its probe
@@ -225,7 +212,7 @@ fn a_full_state_filesystem_on_first_use_fails_before_mounting() {
 
 #[test]
 fn a_read_only_state_filesystem_fails_before_mounting() {
-    for strategy in ["detached", "common-dir", "per-layer"] {
+    for strategy in STRATEGIES {
         let env = Env::new();
         state_on_tmpfs(&env, "size=1m");
         works_again(&env);

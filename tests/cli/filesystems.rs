@@ -69,15 +69,6 @@ impl Drop for LoopDevice {
     }
 }
 
-fn sh(env: &Env, script: &str) {
-    let out = env.ns.command("sh").args(["-c", script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn have(tool: &str) -> bool {
     host("sh")
         .args(["-c", &format!("command -v {tool}")])

@@ -3,16 +3,6 @@ use serde_json::Value;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
-fn json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            stderr(out)
-        )
-    })
-}
-
 fn leaks(env: &Env) -> Vec<Value> {
     let out = env.run(&["inspect", "--leaks", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -14,25 +14,6 @@ use std::process::Output;
 
 const MAP: &str = "0:100000:65536";
 
-fn sh(env: &Env, script: &str) {
-    let out = env.ns.command("sh").args(["-c", script]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            stderr(out)
-        )
-    })
-}
-
 fn mount_id(env: &Env, layers: &[PathBuf], id: &str, target: &Path) {
     env.ok(&[
         "mount",

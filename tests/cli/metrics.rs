@@ -4,7 +4,6 @@
 //! promtool; the metrics file never seen half-written.
 
 use crate::support::*;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
@@ -140,11 +139,6 @@ fn series_by(m: &BTreeMap<String, f64>, family: &str, label: &str) -> BTreeMap<S
 
 fn counts(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stderr(out)))
 }
 
 /// Kinds of `inspect --leaks --json`, counted: what the metrics must agree with.

@@ -5,8 +5,6 @@
 //! environment drops, the holder is killed and the namespace, with every
 //! mount made in it, disappears: nothing reaches the host's mount table.
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -78,9 +76,13 @@ impl Namespace {
         PathBuf::from(format!("/proc/{}/root", self.pid())).join(path.strip_prefix("/").unwrap())
     }
 
+    /// Everything the namespace has mounted, as the kernel prints it.
+    pub fn mountinfo_text(&self) -> String {
+        fs::read_to_string(format!("/proc/{}/mountinfo", self.pid())).unwrap()
+    }
+
     pub fn mountinfo(&self) -> Vec<MountLine> {
-        fs::read_to_string(format!("/proc/{}/mountinfo", self.pid()))
-            .unwrap()
+        self.mountinfo_text()
             .lines()
             .map(MountLine::parse)
             .collect()
@@ -354,6 +356,23 @@ pub fn mount_args_with(
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `script` run by sh inside the namespace; it must succeed.
+pub fn sh(env: &Env, script: &str) {
+    let out = env.ns.command("sh").args(["-c", script]).output().unwrap();
+    assert!(out.status.success(), "{script}: {}", stderr(&out));
+}
+
+/// A command's stdout as JSON, or a failure that shows what it printed.
+pub fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(out)
+        )
+    })
 }
 
 pub fn join(paths: &[PathBuf]) -> String {
