@@ -48,7 +48,7 @@ fn main() {
                 "pid": pid,
                 "error": why,
             })).collect::<Vec<_>>(),
-            "namespaces": scan.namespaces.iter().map(|n| {
+            "namespaces": scan.namespaces().iter().map(|n| {
                 let table = match &n.table {
                     Ok(t) => json!({
                         "overlays": t.overlays.iter().map(|o| json!({

@@ -356,8 +356,13 @@ pub enum TableSource {
 pub struct Scan {
     /// The caller's namespace (nsfs inode), if known.
     pub own_ns: Option<u64>,
-    /// Sorted by `ns`.
-    pub namespaces: Vec<Namespace>,
+    /// Sorted by `ns` (read them with [`Scan::namespaces`]).
+    namespaces: Vec<Namespace>,
+    /// Where each source tag is attached: (namespace, overlay) positions,
+    /// in namespace order. Every question about an overlay names its tag,
+    /// so gc's questions about 10,000 records need not walk 10,000
+    /// overlays each.
+    by_source: HashMap<String, Vec<(usize, usize)>>,
     /// Processes whose namespace could not be read (an LSM or ptrace rule
     /// refusing access to `/proc/PID/ns/mnt`), and why: a namespace only
     /// they are in is found only through the kernel's list (listmount).
@@ -437,6 +442,22 @@ fn read_command(proc_root: &Path, pid: u32) -> Option<String> {
     Some(String::from_utf8_lossy(&raw).into_owned())
 }
 
+/// The index of [`Scan::by_source`].
+fn index_sources(namespaces: &[Namespace]) -> HashMap<String, Vec<(usize, usize)>> {
+    let mut index: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+    for (n, ns) in namespaces.iter().enumerate() {
+        if let Ok(table) = &ns.table {
+            for (o, overlay) in table.overlays.iter().enumerate() {
+                index
+                    .entry(overlay.source.clone())
+                    .or_default()
+                    .push((n, o));
+            }
+        }
+    }
+    index
+}
+
 impl Scan {
     /// Scans the running system from the calling thread's namespace.
     /// Tables come from listmount/statmount where the kernel has them: they
@@ -481,6 +502,7 @@ impl Scan {
         namespaces.dedup_by_key(|n| n.ns);
         Ok(Scan {
             own_ns: Some(own_ns),
+            by_source: index_sources(&namespaces),
             namespaces,
             uninspected: Vec::new(),
             proc_root: proc_root.to_path_buf(),
@@ -535,12 +557,13 @@ impl Scan {
         // One namespace after another: spreading the tables over threads
         // measured no faster on 2 busy cores (docs/BENCHMARKS.md).
         let mut reader = TableReader::new(proc_root, source);
-        let namespaces = groups
+        let namespaces: Vec<Namespace> = groups
             .into_iter()
             .filter_map(|(ns, id, pids)| reader.namespace(ns, id, pids))
             .collect();
         Ok(Scan {
             own_ns,
+            by_source: index_sources(&namespaces),
             namespaces,
             uninspected,
             proc_root: proc_root.to_path_buf(),
@@ -559,6 +582,7 @@ impl Scan {
         namespaces.sort_by_key(|n| n.ns);
         Scan {
             own_ns,
+            by_source: index_sources(&namespaces),
             namespaces,
             uninspected: Vec::new(),
             proc_root: proc_root.to_path_buf(),
@@ -584,17 +608,30 @@ impl Scan {
     /// every namespace including the caller's. Both must match: a device
     /// number is reused once its superblock is gone, a source is free text.
     pub fn attached(&self, device: Device, source: &str) -> Vec<(&Namespace, &OverlayMount)> {
-        let mut found = Vec::new();
-        for ns in &self.namespaces {
-            if let Ok(table) = &ns.table {
-                for overlay in &table.overlays {
-                    if overlay.device == device && overlay.source == source {
-                        found.push((ns, overlay));
-                    }
-                }
-            }
-        }
-        found
+        self.tagged(source)
+            .filter(|(_, overlay)| overlay.device == device)
+            .collect()
+    }
+
+    /// Every attached overlay with the source tag `source`, in namespace
+    /// order.
+    fn tagged<'a>(
+        &'a self,
+        source: &str,
+    ) -> impl Iterator<Item = (&'a Namespace, &'a OverlayMount)> + 'a {
+        self.by_source
+            .get(source)
+            .into_iter()
+            .flatten()
+            .filter_map(|&(n, o)| {
+                let ns = &self.namespaces[n];
+                Some((ns, &ns.table.as_ref().ok()?.overlays[o]))
+            })
+    }
+
+    /// The namespaces found, sorted by their nsfs inode.
+    pub fn namespaces(&self) -> &[Namespace] {
+        &self.namespaces
     }
 
     /// The copies of the overlay `device`/`source` in namespaces other
@@ -656,18 +693,9 @@ impl Scan {
         }
         let devices: Vec<(Device, &str)> = {
             let mut seen: Vec<Device> = Vec::new();
-            for ns in self
-                .namespaces
-                .iter()
-                .filter_map(|ns| ns.table.as_ref().ok())
-            {
-                for o in &ns.overlays {
-                    if o.source == source
-                        && device.is_none_or(|d| d == o.device)
-                        && !seen.contains(&o.device)
-                    {
-                        seen.push(o.device);
-                    }
+            for (_, o) in self.tagged(source) {
+                if device.is_none_or(|d| d == o.device) && !seen.contains(&o.device) {
+                    seen.push(o.device);
                 }
             }
             seen.into_iter().map(|d| (d, source)).collect()
@@ -688,11 +716,8 @@ impl Scan {
     /// included?
     pub fn is_attached(&self, device: Option<&str>, source: &str) -> bool {
         let device = device.and_then(Device::parse);
-        self.namespaces
-            .iter()
-            .filter_map(|ns| ns.table.as_ref().ok())
-            .flat_map(|t| &t.overlays)
-            .any(|o| o.source == source && device.is_none_or(|d| d == o.device))
+        self.tagged(source)
+            .any(|(_, o)| device.is_none_or(|d| d == o.device))
     }
 
     /// [`Scan::copies`] of an overlay whose device may be unknown (a mount
@@ -701,14 +726,7 @@ impl Scan {
     pub fn copies_of(&self, device: Option<Device>, source: &str) -> Vec<OverlayCopy> {
         let devices: std::collections::BTreeSet<Device> = match device {
             Some(device) => [device].into(),
-            None => self
-                .namespaces
-                .iter()
-                .filter_map(|ns| ns.table.as_ref().ok())
-                .flat_map(|t| &t.overlays)
-                .filter(|o| o.source == source)
-                .map(|o| o.device)
-                .collect(),
+            None => self.tagged(source).map(|(_, o)| o.device).collect(),
         };
         devices
             .into_iter()

@@ -249,7 +249,7 @@ fn finds_copies_in_other_namespaces_until_their_holders_exit() {
     assert_eq!(ids(&scan), ids(&by_mountinfo));
     assert!(
         by_mountinfo
-            .namespaces
+            .namespaces()
             .iter()
             .all(|n| n.source == TableSource::Mountinfo)
     );

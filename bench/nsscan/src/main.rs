@@ -304,7 +304,7 @@ fn check(
     }
     for holder in holders {
         let pid = holder.0.id();
-        let found = scan.namespaces.iter().find(|n| n.pids.contains(&pid));
+        let found = scan.namespaces().iter().find(|n| n.pids.contains(&pid));
         if !found.is_some_and(|n| n.table.is_ok() && n.source == source) {
             return Err(format!("holder {pid}'s namespace not read by {source:?}"));
         }
