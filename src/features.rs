@@ -17,8 +17,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// The cache's version: 2 since the statmount probe asks a real idmapped
-/// mount (version 1 caches could say yes on 6.8 to 6.14).
-const VERSION: u32 = 2;
+/// mount (version 1 caches could say yes on 6.8 to 6.14); 3 since it says
+/// whether tmpfs takes an idmap and whether mounts have unique ids.
+const VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Features {
@@ -38,6 +39,14 @@ pub struct Features {
     pub detached: bool,
     /// statmount(2) reports the maps of an idmapped mount (Linux 6.15+).
     pub statmount_idmaps: bool,
+    /// A tmpfs takes an idmap (Linux 6.3+): layers on tmpfs can be used.
+    #[serde(default)]
+    pub idmapped_tmpfs: bool,
+    /// statx reports unique mount ids (`STATX_MNT_ID_UNIQUE`, Linux 6.8+),
+    /// never reused; without them a mount is proven ours by its id, its
+    /// device and its superblock's options together.
+    #[serde(default)]
+    pub unique_mount_ids: bool,
     /// Why a probe failed, for `inspect --features`.
     pub notes: Vec<String>,
 }
@@ -107,6 +116,8 @@ pub fn probe(state: &StateDir) -> Result<Features> {
         idmapped_mounts: false,
         detached: false,
         statmount_idmaps: false,
+        idmapped_tmpfs: false,
+        unique_mount_ids: false,
         notes: Vec::new(),
     };
     let dirs = ProbeDirs::make(state)?;
@@ -115,12 +126,20 @@ pub fn probe(state: &StateDir) -> Result<Features> {
         state.root.display(),
         fs_type_name(dirs.fd.as_fd())
     );
+    match sys::mount_ids(dirs.fd.as_fd()) {
+        Ok(ids) => features.unique_mount_ids = ids.unique.is_some(),
+        Err(e) => features.notes.push(format!("unique mount ids: {e}")),
+    }
     let map = [crate::idmap::IdRange {
         container: 0,
         host: 100000,
         size: 1,
     }];
     let userns = crate::userns::create(&map, &map, &state.cancel)?;
+    match idmap_a_tmpfs(userns.as_fd()) {
+        Ok(()) => features.idmapped_tmpfs = true,
+        Err(e) => features.notes.push(format!("idmapped tmpfs: {e}")),
+    }
     let tree = match open_tree(
         &dirs.fd,
         "",
@@ -167,6 +186,19 @@ pub fn probe(state: &StateDir) -> Result<Features> {
     }
     features.statmount_idmaps = statmount_reports_idmaps(tree, &dirs.path, &mut features.notes);
     Ok(features)
+}
+
+/// Idmaps a new tmpfs that is never attached anywhere (fsmount's mount
+/// goes with its descriptor).
+fn idmap_a_tmpfs(userns: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    let fs_fd = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    fsconfig_create(fs_fd.as_fd())?;
+    let mnt = fsmount(
+        fs_fd.as_fd(),
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::empty(),
+    )?;
+    sys::idmap_tree(mnt.as_fd(), userns)
 }
 
 /// `probe.<pid>` with `l1` and `l2` in it, made new (a name that exists

@@ -413,6 +413,14 @@ pub fn render_features(f: &Features) -> String {
         yes_no(f.statmount_idmaps)
     ));
     out.push_str(&format!(
+        "idmapped tmpfs:      {}\n",
+        yes_no(f.idmapped_tmpfs)
+    ));
+    out.push_str(&format!(
+        "unique mount ids:    {}\n",
+        yes_no(f.unique_mount_ids)
+    ));
+    out.push_str(&format!(
         "auto strategy:       {}\n",
         if f.detached { "detached" } else { "common-dir" }
     ));

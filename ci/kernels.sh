@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# The tool on the kernels container hosts run: Debian's 5.10, 6.1, 6.12 and
+# 7.x, each booted in QEMU with a small initramfs that runs the checks of
+# ci/kernels/init (every strategy mount + umount with uid 100000 seen through
+# the overlay, tmpfs layers, inspect, gc, kill -9 + gc for every strategy,
+# somebody else's overlay forged to look like ours). Prints one table, check
+# by kernel, writes it to docs/KERNELS.md, and exits 1 on any result other
+# than the expected one (a kernel lacking a feature is expected to get the
+# clear refusal, exit 32).
+#
+# Downloads are cached in $IDMAP_OVERLAY_KERNEL_CACHE (default
+# ~/.cache/idmap-overlay-kernels); a rerun fetches nothing new. As root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+[ "$(id -u)" = 0 ] || { echo "kernels: must run as root (depmod, loop images, the suite)" >&2; exit 1; }
+cache=${IDMAP_OVERLAY_KERNEL_CACHE:-$HOME/.cache/idmap-overlay-kernels}
+mkdir -p "$cache"
+start=$(date +%s)
+
+# Tools this script runs (command, then the Debian package), installed
+# like .ci/run installs the tests' tools.
+need=(qemu-system-x86_64:qemu-system-x86 depmod:kmod modprobe:kmod mkfs.ext4:e2fsprogs
+      xz:xz-utils zstd:zstd gzip:gzip dpkg-deb:dpkg timeout:coreutils)
+[ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(keyring-missing:debian-archive-keyring)
+# A static busybox for the initramfs.
+file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' || need+=(busybox-static-missing:busybox-static)
+missing=()
+for pair in "${need[@]}"; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+if ! command -v file >/dev/null; then missing+=(file); fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "kernels: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# name  suite  package pattern (the newest the archive serves is taken)
+kernels=(
+    "5.10 bullseye-security ^linux-image-5\.10\.[0-9.-]+-cloud-amd64-unsigned$"
+    "6.1 bookworm ^linux-image-6\.1\.[0-9.-]+-cloud-amd64-unsigned$"
+    "6.12 bookworm-backports ^linux-image-6\.12\.[0-9.]+\+deb12-cloud-amd64-unsigned$"
+    "7.x trixie-backports ^linux-image-7\.[0-9.]+\+deb13-cloud-amd64(-unsigned)?$"
+)
+
+# What each kernel must give, check by check: a kernel without a feature
+# must refuse it clearly (exit 32) and leave nothing behind.
+expected() {
+    local k=$1 c=$2
+    case "$k:$c" in
+    *:kernel) echo any ;;
+    *:inspect | *:gc) echo exit-0 ;;
+    *:leftovers) echo mounts-0,records-0 ;;
+    5.10:feature:*) echo false ;;
+    5.10:crash:*) echo exit-32,gc-0,clean ;;
+    5.10:*) echo exit-32 ;;
+    6.1:feature:idmapped_mounts) echo true ;;
+    6.1:feature:*) echo false ;;
+    6.1:auto) echo ok:common-dir ;;
+    6.1:detached | 6.1:tmpfs-layers) echo exit-32 ;;
+    6.12:feature:idmapped_mounts | 6.12:feature:idmapped_tmpfs | 6.12:feature:unique_mount_ids) echo true ;;
+    6.12:feature:*) echo false ;;
+    6.12:auto) echo ok:common-dir ;;
+    6.12:detached) echo exit-32 ;;
+    6.1:crash:detached | 6.12:crash:detached) echo exit-32,gc-0,clean ;;
+    7.x:feature:*) echo true ;;
+    7.x:auto) echo ok:detached ;;
+    *:crash:*) echo killed,gc-0,clean ;;
+    *:forged) echo left-alone,umount-32,gc-0 ;;
+    *) echo ok ;;
+    esac
+}
+
+checks=(kernel feature:idmapped_mounts feature:detached feature:idmapped_tmpfs feature:unique_mount_ids
+        feature:statmount_idmaps auto detached common-dir per-layer tmpfs-layers inspect gc
+        crash:detached crash:common-dir crash:per-layer forged leftovers)
+
+echo "kernels: building the static tool (with test points)"
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --locked --release --quiet --features testpoints \
+    --target x86_64-unknown-linux-gnu
+tool=target/x86_64-unknown-linux-gnu/release/idmap-overlay
+out=target/kernels
+mkdir -p "$out"
+
+declare -A got notes packages seconds
+failed=0
+for spec in "${kernels[@]}"; do
+    read -r name suite pattern <<<"$spec"
+    root=$(ci/kernels/fetch.sh "$cache" "$suite" "$pattern")
+    packages[$name]=$(basename "$root")
+    vmlinuz=$(find "$root/" -name 'vmlinuz*' -type f | head -1)
+    ci/kernels/initramfs.sh "$root" "$tool" "$out/$name.cpio.gz"
+    t0=$(date +%s.%N)
+    ci/kernels/boot.sh "$vmlinuz" "$out/$name.cpio.gz" 300 > "$out/$name.console" 2>&1 || true
+    seconds[$name]=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+    tr -d '\r' < "$out/$name.console" | sed -n '/BEGIN-RESULTS$/,/^END-RESULTS$/p' > "$out/$name.results"
+    echo "kernels: $name (${packages[$name]}) booted and checked in ${seconds[$name]} s"
+    while read -r tag check value; do
+        case "$tag" in
+        RESULT) got[$name:$check]=$value ;;
+        NOTE) notes[$name:$check]=$value ;;
+        esac
+    done < "$out/$name.results"
+done
+
+# The table: a cell is the result, or "✗ result (expected X)".
+cell() {
+    local k=$1 c=$2 v want
+    v=${got[$k:$c]:-none}
+    want=$(expected "$k" "$c")
+    if [ "$want" = any ] || [ "$v" = "$want" ]; then printf '%s' "$v"
+    else printf '✗ %s (expected %s)' "$v" "$want"; fi
+}
+escape() { sed 's/|/\\|/g; s/[`<>]/\\&/g' <<<"$1"; }
+{
+    printf '| check |'; for spec in "${kernels[@]}"; do printf ' %s |' "${spec%% *}"; done; echo
+    printf '|---|'; for spec in "${kernels[@]}"; do printf -- '---|'; done; echo
+    for c in "${checks[@]}"; do
+        printf '| %s |' "$c"
+        for spec in "${kernels[@]}"; do printf ' %s |' "$(escape "$(cell "${spec%% *}" "$c")")"; done
+        echo
+    done
+} > "$out/table.md"
+for spec in "${kernels[@]}"; do
+    k=${spec%% *}
+    for c in "${checks[@]}"; do
+        want=$(expected "$k" "$c")
+        [ "$want" = any ] || [ "${got[$k:$c]:-none}" = "$want" ] || failed=1
+    done
+done
+
+{
+    cat <<'HEAD'
+# Kernels
+
+What the tool does on the kernels container hosts run, measured by
+`ci/kernels.sh` (which regenerates this file): each of Debian's kernels
+below boots in QEMU with a small initramfs whose `/init`
+([ci/kernels/init](../ci/kernels/init)) runs the checks on an ext4 image
+and reports. A check a kernel cannot pass is expected to be refused with
+exit 32 and a message, leaving nothing mounted and nothing recorded; a cell
+marked ✗ is a result other than the expected one (and the script fails).
+
+- `feature:*`: `idmap-overlay inspect --features --json` on that kernel.
+- `auto`, `detached`, `common-dir`, `per-layer`: mount with the strategy
+  (an upper dir, map 0:100000:65536), a file owned by 0 on disk must show
+  as 100000:100000 through the overlay, a write must land in the upper dir,
+  `inspect` and `umount` must succeed and leave nothing mounted;
+  `auto` shows the strategy it picked.
+- `tmpfs-layers`: the same (common-dir) with the layers on tmpfs.
+- `inspect`, `gc`: on a clean state directory.
+- `crash:*`: the tool killed (SIGKILL) right after mounting the overlay,
+  before recording it as mounted, then `gc`: nothing may be left.
+- `forged`: our overlay replaced by somebody else's with our tag, and our
+  record's mount id forged to the new mount's: `umount` and `gc` must leave
+  it alone.
+- `leftovers`: our mounts and records left at the end.
+
+HEAD
+    cat "$out/table.md"
+    echo
+    echo "Kernel packages (Debian, \`-cloud-amd64\`):"
+    echo
+    for spec in "${kernels[@]}"; do
+        k=${spec%% *}
+        read -r _ suite _ <<<"$spec"
+        echo "- $k: \`$(escape "${packages[$k]}")\` from $suite"
+    done
+    echo
+    echo "The tool's messages where a check did not succeed:"
+    echo
+    for spec in "${kernels[@]}"; do
+        k=${spec%% *}
+        for c in "${checks[@]}"; do
+            v=${got[$k:$c]:-}
+            case "$v" in ok* | killed* | left-alone* | exit-0 | true | false | mounts-0*) continue ;; esac
+            n=${notes[$k:$c]:-}
+            [ "$c" = kernel ] || [ -z "$n" ] || echo "- $k, $c: $(escape "$n")"
+        done
+    done
+} > docs/KERNELS.md
+
+cat "$out/table.md"
+echo "kernels: whole run $(( $(date +%s) - start )) s"
+if [ $failed != 0 ]; then
+    echo "kernels: unexpected results (marked ✗ above); consoles in $out/" >&2
+    exit 1
+fi
+echo "kernels: ok"
