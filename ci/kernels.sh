@@ -17,6 +17,10 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 cache=${IDMAP_OVERLAY_KERNEL_CACHE:-$HOME/.cache/idmap-overlay-kernels}
 mkdir -p "$cache"
 start=$(date +%s)
+# --no-suite: the checks only, not the test suite (for a quick local run;
+# the table then says not-run, and .ci/run never passes it).
+run_suite=yes
+[ "${1:-}" = --no-suite ] && run_suite=no
 
 # Tools this script runs (command, then the Debian package), installed
 # like .ci/run installs the tests' tools.
@@ -51,6 +55,8 @@ expected() {
     case "$k:$c" in
     *:kernel) echo any ;;
     *:inspect | *:gc) echo exit-0 ;;
+    6.1:suite | 7.x:suite) [ "$run_suite" = yes ] && echo passed || echo not-run ;;
+    *:suite) echo not-run ;;
     *:leftovers) echo mounts-0,records-0 ;;
     5.10:feature:*) echo false ;;
     5.10:crash:*) echo exit-32,gc-0,clean ;;
@@ -74,7 +80,7 @@ expected() {
 
 checks=(kernel feature:idmapped_mounts feature:detached feature:idmapped_tmpfs feature:unique_mount_ids
         feature:statmount_idmaps auto detached common-dir per-layer tmpfs-layers inspect gc
-        crash:detached crash:common-dir crash:per-layer forged leftovers)
+        crash:detached crash:common-dir crash:per-layer forged leftovers suite)
 
 echo "kernels: building the static tool (with test points)"
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --locked --release --quiet --features testpoints \
@@ -83,6 +89,11 @@ tool=target/x86_64-unknown-linux-gnu/release/idmap-overlay
 out=target/kernels
 mkdir -p "$out"
 
+# The ext4 image the checks mount (loop) for layers and state.
+rm -f "$out/disk.ext4"
+truncate -s 48M "$out/disk.ext4"
+mkfs.ext4 -q -F "$out/disk.ext4"
+
 declare -A got notes packages seconds
 failed=0
 for spec in "${kernels[@]}"; do
@@ -90,7 +101,7 @@ for spec in "${kernels[@]}"; do
     root=$(ci/kernels/fetch.sh "$cache" "$suite" "$pattern")
     packages[$name]=$(basename "$root")
     vmlinuz=$(find "$root/" -name 'vmlinuz*' -type f | head -1)
-    ci/kernels/initramfs.sh "$root" "$tool" "$out/$name.cpio.gz"
+    ci/kernels/initramfs.sh "$root" "$out/$name.cpio.gz" ci/kernels/init "overlay loop ext4" "$tool" "$out/disk.ext4"
     t0=$(date +%s.%N)
     ci/kernels/boot.sh "$vmlinuz" "$out/$name.cpio.gz" 300 > "$out/$name.console" 2>&1 || true
     seconds[$name]=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
@@ -104,12 +115,56 @@ for spec in "${kernels[@]}"; do
     done < "$out/$name.results"
 done
 
+# The whole privileged suite (tests/cli) under 6.1 and 7.x: Debian's
+# generic kernels (the cloud ones have no 9p), the host's root shared
+# read-only, an ext4 disk as TMPDIR (ci/kernels/suite.sh).
+suite_kernels=(
+    "6.1 bookworm ^linux-image-6\.1\.[0-9.-]+-amd64-unsigned$"
+    "7.x trixie-backports ^linux-image-7\.[0-9.]+\+deb13-amd64(-unsigned)?$"
+)
+if [ "$run_suite" = yes ]; then
+    echo "kernels: building the test suite"
+    binary=$(cargo test --locked --test cli --no-run --message-format=json 2>/dev/null |
+        grep '"name":"cli"' | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | tail -1)
+    [ -n "$binary" ] || { echo "kernels: could not build the test suite" >&2; exit 1; }
+    for spec in "${suite_kernels[@]}"; do
+        read -r name suite pattern <<<"$spec"
+        root=$(ci/kernels/fetch.sh "$cache" "$suite" "$pattern")
+        t0=$(date +%s)
+        code=0
+        ci/kernels/suite.sh "$root" "$binary" "$out/suite-$name" 1200 > "$out/suite-$name.summary" || code=$?
+        console=$(tr -d '\r' < "$out/suite-$name.console")
+        summary=$(grep -m1 '^test result:' <<<"$console" || true)
+        passed=$(sed -n 's/.* \([0-9]*\) passed.*/\1/p' <<<"$summary")
+        failed_n=$(sed -n 's/.* \([0-9]*\) failed.*/\1/p' <<<"$summary")
+        ignored=$(sed -n 's/.* \([0-9]*\) ignored.*/\1/p' <<<"$summary")
+        if [ "$code" = 0 ] && [ "${failed_n:-x}" = 0 ] && [ "${ignored:-x}" = 0 ] && [ "${passed:-0}" -ge 20 ]; then
+            got[$name:suite]="${passed}-passed"
+        else
+            got[$name:suite]="FAILED:${passed:-?}-passed,${failed_n:-?}-failed"
+            grep -E '^test .* FAILED$' <<<"$console" | sed "s/^/kernels: $name: /" >&2 || true
+        fi
+        notes[$name:suite]=$(grep -m1 '^cli: kernel' <<<"$console" || true)
+        seconds[$name:suite]=$(( $(date +%s) - t0 ))
+        packages[$name:suite]=${root##*/}
+        echo "kernels: suite under $name (${root##*/}): ${summary:-no result} (${seconds[$name:suite]} s)"
+    done
+fi
+
+# A check's result; the suite's is not-run where it does not run.
+value() {
+    case "$2" in
+    suite) echo "${got[$1:$2]:-not-run}" ;;
+    *) echo "${got[$1:$2]:-none}" ;;
+    esac
+}
+
 # The table: a cell is the result, or "✗ result (expected X)".
 cell() {
     local k=$1 c=$2 v want
-    v=${got[$k:$c]:-none}
+    v=$(value "$k" "$c")
     want=$(expected "$k" "$c")
-    if [ "$want" = any ] || [ "$v" = "$want" ]; then printf '%s' "$v"
+    if [ "$want" = any ] || [ "$v" = "$want" ] || [[ "$want" = passed && "$v" = *-passed && "$v" != FAILED* ]]; then printf '%s' "$v"
     else printf '✗ %s (expected %s)' "$v" "$want"; fi
 }
 escape() { sed 's/|/\\|/g; s/[`<>]/\\&/g' <<<"$1"; }
@@ -125,8 +180,7 @@ escape() { sed 's/|/\\|/g; s/[`<>]/\\&/g' <<<"$1"; }
 for spec in "${kernels[@]}"; do
     k=${spec%% *}
     for c in "${checks[@]}"; do
-        want=$(expected "$k" "$c")
-        [ "$want" = any ] || [ "${got[$k:$c]:-none}" = "$want" ] || failed=1
+        case "$(cell "$k" "$c")" in ✗*) failed=1 ;; esac
     done
 done
 
@@ -156,6 +210,11 @@ marked ✗ is a result other than the expected one (and the script fails).
   record's mount id forged to the new mount's: `umount` and `gc` must leave
   it alone.
 - `leftovers`: our mounts and records left at the end.
+- `suite`: the whole privileged test suite (`tests/cli`) run under the
+  kernel (Debian's generic kernel of the same version, sharing the host's
+  root over 9p; layers on an ext4 disk), the number of tests passed; the
+  suite asks the tool's probe which features the kernel has and tests a
+  missing one for its refusal. Run under 6.1 and 7.x.
 
 HEAD
     cat "$out/table.md"
@@ -168,13 +227,19 @@ HEAD
         echo "- $k: \`$(escape "${packages[$k]}")\` from $suite"
     done
     echo
+    for spec in "${suite_kernels[@]}"; do
+        k=${spec%% *}
+        [ -n "${packages[$k:suite]:-}" ] || continue
+        echo "Suite under $k: \`$(escape "${packages[$k:suite]}")\`, which said: \`$(escape "${notes[$k:suite]:-nothing}")\`"
+        echo
+    done
     echo "The tool's messages where a check did not succeed:"
     echo
     for spec in "${kernels[@]}"; do
         k=${spec%% *}
         for c in "${checks[@]}"; do
             v=${got[$k:$c]:-}
-            case "$v" in ok* | killed* | left-alone* | exit-0 | true | false | mounts-0*) continue ;; esac
+            case "$v" in ok* | killed* | left-alone* | exit-0 | true | false | mounts-0* | *-passed | not-run) continue ;; esac
             n=${notes[$k:$c]:-}
             [ "$c" = kernel ] || [ -z "$n" ] || echo "- $k, $c: $(escape "$n")"
         done

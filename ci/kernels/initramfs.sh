@@ -1,24 +1,24 @@
 #!/usr/bin/env bash
-# Builds the test initramfs for one unpacked kernel package:
-#   initramfs.sh KERNEL-ROOT TOOL-BINARY OUT.cpio.gz
-# busybox (static), the static tool, /init (ci/kernels/init), the overlay
-# and loop modules with what they depend on (decompressed, in load order),
-# and an empty ext4 image for the layers and the state directory.
+# Builds an initramfs for one unpacked kernel package:
+#   initramfs.sh KERNEL-ROOT OUT.cpio.gz INIT "MODULE..." [FILE...]
+# busybox (static) in /bin, INIT as /init, the modules named with what they
+# depend on (decompressed, in load order, listed in /modules/order), and
+# each FILE in /.
 set -euo pipefail
-root=$1 bin=$2 out=$3
-here=$(dirname "$0")
+root=$1 out=$2 init=$3 modules=$4
+shift 4
 kver=$(ls "$root/lib/modules")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work"/{bin,proc,sys,dev,tmp,modules}
 cp /bin/busybox "$work/bin/busybox"
-cp "$bin" "$work/idmap-overlay"
-cp "$here/init" "$work/init"
+cp "$init" "$work/init"
+for file in "$@"; do cp "$file" "$work/"; done
 : > "$work/modules/order"
-for module in overlay loop ext4; do
-    # "insmod PATH" per module to load, "builtin NAME" for built-in ones;
-    # an absent one (a kernel without modules.builtin) is left to fail in
-    # the VM, where the check says what is missing.
+for module in $modules; do
+    # "insmod PATH" per module to load ("builtin NAME" for built-in ones);
+    # one not found (built in on a kernel without modules.builtin, or
+    # absent) is left to fail in the VM, where a check says what is missing.
     { modprobe -d "$root" -S "$kver" --show-depends "$module" 2>/dev/null || true; } | awk '$1 == "insmod" {print $2}' |
     while read -r path; do
         name=$(basename "$path")
@@ -33,6 +33,4 @@ for module in overlay loop ext4; do
         echo "$name" >> "$work/modules/order"
     done
 done
-truncate -s 48M "$work/disk.ext4"
-mkfs.ext4 -q -F "$work/disk.ext4"
 (cd "$work" && find . | busybox cpio -o -H newc 2>/dev/null) | gzip -1 > "$out"
