@@ -46,7 +46,7 @@ detached\t''
 common-dir\t''
 per-layer\t''"
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l id -d 'Record id (default: generated, unique)' -r
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l timeout -d 'How long to retry unmounting a busy temporary mount' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l timeout -d 'How long to retry unmounting a busy temporary mount, and to wait for the state lock' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l allow-host-root -d 'Accept a map that shows an on-disk id other than 0 as host root (0): a setuid file owned by that id would then run as root'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l json -d 'Print the record as JSON instead of the id'

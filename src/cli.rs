@@ -85,7 +85,7 @@ pub struct MountArgs {
     /// Print the record as JSON instead of the id.
     #[arg(long)]
     pub json: bool,
-    /// How long to retry unmounting a busy temporary mount.
+    /// How long to retry unmounting a busy temporary mount, and to wait for the state lock.
     #[arg(long, default_value = "2.5s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
 }

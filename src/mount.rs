@@ -774,6 +774,8 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     }
     let mut state = StateDir::open(state_root)?;
     state.cancel = req.cancel.clone();
+    // As for umount and gc: the timeout also bounds the wait for the lock.
+    state.lock_wait = req.timeout;
     let state = &state;
     let id = match &req.id {
         Some(id) => {

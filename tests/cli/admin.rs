@@ -18,12 +18,7 @@ fn crowd(env: &Env, n: usize) -> Vec<(std::path::PathBuf, String)> {
                 "run/containerd/io.containerd.runtime.v2.task/k8s.io/{i:03}/rootfs"
             ));
             let id = format!("6b0e3a26-5{:03x}-1c2d", i * 7);
-            env.ok(&mount_args_with(
-                "detached",
-                &layers,
-                &target,
-                &["--id", &id],
-            ));
+            env.ok(&mount_args_with(best(), &layers, &target, &["--id", &id]));
             (target, id)
         })
         .collect()

@@ -130,7 +130,7 @@ fn a_users_symlink_cannot_redirect_the_workdir() {
 /// `rootfs` the swapped path now leads to, never gets a mount.
 #[test]
 fn swapping_a_parent_while_mounting_never_mounts_elsewhere() {
-    for strategy in STRATEGIES {
+    for strategy in strategies() {
         for swapped in ["c", "u"] {
             let what = format!("{strategy}, {swapped} swapped");
             let env = Env::new();
@@ -180,7 +180,7 @@ fn swapping_a_parent_while_mounting_never_mounts_elsewhere() {
 /// exactly the layer it checked, or refuses; never the swapped-in one.
 #[test]
 fn a_layer_swapped_after_the_check_is_never_read() {
-    for strategy in STRATEGIES {
+    for strategy in strategies() {
         let env = Env::new();
         let home = nobody_dir(&env, "home");
         let l1 = nobody_dir(&env, "home/img/l1");
@@ -324,7 +324,7 @@ fn umount_and_gc_never_unmount_through_a_swapped_parent() {
     for remover in [Remover::BusyUmount, Remover::Umount, Remover::GcOfACrash] {
         for trial in 0..20 {
             let what = format!("{remover:?} trial {trial}");
-            let args = mount_args("detached", &layers, &target);
+            let args = mount_args(best(), &layers, &target);
             let id = match remover {
                 Remover::GcOfACrash => {
                     let out = env.run_at("overlay-mounted:kill", &args);
@@ -458,7 +458,7 @@ fn the_rollback_unmounts_only_its_own_overlay() {
     let paused = Paused::start(
         &env,
         "temp-unmounted:pause,record-mounted:fail",
-        &mount_args("detached", &layers, &target),
+        &mount_args(best(), &layers, &target),
     );
     sh(&env, &format!("mount -t tmpfs stacked {}", s(&target)));
     let status = paused.resume();

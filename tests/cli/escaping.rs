@@ -27,7 +27,7 @@ fn control_characters_never_reach_the_terminal() {
     let layers = env.layers(2);
     let target = env.mkdir(TARGET_NAME);
     let id = env
-        .ok(&mount_args("detached", &layers, &target))
+        .ok(&mount_args(best(), &layers, &target))
         .trim()
         .to_string();
 
@@ -90,7 +90,7 @@ fn control_characters_never_reach_the_terminal() {
     );
     assert_escaped("umount warning", &both(&gone));
 
-    env.ok(&mount_args("detached", &layers, &target));
+    env.ok(&mount_args(best(), &layers, &target));
     env.plain_umount(&target);
     let gc = env.run(&["gc"]);
     assert!(gc.status.success(), "{}", stderr(&gc));

@@ -162,7 +162,7 @@ fn works_again(env: &Env) {
 
 #[test]
 fn a_full_state_filesystem_fails_before_mounting() {
-    for strategy in STRATEGIES {
+    for strategy in strategies() {
         let env = Env::new();
         state_on_tmpfs(&env, "size=256k,nr_inodes=64");
         env.ok(&["inspect", "--features"]); // the state tree and its probe
@@ -189,7 +189,7 @@ fn a_state_filesystem_without_inodes_fails_before_mounting() {
             Err(e) => panic!("{e}"),
         }
     }
-    mount_fails_cleanly(&env, "detached", &["No space left on device"], "no inodes");
+    mount_fails_cleanly(&env, best(), &["No space left on device"], "no inodes");
     unfill(&env, &env.state);
     works_again(&env);
 }
@@ -212,7 +212,7 @@ fn a_full_state_filesystem_on_first_use_fails_before_mounting() {
 
 #[test]
 fn a_read_only_state_filesystem_fails_before_mounting() {
-    for strategy in STRATEGIES {
+    for strategy in strategies() {
         let env = Env::new();
         state_on_tmpfs(&env, "size=1m");
         works_again(&env);

@@ -16,11 +16,113 @@ use std::process::{Child, ChildStdin, Command, Output, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_idmap-overlay");
 
-/// The strategies a test runs through, and the steps of `mount` and
-/// `umount` where it can crash, fail or pause the tool (the library's own
-/// lists, so a new step is tested everywhere).
+/// Every strategy, and the steps of `mount` and `umount` where it can
+/// crash, fail or pause the tool (the library's own lists, so a new step is
+/// tested everywhere). Tests run through [`strategies`], the ones this
+/// kernel has; a strategy it lacks is tested for its clear refusal.
 pub const STRATEGIES: [&str; 3] = ["detached", "common-dir", "per-layer"];
+
+/// What the running kernel can do, by the tool's own probe
+/// (`inspect --features`), never by its version string.
+#[derive(Debug)]
+pub struct Kernel {
+    pub release: String,
+    pub idmapped_mounts: bool,
+    pub detached: bool,
+    pub idmapped_tmpfs: bool,
+    pub statmount_idmaps: bool,
+    pub unique_mount_ids: bool,
+}
+
+/// The kernel's features, probed once per run in an environment of its
+/// own. The first call prints them on stderr past the test harness's
+/// capture, so every run's output says which feature set it ran with.
+pub fn kernel() -> &'static Kernel {
+    static KERNEL: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+    KERNEL.get_or_init(|| {
+        let env = Env::new();
+        env.ok(&["gc"]); // makes the state directory
+        let f: serde_json::Value =
+            serde_json::from_str(&env.ok(&["inspect", "--features", "--json"])).unwrap();
+        let yes = |key: &str| {
+            f[key]
+                .as_bool()
+                .unwrap_or_else(|| panic!("inspect --features has no {key}: {f}"))
+        };
+        let kernel = Kernel {
+            release: f["kernel"].as_str().unwrap().to_string(),
+            idmapped_mounts: yes("idmapped_mounts"),
+            detached: yes("detached"),
+            idmapped_tmpfs: yes("idmapped_tmpfs"),
+            statmount_idmaps: yes("statmount_idmaps"),
+            unique_mount_ids: yes("unique_mount_ids"),
+        };
+        let _ = writeln!(
+            std::io::stderr(),
+            "cli: kernel {}: idmapped mounts {}, detached {}, idmapped tmpfs {}, statmount id maps {}, unique mount ids {}",
+            kernel.release,
+            kernel.idmapped_mounts,
+            kernel.detached,
+            kernel.idmapped_tmpfs,
+            kernel.statmount_idmaps,
+            kernel.unique_mount_ids
+        );
+        kernel
+    })
+}
+
+/// Does this kernel have what `strategy` needs?
+pub fn supported(strategy: &str) -> bool {
+    match strategy {
+        "detached" => kernel().detached,
+        _ => kernel().idmapped_mounts,
+    }
+}
+
+/// The strategies this kernel has, in [`STRATEGIES`] order.
+pub fn strategies() -> Vec<&'static str> {
+    STRATEGIES.into_iter().filter(|s| supported(s)).collect()
+}
+
+/// What `auto` picks here: `detached` where the kernel has it.
+pub fn best() -> &'static str {
+    if kernel().detached {
+        "detached"
+    } else {
+        "common-dir"
+    }
+}
+
+/// `strategy` (one this kernel lacks) is refused: exit 32, one message
+/// that names what it needs and what to use, nothing left behind.
+pub fn assert_refused(env: &Env, strategy: &str, layers: &[PathBuf], target: &Path) {
+    assert!(!supported(strategy), "{strategy} works on this kernel");
+    let (upper, work) = (env.mkdir("refused/upper"), env.mkdir("refused/work"));
+    let out = env.run(&mount_args_with(
+        strategy,
+        layers,
+        target,
+        &["--upperdir", s(&upper), "--workdir", s(&work)],
+    ));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(32), "{strategy}: {err}");
+    assert!(
+        err.contains("a kernel after 6.12") && err.contains("--strategy common-dir"),
+        "{strategy}: {err}"
+    );
+    env.assert_clean();
+}
 pub use idmap_overlay::testpoint::{MOUNT_POINTS, UMOUNT_POINTS};
+
+/// The mount steps this kernel's strategies reach: `tree-open` is the
+/// detached strategy's alone.
+pub fn reachable_mount_points() -> Vec<&'static str> {
+    MOUNT_POINTS
+        .iter()
+        .copied()
+        .filter(|p| *p != "tree-open" || kernel().detached)
+        .collect()
+}
 
 /// Mounting tests need root; they fail (never skip) without it.
 pub fn require_root() {
