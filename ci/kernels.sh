@@ -159,11 +159,20 @@ value() {
     esac
 }
 
+# A refusal (exit 32) must say which kernel it needs.
+unclear() {
+    case "$(value "$1" "$2")" in
+    exit-32*) ! grep -qE 'Linux [0-9]+\.[0-9]+|a kernel after [0-9]+\.[0-9]+' <<<"${notes[$1:$2]:-}" ;;
+    *) false ;;
+    esac
+}
+
 # The table: a cell is the result, or "✗ result (expected X)".
 cell() {
     local k=$1 c=$2 v want
     v=$(value "$k" "$c")
     want=$(expected "$k" "$c")
+    if unclear "$k" "$c"; then printf '✗ %s (the message names no kernel)' "$v"; return; fi
     if [ "$want" = any ] || [ "$v" = "$want" ] || [[ "$want" = passed && "$v" = *-passed && "$v" != FAILED* ]]; then printf '%s' "$v"
     else printf '✗ %s (expected %s)' "$v" "$want"; fi
 }
@@ -193,7 +202,8 @@ What the tool does on the kernels container hosts run, measured by
 below boots in QEMU with a small initramfs whose `/init`
 ([ci/kernels/init](../ci/kernels/init)) runs the checks on an ext4 image
 and reports. A check a kernel cannot pass is expected to be refused with
-exit 32 and a message, leaving nothing mounted and nothing recorded; a cell
+exit 32 and a message that names the kernel needed (below), leaving
+nothing mounted and nothing recorded; a cell
 marked ✗ is a result other than the expected one (and the script fails).
 
 - `feature:*`: `idmap-overlay inspect --features --json` on that kernel.
