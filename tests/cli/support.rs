@@ -156,9 +156,10 @@ impl Namespace {
             holder,
             utab: tempfile::tempdir().unwrap(),
         };
-        // Wait until the holder runs in its new namespace.
+        // Wait until the holder runs in its new namespace (up to 10s: under
+        // emulation, as in ci/kernels.sh, starting it took more than 1s).
         let mine = fs::read_link("/proc/self/ns/mnt").unwrap();
-        for _ in 0..500 {
+        for _ in 0..5000 {
             if let Ok(theirs) = fs::read_link(format!("/proc/{}/ns/mnt", ns.pid()))
                 && theirs != mine
             {
