@@ -36,8 +36,16 @@ done
 if ! command -v file >/dev/null; then missing+=(file); fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "kernels: installing ${missing[*]}"
+    had_qemu_img=$(command -v qemu-img || true)
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # A qemu-utils from elsewhere (a backport) conflicts with the archive's
+    # qemu-system-x86, and apt removes it: put the archive's back, so the
+    # machine keeps its qemu-img.
+    if [ -n "$had_qemu_img" ] && ! command -v qemu-img >/dev/null; then
+        echo "kernels: reinstalling qemu-utils (removed by the qemu-system-x86 install)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-utils >/dev/null
+    fi
 fi
 
 # name  suite  package pattern (the newest the archive serves is taken)

@@ -434,6 +434,11 @@ pub fn collect(
             record_outcome(&mut report, &mut busy, finding, act(state, snap, finding));
         }
     }
+    // A signal that landed while an item was in hand ended that item (it
+    // failed as interrupted): the run was interrupted all the same.
+    if report.interrupted.is_none() && state.cancel.is_cancelled() {
+        report.interrupted = Some(state.cancel.signal().unwrap_or(0));
+    }
     let waited = started.elapsed();
     for (finding, mount_id) in busy {
         report.failed.push(item(

@@ -221,3 +221,27 @@ fn a_signal_after_the_unmount_finishes_it() {
         env.assert_clean();
     }
 }
+
+/// A signal that lands while gc works on its last item (here its only
+/// one) still makes the run `interrupted` (exit 8), not a partial run
+/// (exit 64) whose failure is the interruption itself.
+#[test]
+fn a_signal_during_gcs_last_item_is_reported_as_interrupted() {
+    for signal in SIGNALS {
+        let env = Env::new();
+        let layers = env.layers(2);
+        let target = env.mkdir("mnt");
+        let out = env.run_at(
+            "overlay-mounted:kill",
+            &crate::support::mount_args(best(), &layers, &target),
+        );
+        assert_eq!(out.status.code(), None, "not killed: {}", stderr(&out));
+        let stopped = Stopped::start(&env, "record-unmounting", &["gc"])
+            .expect("gc reaches record-unmounting");
+        let (code, err) = stopped.signal_and_resume(signal);
+        assert_eq!(code, Some(8), "{signal:?}: {err}");
+        assert!(err.contains("interrupted by signal"), "{signal:?}: {err}");
+        env.ok(&["gc"]);
+        env.assert_clean();
+    }
+}
