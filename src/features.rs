@@ -263,7 +263,7 @@ pub fn remove_probe_dir(path: &Path) -> Option<String> {
 /// The name of a filesystem type, for `inspect --features`.
 fn fs_type_name(fd: std::os::fd::BorrowedFd<'_>) -> String {
     match sys::fs_magic(fd) {
-        Ok(0x0102_1994) => "tmpfs".into(),
+        Ok(sys::TMPFS_MAGIC) => "tmpfs".into(),
         Ok(0xef53) => "ext4".into(),
         Ok(0x5846_5342) => "xfs".into(),
         Ok(0x9123_683e) => "btrfs".into(),

@@ -411,7 +411,6 @@ pub fn collect(
             continue;
         }
         if state.cancel.is_cancelled() {
-            report.interrupted = Some(state.cancel.signal().unwrap_or(0));
             report
                 .skipped
                 .push(item(finding, "interrupted; left for the next run".into()));
@@ -420,23 +419,20 @@ pub fn collect(
         record_outcome(&mut report, &mut busy, finding, act(state, snap, finding));
     }
     let mut pause = Duration::from_millis(5);
-    while !busy.is_empty() && report.interrupted.is_none() {
+    while !busy.is_empty() && !state.cancel.is_cancelled() {
         let left = timeout.saturating_sub(started.elapsed());
         if left.is_zero() {
             break;
         }
         std::thread::sleep(pause.min(left));
         pause = (pause * 2).min(Duration::from_millis(100));
-        if state.cancel.is_cancelled() {
-            report.interrupted = Some(state.cancel.signal().unwrap_or(0));
-        }
         for (finding, _) in std::mem::take(&mut busy) {
             record_outcome(&mut report, &mut busy, finding, act(state, snap, finding));
         }
     }
-    // A signal that landed while an item was in hand ended that item (it
-    // failed as interrupted): the run was interrupted all the same.
-    if report.interrupted.is_none() && state.cancel.is_cancelled() {
+    // Whenever the signal landed (between items, while one was in hand,
+    // during a pause), the run was interrupted.
+    if state.cancel.is_cancelled() {
         report.interrupted = Some(state.cancel.signal().unwrap_or(0));
     }
     let waited = started.elapsed();

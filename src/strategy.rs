@@ -52,8 +52,6 @@ pub struct OverlaySpec<'a> {
     pub cancel: &'a Cancel,
 }
 
-const TMPFS_MAGIC: i64 = 0x0102_1994;
-
 /// A detached, idmapped, read-only, private clone of the directory `dir`:
 /// in no mount table, gone when the fd is closed (and the mounts that use
 /// it let go).
@@ -71,7 +69,7 @@ fn idmapped_tree(dir: &Resolved, userns: BorrowedFd<'_>) -> Result<OwnedFd> {
     sys::idmap_tree(tree.as_fd(), userns).map_err(|e| {
         let hint = if e.raw_os_error() == Some(nix::errno::Errno::ENOSYS as i32) {
             "this kernel has no mount_setattr: idmapped mounts need Linux 5.12+, idmapped overlay layers 5.19+"
-        } else if sys::fs_magic(dir.fd.as_fd()).is_ok_and(|magic| magic == TMPFS_MAGIC) {
+        } else if sys::fs_magic(dir.fd.as_fd()).is_ok_and(|magic| magic == sys::TMPFS_MAGIC) {
             "it is on tmpfs, which takes idmapped mounts from Linux 6.3 on"
         } else {
             "does its filesystem support idmapped mounts?"

@@ -333,6 +333,8 @@ pub fn whole_file_is_locked(fd: BorrowedFd<'_>) -> io::Result<bool> {
 
 /// `PROC_SUPER_MAGIC` (linux/magic.h).
 pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+/// `TMPFS_MAGIC` (linux/magic.h).
+pub const TMPFS_MAGIC: i64 = 0x0102_1994;
 
 /// The filesystem type (`f_type` of fstatfs(2)) of what `fd` refers to.
 pub fn fs_magic(fd: BorrowedFd<'_>) -> io::Result<i64> {
