@@ -11,7 +11,7 @@
 //! Paths and commands are printed lossily as UTF-8: this is a debugging
 //! aid, not an interface.
 
-use idmap_overlay::namespaces::{Device, Scan, TableSource, current_namespace};
+use idmap_overlay::kernel::namespaces::{Device, Scan, TableSource, current_namespace};
 use serde_json::{Value, json};
 use std::path::Path;
 

@@ -19,28 +19,13 @@ macro_rules! errln {
     };
 }
 
-// The binary: the command line, what it prints, exit codes and signals.
-// Everything else is the library's (src/lib.rs).
-mod cli;
+// The command line: everything only the binary needs (src/cmd/). The
+// library (src/lib.rs) knows nothing of it.
 mod cmd;
-mod escape;
-mod exit;
-mod inspect;
-mod metrics;
-mod mount_helper;
-mod signals;
-mod table;
-
-// The library's modules, under the names the binary's modules use.
-use idmap_overlay::{
-    atomic_write, describe_io, features, findings, gc, idmap, mount, overlay, state, umount,
-};
-
-use idmap_overlay::mountinfo;
 
 use clap::Parser;
-use cli::Cli;
-use exit::{Code, code_of};
+use cmd::args::Cli;
+use cmd::exit::{Code, code_of};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -49,7 +34,7 @@ fn main() -> ExitCode {
     // the same binary under that name speaks the helper's conventions.
     if argv
         .first()
-        .is_some_and(|argv0| mount_helper::invoked_as_helper(argv0))
+        .is_some_and(|argv0| cmd::mount_helper::invoked_as_helper(argv0))
     {
         return helper_main(&argv[1..]);
     }
@@ -80,14 +65,20 @@ fn main() -> ExitCode {
 }
 
 fn helper_main(args: &[std::ffi::OsString]) -> ExitCode {
-    let helper = match mount_helper::parse_args(args) {
+    let helper = match cmd::mount_helper::parse_args(args) {
         Ok(helper) => helper,
-        Err(err) => return finish(mount_helper::HELPER_NAME, Err(err)),
+        Err(err) => return finish(cmd::mount_helper::HELPER_NAME, Err(err)),
     };
-    init_logging(mount_helper::HELPER_NAME, false, u8::from(helper.verbose));
+    init_logging(
+        cmd::mount_helper::HELPER_NAME,
+        false,
+        u8::from(helper.verbose),
+    );
     finish(
-        mount_helper::HELPER_NAME,
-        guard_panics(mount_helper::HELPER_NAME, || mount_helper::run(&helper)),
+        cmd::mount_helper::HELPER_NAME,
+        guard_panics(cmd::mount_helper::HELPER_NAME, || {
+            cmd::mount_helper::run(&helper)
+        }),
     )
 }
 
@@ -110,7 +101,7 @@ fn guard_panics(
             .unwrap_or_default();
         errln!(
             "{program}: internal error: {}{place} (please report)",
-            escape::escape(&what)
+            cmd::escape::escape(&what)
         );
     }));
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(command)) {
@@ -140,7 +131,7 @@ fn init_logging(program: &'static str, quiet: bool, verbose: u8) {
                 log::Level::Trace => "trace",
             };
             let text = record.args().to_string();
-            writeln!(out, "{program}: {level}: {}", escape::escape(&text))
+            writeln!(out, "{program}: {level}: {}", cmd::escape::escape(&text))
         })
         .init();
 }
@@ -150,7 +141,7 @@ fn finish(program: &str, result: anyhow::Result<Code>) -> ExitCode {
         Ok(code) => ExitCode::from(code.as_u8()),
         Err(err) => {
             let text = format!("{err:#}");
-            errln!("{program}: {}", escape::escape(&text));
+            errln!("{program}: {}", cmd::escape::escape(&text));
             ExitCode::from(code_of(&err).as_u8())
         }
     }

@@ -138,8 +138,9 @@ fn sixteen_threads_mount_and_unmount_through_the_api() {
     // No process-wide side effect: the working directory is where it was.
     assert_eq!(std::env::current_dir().unwrap(), cwd);
     // And nothing for gc to find.
-    let snapshot = idmap_overlay::gc::gather(&state, Vec::new(), Duration::ZERO, false).unwrap();
-    assert!(idmap_overlay::findings::classify(&snapshot).is_empty());
+    let snapshot =
+        idmap_overlay::ops::cleanup::gather(&state, Vec::new(), Duration::ZERO, false).unwrap();
+    assert!(idmap_overlay::ops::leaks::classify(&snapshot).is_empty());
 }
 
 /// A raised [`Cancel`] stops a mount before it starts and leaves nothing;

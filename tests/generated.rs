@@ -3,7 +3,7 @@
 //! cleanly, and completing recorded ids and targets for real in each shell
 //! that is installed (bash always is).
 
-#[path = "../src/cli.rs"]
+#[path = "../src/cmd/args.rs"]
 mod cli;
 #[path = "../examples/gen-docs/docs.rs"]
 #[allow(dead_code)]

@@ -3,7 +3,7 @@
 //! checked-in files differ from what this writes.
 
 // The binary's command line, as the binary reads it.
-#[path = "../../src/cli.rs"]
+#[path = "../../src/cmd/args.rs"]
 mod cli;
 mod docs;
 

@@ -4,10 +4,10 @@
 //! errors into the user's prompt, nor make /run/idmap-overlay by pressing Tab.
 
 use super::Context;
-use crate::cli::CompleteIdsArgs;
-use crate::exit::Code;
-use crate::state::StateDir;
+use crate::cmd::args::CompleteIdsArgs;
+use crate::cmd::exit::Code;
 use anyhow::Result;
+use idmap_overlay::state::StateDir;
 use std::path::Path;
 
 /// The words to offer: every record's id, then every target, sorted and

@@ -1,8 +1,10 @@
 use super::{Context, require_root};
-use crate::cli::GcArgs;
-use crate::exit::{Code, Coded, fail};
-use crate::{findings, gc, metrics};
+use crate::cmd::args::GcArgs;
+use crate::cmd::exit::{Code, Coded, fail};
+use crate::cmd::metrics;
 use anyhow::Result;
+use idmap_overlay::ops::cleanup as gc;
+use idmap_overlay::ops::leaks as findings;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -26,7 +28,7 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
             );
         }
     }
-    crate::signals::cancel_on_interrupt();
+    crate::cmd::signals::cancel_on_interrupt();
     // A dry run only looks: it creates nothing.
     let mut state = match args.dry_run {
         true => ctx.state_to_read()?,
@@ -60,7 +62,7 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
 /// the run's own numbers.
 fn write_metrics(
     path: &Path,
-    state: &crate::state::StateDir,
+    state: &idmap_overlay::state::StateDir,
     foreign: Vec<PathBuf>,
     min_age: Duration,
     report: &gc::Report,
@@ -119,8 +121,8 @@ fn render_gc(report: &gc::Report) -> String {
             out.push_str(&format!(
                 "{verb}: {} {} ({})\n",
                 kind(i.kind),
-                crate::escape::path(&i.path),
-                crate::escape::escape(&i.reason)
+                crate::cmd::escape::path(&i.path),
+                crate::cmd::escape::escape(&i.reason)
             ));
         }
     }
@@ -133,12 +135,12 @@ fn render_gc(report: &gc::Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::golden::check;
+    use crate::cmd::views::golden::check;
 
     #[test]
     fn gc_report() {
-        use idmap_overlay::findings::Kind;
-        use idmap_overlay::gc::{Item, Report};
+        use idmap_overlay::ops::cleanup::{Item, Report};
+        use idmap_overlay::ops::leaks::Kind;
         let report = Report {
             version: 1,
             dry_run: false,

@@ -1,10 +1,14 @@
 use super::{Context, require_root};
-use crate::cli::{Format, InspectArgs};
-use crate::exit::{Code, Coded, fail};
-use crate::table::{self, Layout};
-use crate::{features, findings, gc, inspect, metrics};
+use crate::cmd::args::{Format, InspectArgs};
+use crate::cmd::exit::{Code, Coded, fail};
+use crate::cmd::metrics;
+use crate::cmd::table::{self, Layout};
+use crate::cmd::views;
 use anyhow::Result;
 use clap::ValueEnum;
+use idmap_overlay::ops::cleanup as gc;
+use idmap_overlay::ops::features;
+use idmap_overlay::ops::leaks as findings;
 use std::time::{Duration, Instant};
 
 impl InspectArgs {
@@ -42,15 +46,15 @@ impl InspectArgs {
 /// Probes in the state directory (under its lock, so gc can tell a crash's
 /// probe directory) or, where none exists yet, in a private temporary
 /// directory, removed after: looking creates nothing that stays.
-fn probe_features(state: &crate::state::StateDir) -> Result<features::Features> {
+fn probe_features(state: &idmap_overlay::state::StateDir) -> Result<features::Features> {
     if state.root.is_dir() {
         let _all = state.lock_all()?;
         return Ok(features::probe(state)?);
     }
     let temp = nix::unistd::mkdtemp("/tmp/idmap-overlay-features.XXXXXX")
         .code(Code::System, || "making a temporary probe directory".into())?;
-    let mut probe_state = crate::state::StateDir::unchecked(&temp);
-    probe_state.cancel = crate::signals::flag();
+    let mut probe_state = idmap_overlay::state::StateDir::unchecked(&temp);
+    probe_state.cancel = crate::cmd::signals::flag();
     let probed = features::probe(&probe_state);
     let _ = std::fs::remove_dir(&temp);
     Ok(probed?)
@@ -60,9 +64,9 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     let format = args.format()?;
     let json = format == Format::Json;
     let columns = if args.leaks {
-        inspect::LEAK_COLUMNS
+        views::LEAK_COLUMNS
     } else {
-        inspect::RECORD_COLUMNS
+        views::RECORD_COLUMNS
     };
     if args.list_columns {
         out!("{}", table::list(columns));
@@ -80,7 +84,7 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
         },
     };
     require_root()?;
-    crate::signals::cancel_on_interrupt();
+    crate::cmd::signals::cancel_on_interrupt();
     // Looking creates nothing: not the state directory, not a lock file.
     let state = ctx.state_to_read()?;
     if args.features {
@@ -88,7 +92,7 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
         if json {
             outln!("{}", serde_json::to_string_pretty(&found)?);
         } else {
-            out!("{}", inspect::render_features(&found));
+            out!("{}", views::render_features(&found));
         }
         return Ok(Code::Success);
     }
@@ -114,7 +118,7 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
             let out = serde_json::json!({"version": 1, "leaks": leaks});
             outln!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            let text = inspect::render_leaks(&leaks, &chosen, layout, sort)
+            let text = views::render_leaks(&leaks, &chosen, layout, sort)
                 .map_err(|e| fail(Code::Usage, e))?;
             out!("{text}");
         }
@@ -125,10 +129,10 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
             if json {
                 outln!(
                     "{}",
-                    serde_json::to_string_pretty(&inspect::mounts_json(snap))?
+                    serde_json::to_string_pretty(&views::mounts_json(snap))?
                 );
             } else {
-                let text = inspect::render_table(snap, &chosen, layout, sort)
+                let text = views::render_table(snap, &chosen, layout, sort)
                     .map_err(|e| fail(Code::Usage, e))?;
                 out!("{text}");
             }
@@ -136,13 +140,13 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
         Some(what) => {
             let record = match what.contains('/') {
                 true => {
-                    let path = crate::umount::resolve_target(what)?;
+                    let path = idmap_overlay::ops::unmounting::resolve_target(what)?;
                     snap.records.iter().find(|r| r.target == path)
                 }
                 false => {
                     let ids: Vec<&str> = snap.records.iter().map(|r| r.id.as_str()).collect();
-                    let id =
-                        crate::state::match_id(what, &ids).map_err(|e| fail(Code::Usage, e))?;
+                    let id = idmap_overlay::state::match_id(what, &ids)
+                        .map_err(|e| fail(Code::Usage, e))?;
                     snap.records.iter().find(|r| Some(r.id.as_str()) == id)
                 }
             }
@@ -152,15 +156,15 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
                     format!(
                         "{what}: no idmap-overlay record by that {}{}",
                         if what.contains('/') { "target" } else { "id" },
-                        crate::umount::path_hint(what)
+                        idmap_overlay::ops::unmounting::path_hint(what)
                     ),
                 )
             })?;
-            let detail = inspect::Detail::of(snap, record, kernel_maps(&snap.health(record)));
+            let detail = views::Detail::of(snap, record, kernel_maps(&snap.health(record)));
             if json {
                 outln!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
-                out!("{}", inspect::render_detail(&detail, snap.now));
+                out!("{}", views::render_detail(&detail, snap.now));
             }
         }
     }
@@ -169,8 +173,8 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
 
 /// The maps as the kernel reports them for one of the overlay's idmapped
 /// mounts, where one is attached and the kernel can say.
-fn kernel_maps(health: &findings::Health) -> inspect::KernelMaps {
-    let unavailable = |note: &str| inspect::KernelMaps {
+fn kernel_maps(health: &findings::Health) -> views::KernelMaps {
+    let unavailable = |note: &str| views::KernelMaps {
         from: None,
         uid_lines: vec![],
         gid_lines: vec![],
@@ -181,23 +185,23 @@ fn kernel_maps(health: &findings::Health) -> inspect::KernelMaps {
             "no idmapped mount of this overlay is attached (overlayfs keeps private clones of its layers), so the kernel cannot be asked; the maps above are as recorded",
         );
     };
-    match crate::mountinfo::kernel_idmaps(temp) {
-        crate::mountinfo::KernelIdmaps::Read {
+    match idmap_overlay::kernel::mount_table::kernel_idmaps(temp) {
+        idmap_overlay::kernel::mount_table::KernelIdmaps::Read {
             uid_lines,
             gid_lines,
-        } => inspect::KernelMaps {
+        } => views::KernelMaps {
             from: Some(temp.clone()),
             uid_lines,
             gid_lines,
             note: "read with statmount(2)".into(),
         },
-        crate::mountinfo::KernelIdmaps::NoUniqueId => {
+        idmap_overlay::kernel::mount_table::KernelIdmaps::NoUniqueId => {
             unavailable("this kernel has no unique mount ids (STATX_MNT_ID_UNIQUE, Linux 6.8+)")
         }
-        crate::mountinfo::KernelIdmaps::NotReported => {
+        idmap_overlay::kernel::mount_table::KernelIdmaps::NotReported => {
             unavailable("this kernel's statmount(2) does not report id maps (Linux 6.15+)")
         }
-        crate::mountinfo::KernelIdmaps::Failed(e) => {
+        idmap_overlay::kernel::mount_table::KernelIdmaps::Failed(e) => {
             unavailable(&format!("statmount(2) failed: {e}"))
         }
     }

@@ -1,16 +1,28 @@
 //! The command line: one file per subcommand, each an `Args` struct and a
 //! `run` that calls into the library.
 
+// One file per subcommand:
 pub mod complete;
 pub mod gc;
 pub mod inspect;
 pub mod mount;
 pub mod umount;
 
-use crate::cli::{Cli, Command};
-use crate::exit::{Code, fail};
-use crate::state::StateDir;
+// What they share: the arguments, exit codes, escaping, signals, tables
+// and views, metrics, and the mount(8) helper.
+pub mod args;
+pub mod escape;
+pub mod exit;
+pub mod metrics;
+pub mod mount_helper;
+pub mod signals;
+pub mod table;
+pub mod views;
+
+use crate::cmd::args::{Cli, Command};
+use crate::cmd::exit::{Code, fail};
 use anyhow::Result;
+use idmap_overlay::state::StateDir;
 use std::path::PathBuf;
 
 /// What every subcommand gets besides its own arguments.
@@ -24,14 +36,14 @@ impl Context {
     /// `--state-dir`, else `IDMAP_OVERLAY_STATE_DIR` (an empty one counts
     /// as unset), else the default.
     pub fn new(flag: Option<PathBuf>) -> Context {
-        let env = std::env::var_os(crate::state::DIR_ENV).filter(|v| !v.is_empty());
+        let env = std::env::var_os(idmap_overlay::state::DIR_ENV).filter(|v| !v.is_empty());
         match flag.or(env.map(PathBuf::from)) {
             Some(state_dir) => Context {
                 state_dir,
                 explicit: true,
             },
             None => Context {
-                state_dir: PathBuf::from(crate::state::DEFAULT_DIR),
+                state_dir: PathBuf::from(idmap_overlay::state::DEFAULT_DIR),
                 explicit: false,
             },
         }
@@ -40,7 +52,7 @@ impl Context {
     /// The checked state directory (created if missing).
     pub fn state(&self) -> Result<StateDir> {
         let mut state = StateDir::open(&self.state_dir)?;
-        state.cancel = crate::signals::flag();
+        state.cancel = crate::cmd::signals::flag();
         Ok(state)
     }
 
@@ -50,7 +62,7 @@ impl Context {
     /// was named.
     pub fn state_to_read(&self) -> Result<StateDir> {
         let mut state = StateDir::open_to_read(&self.state_dir, self.explicit)?;
-        state.cancel = crate::signals::flag();
+        state.cancel = crate::cmd::signals::flag();
         Ok(state)
     }
 }
@@ -111,7 +123,7 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Gc(args) => gc::run(args, &ctx),
         Command::Inspect(args) => {
             let code = inspect::run(args, &ctx)?;
-            match crate::signals::received() {
+            match crate::cmd::signals::received() {
                 Some(signal) => Err(fail(
                     Code::Interrupted,
                     format!("interrupted by signal {signal}"),

@@ -1,10 +1,10 @@
 use super::{Context, require_root};
-use crate::cli::MountArgs;
-use crate::exit::{Code, usage};
-use crate::idmap::{self, IdRange};
-use crate::mount::{Maps, MountRequest};
-use crate::overlay;
+use crate::cmd::args::MountArgs;
+use crate::cmd::exit::{Code, usage};
 use anyhow::Result;
+use idmap_overlay::base::idmap::{self, IdRange};
+use idmap_overlay::base::overlay;
+use idmap_overlay::ops::mounting::{Maps, MountRequest};
 use std::path::PathBuf;
 
 /// Merges one value that may come from a flag or from `-o`, refusing both.
@@ -93,15 +93,15 @@ pub fn request(args: &MountArgs) -> Result<MountRequest> {
         strategy: args.strategy,
         id: args.id.clone(),
         timeout: args.timeout,
-        cancel: crate::signals::flag(),
+        cancel: crate::cmd::signals::flag(),
     })
 }
 
 pub fn run(args: MountArgs, ctx: &Context) -> Result<Code> {
     let req = request(&args)?;
     require_root()?;
-    crate::signals::cancel_on_interrupt();
-    let record = crate::mount::mount(&req, &ctx.state_dir)?;
+    crate::cmd::signals::cancel_on_interrupt();
+    let record = idmap_overlay::ops::mounting::mount(&req, &ctx.state_dir)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&record)?);
     } else {

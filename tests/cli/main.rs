@@ -4,7 +4,7 @@
 mod support;
 
 // The binary's command line, to check shipped command lines parse.
-#[path = "../../src/cli.rs"]
+#[path = "../../src/cmd/args.rs"]
 #[allow(dead_code)]
 mod cli;
 

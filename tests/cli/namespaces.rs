@@ -5,7 +5,7 @@
 //! test's namespace would: on a thread that has entered it.
 
 use crate::support::*;
-use idmap_overlay::namespaces::{
+use idmap_overlay::kernel::namespaces::{
     Device, DirRole, Scan, TableSource, Via, current_namespace, namespace_id,
 };
 use nix::sched::CloneFlags;
@@ -256,7 +256,7 @@ fn finds_copies_in_other_namespaces_until_their_holders_exit() {
 
     // The upperdir and workdir are in use, whatever the name they are
     // given.
-    let namespaces_of = |uses: &[idmap_overlay::namespaces::DirUse]| {
+    let namespaces_of = |uses: &[idmap_overlay::kernel::namespaces::DirUse]| {
         let mut ns: Vec<u64> = uses
             .iter()
             .flat_map(|u| u.places.iter().map(|p| p.ns))
@@ -417,7 +417,7 @@ fn scan_until(
     pid: u32,
     dir: &Path,
     done: impl Fn(&Scan) -> bool,
-) -> (Scan, Vec<idmap_overlay::namespaces::DirUse>) {
+) -> (Scan, Vec<idmap_overlay::kernel::namespaces::DirUse>) {
     for _ in 0..500 {
         let dir = dir.to_path_buf();
         let (scan, using) = in_namespace_of(pid, move || {

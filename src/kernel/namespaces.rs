@@ -23,7 +23,7 @@
 //! (commands, paths, sources) are kept raw, unescaped from the kernel's
 //! encoding: whoever shows them escapes them.
 
-use crate::sys;
+use crate::kernel::sys;
 use nix::errno::Errno;
 use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -377,17 +377,17 @@ pub struct Scan {
 /// Moves the calling thread into the mount namespace at `path` (setns(2)
 /// with CLONE_NEWNS): `/proc/PID/ns/mnt` or a bind mount of one, opened
 /// safely. A process must still be single-threaded to do this.
-pub fn enter_mount_namespace(path: &Path) -> crate::Result<()> {
-    use crate::error::{Context, fail};
-    let file = crate::resolve::open_namespace_file(path).map_err(|e| {
+pub fn enter_mount_namespace(path: &Path) -> crate::base::error::Result<()> {
+    use crate::base::error::{Context, fail};
+    let file = crate::kernel::resolve::open_namespace_file(path).map_err(|e| {
         fail(
-            crate::ErrorKind::InvalidInput,
+            crate::base::error::ErrorKind::InvalidInput,
             format!("opening the namespace: {}", e.describe(path)),
         )
         .with_path(path)
     })?;
     nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNS)
-        .fail_as(crate::ErrorKind::Mount, || {
+        .fail_as(crate::base::error::ErrorKind::Mount, || {
             "entering the mount namespace".into()
         })
 }
@@ -538,7 +538,7 @@ impl Scan {
                 Ok(ns) => members.push((pid, ns)),
                 // Exited since the listing: nothing to report.
                 Err(e) if exited(&e) => {}
-                Err(e) => uninspected.push((pid, crate::describe_io(&e))),
+                Err(e) => uninspected.push((pid, crate::base::error::describe_io(&e))),
             }
             path.pop();
             path.pop();
@@ -931,7 +931,10 @@ impl<'a> TableReader<'a> {
                     // ENOENT: ended, or ours to see no more; a member's
                     // mountinfo tells which.
                     if !exited(&err) {
-                        first_error = Some(format!("listmount: {}", crate::describe_io(&err)));
+                        first_error = Some(format!(
+                            "listmount: {}",
+                            crate::base::error::describe_io(&err)
+                        ));
                     }
                 }
             }
@@ -957,7 +960,7 @@ impl<'a> TableReader<'a> {
                 Err(err) => {
                     first_error.get_or_insert(format!(
                         "pid {pid}: reading mountinfo: {}",
-                        crate::describe_io(&err)
+                        crate::base::error::describe_io(&err)
                     ));
                 }
             }
@@ -1198,8 +1201,8 @@ pub struct Holder {
 
 impl Holder {
     /// The same, in the form `holders::describe_holders` shows.
-    pub fn to_unmount_holder(&self) -> crate::holders::Holder {
-        crate::holders::Holder {
+    pub fn to_unmount_holder(&self) -> crate::kernel::holders::Holder {
+        crate::kernel::holders::Holder {
             pid: self.pid,
             command: self.command.clone(),
             via: self.via.to_string(),

@@ -1,6 +1,6 @@
 //! The mount table as `/proc/<pid>/mountinfo` shows it (proc(5)).
 
-use crate::error::{Context, ErrorKind, Result, fail};
+use crate::base::error::{Context, ErrorKind, Result, fail};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,15 +128,15 @@ pub enum KernelIdmaps {
 /// Asks the kernel for the id maps of the mount at `mount_point` (reached
 /// by a safe walk, then by its unique id: never a later mount at the path).
 pub fn kernel_idmaps(mount_point: &Path) -> KernelIdmaps {
-    let unique = crate::resolve::resolve_entry(mount_point)
+    let unique = crate::kernel::resolve::resolve_entry(mount_point)
         .ok()
         .and_then(|place| place.open().ok())
-        .and_then(|fd| crate::sys::mount_ids(std::os::fd::AsFd::as_fd(&fd)).ok())
+        .and_then(|fd| crate::kernel::sys::mount_ids(std::os::fd::AsFd::as_fd(&fd)).ok())
         .and_then(|ids| ids.unique);
     let Some(unique) = unique else {
         return KernelIdmaps::NoUniqueId;
     };
-    match crate::sys::statmount_idmaps(unique) {
+    match crate::kernel::sys::statmount_idmaps(unique) {
         Ok(Some(maps)) => KernelIdmaps::Read {
             uid_lines: maps.uid_lines,
             gid_lines: maps.gid_lines,

@@ -13,11 +13,12 @@
 //! the overlay's mount once it exists, mount(8)'s own bookkeeping options are
 //! dropped, and the rest goes to `idmap-overlay mount -o`.
 
-use crate::cli::MountArgs;
 use crate::cmd;
-use crate::exit::{Code, fail};
-use crate::{idmap, overlay};
+use crate::cmd::args::MountArgs;
+use crate::cmd::exit::{Code, fail};
 use anyhow::Result;
+use idmap_overlay::base::idmap;
+use idmap_overlay::base::overlay;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
@@ -72,7 +73,7 @@ See idmap-overlay-mount(1) and idmap-overlay(1).
 /// Incorrect invocation, followed by the helper's synopsis as mount(8)
 /// helpers print it.
 fn usage_with_synopsis(message: impl Into<String>) -> anyhow::Error {
-    crate::exit::usage(format!("{}\n{USAGE}", message.into()))
+    crate::cmd::exit::usage(format!("{}\n{USAGE}", message.into()))
 }
 
 /// Parses `spec dir [-sfnv] [-N ns] [-o opts] [-t type]`, options anywhere,
@@ -256,9 +257,9 @@ pub fn mount_args(target: &Path, translation: &Translation) -> MountArgs {
 /// Enters the mount namespace of `-N` (setns(2) with CLONE_NEWNS; the
 /// process is still single-threaded here, as setns requires).
 fn enter_namespace(path: &Path) -> Result<()> {
-    idmap_overlay::namespaces::enter_mount_namespace(path).map_err(|e| {
+    idmap_overlay::kernel::namespaces::enter_mount_namespace(path).map_err(|e| {
         fail(
-            crate::exit::code_of_kind(e.kind()),
+            crate::cmd::exit::code_of_kind(e.kind()),
             format!("-N {}: {e}", path.display()),
         )
     })
@@ -291,14 +292,14 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
         }
         return Ok(Code::Success);
     }
-    crate::signals::cancel_on_interrupt();
-    let state_dir = match std::env::var_os(crate::state::DIR_ENV) {
+    crate::cmd::signals::cancel_on_interrupt();
+    let state_dir = match std::env::var_os(idmap_overlay::state::DIR_ENV) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(crate::state::DEFAULT_DIR),
+        _ => PathBuf::from(idmap_overlay::state::DEFAULT_DIR),
     };
     // The per-mount flags (ro, nosuid, ...) are part of the request: the
     // overlay's mount is made with them, never changed afterwards by path.
-    let record = crate::mount::mount(&req, &state_dir)?;
+    let record = idmap_overlay::ops::mounting::mount(&req, &state_dir)?;
     if helper.verbose {
         outln!(
             "{HELPER_NAME}: mounted {} (record {})",
@@ -406,7 +407,7 @@ mod tests {
             &["none", "/mnt", "-x"],
         ] {
             let err = parse_args(&args(input)).unwrap_err();
-            assert_eq!(crate::exit::code_of(&err), Code::Usage, "{input:?}");
+            assert_eq!(crate::cmd::exit::code_of(&err), Code::Usage, "{input:?}");
         }
         assert!(parse_args(&args(&["-h"])).unwrap().help);
     }
@@ -449,8 +450,8 @@ mod tests {
         assert_eq!(req.target, PathBuf::from("/mnt/c"));
         assert_eq!(req.lowerdirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(req.flags.words(), ["nosuid", "noatime"]);
-        assert_eq!(req.strategy, crate::overlay::Strategy::Auto);
-        assert_eq!(req.timeout, crate::cli::DEFAULT_TIMEOUT);
+        assert_eq!(req.strategy, idmap_overlay::base::overlay::Strategy::Auto);
+        assert_eq!(req.timeout, crate::cmd::args::DEFAULT_TIMEOUT);
     }
 
     use proptest::prelude::*;

@@ -2,13 +2,13 @@
 //! list and the feature list. Pure rendering of a snapshot (what the kernel
 //! says is asked in `cmd::inspect`), golden-tested.
 
-use crate::escape::escape;
-use crate::features::Features;
-use crate::findings::{Action, Finding, Health, Snapshot};
-use crate::idmap;
-use crate::state::Record;
-use crate::state::RecordState;
-use crate::table::{self, Column, Layout};
+use crate::cmd::escape::escape;
+use crate::cmd::table::{self, Column, Layout};
+use idmap_overlay::base::idmap;
+use idmap_overlay::ops::features::Features;
+use idmap_overlay::ops::leaks::{Action, Finding, Health, Snapshot};
+use idmap_overlay::state::Record;
+use idmap_overlay::state::RecordState;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -373,7 +373,7 @@ pub fn render_leaks(
             columns
                 .iter()
                 .map(|c| match c.name {
-                    "KIND" => crate::metrics::kind_name(f.kind),
+                    "KIND" => crate::cmd::metrics::kind_name(f.kind),
                     "MOUNT" => f
                         .mount_id
                         .map(|i| i.to_string())
@@ -435,11 +435,11 @@ pub(crate) mod golden {
     //! The shapes scripts and eyes rely on. `UPDATE_GOLDEN=1 cargo test`
     //! rewrites the files under tests/golden/ after a deliberate change.
     use super::*;
-    use crate::findings::classify;
-    use crate::idmap::IdRange;
-    use crate::mountinfo::parse_line;
-    use crate::overlay::Strategy;
-    use crate::state::{RecordState, source_tag};
+    use idmap_overlay::base::idmap::IdRange;
+    use idmap_overlay::base::overlay::Strategy;
+    use idmap_overlay::kernel::mount_table::parse_line;
+    use idmap_overlay::ops::leaks::classify;
+    use idmap_overlay::state::{RecordState, source_tag};
     use std::path::Path;
 
     pub(crate) fn check(name: &str, actual: &str) {
@@ -515,8 +515,8 @@ pub(crate) mod golden {
     }
 
     /// A container's process in a mount namespace of its own.
-    fn container(pid: u32, command: &str, root: bool) -> crate::findings::Elsewhere {
-        crate::findings::Elsewhere {
+    fn container(pid: u32, command: &str, root: bool) -> idmap_overlay::ops::leaks::Elsewhere {
+        idmap_overlay::ops::leaks::Elsewhere {
             pid: Some(pid),
             command: Some(command.into()),
             mount_ns: 4026532000 + u64::from(pid),
@@ -661,7 +661,7 @@ pub(crate) mod golden {
                     assert!(line.chars().count() <= w, "{name}: {line}");
                 }
                 let cell = line.split_whitespace().next().unwrap();
-                let matched = crate::state::match_id(cell, &ids).unwrap();
+                let matched = idmap_overlay::state::match_id(cell, &ids).unwrap();
                 assert_eq!(matched, Some(cell), "{name}: {cell} not accepted back");
                 assert!(seen.insert(cell.to_string()), "{name}: {cell} twice");
                 let target = line.split_whitespace().nth(1).unwrap();

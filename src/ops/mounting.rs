@@ -2,18 +2,18 @@
 //! overlay with the chosen strategy, record `mounted`. Every failure undoes
 //! what was done; a crash at any instant leaves what `gc` rolls back.
 
-use crate::Cancel;
-use crate::error::Result;
-use crate::error::{Context, ErrorKind, fail};
-use crate::idmap::{self, IdRange};
-use crate::namespaces::Scan;
-use crate::overlay::{self, MAX_LAYERS, Strategy, VfsFlags};
-use crate::proof::{Expected, unmount_proven};
-use crate::resolve::{Resolved, Resolver};
+use crate::base::cancel::Cancel;
+use crate::base::error::Result;
+use crate::base::error::{Context, ErrorKind, fail};
+use crate::base::idmap::{self, IdRange};
+use crate::base::overlay::{self, MAX_LAYERS, Strategy, VfsFlags};
+use crate::kernel::namespaces::Scan;
+use crate::kernel::proof::{Expected, unmount_proven};
+use crate::kernel::resolve::{Resolved, Resolver};
+use crate::kernel::sys::MountIds;
+use crate::ops::strategy::{OverlaySpec, PlannedTree, Target, TempMounts};
 use crate::state::{Record, RecordState, StateDir};
-use crate::strategy::{OverlaySpec, PlannedTree, Target, TempMounts};
-use crate::sys::MountIds;
-use crate::{features, state, strategy, testpoint, userns};
+use crate::{base::testpoint, kernel::userns, ops::features, ops::strategy, state};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs;
@@ -109,7 +109,7 @@ struct Checked {
     workdir: Option<Resolved>,
 }
 
-fn usage(message: String) -> crate::Error {
+fn usage(message: String) -> crate::base::error::Error {
     fail(ErrorKind::InvalidInput, message)
 }
 
@@ -142,7 +142,7 @@ fn check_dir_arg(
     };
     let resolved = resolver.resolve_dir(&absolute).map_err(|e| {
         let message = format!("{what} {text}: {}", e.describe(&absolute));
-        crate::Error::from(e).reworded(ErrorKind::InvalidInput, message)
+        crate::base::error::Error::from(e).reworded(ErrorKind::InvalidInput, message)
     })?;
     let canonical = resolved.path.to_str().ok_or_else(|| {
         usage(format!(
@@ -318,8 +318,8 @@ fn already_mounted(
         && record.options == option_strings(&req.options)
         && record.vfs_flags == req.flags.words();
     let proven = matches!(
-        crate::proof::prove(&checked.target.entry, &record.expected(), None),
-        crate::proof::Proof::Proven(_)
+        crate::kernel::proof::prove(&checked.target.entry, &record.expected(), None),
+        crate::kernel::proof::Proof::Proven(_)
     );
     (same && proven).then_some(record)
 }
@@ -521,14 +521,14 @@ fn replaced_stale(state: &StateDir, other: &Record, timeout: Duration) -> Result
     let Some(_lock) = state.try_lock_record(&other.id)? else {
         return Ok(false);
     };
-    let table = crate::mountinfo::read()?;
+    let table = crate::kernel::mount_table::read()?;
     if table
         .iter()
-        .any(|m| crate::umount::is_our_overlay(m, other))
+        .any(|m| crate::ops::unmounting::is_our_overlay(m, other))
     {
         return Ok(false);
     }
-    crate::umount::teardown(state, &mut other.clone(), &table, timeout)?;
+    crate::ops::unmounting::teardown(state, &mut other.clone(), &table, timeout)?;
     log::warn!(
         "{}: overlay {} was already unmounted (behind idmap-overlay's back); replacing its record",
         other.target.display(),
@@ -629,7 +629,7 @@ fn check_unmoved(checked: &Checked) -> Result<()> {
         checked.workdir.as_ref().map(|d| ("workdir", d)),
     ];
     for (what, dir) in dirs.into_iter().flatten() {
-        let now = std::fs::read_link(crate::resolve::proc_fd_path(dir.fd.as_fd()))
+        let now = std::fs::read_link(crate::kernel::resolve::proc_fd_path(dir.fd.as_fd()))
             .fail_as(ErrorKind::Mount, || {
                 format!("reading where {what} {} is now", dir.path.display())
             })?;
@@ -708,7 +708,7 @@ fn preparing_record(
         dev: None,
         super_options: None,
         vfs_flags: req.flags.words(),
-        mount_ns: crate::namespaces::current_namespace().ok(),
+        mount_ns: crate::kernel::namespaces::current_namespace().ok(),
         pid: std::process::id(),
         created: state::now_rfc3339(),
     }
@@ -724,7 +724,7 @@ fn record_mounted(record: &mut Record, ids: MountIds) -> Result<()> {
     if ids.unique.is_none() {
         // No unique mount ids (before Linux 6.8): the superblock's options
         // help tell this overlay from a later one with a reused mount id.
-        record.super_options = crate::mountinfo::read()?
+        record.super_options = crate::kernel::mount_table::read()?
             .into_iter()
             .find(|m| m.id == ids.id)
             .map(|m| m.super_options);
@@ -738,7 +738,7 @@ fn record_mounted(record: &mut Record, ids: MountIds) -> Result<()> {
 /// Bad input is refused ([`ErrorKind::InvalidInput`]) before the state
 /// directory is even opened: no side effect at all. Any later failure, or
 /// the request's [`Cancel`], undoes what was done; a crash at any instant
-/// leaves what [`gc`](crate::gc) rolls back. Mounting the very same overlay
+/// leaves what [`gc`](crate::ops::cleanup) rolls back. Mounting the very same overlay
 /// at the same target again returns the existing record.
 ///
 /// ```no_run

@@ -4,8 +4,7 @@
 //! includes this file), so it depends on clap and the library only.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use idmap_overlay::overlay::Strategy;
-use idmap_overlay::parse_duration;
+use idmap_overlay::base::overlay::Strategy;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -113,7 +112,7 @@ impl Default for MountArgs {
 }
 
 /// `--timeout`'s default: how long EBUSY is retried.
-pub const DEFAULT_TIMEOUT: Duration = idmap_overlay::mount::DEFAULT_TIMEOUT;
+pub const DEFAULT_TIMEOUT: Duration = idmap_overlay::ops::mounting::DEFAULT_TIMEOUT;
 
 #[derive(Debug, Args)]
 pub struct UmountArgs {
@@ -218,4 +217,72 @@ fn strategy_names() -> impl clap::builder::TypedValueParser<Value = Strategy> {
     use clap::builder::TypedValueParser;
     clap::builder::PossibleValuesParser::new(Strategy::ALL.map(Strategy::name))
         .map(|name| name.parse::<Strategy>().expect("a listed name"))
+}
+
+/// Parses `2.5s`, `300ms`, `1m`, `1m30s`, `2h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let not_a_duration = || format!("{text:?} is not a duration (e.g. 2.5s, 300ms, 1m)");
+    let mut rest = text;
+    let mut seconds = 0.0;
+    if rest.is_empty() {
+        return Err(not_a_duration());
+    }
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(split);
+        let value: f64 = number.parse().map_err(|_| not_a_duration())?;
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        seconds += match unit {
+            "" if after.is_empty() && rest.len() == text.len() => value,
+            "s" => value,
+            "ms" => value / 1000.0,
+            "m" | "min" => value * 60.0,
+            "h" => value * 3600.0,
+            _ => {
+                return Err(format!(
+                    "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
+                ));
+            }
+        };
+        rest = after;
+    }
+    if !seconds.is_finite() || seconds > 1e9 {
+        return Err(format!("{text:?} is too long a duration"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idmap_overlay::base::duration::human as human_duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
+        for (d, text) in [
+            (Duration::ZERO, "0ms"),
+            (Duration::from_millis(300), "300ms"),
+            (Duration::from_millis(2500), "2.5s"),
+            (Duration::from_secs(3), "3s"),
+            (Duration::from_secs(60), "1m"),
+            (Duration::from_secs(90), "1m30s"),
+        ] {
+            assert_eq!(human_duration(d), text);
+            assert_eq!(parse_duration(text), Ok(d), "{text} reads back");
+        }
+        for bad in ["", "s", "-1s", "1.2.3s", "5 parsecs", "1e999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -23,7 +23,7 @@ pub enum ErrorKind {
     System,
     /// A bug in this crate.
     Bug,
-    /// The [`Cancel`](crate::Cancel) flag was raised; what was half done
+    /// The [`Cancel`](crate::base::cancel::Cancel) flag was raised; what was half done
     /// was rolled back.
     Cancelled,
     /// The state directory or a record is unusable, or a lock could not be
@@ -43,7 +43,7 @@ enum Cause {
     Text(String),
     /// A mount that stayed busy; who holds it is looked up only when the
     /// message is shown (gc retries busy mounts without showing them).
-    Busy(crate::proof::BusyMount),
+    Busy(crate::kernel::proof::BusyMount),
 }
 
 /// An error from this crate: one line of text for a person, and its
@@ -129,7 +129,7 @@ impl Error {
         self
     }
 
-    pub(crate) fn busy(busy: crate::proof::BusyMount) -> Error {
+    pub(crate) fn busy(busy: crate::kernel::proof::BusyMount) -> Error {
         Error {
             kind: ErrorKind::Busy,
             steps: Vec::new(),
@@ -160,7 +160,7 @@ pub(crate) fn fail(kind: ErrorKind, message: impl Into<String>) -> Error {
 /// `return Err(...)` of a [`ErrorKind::System`] error, like anyhow's.
 macro_rules! bail {
     ($($arg:tt)*) => {
-        return Err($crate::error::fail($crate::ErrorKind::System, format!($($arg)*)))
+        return Err($crate::base::error::fail($crate::base::error::ErrorKind::System, format!($($arg)*)))
     };
 }
 pub(crate) use bail;
@@ -215,9 +215,9 @@ impl From<serde_json::Error> for Error {
     }
 }
 
-impl From<crate::resolve::ResolveError> for Error {
-    fn from(e: crate::resolve::ResolveError) -> Error {
-        use crate::resolve::ResolveError as R;
+impl From<crate::kernel::resolve::ResolveError> for Error {
+    fn from(e: crate::kernel::resolve::ResolveError) -> Error {
+        use crate::kernel::resolve::ResolveError as R;
         let (path, errno) = match &e {
             R::NotFound(p) => (Some(p.clone()), Some(nix::errno::Errno::ENOENT as i32)),
             R::NotDirectory(p) => (Some(p.clone()), Some(nix::errno::Errno::ENOTDIR as i32)),
@@ -252,6 +252,15 @@ impl<T, E: Into<Error>> Context<T> for Result<T, E> {
 
     fn fail_as(self, kind: ErrorKind, step: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| e.into().context_as(kind, step()))
+    }
+}
+
+/// An io error as a short phrase: "no such file or directory".
+pub fn describe_io(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => err.to_string(),
     }
 }
 

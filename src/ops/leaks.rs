@@ -3,9 +3,9 @@
 //! `inspect --leaks` renders the findings, `gc` acts on them, so the two can
 //! never disagree. `classify` is pure and tested with fixture data.
 
-use crate::mountinfo::MountEntry;
+use crate::kernel::mount_table::MountEntry;
+use crate::ops::unmounting::is_our_overlay;
 use crate::state::{BadRecord, Record, RecordState, source_tag};
-use crate::umount::is_our_overlay;
 use serde::Serialize;
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -154,8 +154,8 @@ pub struct Elsewhere {
     pub cwd: bool,
 }
 
-impl From<crate::namespaces::OverlayCopy> for Elsewhere {
-    fn from(copy: crate::namespaces::OverlayCopy) -> Elsewhere {
+impl From<crate::kernel::namespaces::OverlayCopy> for Elsewhere {
+    fn from(copy: crate::kernel::namespaces::OverlayCopy) -> Elsewhere {
         Elsewhere {
             pid: copy.process.as_ref().map(|p| p.pid),
             command: copy.process.map(|p| p.command),
@@ -167,7 +167,7 @@ impl From<crate::namespaces::OverlayCopy> for Elsewhere {
 }
 
 /// The copies of a record's overlay in other mount namespaces, from a scan.
-pub fn elsewhere_of(scan: &crate::namespaces::Scan, record: &Record) -> Vec<Elsewhere> {
+pub fn elsewhere_of(scan: &crate::kernel::namespaces::Scan, record: &Record) -> Vec<Elsewhere> {
     scan.copies_of(record_device(record), &record.source)
         .into_iter()
         .map(Elsewhere::from)
@@ -176,18 +176,18 @@ pub fn elsewhere_of(scan: &crate::namespaces::Scan, record: &Record) -> Vec<Else
 
 /// The copies of [`elsewhere_of`] that a process holds (root, cwd, open
 /// file): the ones that keep `umount` from going ahead.
-pub fn held_elsewhere(scan: &crate::namespaces::Scan, record: &Record) -> Vec<Elsewhere> {
+pub fn held_elsewhere(scan: &crate::kernel::namespaces::Scan, record: &Record) -> Vec<Elsewhere> {
     scan.held_copies_of(record_device(record), &record.source)
         .into_iter()
         .map(Elsewhere::from)
         .collect()
 }
 
-fn record_device(record: &Record) -> Option<crate::namespaces::Device> {
+fn record_device(record: &Record) -> Option<crate::kernel::namespaces::Device> {
     record
         .dev
         .as_deref()
-        .and_then(crate::namespaces::Device::parse)
+        .and_then(crate::kernel::namespaces::Device::parse)
 }
 
 impl std::fmt::Display for Elsewhere {
@@ -341,12 +341,13 @@ impl Snapshot {
 /// Pure: the same snapshot always gives the same findings.
 ///
 /// ```no_run
-/// use idmap_overlay::{StateDir, findings, gc};
+/// use idmap_overlay::StateDir;
+/// use idmap_overlay::ops::{cleanup as gc, leaks as findings};
 /// use std::time::Duration;
 ///
 /// let state = StateDir::open_to_read("/run/idmap-overlay".as_ref(), false)?;
 /// let snapshot = gc::gather(&state, Vec::new(), Duration::from_secs(60), false)?;
-/// for finding in findings::classify(&snapshot) {
+/// for finding in leaks::classify(&snapshot) {
 ///     println!("{:?} {}: {}", finding.kind, finding.path.display(), finding.why);
 /// }
 /// # Ok::<(), idmap_overlay::Error>(())
@@ -715,8 +716,8 @@ fn id_under(temp_root: &Path, path: &Path) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mountinfo::parse_line;
-    use crate::overlay::Strategy;
+    use crate::base::overlay::Strategy;
+    use crate::kernel::mount_table::parse_line;
 
     fn record(id: &str, state: RecordState, mount_id: Option<u64>) -> Record {
         Record {

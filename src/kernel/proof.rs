@@ -13,9 +13,9 @@
 //! We retry instead of detaching (MNT_DETACH): a detached mount lives on,
 //! invisible to the admin (containerd#12139 chose retries for that reason).
 
-use crate::mountinfo::{self, MountEntry};
-use crate::resolve::Entry;
-use crate::sys::{self, MountIds};
+use crate::kernel::mount_table::{self, MountEntry};
+use crate::kernel::resolve::Entry;
+use crate::kernel::sys::{self, MountIds};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, umount2};
 use std::fmt;
@@ -67,7 +67,7 @@ pub fn prove(entry: &Entry, want: &Expected, table: Option<&[MountEntry]>) -> Pr
         Ok(ids) => ids,
         Err(e) => return Proof::NotOurs(format!("cannot look at it: {e}")),
     };
-    let is_dir = crate::resolve::meta_of(fd.as_fd()).is_ok_and(|m| m.is_dir());
+    let is_dir = crate::kernel::resolve::meta_of(fd.as_fd()).is_ok_and(|m| m.is_dir());
     drop(fd);
     if !is_dir {
         return Proof::NotOurs("it is not a directory (a symlink?)".into());
@@ -107,7 +107,7 @@ fn judge(ids: MountIds, want: &Expected, table: Option<&[MountEntry]>) -> Proof 
     let read;
     let table = match table {
         Some(table) => table,
-        None => match mountinfo::read() {
+        None => match mount_table::read() {
             Ok(t) => {
                 read = t;
                 &read
@@ -158,8 +158,10 @@ impl fmt::Display for UnmountError {
             UnmountError::Busy { mount_id, waited } => write!(
                 f,
                 "busy after {}: held by {}",
-                crate::human_duration(*waited),
-                crate::holders::describe_holders(&crate::holders::holders(*mount_id))
+                crate::base::duration::human(*waited),
+                crate::kernel::holders::describe_holders(&crate::kernel::holders::holders(
+                    *mount_id
+                ))
             ),
             UnmountError::Cancelled(reason) => write!(f, "{reason} while waiting"),
             UnmountError::Failed(e) => e.fmt(f),
@@ -170,7 +172,7 @@ impl fmt::Display for UnmountError {
 impl std::error::Error for UnmountError {}
 
 /// An unmount that failed because the mount stayed busy, as an error a
-/// caller can recognise (gc retries these, see [`crate::Error::busy_mount`]). Exit 32.
+/// caller can recognise (gc retries these, see [`crate::base::error::Error::busy_mount`]). Exit 32.
 /// Who holds it is looked up only when the message is shown.
 #[derive(Debug)]
 pub struct BusyMount {
@@ -213,7 +215,7 @@ pub fn unmount_proven(
     want: &Expected,
     table: Option<&[MountEntry]>,
     timeout: Duration,
-    cancel: &crate::Cancel,
+    cancel: &crate::base::cancel::Cancel,
 ) -> Result<Unmounted, UnmountError> {
     let started = Instant::now();
     let deadline = started + timeout;
@@ -267,7 +269,7 @@ mod tests {
     }
 
     fn table() -> Vec<MountEntry> {
-        mountinfo::parse(
+        mount_table::parse(
             "70 1 0:50 / /mnt/t rw - overlay idmap-overlay:a ro,lowerdir=12:13\n\
              71 1 0:51 / /mnt/u rw - tmpfs theirs rw\n",
         )

@@ -1,15 +1,15 @@
-//! Gathering the snapshot that `findings::classify` judges, and carrying out
+//! Gathering the snapshot that `leaks::classify` judges, and carrying out
 //! what `gc` decides. Everything is gathered under the state directory's
 //! global lock, so no mount can be half-claimed while we look.
 
-use crate::ErrorKind;
-use crate::error::{Result, fail};
-use crate::findings::{self, Action, Finding, Kind, Snapshot};
-use crate::holders::{describe_holders, holders};
-use crate::mountinfo;
-use crate::proof::UnmountError;
+use crate::base::error::ErrorKind;
+use crate::base::error::{Result, fail};
+use crate::kernel::holders::{describe_holders, holders};
+use crate::kernel::mount_table;
+use crate::kernel::proof::UnmountError;
+use crate::ops::leaks::{self, Action, Finding, Kind, Snapshot};
+use crate::ops::unmounting::{forget, remove_temp_leftovers, unmount_listed};
 use crate::state::StateDir;
-use crate::umount::{forget, remove_temp_leftovers, unmount_listed};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -77,11 +77,11 @@ pub fn gather(
         .into_iter()
         .filter(|n| id_of_partial(n).is_some())
         .collect();
-    let table = mountinfo::read()?;
+    let table = mount_table::read()?;
     let target_index = state.target_index();
     let probe_dirs = names_in(&state.root)
         .into_iter()
-        .filter(|n| n.starts_with(crate::features::PROBE_PREFIX) || n == "probe")
+        .filter(|n| n.starts_with(crate::ops::features::PROBE_PREFIX) || n == "probe")
         .collect();
 
     let now = SystemTime::now()
@@ -117,8 +117,8 @@ pub fn gather(
 /// device (a crashed mount) is looked for by its tag alone.
 fn scan_namespaces(
     records: &[crate::state::Record],
-) -> (BTreeMap<String, Vec<findings::Elsewhere>>, Vec<String>) {
-    let scan = match crate::namespaces::Scan::live() {
+) -> (BTreeMap<String, Vec<leaks::Elsewhere>>, Vec<String>) {
+    let scan = match crate::kernel::namespaces::Scan::live() {
         Ok(scan) => scan,
         Err(e) => return (BTreeMap::new(), vec![format!("none could be listed: {e}")]),
     };
@@ -134,7 +134,7 @@ fn scan_namespaces(
         .collect();
     let mut elsewhere = BTreeMap::new();
     for record in records {
-        let copies = findings::elsewhere_of(&scan, record);
+        let copies = leaks::elsewhere_of(&scan, record);
         if !copies.is_empty() {
             elsewhere.insert(record.id.clone(), copies);
         }
@@ -146,7 +146,7 @@ fn scan_namespaces(
 /// (the kernel keeps no mount times) and returns them.
 fn remember_foreign(
     state: &StateDir,
-    table: &[mountinfo::MountEntry],
+    table: &[mount_table::MountEntry],
     now: u64,
     remember: bool,
 ) -> BTreeMap<String, u64> {
@@ -158,7 +158,7 @@ fn remember_foreign(
         .iter()
         .filter(|m| m.is_idmapped() && !m.mount_point.starts_with(&state.root))
         .map(|m| {
-            let key = findings::foreign_key(m);
+            let key = leaks::foreign_key(m);
             let when = known.get(&key).copied().unwrap_or(now);
             (key, when)
         })
@@ -166,7 +166,9 @@ fn remember_foreign(
     if remember && seen != known {
         let written = serde_json::to_string(&seen)
             .map_err(std::io::Error::other)
-            .and_then(|text| crate::atomic_write::write(&path, text.as_bytes(), 0o600, false));
+            .and_then(|text| {
+                crate::state::atomic_write::write(&path, text.as_bytes(), 0o600, false)
+            });
         if let Err(e) = written {
             log::warn!("cannot remember foreign mounts in {}: {e}", path.display());
         }
@@ -183,8 +185,8 @@ pub fn foreign_dir(dir: &Path) -> Result<PathBuf> {
     if !dir.is_absolute() {
         return Err(invalid(format!("{}: not an absolute path", dir.display())));
     }
-    let resolved =
-        crate::resolve::resolve_dir(dir).map_err(|e| invalid(format!("{}: {e}", dir.display())))?;
+    let resolved = crate::kernel::resolve::resolve_dir(dir)
+        .map_err(|e| invalid(format!("{}: {e}", dir.display())))?;
     if resolved.path == Path::new("/") {
         return Err(invalid(
             "/: every idmapped mount on the host would count as leaked; name the directory where leaks appear".into(),
@@ -211,7 +213,7 @@ pub struct Report {
     /// or too young, an operation running on it).
     pub skipped: Vec<Item>,
     /// The run was cancelled before it was done: the signal that did it,
-    /// or 0 when [`Cancel::cancel`](crate::Cancel::cancel) was called.
+    /// or 0 when [`Cancel::cancel`](crate::base::cancel::Cancel::cancel) was called.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<i32>,
 }
@@ -229,9 +231,9 @@ fn item(finding: &Finding, reason: String) -> Item {
 fn unmount_checked(
     path: &Path,
     mount_id: u64,
-    table: &[mountinfo::MountEntry],
+    table: &[mount_table::MountEntry],
     timeout: Duration,
-    cancel: &crate::Cancel,
+    cancel: &crate::base::cancel::Cancel,
 ) -> Result<(), Problem> {
     let Some(entry) = table
         .iter()
@@ -239,7 +241,7 @@ fn unmount_checked(
     else {
         return Ok(()); // already gone
     };
-    if mountinfo::top_at(table, path).map(|m| m.id) != Some(mount_id) {
+    if mount_table::top_at(table, path).map(|m| m.id) != Some(mount_id) {
         return Err(Problem::Failed("another mount is stacked on it".into()));
     }
     unmount_listed(entry, timeout, cancel).map_err(Problem::from)
@@ -337,7 +339,7 @@ fn act(state: &StateDir, snap: &Snapshot, finding: &Finding) -> Result<(), Probl
             &state.cancel,
         ),
         // Other programs' mounts change under us: look again first.
-        Action::Unmount { mount_id } => match mountinfo::read() {
+        Action::Unmount { mount_id } => match mount_table::read() {
             Ok(now) => unmount_checked(
                 &finding.path,
                 *mount_id,
@@ -353,7 +355,7 @@ fn act(state: &StateDir, snap: &Snapshot, finding: &Finding) -> Result<(), Probl
             }
             _ => Ok(()),
         },
-        Action::RemoveProbe => match crate::features::remove_probe_dir(&finding.path) {
+        Action::RemoveProbe => match crate::ops::features::remove_probe_dir(&finding.path) {
             None => Ok(()),
             Some(why) => Err(Problem::Failed(why)),
         },
@@ -364,7 +366,8 @@ fn act(state: &StateDir, snap: &Snapshot, finding: &Finding) -> Result<(), Probl
 /// Acts on every finding (or, with `dry_run`, only says what it would do).
 ///
 /// ```no_run
-/// use idmap_overlay::{StateDir, gc};
+/// use idmap_overlay::StateDir;
+/// use idmap_overlay::ops::cleanup as gc;
 /// use std::time::Duration;
 ///
 /// let state = StateDir::open("/run/idmap-overlay".as_ref())?;
@@ -388,7 +391,7 @@ pub fn collect(
     timeout: Duration,
 ) -> Result<Report> {
     let started = Instant::now();
-    let findings = findings::classify(snap);
+    let findings = leaks::classify(snap);
     let mut report = Report {
         version: 1,
         dry_run,
@@ -441,7 +444,7 @@ pub fn collect(
             finding,
             format!(
                 "busy after {}: held by {}",
-                crate::human_duration(waited),
+                crate::base::duration::human(waited),
                 describe_holders(&holders(mount_id))
             ),
         ));

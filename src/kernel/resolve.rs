@@ -128,7 +128,9 @@ impl fmt::Display for ResolveError {
                 write!(f, "{}: too many levels of symbolic links", p.display())
             }
             ResolveError::Invalid(why) => f.write_str(why),
-            ResolveError::Io(p, e) => write!(f, "{}: {}", p.display(), crate::describe_io(e)),
+            ResolveError::Io(p, e) => {
+                write!(f, "{}: {}", p.display(), crate::base::error::describe_io(e))
+            }
         }
     }
 }
@@ -490,8 +492,8 @@ pub fn open_namespace_file(path: &Path) -> Result<OwnedFd, ResolveError> {
             .join(path)
     };
     let entry = resolve_entry(&absolute)?;
-    let on_proc =
-        crate::sys::fs_magic(entry.parent.as_fd()).ok() == Some(crate::sys::PROC_SUPER_MAGIC);
+    let on_proc = crate::kernel::sys::fs_magic(entry.parent.as_fd()).ok()
+        == Some(crate::kernel::sys::PROC_SUPER_MAGIC);
     let mut flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
     if !on_proc {
         flags |= OFlag::O_NOFOLLOW;

@@ -1,10 +1,10 @@
 //! What the running kernel can do, found by really doing it (a kernel
 //! version says nothing about backports or the filesystem), cached per boot.
 
-use crate::error::Result;
-use crate::error::{Context, ErrorKind};
+use crate::base::error::Result;
+use crate::base::error::{Context, ErrorKind};
+use crate::kernel::sys;
 use crate::state::StateDir;
-use crate::sys;
 use nix::fcntl::{OFlag, open, openat};
 use nix::sys::stat::{Mode, mkdirat};
 use rustix::mount::{
@@ -82,7 +82,7 @@ pub fn cached_or_probe(state: &StateDir) -> Result<Features> {
     }
     let found = probe(state)?;
     // A full or read-only state filesystem: a state problem (exit 16).
-    crate::atomic_write::write(
+    crate::state::atomic_write::write(
         &cache,
         (serde_json::to_string_pretty(&found)? + "\n").as_bytes(),
         0o600,
@@ -99,7 +99,8 @@ pub fn cached_or_probe(state: &StateDir) -> Result<Features> {
 /// directory it sees is a crash's, and removes it.
 ///
 /// ```no_run
-/// use idmap_overlay::{StateDir, features};
+/// use idmap_overlay::StateDir;
+/// use idmap_overlay::ops::features;
 ///
 /// let state = StateDir::open("/run/idmap-overlay".as_ref())?;
 /// let _all = state.lock_all()?;
@@ -130,12 +131,12 @@ pub fn probe(state: &StateDir) -> Result<Features> {
         Ok(ids) => features.unique_mount_ids = ids.unique.is_some(),
         Err(e) => features.notes.push(format!("unique mount ids: {e}")),
     }
-    let map = [crate::idmap::IdRange {
+    let map = [crate::base::idmap::IdRange {
         container: 0,
         host: 100000,
         size: 1,
     }];
-    let userns = crate::userns::create(&map, &map, &state.cancel)?;
+    let userns = crate::kernel::userns::create(&map, &map, &state.cancel)?;
     match idmap_a_tmpfs(userns.as_fd()) {
         Ok(()) => features.idmapped_tmpfs = true,
         Err(e) => features.notes.push(format!("idmapped tmpfs: {e}")),

@@ -2,15 +2,15 @@
 //! descriptors resolved once (see `resolve`), undoes its own partial work on
 //! error, and on success leaves nothing temporary behind.
 
-use crate::Cancel;
-use crate::error::Result;
-use crate::error::{Context, ErrorKind, fail};
-use crate::overlay::VfsFlags;
-use crate::proof::{Expected, Unmounted, unmount_proven};
-use crate::resolve::{self, Entry, Meta, Resolved, proc_fd_path};
+use crate::base::cancel::Cancel;
+use crate::base::error::Result;
+use crate::base::error::{Context, ErrorKind, fail};
+use crate::base::overlay::VfsFlags;
+use crate::base::testpoint;
+use crate::kernel::proof::{Expected, Unmounted, unmount_proven};
+use crate::kernel::resolve::{self, Entry, Meta, Resolved, proc_fd_path};
+use crate::kernel::sys::{self, MountIds};
 use crate::state::StateDir;
-use crate::sys::{self, MountIds};
-use crate::testpoint;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
@@ -74,7 +74,7 @@ fn idmapped_tree(dir: &Resolved, userns: BorrowedFd<'_>) -> Result<OwnedFd> {
         } else {
             "does its filesystem support idmapped mounts?"
         };
-        crate::Error::from(e).context_as(
+        crate::base::error::Error::from(e).context_as(
             ErrorKind::Mount,
             format!("idmapping {} (mount_setattr; {hint})", dir.path.display()),
         )
@@ -136,7 +136,7 @@ fn with_kernel_message<T>(
 ) -> Result<T> {
     result.map_err(|errno| {
         let said = kernel_message(fs_fd);
-        let err = crate::Error::from(errno);
+        let err = crate::base::error::Error::from(errno);
         let err = if said.is_empty() {
             err
         } else {
@@ -288,10 +288,10 @@ fn layers_beneath(spec: &OverlaySpec, trees: &[impl AsFd]) -> Result<Vec<OwnedFd
 /// (like /run/netns) and is not a leak. Call under the global lock.
 pub fn ensure_private_temp_area(state: &StateDir) -> Result<()> {
     let tmp = state.root.join("tmp");
-    let ids_of = |path: &Path| -> Result<crate::sys::MountIds> {
+    let ids_of = |path: &Path| -> Result<crate::kernel::sys::MountIds> {
         let dir = std::fs::File::open(path)
             .fail_as(ErrorKind::State, || format!("opening {}", path.display()))?;
-        crate::sys::mount_ids(std::os::fd::AsFd::as_fd(&dir))
+        crate::kernel::sys::mount_ids(std::os::fd::AsFd::as_fd(&dir))
             .fail_as(ErrorKind::State, || format!("statx {}", path.display()))
     };
     let holder = ids_of(&tmp)?;
@@ -300,10 +300,10 @@ pub fn ensure_private_temp_area(state: &StateDir) -> Result<()> {
     // cost grows with every mount on the host.
     let asked = holder
         .unique
-        .and_then(|unique| crate::sys::mount_is_shared(unique).ok().flatten());
+        .and_then(|unique| crate::kernel::sys::mount_is_shared(unique).ok().flatten());
     let shared = match asked {
         Some(shared) => shared,
-        None => crate::mountinfo::read()?
+        None => crate::kernel::mount_table::read()?
             .iter()
             .find(|m| m.id == holder.id)
             .is_some_and(|m| m.tags.iter().any(|t| t.starts_with("shared:"))),
@@ -582,8 +582,8 @@ fn mount_from_fds(
 
 /// An error saying an overlay was mounted but could not be identified
 /// afterwards, so it cannot be proven ours to unmount: it stays for gc,
-/// which finds it by its source tag ([`crate::Error`]'s `overlay_left`).
-fn unidentified(err: crate::Error, step: String) -> crate::Error {
+/// which finds it by its source tag ([`crate::base::error::Error`]'s `overlay_left`).
+fn unidentified(err: crate::base::error::Error, step: String) -> crate::base::error::Error {
     let mut err = err
         .context("the new mount could not be identified")
         .context_as(ErrorKind::Mount, step);
@@ -604,7 +604,7 @@ fn identify_new_mount(target: &Target, source: &str) -> Result<MountIds> {
         .map_err(|e| unidentified(e.into(), format!("statx {path} after mounting")))?;
     // Its source tag, from the table: another mount stacked on ours in the
     // meantime is not taken for it.
-    let tagged = crate::mountinfo::read()
+    let tagged = crate::kernel::mount_table::read()
         .is_ok_and(|table| table.iter().any(|m| m.id == ids.id && m.source == source));
     if !ids.mount_root || ids.id == target.dir.meta.mnt_id || !tagged {
         let mut err = fail(

@@ -9,12 +9,13 @@
 //! <state>/lock               flock(2)ed while an id or target is claimed
 //! ```
 
-use crate::Cancel;
-use crate::atomic_write;
-use crate::error::Result;
-use crate::error::{Context, ErrorKind, fail};
-use crate::idmap::IdRange;
-use crate::overlay::Strategy;
+pub mod atomic_write;
+
+use crate::base::cancel::Cancel;
+use crate::base::error::Result;
+use crate::base::error::{Context, ErrorKind, fail};
+use crate::base::idmap::IdRange;
+use crate::base::overlay::Strategy;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
@@ -117,8 +118,8 @@ impl Record {
     }
 
     /// What the overlay of this record must be for the tool to unmount it.
-    pub fn expected(&self) -> crate::proof::Expected<'_> {
-        crate::proof::Expected {
+    pub fn expected(&self) -> crate::kernel::proof::Expected<'_> {
+        crate::kernel::proof::Expected {
             mount_id: self.mount_id,
             unique: self.mount_id_unique,
             dev: self.dev.as_deref().and_then(parse_dev),
@@ -279,7 +280,7 @@ fn check_ancestors(root: &Path) -> Result<()> {
     let Some(parent) = root.parent() else {
         return Ok(());
     };
-    let resolved = crate::resolve::resolve_dir(parent).map_err(|e| {
+    let resolved = crate::kernel::resolve::resolve_dir(parent).map_err(|e| {
         fail(
             ErrorKind::State,
             format!("state directory {}: {e}", root.display()),
@@ -697,7 +698,7 @@ impl StateDir {
     fn wait_for(&self, file: File, path: &Path) -> Result<Lock> {
         let started = Instant::now();
         loop {
-            if crate::sys::try_lock_whole_file(file.as_fd())
+            if crate::kernel::sys::try_lock_whole_file(file.as_fd())
                 .fail_as(ErrorKind::State, || format!("locking {}", path.display()))?
             {
                 return Ok(Lock { _file: file });
@@ -718,7 +719,7 @@ impl StateDir {
                         "{} is locked by {} for more than {}; try again, or look at that process",
                         self.root.display(),
                         describe_lock_holders(path),
-                        crate::human_duration(self.lock_wait)
+                        crate::base::duration::human(self.lock_wait)
                     ),
                 ));
             }
@@ -731,7 +732,7 @@ impl StateDir {
     pub fn try_lock_record(&self, id: &str) -> Result<Option<Lock>> {
         let path = self.lock_path(id);
         let file = open_lock_file(&path, true)?;
-        match crate::sys::try_lock_whole_file(file.as_fd()) {
+        match crate::kernel::sys::try_lock_whole_file(file.as_fd()) {
             Ok(true) => Ok(Some(Lock { _file: file })),
             Ok(false) => Ok(None),
             Err(e) => Err(e).fail_as(ErrorKind::State, || format!("locking {}", path.display())),
@@ -745,7 +746,9 @@ impl StateDir {
     pub fn lock_is_held(&self, id: &str) -> bool {
         open_lock_file(&self.lock_path(id), false)
             .ok()
-            .is_some_and(|file| crate::sys::whole_file_is_locked(file.as_fd()).unwrap_or(false))
+            .is_some_and(|file| {
+                crate::kernel::sys::whole_file_is_locked(file.as_fd()).unwrap_or(false)
+            })
     }
 
     /// Removes the lock file of `id`; call while holding that lock, after the

@@ -1,10 +1,10 @@
 //! The user namespace that carries an id map, and the helper child that
 //! creates it. The helper is killed and reaped on every path, by `Drop`.
 
-use crate::ErrorKind;
-use crate::error::{Context, Result, bail, fail};
-use crate::idmap::{self, IdRange};
-use crate::{sys, testpoint};
+use crate::base::error::ErrorKind;
+use crate::base::error::{Context, Result, bail, fail};
+use crate::base::idmap::{self, IdRange};
+use crate::{base::testpoint, kernel::sys};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -62,7 +62,11 @@ impl Helper {
 /// Creates a user namespace with these maps (uid_map lines `C H S`: on-disk
 /// C shows as H through an idmapped mount) and returns an fd that keeps it
 /// alive. The helper is gone when this returns.
-pub fn create(uidmap: &[IdRange], gidmap: &[IdRange], cancel: &crate::Cancel) -> Result<OwnedFd> {
+pub fn create(
+    uidmap: &[IdRange],
+    gidmap: &[IdRange],
+    cancel: &crate::base::cancel::Cancel,
+) -> Result<OwnedFd> {
     let helper = Helper::spawn(true, None)?;
     // One write per file: the kernel takes a map in a single write(2).
     fs::write(helper.proc_path("uid_map"), idmap::to_proc_lines(uidmap))
@@ -81,7 +85,7 @@ pub fn create(uidmap: &[IdRange], gidmap: &[IdRange], cancel: &crate::Cancel) ->
 /// Opens an existing user namespace (`/proc/PID/ns/user` or a bind mount of
 /// one) and reads its maps.
 pub fn open_existing(path: &Path) -> Result<(OwnedFd, Vec<IdRange>, Vec<IdRange>)> {
-    let ns = crate::resolve::open_namespace_file(path).map_err(|e| {
+    let ns = crate::kernel::resolve::open_namespace_file(path).map_err(|e| {
         fail(
             ErrorKind::System,
             format!(

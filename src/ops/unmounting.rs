@@ -2,15 +2,15 @@
 //! prove the overlay at the target is ours, unmount it with EBUSY retries,
 //! remove what is temporary, delete the record.
 
-use crate::Cancel;
-use crate::error::Result;
-use crate::error::{ErrorKind, fail};
-use crate::findings::Elsewhere;
-use crate::mountinfo::{self, MountEntry};
-use crate::proof::{BusyMount, Expected, Proof, UnmountError, prove, unmount_proven};
-use crate::resolve::{self, Entry, ResolveError};
+use crate::base::cancel::Cancel;
+use crate::base::error::Result;
+use crate::base::error::{ErrorKind, fail};
+use crate::base::testpoint;
+use crate::kernel::mount_table::{self, MountEntry};
+use crate::kernel::proof::{BusyMount, Expected, Proof, UnmountError, prove, unmount_proven};
+use crate::kernel::resolve::{self, Entry, ResolveError};
+use crate::ops::leaks::Elsewhere;
 use crate::state::{self, Record, RecordState, StateDir};
-use crate::testpoint;
 use nix::errno::Errno;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -266,11 +266,13 @@ pub fn teardown(
                         ErrorKind::Cancelled,
                         format!("{reason} while {target} was busy; nothing unmounted"),
                     ),
-                    UnmountError::Busy { mount_id, waited } => crate::Error::busy(BusyMount {
-                        mount_id,
-                        what: record.target.clone(),
-                        waited,
-                    }),
+                    UnmountError::Busy { mount_id, waited } => {
+                        crate::base::error::Error::busy(BusyMount {
+                            mount_id,
+                            what: record.target.clone(),
+                            waited,
+                        })
+                    }
                     e => fail(ErrorKind::Mount, format!("{target}: {e}")),
                 });
             }
@@ -294,7 +296,8 @@ pub fn teardown(
                         record.id,
                         ours.mount_point.display()
                     )
-                } else if mountinfo::top_at(table, &record.target).map(|t| t.id) != Some(ours.id) {
+                } else if mount_table::top_at(table, &record.target).map(|t| t.id) != Some(ours.id)
+                {
                     format!(
                         "another mount is stacked on {target} above overlay {}; unmount it first",
                         record.id
@@ -322,7 +325,7 @@ pub fn teardown(
             .collect::<Vec<_>>()
             .join("; ");
         return Err(match problems.iter().find_map(|p| p.busy.clone()) {
-            Some((mount_id, what)) => crate::Error::busy(BusyMount {
+            Some((mount_id, what)) => crate::base::error::Error::busy(BusyMount {
                 mount_id,
                 what,
                 waited: timeout,
@@ -451,7 +454,7 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration, detach: bool) -> R
     )?;
     let table = match proven_on_top(state, &record) {
         Some(entry) => vec![entry],
-        None => mountinfo::read()?,
+        None => mount_table::read()?,
     };
     if !elsewhere.is_empty() {
         return detach_here(state, &mut record, &table, timeout, &elsewhere);
@@ -479,15 +482,15 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration, detach: bool) -> R
         log::warn!(
             "{}: unmounted here, but the overlay is still in use in {}; record {} kept as detached",
             record.target.display(),
-            crate::findings::describe_elsewhere(&late),
+            crate::ops::leaks::describe_elsewhere(&late),
             record.id
         );
     }
     Ok(())
 }
 
-fn scan_namespaces() -> Result<crate::namespaces::Scan> {
-    crate::namespaces::Scan::live().map_err(|e| {
+fn scan_namespaces() -> Result<crate::kernel::namespaces::Scan> {
+    crate::kernel::namespaces::Scan::live().map_err(|e| {
         fail(
             ErrorKind::System,
             format!("looking into the mount namespaces: {e}"),
@@ -497,7 +500,7 @@ fn scan_namespaces() -> Result<crate::namespaces::Scan> {
 
 /// The copies of `record`'s overlay in mount namespaces other than ours.
 fn scan_elsewhere(record: &Record) -> Result<Vec<Elsewhere>> {
-    Ok(crate::findings::elsewhere_of(
+    Ok(crate::ops::leaks::elsewhere_of(
         &scan_for_copies(record)?,
         record,
     ))
@@ -506,14 +509,14 @@ fn scan_elsewhere(record: &Record) -> Result<Vec<Elsewhere>> {
 /// A scan to look for `record`'s copies in: the tables alone when they
 /// show none (the usual answer, at a cost that does not grow with the
 /// number of processes), every process when there is one to describe.
-fn scan_for_copies(record: &Record) -> Result<crate::namespaces::Scan> {
-    let tables = crate::namespaces::Scan::live_tables().map_err(|e| {
+fn scan_for_copies(record: &Record) -> Result<crate::kernel::namespaces::Scan> {
+    let tables = crate::kernel::namespaces::Scan::live_tables().map_err(|e| {
         fail(
             ErrorKind::System,
             format!("looking into the mount namespaces: {e}"),
         )
     })?;
-    if !tables.tables_only() || crate::findings::elsewhere_of(&tables, record).is_empty() {
+    if !tables.tables_only() || crate::ops::leaks::elsewhere_of(&tables, record).is_empty() {
         return Ok(tables);
     }
     scan_namespaces()
@@ -532,7 +535,7 @@ fn wait_for_other_namespaces(
 ) -> Result<Vec<Elsewhere>> {
     let deadline = Instant::now() + timeout;
     loop {
-        let copies = crate::findings::held_elsewhere(&scan_for_copies(record)?, record);
+        let copies = crate::ops::leaks::held_elsewhere(&scan_for_copies(record)?, record);
         if copies.is_empty() || detach {
             return Ok(copies);
         }
@@ -551,7 +554,7 @@ fn wait_for_other_namespaces(
                 format!(
                     "{} is still in use in {}{}; nothing unmounted (--detach unmounts it here only)",
                     record.target.display(),
-                    crate::findings::describe_elsewhere(&copies),
+                    crate::ops::leaks::describe_elsewhere(&copies),
                     if in_its_own {
                         " (it was mounted there: run umount in that namespace, e.g. nsenter -t PID -m)"
                     } else {
@@ -621,7 +624,7 @@ fn detach_here(
     log::warn!(
         "{}: unmounted here; still in use in {}: record {} kept as detached until no copy is left (gc removes it then)",
         record.target.display(),
-        crate::findings::describe_elsewhere(elsewhere),
+        crate::ops::leaks::describe_elsewhere(elsewhere),
         record.id
     );
     Ok(())
@@ -700,7 +703,7 @@ fn refuse_foreign_at_target(record: &Record, table: &[MountEntry]) -> Result<()>
             ),
         ));
     }
-    if let Some(other) = mountinfo::top_at(table, &record.target) {
+    if let Some(other) = mount_table::top_at(table, &record.target) {
         return Err(fail(
             ErrorKind::Mount,
             format!(
@@ -724,9 +727,9 @@ fn umount_untracked(
     timeout: Duration,
     cancel: &Cancel,
 ) -> Result<()> {
-    let table = mountinfo::read()?;
+    let table = mount_table::read()?;
     let candidate = match path {
-        Some(p) => mountinfo::top_at(&table, p)
+        Some(p) => mount_table::top_at(&table, p)
             .filter(|m| m.fs_type == "overlay" && m.source.starts_with("idmap-overlay:")),
         None => table
             .iter()
@@ -741,7 +744,7 @@ fn umount_untracked(
             ),
         ));
     };
-    if mountinfo::top_at(&table, &entry.mount_point).map(|t| t.id) != Some(entry.id) {
+    if mount_table::top_at(&table, &entry.mount_point).map(|t| t.id) != Some(entry.id) {
         return Err(fail(
             ErrorKind::Mount,
             format!(

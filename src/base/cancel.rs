@@ -3,7 +3,7 @@
 //! Mounting, unmounting and gc check a [`Cancel`] at every step where
 //! stopping is clean (between the steps of a mount, in lock waits and EBUSY
 //! retries, between gc items) and then roll back and return
-//! [`ErrorKind::Cancelled`](crate::ErrorKind::Cancelled). The library
+//! [`ErrorKind::Cancelled`](crate::base::error::ErrorKind::Cancelled). The library
 //! installs no signal handler: a program that wants Ctrl-C to cancel raises
 //! the flag from its own handler ([`Cancel::raise`] is async-signal-safe).
 

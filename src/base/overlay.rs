@@ -2,7 +2,7 @@
 //! lists, the common directory of the layers and which trees to idmap.
 //! Everything here is pure (the one lookup the plan needs is passed in).
 
-use crate::idmap::{self, IdRange};
+use crate::base::idmap::{self, IdRange};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -130,7 +130,7 @@ impl VfsFlags {
             (self.nodev, M::MS_NODEV),
             (self.noexec, M::MS_NOEXEC),
             (self.nodiratime, M::MS_NODIRATIME),
-            (self.nosymfollow, crate::sys::MS_NOSYMFOLLOW),
+            (self.nosymfollow, crate::kernel::sys::MS_NOSYMFOLLOW),
         ] {
             if set {
                 flags |= flag;

@@ -7,8 +7,8 @@
 //! Every series that can exist is always present (0 when there is none), so
 //! a dashboard or an alert never has to tell "no leaks" from "no data".
 
-use crate::findings::{Finding, Kind, Snapshot};
-use crate::gc::Report;
+use idmap_overlay::ops::cleanup::Report;
+use idmap_overlay::ops::leaks::{Finding, Kind, Snapshot};
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::fs;
@@ -300,7 +300,7 @@ pub fn check_destination(path: &Path) -> Result<(), String> {
         Err(e) => {
             return Err(format!(
                 "{shown}: directory {dir:?}: {}",
-                crate::describe_io(&e)
+                idmap_overlay::base::error::describe_io(&e)
             ));
         }
     }
@@ -320,7 +320,7 @@ pub fn check_destination(path: &Path) -> Result<(), String> {
 pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
     // The file lives on disk (not tmpfs like the state): without the flush a
     // crash could leave an empty file under the final name.
-    crate::atomic_write::write(path, text.as_bytes(), 0o644, true)
+    idmap_overlay::state::atomic_write::write(path, text.as_bytes(), 0o644, true)
 }
 
 #[cfg(test)]
@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn state_names_are_the_records_own() {
-        use crate::state::RecordState;
+        use idmap_overlay::state::RecordState;
         for state in [
             RecordState::Preparing,
             RecordState::Mounted,
@@ -446,11 +446,11 @@ mod golden {
     //! metrics` accepting every one. `UPDATE_GOLDEN=1 cargo test` rewrites
     //! the files after a deliberate change.
     use super::*;
-    use crate::findings::classify;
-    use crate::gc::Item;
-    use crate::inspect::golden::{check, fixture};
-    use crate::mountinfo::parse_line;
-    use crate::state::BadRecord;
+    use crate::cmd::views::golden::{check, fixture};
+    use idmap_overlay::kernel::mount_table::parse_line;
+    use idmap_overlay::ops::cleanup::Item;
+    use idmap_overlay::ops::leaks::classify;
+    use idmap_overlay::state::BadRecord;
     use std::io::Write;
     use std::process::{Command, Stdio};
 

@@ -9,8 +9,8 @@
 //! builds) honours it; any other build, and any program embedding the
 //! library, ignores the variable.
 
-use crate::Cancel;
-use crate::error::Result;
+use crate::base::cancel::Cancel;
+use crate::base::error::Result;
 
 #[cfg(feature = "testpoints")]
 pub const ENV: &str = "IDMAP_OVERLAY_TESTPOINT";
@@ -39,8 +39,8 @@ pub fn hit(cancel: &Cancel, name: &str) -> Result<()> {
 
 fn check_cancelled(cancel: &Cancel, name: &str) -> Result<()> {
     match cancel.reason() {
-        Some(reason) => Err(crate::error::fail(
-            crate::ErrorKind::Cancelled,
+        Some(reason) => Err(crate::base::error::fail(
+            crate::base::error::ErrorKind::Cancelled,
             format!("{reason} before {name}; rolled back"),
         )),
         None => Ok(()),
@@ -64,7 +64,7 @@ pub fn hit_with(cancel: &Cancel, name: &str, detail: &str) -> Result<()> {
             "kill" => {
                 let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
             }
-            "fail" => crate::error::bail!("test point {name}: forced failure"),
+            "fail" => crate::base::error::bail!("test point {name}: forced failure"),
             "panic" => panic!("test point {name}: forced panic"),
             "pause" => {
                 eprintln!("testpoint {name} pid={} {detail}", std::process::id());
@@ -92,11 +92,20 @@ mod tests {
     #[test]
     fn the_lists_name_every_point_in_the_code() {
         let mut marked = Vec::new();
-        for file in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src")).unwrap() {
-            let path = file.unwrap().path();
-            if path.ends_with("testpoint.rs") {
-                continue;
+        let src = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+        let mut files = Vec::new();
+        let mut dirs = vec![src.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if !path.ends_with("testpoint.rs") {
+                    files.push(path);
+                }
             }
+        }
+        for path in files {
             let text = std::fs::read_to_string(path).unwrap_or_default();
             for call in ["testpoint::hit(", "testpoint::hit_with("] {
                 for (at, _) in text.match_indices(call) {

@@ -3,7 +3,7 @@
 //! (`--sort`), fitted to a terminal's width by cutting one column in the
 //! middle, and never cut in a pipe. Cells are escaped (`escape`).
 
-use crate::escape::escape;
+use crate::cmd::escape::escape;
 
 /// One column a table can show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,13 @@
+//! The kernel's facts: every system call with its unsafe code (`sys`),
+//! paths resolved once to file descriptors (`resolve`), mount tables,
+//! mount namespaces, the processes that hold a mount, proving a mount is
+//! the one expected and unmounting exactly it, the user namespace helper.
+//! Imports only `base`.
+
+pub mod holders;
+pub mod mount_table;
+pub mod namespaces;
+pub mod proof;
+pub mod resolve;
+pub mod sys;
+pub mod userns;

@@ -1,0 +1,10 @@
+//! The operations: the feature probe, the mount strategies, mount, umount,
+//! the classification of leaks and gc. Imports `base`, `kernel` and
+//! `state`.
+
+pub mod cleanup;
+pub mod features;
+pub mod leaks;
+pub mod mounting;
+pub mod strategy;
+pub mod unmounting;
