@@ -342,7 +342,7 @@ impl Snapshot {
 ///
 /// ```no_run
 /// use idmap_overlay::StateDir;
-/// use idmap_overlay::ops::{cleanup as gc, leaks as findings};
+/// use idmap_overlay::ops::{cleanup as gc, leaks};
 /// use std::time::Duration;
 ///
 /// let state = StateDir::open_to_read("/run/idmap-overlay".as_ref(), false)?;
