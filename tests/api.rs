@@ -138,8 +138,14 @@ fn sixteen_threads_mount_and_unmount_through_the_api() {
     // No process-wide side effect: the working directory is where it was.
     assert_eq!(std::env::current_dir().unwrap(), cwd);
     // And nothing for gc to find.
-    let snapshot =
-        idmap_overlay::ops::cleanup::gather(&state, Vec::new(), Duration::ZERO, false).unwrap();
+    let snapshot = idmap_overlay::ops::cleanup::gather(
+        &state,
+        Vec::new(),
+        Duration::ZERO,
+        false,
+        &idmap_overlay::base::cancel::Deadline::after(Duration::from_secs(5), &Default::default()),
+    )
+    .unwrap();
     assert!(idmap_overlay::ops::leaks::classify(&snapshot).is_empty());
 }
 

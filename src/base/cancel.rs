@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
 
 /// A flag shared by whoever may cancel and the operations that watch it.
 /// Cloning shares the flag. The default is a flag nobody raises.
@@ -59,6 +60,53 @@ impl Cancel {
     }
 }
 
+/// How long a step may go on: a deadline, and the [`Cancel`] flag of the
+/// operation it belongs to. Every loop that waits or scans (lock waits,
+/// EBUSY retries, a walk over mount namespaces or processes) checks one,
+/// so `--timeout` and a signal end it whatever the size of the host.
+#[derive(Debug, Clone)]
+pub struct Deadline {
+    pub at: Instant,
+    pub cancel: Cancel,
+}
+
+impl Deadline {
+    /// `timeout` from now.
+    pub fn after(timeout: Duration, cancel: &Cancel) -> Deadline {
+        Deadline {
+            at: Instant::now() + timeout,
+            cancel: cancel.clone(),
+        }
+    }
+
+    /// Past the deadline, or cancelled.
+    pub fn is_over(&self) -> bool {
+        self.cancel.is_cancelled() || Instant::now() >= self.at
+    }
+
+    /// What is left of the time (zero once past).
+    pub fn left(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// Sleeps `pause`, or less when the deadline comes first; wakes every
+    /// 50 ms to look at the cancel flag. False when the deadline has passed
+    /// or the operation was cancelled (then it does not sleep at all).
+    pub fn sleep(&self, pause: Duration) -> bool {
+        let until = Instant::now() + pause.min(self.left());
+        loop {
+            if self.cancel.is_cancelled() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return !self.is_over();
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(50)));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +127,20 @@ mod tests {
         assert_eq!(other.reason().as_deref(), Some("cancelled"));
         assert_eq!(other.signal(), None);
         assert!(!Cancel::default().is_cancelled());
+    }
+
+    #[test]
+    fn a_deadline_ends_sleeps_and_is_over() {
+        let cancel = Cancel::new();
+        let deadline = Deadline::after(Duration::from_millis(30), &cancel);
+        assert!(!deadline.is_over());
+        let started = Instant::now();
+        assert!(!deadline.sleep(Duration::from_secs(5)), "slept past it");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(deadline.is_over());
+        let long = Deadline::after(Duration::from_secs(60), &cancel);
+        cancel.cancel();
+        assert!(long.is_over());
+        assert!(!long.sleep(Duration::from_secs(5)));
     }
 }

@@ -41,9 +41,8 @@ pub enum ErrorKind {
 enum Cause {
     /// The text of a system error.
     Text(String),
-    /// A mount that stayed busy; who holds it is looked up only when the
-    /// message is shown (gc retries busy mounts without showing them).
-    Busy(crate::kernel::proof::BusyMount),
+    /// A mount that stayed busy.
+    Busy(Box<BusyMount>),
 }
 
 /// An error from this crate: one line of text for a person, and its
@@ -95,8 +94,8 @@ impl Error {
         &self.steps
     }
 
-    /// For [`ErrorKind::Busy`]: the unique id of the mount that stayed busy,
-    /// to look up who holds it.
+    /// For [`ErrorKind::Busy`]: the id of the mount that stayed busy (as
+    /// mountinfo shows it, not the unique one), to look up who holds it.
     pub fn busy_mount(&self) -> Option<u64> {
         match &self.cause {
             Some(Cause::Busy(busy)) => Some(busy.mount_id),
@@ -129,13 +128,22 @@ impl Error {
         self
     }
 
-    pub(crate) fn busy(busy: crate::kernel::proof::BusyMount) -> Error {
+    /// A busy error, with who holds the mount (looked up by the caller
+    /// once it gives up); any other error unchanged.
+    pub(crate) fn held_by(mut self, name: impl FnOnce(u64) -> String) -> Error {
+        if let Some(Cause::Busy(busy)) = &mut self.cause {
+            busy.held_by = Some(name(busy.mount_id));
+        }
+        self
+    }
+
+    pub(crate) fn busy(busy: BusyMount) -> Error {
         Error {
             kind: ErrorKind::Busy,
             steps: Vec::new(),
             errno: Some(nix::errno::Errno::EBUSY as i32),
             path: Some(busy.what.clone()),
-            cause: Some(Cause::Busy(busy)),
+            cause: Some(Cause::Busy(Box::new(busy))),
             overlay_left: false,
         }
     }
@@ -151,6 +159,38 @@ impl Error {
         }
     }
 }
+
+/// An unmount that failed because the mount stayed busy, as an error a
+/// caller can recognise (gc retries these, see [`Error::busy_mount`]).
+/// Exit 32.
+#[derive(Debug)]
+pub struct BusyMount {
+    /// The mount id as mountinfo shows it.
+    pub mount_id: u64,
+    /// The mountpoint, for the message.
+    pub what: PathBuf,
+    pub waited: std::time::Duration,
+    /// Who holds it, when that was looked up (one walk over `/proc`, made
+    /// once, by whoever gives up on the mount).
+    pub held_by: Option<String>,
+}
+
+impl fmt::Display for BusyMount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: busy after {}",
+            self.what.display(),
+            crate::base::duration::human(self.waited)
+        )?;
+        match &self.held_by {
+            Some(held_by) => write!(f, ": held by {held_by}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for BusyMount {}
 
 /// Shorthand for `Error::new`: `return Err(fail(ErrorKind::Mount, "..."))`.
 pub(crate) fn fail(kind: ErrorKind, message: impl Into<String>) -> Error {

@@ -3,6 +3,7 @@ use crate::cmd::args::GcArgs;
 use crate::cmd::exit::{Code, Coded, fail};
 use crate::cmd::metrics;
 use anyhow::Result;
+use idmap_overlay::base::cancel::Deadline;
 use idmap_overlay::ops::cleanup as gc;
 use idmap_overlay::ops::leaks as findings;
 use std::path::{Path, PathBuf};
@@ -37,7 +38,14 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
     state.lock_wait = args.timeout;
     let foreign = foreign_dirs(&args.foreign)?;
     let started = Instant::now();
-    let snapshot = gc::gather(&state, foreign.clone(), args.min_age, !args.dry_run)?;
+    let deadline = Deadline::after(args.timeout, &state.cancel);
+    let snapshot = gc::gather(
+        &state,
+        foreign.clone(),
+        args.min_age,
+        !args.dry_run,
+        &deadline,
+    )?;
     let report = gc::collect(&state, &snapshot, args.dry_run, args.timeout)?;
     let duration = started.elapsed();
     if args.json {
@@ -69,7 +77,10 @@ fn write_metrics(
     duration: Duration,
 ) -> Result<()> {
     let started = Instant::now();
-    let after = gc::gather(state, foreign, min_age, false)?;
+    // The look again is bounded like the run (the metrics say what is
+    // left, as far as can be told in that time).
+    let deadline = Deadline::after(idmap_overlay::ops::mounting::DEFAULT_TIMEOUT, &state.cancel);
+    let after = gc::gather(state, foreign, min_age, false, &deadline)?;
     let snap = &after;
     let leaks = findings::classify(snap);
     let scrape = metrics::Scrape {

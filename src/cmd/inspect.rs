@@ -6,6 +6,7 @@ use crate::cmd::table::{self, Layout};
 use crate::cmd::views;
 use anyhow::Result;
 use clap::ValueEnum;
+use idmap_overlay::base::cancel::Deadline;
 use idmap_overlay::ops::cleanup as gc;
 use idmap_overlay::ops::features;
 use idmap_overlay::ops::leaks as findings;
@@ -98,7 +99,12 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     }
     let started = Instant::now();
     let foreign = super::gc::foreign_dirs(&args.foreign)?;
-    let snapshot = gc::gather(&state, foreign, Duration::from_secs(60), false)?;
+    // Looking is bounded like umount and gc by default; a signal ends it.
+    let deadline = Deadline::after(idmap_overlay::ops::mounting::DEFAULT_TIMEOUT, &state.cancel);
+    let mut snapshot = gc::gather(&state, foreign, Duration::from_secs(60), false, &deadline)?;
+    if let Some(what) = &args.what {
+        name_copies(&mut snapshot, what, &deadline);
+    }
     let snap = &snapshot;
     if format == Format::Prometheus {
         let leaks = findings::classify(snap);
@@ -205,4 +211,27 @@ fn kernel_maps(health: &findings::Health) -> views::KernelMaps {
             unavailable(&format!("statmount(2) failed: {e}"))
         }
     }
+}
+
+/// For the detail of one overlay: where its copies live, named with one
+/// bounded walk over the mount namespaces, when it may live anywhere.
+fn name_copies(snap: &mut findings::Snapshot, what: &str, deadline: &Deadline) {
+    let Some(record) = snap.records.iter().find(|r| {
+        r.id.starts_with(what) || (what.contains('/') && r.target == std::path::Path::new(what))
+    }) else {
+        return;
+    };
+    let health = snap.health(record);
+    let Some(device) = record.device() else {
+        return;
+    };
+    if !health.alive() {
+        return;
+    }
+    let here = record.mount_id.into_iter().collect();
+    let own = idmap_overlay::kernel::namespaces::current_namespace().ok();
+    let copies = idmap_overlay::ops::elsewhere::find_copies(&[device].into(), own, &here, deadline);
+    let elsewhere = copies.elsewhere(device);
+    let id = record.id.clone();
+    snap.named.insert(id, elsewhere);
 }

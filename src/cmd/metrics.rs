@@ -65,9 +65,13 @@ kinds! {
 /// Every record state, always exported.
 pub const STATES: &[&str] = &["preparing", "mounted", "unmounting", "detached"];
 
-/// How many recorded overlays have a copy in another mount namespace.
+/// How many recorded overlays are not mounted here but live on in another
+/// mount namespace, as the kernel says.
 pub fn overlays_elsewhere(snap: &Snapshot) -> u64 {
-    snap.elsewhere.values().filter(|c| !c.is_empty()).count() as u64
+    snap.beyond
+        .values()
+        .filter(|b| matches!(b, idmap_overlay::ops::elsewhere::Beyond::Alive(_)))
+        .count() as u64
 }
 
 /// A finding kind as JSON and the text views spell it: `temp-mount`.
@@ -495,7 +499,7 @@ mod golden {
         ];
         snap.table.push(
             parse_line(
-                "81 1 254:0 /data /srv/odd\\040\"dir\"\\134with\\012newline/vol ro,idmapped - ext4 /dev/vda rw",
+                b"81 1 254:0 /data /srv/odd\\040\"dir\"\\134with\\012newline/vol ro,idmapped - ext4 /dev/vda rw",
             )
             .unwrap(),
         );

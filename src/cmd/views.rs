@@ -89,7 +89,7 @@ pub const RECORD_COLUMNS: &[Column] = &[
     column("AGE", "time since it was mounted", false, true),
     column(
         "HEALTH",
-        "ok, ok+Nns (also in N other mount namespaces), elsewhere, running, leaked, gone",
+        "ok (mounted here), elsewhere (only in other mount namespaces), unknown, running, leaked, gone",
         false,
         true,
     ),
@@ -106,7 +106,7 @@ pub const RECORD_COLUMNS: &[Column] = &[
     ),
     column(
         "ELSEWHERE",
-        "how many other mount namespaces hold a copy",
+        "whether it lives on in other mount namespaces: yes, no, ? (cannot tell), - (mounted here, not asked)",
         true,
         false,
     ),
@@ -176,7 +176,13 @@ fn record_cell(column: &str, r: &Record, health: &Health, now: u64) -> String {
         "MOUNTID" => number(r.mount_id),
         "DEV" => r.dev.clone().unwrap_or_else(|| "-".into()),
         "MOUNTNS" => number(r.mount_ns),
-        "ELSEWHERE" => health.elsewhere.len().to_string(),
+        "ELSEWHERE" => match (health.elsewhere.len(), health.alive_elsewhere) {
+            (0, Some(true)) => "yes".into(),
+            (0, Some(false)) => "no".into(),
+            (0, None) if health.mounted => "-".into(),
+            (0, None) => "?".into(),
+            (n, _) => n.to_string(),
+        },
         "PID" => r.pid.to_string(),
         "CREATED" => r.created.clone(),
         _ => String::new(),
@@ -325,13 +331,15 @@ pub fn render_detail(d: &Detail, now: u64) -> String {
     };
     field("temp mounts:", temps);
     if d.health.elsewhere.is_empty() {
-        field("elsewhere:", "in no other mount namespace".into());
+        let said = match (d.health.alive_elsewhere, &d.health.elsewhere_because) {
+            (Some(true), Some(how)) => format!("alive, but not found ({how})"),
+            (None, Some(why)) if !d.health.mounted => format!("cannot tell ({why})"),
+            _ => "in no other mount namespace".into(),
+        };
+        field("elsewhere:", said);
     }
     for (i, copy) in d.health.elsewhere.iter().enumerate() {
-        field(
-            if i == 0 { "elsewhere:" } else { "" },
-            format!("{copy} (mount namespace {})", copy.mount_ns),
-        );
+        field(if i == 0 { "elsewhere:" } else { "" }, copy.to_string());
     }
     if let Some(ns) = r.mount_ns {
         field("mounted in:", format!("mount namespace {ns}"));
@@ -438,6 +446,7 @@ pub(crate) mod golden {
     use idmap_overlay::base::idmap::IdRange;
     use idmap_overlay::base::overlay::Strategy;
     use idmap_overlay::kernel::mount_table::parse_line;
+    use idmap_overlay::ops::elsewhere::{Beyond, Elsewhere};
     use idmap_overlay::ops::leaks::classify;
     use idmap_overlay::state::{RecordState, source_tag};
     use std::path::Path;
@@ -483,6 +492,7 @@ pub(crate) mod golden {
             ],
             upperdir: Some("/var/lib/c/upper".into()),
             workdir: Some("/var/lib/c/work".into()),
+            upperdir_file: None,
             options: vec!["index=off".into()],
             uidmap: map.clone(),
             gidmap: if id == "web-2" {
@@ -515,13 +525,14 @@ pub(crate) mod golden {
     }
 
     /// A container's process in a mount namespace of its own.
-    fn container(pid: u32, command: &str, root: bool) -> idmap_overlay::ops::leaks::Elsewhere {
-        idmap_overlay::ops::leaks::Elsewhere {
+    fn container(pid: u32, command: &str, root: bool) -> Elsewhere {
+        Elsewhere {
             pid: Some(pid),
             command: Some(command.into()),
-            mount_ns: 4026532000 + u64::from(pid),
+            mount_ns: Some(4026532000 + u64::from(pid)),
             root,
             cwd: !root,
+            fd: false,
         }
     }
 
@@ -576,12 +587,25 @@ pub(crate) mod golden {
                 Some(62),
             ),
         ];
-        snap.elsewhere = [
+        snap.named = [
             ("web-1".to_string(), vec![container(11184, "sh", false)]),
             ("web-3".to_string(), vec![container(12001, "nginx", true)]),
         ]
         .into();
-        snap.table = table.iter().map(|l| parse_line(l).unwrap()).collect();
+        snap.beyond = [
+            (
+                "web-3".to_string(),
+                Beyond::Alive(
+                    "the kernel says its upperdir /var/lib/c/upper is still in use".into(),
+                ),
+            ),
+            ("gone".to_string(), Beyond::Gone),
+        ]
+        .into();
+        snap.table = table
+            .iter()
+            .map(|l| parse_line(l.as_bytes()).unwrap())
+            .collect();
         snap.temp_dirs = vec!["6b0860aa-3327-178bc4d2".into()];
         snap.lock_files = vec![
             "web-1".into(),
@@ -635,16 +659,24 @@ pub(crate) mod golden {
             .iter()
             .filter(|r| r.mount_id.unwrap() % 10 != 3)
             .map(|r| {
-                parse_line(&format!(
-                    "{} 1 0:90 / {} rw - overlay {} rw",
-                    r.mount_id.unwrap(),
-                    r.target.display(),
-                    r.source
-                ))
+                parse_line(
+                    format!(
+                        "{} 1 0:90 / {} rw - overlay {} rw",
+                        r.mount_id.unwrap(),
+                        r.target.display(),
+                        r.source
+                    )
+                    .as_bytes(),
+                )
                 .unwrap()
             })
             .collect();
-        snap.elsewhere.clear();
+        snap.named.clear();
+        snap.beyond = snap
+            .records
+            .iter()
+            .map(|r| (r.id.clone(), Beyond::Gone))
+            .collect();
         snap
     }
 

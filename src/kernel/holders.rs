@@ -1,19 +1,50 @@
-//! Who keeps a mount busy: the processes whose working directory, root or
-//! open files are on it, for the message of an unmount that gave up.
+//! Who holds a mount: the processes whose root, working directory or open
+//! files lie on it, found in one walk over `/proc`. Only to name them for a
+//! person (an unmount that gave up, a copy in a container): whether a mount
+//! is busy or an overlay alive is the kernel's answer, never this walk's.
 
-use std::path::Path;
+use crate::base::cancel::Deadline;
+use crate::kernel::mount_table::Device;
+use nix::errno::Errno;
+use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
 
-/// A process that keeps a mount busy.
+/// How a process holds a mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Via {
+    Root,
+    Cwd,
+    Fd(u32),
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Via::Root => f.write_str("root"),
+            Via::Cwd => f.write_str("cwd"),
+            Via::Fd(n) => write!(f, "fd {n}"),
+        }
+    }
+}
+
+/// A process that holds a mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
     pub pid: u32,
+    /// `/proc/PID/comm`, raw (lossy UTF-8): whoever shows it escapes it.
     pub command: String,
-    /// `cwd`, `root`, or `fd N`.
-    pub via: String,
+    /// Its mount namespace (nsfs inode), when it could be read.
+    pub ns: Option<u64>,
+    pub via: Via,
+    /// The mount the held file lies on, and its device.
+    pub mount_id: u64,
+    pub device: Device,
 }
 
-impl std::fmt::Display for Holder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "pid {} ({}) through its {}",
@@ -22,77 +53,178 @@ impl std::fmt::Display for Holder {
     }
 }
 
-/// The mount id (as mountinfo shows it) of what `path` names, following
-/// symlinks. For /proc entries of other processes only: it is how the
-/// kernel shows their cwd, root and fds.
-fn mount_id_of_proc_link(path: &Path) -> Option<u64> {
-    use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
-    statx(CWD, path, AtFlags::empty(), StatxFlags::MNT_ID)
-        .ok()
-        .map(|st| st.stx_mnt_id)
+/// What to look for: files on any of `mount_ids` (as statx reports them:
+/// ids are global, the same in every namespace), or directories on any of
+/// `devices` (a directory on an overlay always shows the overlay's device;
+/// a file may show its layer's, so files are matched by mount id only).
+#[derive(Debug, Clone, Default)]
+pub struct Targets {
+    pub mount_ids: HashSet<u64>,
+    pub devices: HashSet<Device>,
 }
 
-/// Scans `/proc/*/{cwd,root,fd/*}` for anything on the mount `mount_id`.
-/// Compares mount ids, not paths or devices: an overlay's files may report
-/// the device of the layer they come from.
-pub fn holders(mount_id: u64) -> Vec<Holder> {
-    let mut found = Vec::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
+impl Targets {
+    /// The processes holding the mount `mount_id`.
+    pub fn mount(mount_id: u64) -> Targets {
+        Targets {
+            mount_ids: [mount_id].into(),
+            devices: HashSet::new(),
+        }
+    }
+
+    /// The mount and device of what `path` (a `/proc` magic link) leads
+    /// to, when it is one of the targets.
+    fn matches(&self, path: &Path) -> Option<(u64, Device)> {
+        let st = statx(
+            CWD,
+            path,
+            AtFlags::empty(),
+            StatxFlags::MNT_ID | StatxFlags::TYPE,
+        )
+        .ok()?;
+        let device = Device::from((st.stx_dev_major, st.stx_dev_minor));
+        let is_dir = nix::sys::stat::SFlag::from_bits_truncate(u32::from(st.stx_mode))
+            & nix::sys::stat::SFlag::S_IFMT
+            == nix::sys::stat::SFlag::S_IFDIR;
+        (self.mount_ids.contains(&st.stx_mnt_id) || (is_dir && self.devices.contains(&device)))
+            .then_some((st.stx_mnt_id, device))
+    }
+}
+
+/// What a walk found, and whether it saw every process.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    pub holders: Vec<Holder>,
+    /// False when the deadline or a cancel stopped the walk early.
+    pub complete: bool,
+}
+
+/// Walks `proc_root` (`/proc`, or a fixture) for processes holding
+/// `targets`, leaving out `skip_pid` (ourselves), until `deadline`.
+pub fn find(
+    proc_root: &Path,
+    targets: &Targets,
+    skip_pid: Option<u32>,
+    deadline: &Deadline,
+) -> Found {
+    let mut found = Found::default();
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
         return found;
     };
-    let me = std::process::id();
-    for entry in procs.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
+    let mut pids: Vec<u32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    let mut dir = PathBuf::from(proc_root);
+    for pid in pids {
+        if deadline.is_over() {
+            return found;
+        }
+        if Some(pid) == skip_pid {
             continue;
         }
-        let dir = entry.path();
-        let on_mount = |p: &Path| mount_id_of_proc_link(p) == Some(mount_id);
-        let mut via = Vec::new();
-        for link in ["cwd", "root"] {
-            if on_mount(&dir.join(link)) {
-                via.push(link.to_string());
+        dir.push(pid.to_string());
+        let mut held = Vec::new();
+        for (link, via) in [("root", Via::Root), ("cwd", Via::Cwd)] {
+            if let Some(on) = targets.matches(&dir.join(link)) {
+                held.push((via, on));
             }
         }
         if let Ok(fds) = std::fs::read_dir(dir.join("fd")) {
             for fd in fds.flatten() {
-                if on_mount(&fd.path()) {
-                    via.push(format!("fd {}", fd.file_name().to_string_lossy()));
+                let Some(n) = fd.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                    continue;
+                };
+                if let Some(on) = targets.matches(&fd.path()) {
+                    held.push((Via::Fd(n), on));
                 }
             }
         }
-        if via.is_empty() {
-            continue;
+        if !held.is_empty() {
+            let command = read_command(&dir).unwrap_or_else(|| "?".into());
+            let ns = namespace_of(&dir);
+            found
+                .holders
+                .extend(held.into_iter().map(|(via, (mount_id, device))| Holder {
+                    pid,
+                    command: command.clone(),
+                    ns,
+                    via,
+                    mount_id,
+                    device,
+                }));
         }
-        let command = std::fs::read_to_string(dir.join("comm"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|_| "?".into());
-        for v in via {
-            found.push(Holder {
-                pid,
-                command: command.clone(),
-                via: v,
-            });
-        }
+        dir.pop();
     }
+    found.complete = true;
     found
 }
 
-/// "pid 12 (sh) through its cwd, pid 40 (cat) through its fd 3".
-pub fn describe_holders(holders: &[Holder]) -> String {
-    if holders.is_empty() {
-        return "no process found holding it (a kernel reference, or a process that just exited)"
-            .into();
+/// The processes in any namespace holding the mount `mount_id`, except us.
+pub fn of_mount(mount_id: u64, deadline: &Deadline) -> Found {
+    find(
+        Path::new("/proc"),
+        &Targets::mount(mount_id),
+        Some(std::process::id()),
+        deadline,
+    )
+}
+
+/// `/proc/PID/comm` without its newline.
+pub fn read_command(proc_dir: &Path) -> Option<String> {
+    let mut raw = std::fs::read(proc_dir.join("comm")).ok()?;
+    if raw.last() == Some(&b'\n') {
+        raw.pop();
     }
-    holders
+    Some(String::from_utf8_lossy(&raw).into_owned())
+}
+
+/// The nsfs inode of a process's mount namespace, read from the link's
+/// text (`mnt:[4026531841]`): the kernel formats it without opening the
+/// namespace.
+pub fn namespace_of(proc_dir: &Path) -> Option<u64> {
+    let text = std::fs::read_link(proc_dir.join("ns/mnt")).ok()?;
+    text.to_str()?
+        .strip_prefix("mnt:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Whether an io error means the process is gone.
+pub fn exited(err: &std::io::Error) -> bool {
+    matches!(
+        err.raw_os_error().map(Errno::from_raw),
+        Some(Errno::ENOENT | Errno::ESRCH)
+    )
+}
+
+/// How many of a long list a message names before "and N more".
+pub const NAMED: usize = 5;
+
+/// "pid 12 (sh) through its cwd, pid 40 (cat) through its fd 3", at most
+/// [`NAMED`] of them and then how many more.
+pub fn describe(found: &Found) -> String {
+    if found.holders.is_empty() {
+        return if found.complete {
+            "no process found holding it (a kernel reference, or a process that just exited)".into()
+        } else {
+            "no process found before the time was up".into()
+        };
+    }
+    let mut text = found
+        .holders
         .iter()
+        .take(NAMED)
         .map(|h| h.to_string())
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if found.holders.len() > NAMED {
+        text.push_str(&format!(" and {} more", found.holders.len() - NAMED));
+    }
+    if !found.complete {
+        text.push_str(" (not every process was looked at before the time was up)");
+    }
+    text
 }

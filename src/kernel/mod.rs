@@ -5,6 +5,7 @@
 //! Imports only `base`.
 
 pub mod holders;
+pub mod in_use;
 pub mod mount_table;
 pub mod namespaces;
 pub mod proof;

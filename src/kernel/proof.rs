@@ -155,14 +155,9 @@ impl fmt::Display for UnmountError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UnmountError::NotOurs(why) => write!(f, "not ours, left alone: {why}"),
-            UnmountError::Busy { mount_id, waited } => write!(
-                f,
-                "busy after {}: held by {}",
-                crate::base::duration::human(*waited),
-                crate::kernel::holders::describe_holders(&crate::kernel::holders::holders(
-                    *mount_id
-                ))
-            ),
+            UnmountError::Busy { waited, .. } => {
+                write!(f, "busy after {}", crate::base::duration::human(*waited))
+            }
             UnmountError::Cancelled(reason) => write!(f, "{reason} while waiting"),
             UnmountError::Failed(e) => e.fmt(f),
         }
@@ -170,33 +165,6 @@ impl fmt::Display for UnmountError {
 }
 
 impl std::error::Error for UnmountError {}
-
-/// An unmount that failed because the mount stayed busy, as an error a
-/// caller can recognise (gc retries these, see [`crate::base::error::Error::busy_mount`]). Exit 32.
-/// Who holds it is looked up only when the message is shown.
-#[derive(Debug)]
-pub struct BusyMount {
-    pub mount_id: u64,
-    /// The mountpoint, for the message.
-    pub what: std::path::PathBuf,
-    pub waited: Duration,
-}
-
-impl fmt::Display for BusyMount {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {}",
-            self.what.display(),
-            UnmountError::Busy {
-                mount_id: self.mount_id,
-                waited: self.waited
-            }
-        )
-    }
-}
-
-impl std::error::Error for BusyMount {}
 
 /// What [`unmount_proven`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,7 +238,7 @@ mod tests {
 
     fn table() -> Vec<MountEntry> {
         mount_table::parse(
-            "70 1 0:50 / /mnt/t rw - overlay idmap-overlay:a ro,lowerdir=12:13\n\
+            b"70 1 0:50 / /mnt/t rw - overlay idmap-overlay:a ro,lowerdir=12:13\n\
              71 1 0:51 / /mnt/u rw - tmpfs theirs rw\n",
         )
         .unwrap()

@@ -2,11 +2,14 @@
 //! what `gc` decides. Everything is gathered under the state directory's
 //! global lock, so no mount can be half-claimed while we look.
 
+use crate::base::cancel::Deadline;
 use crate::base::error::ErrorKind;
 use crate::base::error::{Result, fail};
-use crate::kernel::holders::{describe_holders, holders};
+use crate::kernel::holders;
+use crate::kernel::in_use::Prober;
 use crate::kernel::mount_table;
 use crate::kernel::proof::UnmountError;
+use crate::ops::elsewhere::{Beyond, ask_kernel, find_copies};
 use crate::ops::leaks::{self, Action, Finding, Kind, Snapshot};
 use crate::ops::unmounting::{forget, remove_temp_leftovers, unmount_listed};
 use crate::state::StateDir;
@@ -43,6 +46,7 @@ pub fn gather(
     foreign_dirs: Vec<PathBuf>,
     min_age: Duration,
     remember: bool,
+    deadline: &Deadline,
 ) -> Result<Snapshot> {
     // A look (inspect, a dry run) creates no lock file where none is.
     let _all = match remember {
@@ -89,7 +93,7 @@ pub fn gather(
         .unwrap_or_default()
         .as_secs();
     let first_seen = remember_foreign(state, &table, now, remember);
-    let (elsewhere, unreadable_namespaces) = scan_namespaces(&records);
+    let beyond = ask_about_the_absent(&records, &in_flight, &table, deadline);
     Ok(Snapshot {
         state_root: state.root.clone(),
         records,
@@ -105,41 +109,56 @@ pub fn gather(
         first_seen,
         now,
         min_age: min_age.as_secs(),
-        elsewhere,
-        unreadable_namespaces,
+        beyond,
         ..Default::default()
     })
 }
 
-/// Looks into every mount namespace once: which recorded overlays have
-/// copies in namespaces other than ours (a container's), by device and
-/// source tag, and which namespaces could not be read. A record without a
-/// device (a crashed mount) is looked for by its tag alone.
-fn scan_namespaces(
+/// For each record whose overlay is not mounted here (and no operation is
+/// running on it): does it live on elsewhere? Asked of the kernel, one
+/// question per record (is its upperdir in use); for the read-only ones,
+/// which have no upperdir, one walk over the mount namespaces for all of
+/// them together. What is not asked before `deadline` is unknown, which
+/// keeps the record.
+fn ask_about_the_absent(
     records: &[crate::state::Record],
-) -> (BTreeMap<String, Vec<leaks::Elsewhere>>, Vec<String>) {
-    let scan = match crate::kernel::namespaces::Scan::live() {
-        Ok(scan) => scan,
-        Err(e) => return (BTreeMap::new(), vec![format!("none could be listed: {e}")]),
-    };
-    let unreadable = scan
-        .unreadable()
-        .map(|ns| {
-            format!(
-                "{} ({})",
-                ns.ns,
-                ns.table.as_ref().err().map(String::as_str).unwrap_or("?")
-            )
-        })
-        .collect();
-    let mut elsewhere = BTreeMap::new();
+    in_flight: &BTreeSet<String>,
+    table: &[mount_table::MountEntry],
+    deadline: &Deadline,
+) -> BTreeMap<String, Beyond> {
+    let mut prober = Prober::new();
+    let mut answers = BTreeMap::new();
+    let mut read_only = Vec::new();
     for record in records {
-        let copies = leaks::elsewhere_of(&scan, record);
-        if !copies.is_empty() {
-            elsewhere.insert(record.id.clone(), copies);
+        if in_flight.contains(&record.id) || table.iter().any(|m| record.is_overlay(m)) {
+            continue;
+        }
+        let answer = if deadline.is_over() {
+            Beyond::Unknown("not asked before the time was up".into())
+        } else if record.upperdir.is_none() {
+            match record.device() {
+                Some(device) => {
+                    read_only.push((record.id.clone(), device));
+                    continue;
+                }
+                // Never recorded as mounted: nothing to look for.
+                None => Beyond::Gone,
+            }
+        } else {
+            ask_kernel(record, &mut prober)
+        };
+        answers.insert(record.id.clone(), answer);
+    }
+    if !read_only.is_empty() {
+        let devices = read_only.iter().map(|(_, d)| *d).collect();
+        let own = crate::kernel::namespaces::current_namespace().ok();
+        let copies = find_copies(&devices, own, &Default::default(), deadline);
+        for (id, device) in read_only {
+            let tag = crate::state::source_tag(&id);
+            answers.insert(id, copies.beyond(device, &tag));
         }
     }
-    (elsewhere, unreadable)
+    answers
 }
 
 /// Updates the first-sighting times of idmapped mounts that are not ours
@@ -309,12 +328,18 @@ fn act(state: &StateDir, snap: &Snapshot, finding: &Finding) -> Result<(), Probl
     let table = &snap.table;
     match &finding.action {
         Action::Teardown { id } => match StateDir::read_record_file(&state.record_path(id)) {
-            Ok(mut record) => forget(state, &mut record, table, Duration::ZERO)
-                .map(|_| ())
-                .map_err(|e| match e.busy_mount() {
-                    Some(mount_id) => Problem::Busy(mount_id),
-                    None => Problem::Failed(format!("{e:#}")),
-                }),
+            Ok(mut record) => forget(
+                state,
+                &mut record,
+                table,
+                &Deadline::after(Duration::ZERO, &state.cancel),
+                snap.beyond.get(id).cloned(),
+            )
+            .map(|_| ())
+            .map_err(|e| match e.busy_mount() {
+                Some(mount_id) => Problem::Busy(mount_id),
+                None => Problem::Failed(format!("{e:#}")),
+            }),
             Err(problem) => Err(Problem::Failed(format!("record {problem}"))),
         },
         Action::RemoveTemps { id } => remove_temp_leftovers(state, id, table, Duration::ZERO)
@@ -367,11 +392,13 @@ fn act(state: &StateDir, snap: &Snapshot, finding: &Finding) -> Result<(), Probl
 ///
 /// ```no_run
 /// use idmap_overlay::StateDir;
+/// use idmap_overlay::base::cancel::Deadline;
 /// use idmap_overlay::ops::cleanup as gc;
 /// use std::time::Duration;
 ///
 /// let state = StateDir::open("/run/idmap-overlay".as_ref())?;
-/// let snapshot = gc::gather(&state, Vec::new(), Duration::from_secs(60), true)?;
+/// let deadline = Deadline::after(Duration::from_secs(5), &state.cancel);
+/// let snapshot = gc::gather(&state, Vec::new(), Duration::from_secs(60), true, &deadline)?;
 /// let report = gc::collect(&state, &snapshot, false, Duration::from_secs(5))?;
 /// for item in &report.failed {
 ///     eprintln!("{}: {}", item.path.display(), item.reason);
@@ -439,13 +466,37 @@ pub fn collect(
         report.interrupted = Some(state.cancel.signal().unwrap_or(0));
     }
     let waited = started.elapsed();
+    // Who holds what stayed busy: one walk over /proc for all of them.
+    let targets = holders::Targets {
+        mount_ids: busy.iter().map(|(_, id)| *id).collect(),
+        devices: Default::default(),
+    };
+    let found = if busy.is_empty() {
+        holders::Found::default()
+    } else {
+        holders::find(
+            Path::new("/proc"),
+            &targets,
+            Some(std::process::id()),
+            &Deadline::after(Duration::from_secs(1), &state.cancel),
+        )
+    };
     for (finding, mount_id) in busy {
+        let of_this = holders::Found {
+            holders: found
+                .holders
+                .iter()
+                .filter(|h| h.mount_id == mount_id)
+                .cloned()
+                .collect(),
+            complete: found.complete,
+        };
         report.failed.push(item(
             finding,
             format!(
                 "busy after {}: held by {}",
                 crate::base::duration::human(waited),
-                describe_holders(&holders(mount_id))
+                holders::describe(&of_this)
             ),
         ));
     }

@@ -1,10 +1,11 @@
 //! One view of the world for `inspect` and `gc`: a snapshot of the state
-//! directory and the mount table goes in, a list of findings comes out.
+//! directory, this namespace's mount table and the kernel's answers about
+//! overlays not mounted here goes in, a list of findings comes out.
 //! `inspect --leaks` renders the findings, `gc` acts on them, so the two can
 //! never disagree. `classify` is pure and tested with fixture data.
 
 use crate::kernel::mount_table::MountEntry;
-use crate::ops::unmounting::is_our_overlay;
+use crate::ops::elsewhere::{Beyond, Elsewhere, describe};
 use crate::state::{BadRecord, Record, RecordState, source_tag};
 use serde::Serialize;
 use std::cell::OnceCell;
@@ -41,11 +42,12 @@ pub struct Snapshot {
     pub first_seen: BTreeMap<String, u64>,
     pub now: u64,
     pub min_age: u64,
-    /// Copies of recorded overlays in other mount namespaces, by record
-    /// id (one scan of every namespace, see `namespaces`).
-    pub elsewhere: BTreeMap<String, Vec<Elsewhere>>,
-    /// Mount namespaces whose table could not be read, and why.
-    pub unreadable_namespaces: Vec<String>,
+    /// For each record whose overlay is not mounted here: does it live on
+    /// elsewhere? The kernel's answer (see `elsewhere`), by record id.
+    pub beyond: BTreeMap<String, Beyond>,
+    /// Where copies live, by record id, when they were looked for (the
+    /// detail of one overlay in `inspect`); empty otherwise.
+    pub named: BTreeMap<String, Vec<Elsewhere>>,
     /// Caches, built on first use (leave them default) so each record is
     /// judged without rescanning the whole table: records times mounts
     /// grows too fast on a busy host.
@@ -137,128 +139,58 @@ pub fn looks_like_containerd_leak(mount_point: &Path) -> bool {
         .any(|name| name.to_string_lossy().starts_with("ovl-idmapped"))
 }
 
-/// A copy of one of our overlays attached in a mount namespace other than
-/// the one looking (a container's, typically).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Elsewhere {
-    /// A process in that namespace (one whose root, else cwd, is on the
-    /// overlay when there is one); none for a namespace kept alive by a
-    /// namespace file or an open fd only.
-    pub pid: Option<u32>,
-    pub command: Option<String>,
-    /// The namespace's nsfs inode.
-    pub mount_ns: u64,
-    /// The overlay is that process's root directory (a runtime pivoted into
-    /// it) or its working directory.
-    pub root: bool,
-    pub cwd: bool,
-}
-
-impl From<crate::kernel::namespaces::OverlayCopy> for Elsewhere {
-    fn from(copy: crate::kernel::namespaces::OverlayCopy) -> Elsewhere {
-        Elsewhere {
-            pid: copy.process.as_ref().map(|p| p.pid),
-            command: copy.process.map(|p| p.command),
-            mount_ns: copy.ns,
-            root: copy.is_root,
-            cwd: copy.is_cwd,
-        }
-    }
-}
-
-/// The copies of a record's overlay in other mount namespaces, from a scan.
-pub fn elsewhere_of(scan: &crate::kernel::namespaces::Scan, record: &Record) -> Vec<Elsewhere> {
-    scan.copies_of(record_device(record), &record.source)
-        .into_iter()
-        .map(Elsewhere::from)
-        .collect()
-}
-
-/// The copies of [`elsewhere_of`] that a process holds (root, cwd, open
-/// file): the ones that keep `umount` from going ahead.
-pub fn held_elsewhere(scan: &crate::kernel::namespaces::Scan, record: &Record) -> Vec<Elsewhere> {
-    scan.held_copies_of(record_device(record), &record.source)
-        .into_iter()
-        .map(Elsewhere::from)
-        .collect()
-}
-
-fn record_device(record: &Record) -> Option<crate::kernel::namespaces::Device> {
-    record
-        .dev
-        .as_deref()
-        .and_then(crate::kernel::namespaces::Device::parse)
-}
-
-impl std::fmt::Display for Elsewhere {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.pid, &self.command) {
-            (Some(pid), Some(command)) => write!(f, "pid {pid} ({command})")?,
-            (Some(pid), None) => write!(f, "pid {pid}")?,
-            _ => write!(
-                f,
-                "mount namespace {} (no process; kept by a namespace file)",
-                self.mount_ns
-            )?,
-        }
-        match (self.root, self.cwd) {
-            (true, _) => f.write_str(", the overlay is its root"),
-            (false, true) => f.write_str(", the overlay is its cwd"),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// "1 other mount namespace: pid 11184 (sleep), the overlay is its root".
-pub fn describe_elsewhere(copies: &[Elsewhere]) -> String {
-    format!(
-        "{} other mount namespace{}: {}",
-        copies.len(),
-        if copies.len() == 1 { "" } else { "s" },
-        copies
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join("; ")
-    )
-}
-
 /// Health of one record, for `inspect`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Health {
+    /// One word: see [`Health::word`].
+    pub word: String,
     /// The overlay at the target is ours (source tag and mount id), in the
     /// mount namespace looking.
     pub mounted: bool,
     /// The operation's process still holds the record's lock.
     pub owner_alive: bool,
     pub temp_mounts_present: Vec<PathBuf>,
-    /// Copies of the overlay in other mount namespaces.
+    /// For an overlay not mounted here: does it live on elsewhere? `true`,
+    /// `false`, or `null` when the kernel could not say (or, mounted
+    /// here, it was not asked).
+    pub alive_elsewhere: Option<bool>,
+    /// How that is known, or why it cannot be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elsewhere_because: Option<String>,
+    /// Where copies live, when they were looked for (`inspect` of one
+    /// overlay); empty otherwise.
     pub elsewhere: Vec<Elsewhere>,
     pub leaked: bool,
 }
 
 impl Health {
-    /// One word for the table: `running`, `leaked`, `ok`, `ok+2ns` (here
-    /// and in 2 other namespaces), `elsewhere` (only in others), `gone`.
-    pub fn word(&self) -> String {
+    /// One word for the table: `running` (an operation holds its lock),
+    /// `leaked`, `ok` (mounted here), `elsewhere` (not here, alive in
+    /// another mount namespace), `unknown` (not here, and the kernel cannot
+    /// say whether it lives on), `gone`.
+    fn word_of(&self) -> &'static str {
         match (
             self.owner_alive,
             self.leaked,
             self.mounted,
-            self.elsewhere.len(),
+            self.alive_elsewhere,
         ) {
-            (true, ..) => "running".into(),
-            (_, true, ..) => "leaked".into(),
-            (_, _, true, 0) => "ok".into(),
-            (_, _, true, n) => format!("ok+{n}ns"),
-            (_, _, false, 0) => "gone".into(),
-            (_, _, false, _) => "elsewhere".into(),
+            (true, ..) => "running",
+            (_, true, ..) => "leaked",
+            (_, _, true, _) => "ok",
+            (_, _, false, Some(true)) => "elsewhere",
+            (_, _, false, None) => "unknown",
+            (_, _, false, Some(false)) => "gone",
         }
     }
 
-    /// Is the overlay attached anywhere: here, or in another namespace?
+    pub fn word(&self) -> String {
+        self.word.clone()
+    }
+
+    /// Is the overlay alive anywhere, here or elsewhere, or perhaps?
     pub fn alive(&self) -> bool {
-        self.mounted || !self.elsewhere.is_empty()
+        self.mounted || self.alive_elsewhere != Some(false)
     }
 }
 
@@ -291,7 +223,7 @@ impl Snapshot {
     }
 
     /// Is the overlay of `record` in the table (source tag, place, mount id)?
-    fn overlay_mounted(&self, record: &Record) -> bool {
+    pub fn overlay_mounted(&self, record: &Record) -> bool {
         let index = self.overlay_index.get_or_init(|| {
             let mut index: HashMap<String, Vec<usize>> = HashMap::new();
             for (i, m) in self.table.iter().enumerate() {
@@ -303,7 +235,7 @@ impl Snapshot {
         });
         index
             .get(&record.source)
-            .is_some_and(|list| list.iter().any(|i| is_our_overlay(&self.table[*i], record)))
+            .is_some_and(|list| list.iter().any(|i| record.is_overlay(&self.table[*i])))
     }
 
     pub fn health(&self, record: &Record) -> Health {
@@ -314,24 +246,35 @@ impl Snapshot {
             .iter()
             .map(|m| m.mount_point.clone())
             .collect();
-        let elsewhere = self.elsewhere.get(&record.id).cloned().unwrap_or_default();
-        let alive = mounted || !elsewhere.is_empty();
+        let beyond = (!mounted).then(|| self.beyond.get(&record.id)).flatten();
+        let (alive_elsewhere, elsewhere_because) = match beyond {
+            Some(Beyond::Alive(how)) => (Some(true), Some(how.clone())),
+            Some(Beyond::Gone) => (Some(false), None),
+            Some(Beyond::Unknown(why)) => (None, Some(why.clone())),
+            None if mounted => (None, None),
+            None => (None, Some("not asked".into())),
+        };
         let leaked = !owner_alive
             && match record.state {
-                // A crashed operation is a leak, unless its overlay lives
-                // on in another namespace (then it is left alone).
-                RecordState::Preparing | RecordState::Unmounting => elsewhere.is_empty(),
+                // A crashed operation is a leak: gc rolls back what is
+                // here, and keeps the record if the overlay lives on.
+                RecordState::Preparing | RecordState::Unmounting => true,
                 RecordState::Mounted | RecordState::Detached => {
-                    !alive || !temp_mounts_present.is_empty()
+                    (!mounted && alive_elsewhere == Some(false)) || !temp_mounts_present.is_empty()
                 }
             };
-        Health {
+        let mut health = Health {
+            word: String::new(),
             mounted,
             owner_alive,
             temp_mounts_present,
-            elsewhere,
+            alive_elsewhere,
+            elsewhere_because,
+            elsewhere: self.named.get(&record.id).cloned().unwrap_or_default(),
             leaked,
-        }
+        };
+        health.word = health.word_of().to_string();
+        health
     }
 }
 
@@ -342,11 +285,13 @@ impl Snapshot {
 ///
 /// ```no_run
 /// use idmap_overlay::StateDir;
+/// use idmap_overlay::base::cancel::Deadline;
 /// use idmap_overlay::ops::{cleanup as gc, leaks};
 /// use std::time::Duration;
 ///
 /// let state = StateDir::open_to_read("/run/idmap-overlay".as_ref(), false)?;
-/// let snapshot = gc::gather(&state, Vec::new(), Duration::from_secs(60), false)?;
+/// let deadline = Deadline::after(Duration::from_secs(5), &state.cancel);
+/// let snapshot = gc::gather(&state, Vec::new(), Duration::from_secs(60), false, &deadline)?;
 /// for finding in leaks::classify(&snapshot) {
 ///     println!("{:?} {}: {}", finding.kind, finding.path.display(), finding.why);
 /// }
@@ -408,86 +353,88 @@ fn recorded_overlay(snap: &Snapshot, record: &Record) -> Option<Finding> {
         return None;
     }
     let health = snap.health(record);
-    // Alive in other mount namespaces (a container keeps a copy) and
-    // not here, or a crashed operation on such an overlay: not a leak,
-    // and nothing to clean (a rollback would pull it from under the
-    // container); it stays listed.
-    let crashed = matches!(
-        record.state,
-        RecordState::Preparing | RecordState::Unmounting
-    );
-    if !health.elsewhere.is_empty() && (!health.mounted || crashed) {
-        return Some(Finding {
-            kind: Kind::AliveElsewhere,
-            path: record.target.clone(),
-            id: Some(record.id.clone()),
-            mount_id: record.mount_id,
-            why: format!(
-                "not mounted here, alive in {}",
-                describe_elsewhere(&health.elsewhere)
-            ),
-            action: Action::None,
-        });
-    }
-    let (kind, why) = match record.state {
-        RecordState::Preparing => (
+    let finding = |kind, path: PathBuf, why: String, action| Finding {
+        kind,
+        path,
+        id: Some(record.id.clone()),
+        mount_id: record.mount_id,
+        why,
+        action,
+    };
+    let id = record.id.clone();
+    let temps = !health.temp_mounts_present.is_empty();
+    match record.state {
+        // A crashed operation is rolled back: what it left here goes, and
+        // its record too unless the overlay lives on elsewhere (then it is
+        // kept, detached). Never judged by another namespace's tags.
+        RecordState::Preparing => Some(finding(
             Kind::CrashedOperation,
+            record.target.clone(),
             format!("mount by pid {} died before it finished", record.pid),
-        ),
-        RecordState::Unmounting => (
+            Action::Teardown { id },
+        )),
+        RecordState::Unmounting => Some(finding(
             Kind::CrashedOperation,
+            record.target.clone(),
             format!(
                 "umount died before it finished (record by pid {})",
                 record.pid
             ),
-        ),
-        RecordState::Mounted | RecordState::Detached if !health.mounted => (
-            Kind::VanishedOverlay,
-            format!(
-                "overlay {} is no longer mounted at {}, nor in any other mount namespace",
-                record.source,
-                record.target.display()
-            ),
-        ),
-        RecordState::Mounted | RecordState::Detached if !health.temp_mounts_present.is_empty() => (
-            Kind::TempMount,
-            format!(
-                "{} temporary mount(s) of a mounted overlay were never unmounted",
-                health.temp_mounts_present.len()
-            ),
-        ),
-        RecordState::Mounted | RecordState::Detached => return None,
-    };
-    // A namespace whose table could not be read may hold the overlay:
-    // what seems vanished is then reported, not torn down.
-    let unsure = kind == Kind::VanishedOverlay && !snap.unreadable_namespaces.is_empty();
-    let path = if kind == Kind::TempMount {
-        snap.temp_root().join(&record.id)
-    } else {
-        record.target.clone()
-    };
-    let id = record.id.clone();
-    Some(Finding {
-        kind,
-        path,
-        id: Some(id.clone()),
-        mount_id: record.mount_id,
-        why: if unsure {
-            format!(
-                "{why}, as far as can be seen (mount namespaces not read: {})",
-                snap.unreadable_namespaces.join("; ")
+            Action::Teardown { id },
+        )),
+        RecordState::Mounted | RecordState::Detached if health.mounted => temps.then(|| {
+            finding(
+                Kind::TempMount,
+                snap.temp_root().join(&record.id),
+                format!(
+                    "{} temporary mount(s) of a mounted overlay were never unmounted",
+                    health.temp_mounts_present.len()
+                ),
+                Action::RemoveTemps { id },
             )
-        } else {
-            why
+        }),
+        RecordState::Mounted | RecordState::Detached => match health.alive_elsewhere {
+            Some(false) => Some(finding(
+                Kind::VanishedOverlay,
+                record.target.clone(),
+                format!(
+                    "overlay {} is no longer mounted at {}, and the kernel says nothing of it is left",
+                    record.source,
+                    record.target.display()
+                ),
+                Action::Teardown { id },
+            )),
+            // Alive elsewhere (a container keeps a copy), or perhaps: not a
+            // leak, and nothing to clean but temporary leftovers; the
+            // record stays, listed.
+            alive => Some(finding(
+                Kind::AliveElsewhere,
+                record.target.clone(),
+                format!(
+                    "not mounted here; {}",
+                    match alive {
+                        Some(_) => format!(
+                            "alive elsewhere: {}",
+                            health.elsewhere_because.clone().unwrap_or_default()
+                        ),
+                        None => format!(
+                            "it may live on elsewhere ({}); kept",
+                            health.elsewhere_because.clone().unwrap_or_default()
+                        ),
+                    }
+                ) + &if health.elsewhere.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", describe(&health.elsewhere))
+                },
+                if temps {
+                    Action::RemoveTemps { id }
+                } else {
+                    Action::None
+                },
+            )),
         },
-        action: if unsure {
-            Action::None
-        } else if kind == Kind::TempMount {
-            Action::RemoveTemps { id }
-        } else {
-            Action::Teardown { id }
-        },
-    })
+    }
 }
 
 /// Temporary mounts under `<state>/tmp` of ids that have no record, deepest
@@ -736,6 +683,7 @@ mod tests {
             common_dir: Some("/l".into()),
             idmapped_dirs: vec!["/l".into()],
             temp_mounts: vec![format!("/run/io/tmp/{id}/0").into()],
+            upperdir_file: None,
             source: source_tag(id),
             mount_id,
             mount_id_unique: None,
@@ -749,17 +697,16 @@ mod tests {
     }
 
     fn overlay(mount_id: u64, id: &str) -> MountEntry {
-        parse_line(&format!(
-            "{mount_id} 1 0:50 / /mnt/{id} rw - overlay idmap-overlay:{id} rw,lowerdir=/x"
-        ))
+        parse_line(
+            format!("{mount_id} 1 0:50 / /mnt/{id} rw - overlay idmap-overlay:{id} rw,lowerdir=/x")
+                .as_bytes(),
+        )
         .unwrap()
     }
 
     fn idmapped(mount_id: u64, at: &str) -> MountEntry {
-        parse_line(&format!(
-            "{mount_id} 1 254:0 /l {at} ro,idmapped - ext4 /dev/vda rw"
-        ))
-        .unwrap()
+        parse_line(format!("{mount_id} 1 254:0 /l {at} ro,idmapped - ext4 /dev/vda rw").as_bytes())
+            .unwrap()
     }
 
     fn snapshot() -> Snapshot {
@@ -794,10 +741,79 @@ mod tests {
         let mut snap = snapshot();
         snap.records = vec![record("a", RecordState::Mounted, Some(70))];
         snap.table = vec![overlay(71, "a")];
+        snap.beyond.insert("a".into(), Beyond::Gone);
         assert_eq!(
             kinds(&classify(&snap)),
             vec![(Kind::VanishedOverlay, "/mnt/a".into())]
         );
+    }
+
+    /// Gone from here: what the kernel says decides, and a record is never
+    /// dropped on "cannot tell".
+    #[test]
+    fn an_overlay_gone_from_here_is_judged_by_the_kernel() {
+        for state in [RecordState::Mounted, RecordState::Detached] {
+            let mut snap = snapshot();
+            snap.records = vec![record("a", state, Some(70))];
+            for (answer, kind, action, word) in [
+                (
+                    Beyond::Gone,
+                    Kind::VanishedOverlay,
+                    Action::Teardown { id: "a".into() },
+                    "leaked",
+                ),
+                (
+                    Beyond::Alive("its upperdir is in use".into()),
+                    Kind::AliveElsewhere,
+                    Action::None,
+                    "elsewhere",
+                ),
+                (
+                    Beyond::Unknown("the probe said EPERM".into()),
+                    Kind::AliveElsewhere,
+                    Action::None,
+                    "unknown",
+                ),
+            ] {
+                snap.beyond.insert("a".into(), answer);
+                let found = classify(&snap);
+                assert_eq!(
+                    (found[0].kind, &found[0].action),
+                    (kind, &action),
+                    "{state:?}"
+                );
+                let health = snap.health(&snap.records[0]);
+                assert_eq!(health.word(), word);
+                assert_eq!(health.leaked, kind == Kind::VanishedOverlay);
+            }
+            // Its temporary mounts go either way: the overlay needs none.
+            // (A new snapshot: the indexes are built on first use.)
+            let mut snap = Snapshot {
+                records: snap.records.clone(),
+                beyond: snap.beyond.clone(),
+                ..snapshot()
+            };
+            snap.table = vec![idmapped(80, "/run/io/tmp/a/0")];
+            assert_eq!(
+                classify(&snap)[0].action,
+                Action::RemoveTemps { id: "a".into() }
+            );
+        }
+    }
+
+    /// A crashed mount is rolled back whatever other namespaces show: a
+    /// user's overlay there may carry its tag (found by a forged tag that
+    /// kept a leaked temporary mount attached).
+    #[test]
+    fn a_crashed_mount_is_rolled_back_even_if_it_may_live_elsewhere() {
+        let mut snap = snapshot();
+        snap.records = vec![record("a", RecordState::Preparing, None)];
+        snap.table = vec![idmapped(80, "/run/io/tmp/a/0")];
+        snap.beyond
+            .insert("a".into(), Beyond::Alive("its upperdir is in use".into()));
+        let found = classify(&snap);
+        assert_eq!(found[0].kind, Kind::CrashedOperation);
+        assert_eq!(found[0].action, Action::Teardown { id: "a".into() });
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! `state`.
 
 pub mod cleanup;
+pub mod elsewhere;
 pub mod features;
 pub mod leaks;
 pub mod mounting;

@@ -3,14 +3,16 @@
 //! what was done; a crash at any instant leaves what `gc` rolls back.
 
 use crate::base::cancel::Cancel;
+use crate::base::cancel::Deadline;
 use crate::base::error::Result;
 use crate::base::error::{Context, ErrorKind, fail};
 use crate::base::idmap::{self, IdRange};
 use crate::base::overlay::{self, MAX_LAYERS, Strategy, VfsFlags};
-use crate::kernel::namespaces::Scan;
+use crate::kernel::in_use::{DirUse, Prober};
 use crate::kernel::proof::{Expected, unmount_proven};
 use crate::kernel::resolve::{Resolved, Resolver};
 use crate::kernel::sys::MountIds;
+use crate::ops::elsewhere::summarize;
 use crate::ops::strategy::{OverlaySpec, PlannedTree, Target, TempMounts};
 use crate::state::{Record, RecordState, StateDir};
 use crate::{base::testpoint, kernel::userns, ops::features, ops::strategy, state};
@@ -325,58 +327,52 @@ fn already_mounted(
 }
 
 /// Refuses an upperdir or workdir that a live overlay uses, ours or
-/// anyone's, in any mount namespace (mountinfo's `upperdir=`/`workdir=`).
-fn refuse_dirs_in_use(scan: &Scan, checked: &Checked) -> Result<()> {
-    let dirs = [
+/// anyone's, in any mount namespace, whatever made it: two overlays on one
+/// upperdir corrupt each other's files (overlayfs only warns, in dmesg).
+/// The kernel is asked about each directory, by its fd; no mount table
+/// is read and no path text compared. Our own records name the user
+/// when one of them claims the directory.
+fn refuse_dirs_in_use(prober: &mut Prober, state_root: &Path, checked: &Checked) -> Result<()> {
+    for (what, dir) in [
         ("upperdir", &checked.upperdir),
         ("workdir", &checked.workdir),
-    ];
-    let in_use = |scan: &Scan| {
-        dirs.iter()
-            .filter_map(|(_, dir)| dir.as_ref())
-            .any(|dir| !scan.overlays_using(&dir.path).is_empty())
-    };
-    // The tables said no: that is the answer. They said yes: a full scan
-    // names who, and decides (the user may have gone meanwhile).
-    let full;
-    let scan = match scan.tables_only() && in_use(scan) {
-        true => {
-            full = Scan::live().fail_as(ErrorKind::System, || {
-                "looking into the mount namespaces".into()
-            })?;
-            &full
-        }
-        false => scan,
-    };
-    for (what, dir) in dirs {
+    ] {
         let Some(dir) = dir else { continue };
-        if let Some(used) = scan.overlays_using(&dir.path).first() {
-            let place = used
-                .places
-                .first()
-                .map(|p| {
-                    let who = p
-                        .process
-                        .as_ref()
-                        .map(|proc| format!(", pid {} ({})", proc.pid, proc.command))
-                        .unwrap_or_default();
-                    format!(
-                        " at {} in mount namespace {}{who}",
-                        p.mount_point.display(),
-                        p.ns
-                    )
-                })
-                .unwrap_or_default();
-            return Err(fail(
-                ErrorKind::Mount,
+        let why = match prober.dir_in_use(dir.fd.as_fd()) {
+            DirUse::Free => continue,
+            DirUse::InUse => "is the upper or work directory of a live overlay".to_string(),
+            DirUse::Unknown(why) => {
+                format!("cannot be shown free of other overlays by the kernel ({why})")
+            }
+        };
+        let whose = StateDir::open_to_read(state_root, false)
+            .ok()
+            .and_then(|state| state.record_claiming(&dir.path))
+            .map(|other| {
                 format!(
-                    "{what} {} is the {} of overlay {}{place}; two overlays on one {what} corrupt each other's files",
-                    dir.path.display(),
-                    used.role,
-                    used.source
-                ),
-            ));
-        }
+                    " (idmap-overlay mount {} at {}, {})",
+                    other.id,
+                    other.target.display(),
+                    other.state.name()
+                )
+            })
+            .or_else(|| {
+                // Not ours: named by one bounded walk, only now that the
+                // kernel has said so.
+                let deadline = Deadline::after(Duration::from_secs(1), &Cancel::new());
+                let users = crate::ops::elsewhere::overlays_using(&dir.meta, &deadline);
+                (!users.items.is_empty()).then(|| format!(" ({})", summarize(&users.items)))
+            })
+            .unwrap_or_else(|| {
+                " (in some mount namespace; findmnt -t overlay there names it)".into()
+            });
+        return Err(fail(
+            ErrorKind::Mount,
+            format!(
+                "{what} {} {why}{whose}; two overlays on one {what} corrupt each other's files",
+                dir.path.display()
+            ),
+        ));
     }
     Ok(())
 }
@@ -445,8 +441,9 @@ fn plan(
 fn claim(
     state: &StateDir,
     record: &Record,
+    checked: &Checked,
     timeout: Duration,
-    scan: Option<&Scan>,
+    prober: &mut Prober,
 ) -> Result<RecordLock> {
     let _all = state.lock_all()?;
     if fs::symlink_metadata(state.record_path(&record.id)).is_ok() {
@@ -469,15 +466,23 @@ fn claim(
         ));
     }
     // Two overlays on one upperdir or workdir corrupt each other's data
-    // (overlayfs only warns in dmesg): ours by record, while that record's
-    // overlay is alive anywhere or its operation runs.
-    for (what, dir) in [("upperdir", &record.upperdir), ("workdir", &record.workdir)] {
-        let Some(dir) = dir else { continue };
+    // (overlayfs only warns in dmesg). The kernel said the directories
+    // were free before the lock was taken; one of our records claiming
+    // them now is an operation running (its lock is held), or one that
+    // mounted since (the kernel is asked again).
+    let dirs = [
+        ("upperdir", &record.upperdir, &checked.upperdir),
+        ("workdir", &record.workdir, &checked.workdir),
+    ];
+    for (what, dir, resolved) in dirs {
+        let (Some(dir), Some(resolved)) = (dir, resolved) else {
+            continue;
+        };
         let Some(other) = state.record_claiming(dir) else {
             continue;
         };
-        let alive = state.lock_is_held(&other.id)
-            || scan.is_some_and(|scan| scan.is_attached(other.dev.as_deref(), &other.source));
+        let alive =
+            state.lock_is_held(&other.id) || prober.dir_in_use(resolved.fd.as_fd()) != DirUse::Free;
         if other.id != record.id && alive {
             return Err(fail(
                 ErrorKind::Mount,
@@ -522,17 +527,23 @@ fn replaced_stale(state: &StateDir, other: &Record, timeout: Duration) -> Result
         return Ok(false);
     };
     let table = crate::kernel::mount_table::read()?;
-    if table
-        .iter()
-        .any(|m| crate::ops::unmounting::is_our_overlay(m, other))
-    {
+    if table.iter().any(|m| other.is_overlay(m)) {
         return Ok(false);
     }
-    crate::ops::unmounting::teardown(state, &mut other.clone(), &table, timeout)?;
+    let deadline = crate::base::cancel::Deadline::after(timeout, &state.cancel);
+    let kept = matches!(
+        crate::ops::unmounting::teardown(state, &mut other.clone(), &table, &deadline, None)?,
+        crate::ops::unmounting::Teardown::LivesOn { .. }
+    );
     log::warn!(
-        "{}: overlay {} was already unmounted (behind idmap-overlay's back); replacing its record",
+        "{}: overlay {} was already unmounted here (behind idmap-overlay's back){}",
         other.target.display(),
-        other.id
+        other.id,
+        if kept {
+            "; it lives on elsewhere, so its record is kept as detached"
+        } else {
+            "; replacing its record"
+        }
     );
     Ok(true)
 }
@@ -685,6 +696,10 @@ fn preparing_record(
         lowerdirs: checked.lowerdirs.iter().map(|l| l.path.clone()).collect(),
         upperdir: checked.upperdir.as_ref().map(|d| d.path.clone()),
         workdir: checked.workdir.as_ref().map(|d| d.path.clone()),
+        upperdir_file: checked
+            .upperdir
+            .as_ref()
+            .map(|d| state::format_file_id(d.meta.file_id())),
         options: option_strings(&req.options),
         uidmap,
         gidmap,
@@ -763,15 +778,8 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         return Ok(existing);
     }
     // Only writable overlays can corrupt one another's upper layer.
-    let scan = match &checked.upperdir {
-        Some(_) => Some(Scan::live_tables().fail_as(ErrorKind::System, || {
-            "looking into the mount namespaces".into()
-        })?),
-        None => None,
-    };
-    if let Some(scan) = &scan {
-        refuse_dirs_in_use(scan, &checked)?;
-    }
+    let mut prober = Prober::new();
+    refuse_dirs_in_use(&mut prober, state_root, &checked)?;
     let mut state = StateDir::open(state_root)?;
     state.cancel = req.cancel.clone();
     // As for umount and gc: the timeout also bounds the wait for the lock.
@@ -790,7 +798,7 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     let target = &checked.target;
     let mut record = preparing_record(req, &checked, state, &id, strategy, &trees, uidmap, gidmap);
 
-    let _lock = claim(state, &record, req.timeout, scan.as_ref())?;
+    let _lock = claim(state, &record, &checked, req.timeout, &mut prober)?;
     let overlay_left = Cell::new(false);
     let claimed = std::iter::once(&target.dir)
         .chain(checked.upperdir.as_ref())

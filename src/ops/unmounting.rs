@@ -1,20 +1,24 @@
 //! The umount operation, and the teardown of one record that `gc` shares:
 //! prove the overlay at the target is ours, unmount it with EBUSY retries,
-//! remove what is temporary, delete the record.
+//! remove what is temporary, ask the kernel whether the overlay lives on
+//! elsewhere, and remove the record or keep it `detached`.
 
-use crate::base::cancel::Cancel;
+use crate::base::cancel::{Cancel, Deadline};
 use crate::base::error::Result;
-use crate::base::error::{ErrorKind, fail};
+use crate::base::error::{BusyMount, ErrorKind, fail};
 use crate::base::testpoint;
+use crate::kernel::in_use::{Prober, SuperblockWatch};
 use crate::kernel::mount_table::{self, MountEntry};
-use crate::kernel::proof::{BusyMount, Expected, Proof, UnmountError, prove, unmount_proven};
+use crate::kernel::proof::{Expected, Proof, UnmountError, prove, unmount_proven};
 use crate::kernel::resolve::{self, Entry, ResolveError};
-use crate::ops::leaks::Elsewhere;
+use crate::kernel::sys::MountIds;
+use crate::ops::elsewhere::{Beyond, Elsewhere, ask_kernel, describe, find_copies, summarize};
 use crate::state::{self, Record, RecordState, StateDir};
 use nix::errno::Errno;
+use std::collections::HashSet;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A TARGET argument as the canonical path of the place it names, its
 /// directories walked safely (see `resolve`). The place itself is not
@@ -65,15 +69,6 @@ pub fn path_hint(arg: &str) -> String {
     } else {
         String::new()
     }
-}
-
-/// Is this mount the overlay of `record`? The source tag must match, and the
-/// mount id too once the record knows it (a crashed mount's record may not).
-pub fn is_our_overlay(entry: &MountEntry, record: &Record) -> bool {
-    entry.fs_type == "overlay"
-        && entry.source == record.source
-        && entry.mount_point == record.target
-        && record.mount_id.is_none_or(|id| id == entry.id)
 }
 
 /// Temporary mounts of `record` still in the table, deepest first.
@@ -217,17 +212,79 @@ fn prove_ours(record: &Record, table: &[MountEntry]) -> Result<(Option<Entry>, P
     Ok((Some(place), proof))
 }
 
-/// Unmounts the overlay of a locked record (if it is still there) and
-/// everything temporary, then deletes the record. On failure the record is
-/// left in place (back to `mounted` if the overlay stays busy).
+/// What became of a record's overlay in a [`teardown`].
+pub enum Teardown {
+    /// Unmounted here, and nothing of it is left anywhere: record removed.
+    Unmounted,
+    /// Gone from here already, and from everywhere: record removed.
+    WasGone,
+    /// Gone from here (unmounted now, or before), but it lives on
+    /// elsewhere, or may: the record is kept, `detached`.
+    LivesOn {
+        unmounted_here: bool,
+        beyond: Beyond,
+        /// The watch on its superblock, when it was unmounted here: it
+        /// tells when the last copy goes.
+        watch: Option<SuperblockWatch>,
+    },
+}
+
+/// A watch on the superblock of the proven mount at `place` (ids `ids`),
+/// set before unmounting it. `None` when it cannot be set (then the
+/// kernel is asked another way).
+fn watch_proven(place: &Entry, ids: &MountIds) -> Option<SuperblockWatch> {
+    let fd = place.open().ok()?;
+    let now = crate::kernel::sys::mount_ids(fd.as_fd()).ok()?;
+    if now.id != ids.id || now.unique != ids.unique || !now.mount_root {
+        return None;
+    }
+    match SuperblockWatch::new(fd.as_fd()) {
+        Ok(watch) => Some(watch),
+        Err(e) => {
+            log::debug!("watching {}: {e}", place.path.display());
+            None
+        }
+    }
+}
+
+/// Does the overlay of `record`, gone from this namespace, live on
+/// elsewhere? The kernel's answer (its upperdir in use); for a read-only
+/// overlay, which has none, a walk over the mount namespaces for its
+/// superblock, until `deadline`.
+pub fn beyond(record: &Record, prober: &mut Prober, deadline: &Deadline) -> Beyond {
+    match ask_kernel(record, prober) {
+        Beyond::Unknown(why) if record.upperdir.is_none() => {
+            let Some(device) = record.device() else {
+                // Never recorded as mounted: no superblock was ever shown
+                // to anyone under a name we know; nothing to look for.
+                return Beyond::Gone;
+            };
+            log::debug!("{}: {why}; looking for copies", record.id);
+            let own = crate::kernel::namespaces::current_namespace().ok();
+            find_copies(&[device].into(), own, &HashSet::new(), deadline)
+                .beyond(device, &record.source)
+        }
+        answer => answer,
+    }
+}
+
+/// Unmounts the overlay of a locked record (if it is still here) and
+/// everything temporary, then asks the kernel whether the overlay lives
+/// on anywhere: if not, the record goes; if it does (or may), the record
+/// stays, `detached`. `known` is what the caller already knows of an
+/// overlay not mounted here (gc asks once for every record). On failure
+/// the record is left in place (back to `mounted` if the overlay stays
+/// busy).
 pub fn teardown(
     state: &StateDir,
     record: &mut Record,
     table: &[MountEntry],
-    timeout: Duration,
+    deadline: &Deadline,
+    known: Option<Beyond>,
 ) -> Result<Teardown> {
     let mut late_cancel = None;
-    let mut done = Teardown::WasGone;
+    let mut watch = None;
+    let mut unmounted_here = false;
     let (place, proof) = prove_ours(record, table)?;
     let recorded = record.clone();
     let want = recorded.expected();
@@ -235,10 +292,9 @@ pub fn teardown(
         (Proof::Proven(ids), Some(place)) => {
             let was = record.state;
             // What the record says again if the overlay stays mounted.
-            let restored = if was == RecordState::Preparing {
-                was
-            } else {
-                RecordState::Mounted
+            let restored = match was {
+                RecordState::Preparing | RecordState::Detached => was,
+                _ => RecordState::Mounted,
             };
             record.state = RecordState::Unmounting;
             state.write_record(record)?;
@@ -257,7 +313,8 @@ pub fn teardown(
                 dev: Some(ids.dev),
                 ..want
             };
-            if let Err(e) = unmount_proven(place, &proven, None, timeout, &state.cancel) {
+            watch = watch_proven(place, &ids);
+            if let Err(e) = unmount_proven(place, &proven, None, deadline.left(), &state.cancel) {
                 record.state = restored;
                 state.write_record(record)?;
                 let target = record.target.display();
@@ -271,15 +328,17 @@ pub fn teardown(
                             mount_id,
                             what: record.target.clone(),
                             waited,
+                            held_by: None,
                         })
                     }
                     e => fail(ErrorKind::Mount, format!("{target}: {e}")),
                 });
             }
-            done = Teardown::Unmounted;
-            // Past the point of no return: the overlay is gone and cannot
-            // be put back. An interruption here lets the teardown finish
-            // (temp leftovers, record, lock) and is reported after it.
+            unmounted_here = true;
+            // Past the point of no return: the overlay is gone from here
+            // and cannot be put back. An interruption here lets the
+            // teardown finish (temp leftovers, record, lock) and is
+            // reported after it.
             if let Err(e) = testpoint::hit(&state.cancel, "overlay-unmounted") {
                 match state.cancel.reason() {
                     Some(reason) => late_cancel = Some(reason),
@@ -318,7 +377,7 @@ pub fn teardown(
             }
         }
     }
-    if let Err(problems) = remove_temp_leftovers(state, &record.id, table, timeout) {
+    if let Err(problems) = remove_temp_leftovers(state, &record.id, table, deadline.left()) {
         let text = problems
             .iter()
             .map(|p| p.text.as_str())
@@ -328,39 +387,73 @@ pub fn teardown(
             Some((mount_id, what)) => crate::base::error::Error::busy(BusyMount {
                 mount_id,
                 what,
-                waited: timeout,
+                waited: deadline.left(),
+                held_by: None,
             }),
             None => fail(ErrorKind::Mount, text),
         });
     }
-    state.remove_record(&record.id)?;
-    state.remove_lock(&record.id);
+    // Does anything of it live on? The watch saw the superblock die, or
+    // not; without one, the kernel is asked about the upperdir.
+    let beyond = match (&watch, known) {
+        (Some(watch), _) => {
+            // The last reference usually goes before umount2 returns; a
+            // path walk of another process that held the mount for an
+            // instant puts it a moment later.
+            let settle = Deadline::after(Duration::from_millis(20), &Cancel::new());
+            if watch.died() || watch.wait(settle.at, &settle.cancel) {
+                Beyond::Gone
+            } else {
+                Beyond::Alive("its superblock outlived the unmount".into())
+            }
+        }
+        (None, Some(known)) if !unmounted_here => known,
+        (None, _) => beyond(record, &mut Prober::new(), deadline),
+    };
+    let done = match beyond {
+        Beyond::Gone => {
+            state.remove_record(&record.id)?;
+            state.remove_lock(&record.id);
+            if unmounted_here {
+                Teardown::Unmounted
+            } else {
+                Teardown::WasGone
+            }
+        }
+        beyond => {
+            record.state = RecordState::Detached;
+            state.write_record(record)?;
+            Teardown::LivesOn {
+                unmounted_here,
+                beyond,
+                watch,
+            }
+        }
+    };
     match late_cancel {
         Some(reason) => Err(fail(
             ErrorKind::Cancelled,
             format!(
-                "{reason} after {} was unmounted; finished removing its record",
-                record.target.display()
+                "{reason} after {} was unmounted; {}",
+                record.target.display(),
+                match done {
+                    Teardown::LivesOn { .. } =>
+                        "its record is kept as detached: it lives on elsewhere",
+                    _ => "finished removing its record",
+                }
             ),
         )),
         None => Ok(done),
     }
 }
 
-/// What a teardown found at the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Teardown {
-    /// The overlay was there and is unmounted now.
-    Unmounted,
-    /// The overlay was gone already; only its record (and temporary
-    /// leftovers) went.
-    WasGone,
-}
-
-/// Waits (up to `timeout`) for a record's lock: another mount or umount of
-/// the same overlay may be running.
-fn lock_record(state: &StateDir, record: &Record, timeout: Duration) -> Result<state::RecordLock> {
-    let deadline = Instant::now() + timeout;
+/// Waits (up to `deadline`) for a record's lock: another mount or umount
+/// of the same overlay may be running.
+fn lock_record(
+    state: &StateDir,
+    record: &Record,
+    deadline: &Deadline,
+) -> Result<state::RecordLock> {
     loop {
         if let Some(lock) = state.try_lock_record(&record.id)? {
             return Ok(lock);
@@ -371,7 +464,7 @@ fn lock_record(state: &StateDir, record: &Record, timeout: Duration) -> Result<s
                 format!("{reason} while waiting for overlay {}", record.id),
             ));
         }
-        if Instant::now() >= deadline {
+        if !deadline.sleep(Duration::from_millis(10)) && !state.cancel.is_cancelled() {
             return Err(fail(
                 ErrorKind::Mount,
                 format!(
@@ -380,16 +473,17 @@ fn lock_record(state: &StateDir, record: &Record, timeout: Duration) -> Result<s
                 ),
             ));
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
 /// Unmounts the overlay recorded for `what`: its target (an absolute path)
 /// or its record id (or a unique prefix of one), once the mount there is
-/// proven to be the one recorded; then removes what was temporary and the
-/// record. Waits up to `timeout` for a busy overlay and for copies held in
-/// other mount namespaces (containers); with `detach`, unmounts this copy
-/// and leaves the record `detached` until gc sees no copy anywhere.
+/// proven to be the one recorded; removes what was temporary; then asks
+/// the kernel whether the overlay lives on elsewhere (a container's copy).
+/// Gone everywhere: the record goes. Living on: the record stays,
+/// `detached`, until gc sees it gone; if a process uses a copy, this waits
+/// for it until `timeout` and then fails naming it, unless `detach` says
+/// that is expected.
 ///
 /// An overlay of ours without a record (a crashed mount) is unmounted too,
 /// when its source tag proves it ours.
@@ -404,6 +498,7 @@ fn lock_record(state: &StateDir, record: &Record, timeout: Duration) -> Result<s
 /// # Ok::<(), idmap_overlay::Error>(())
 /// ```
 pub fn umount(state: &StateDir, arg: &str, timeout: Duration, detach: bool) -> Result<()> {
+    let deadline = Deadline::after(timeout, &state.cancel);
     let by_path = arg.contains('/');
     let path = by_path.then(|| resolve_target(arg)).transpose()?;
     if !by_path {
@@ -429,8 +524,7 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration, detach: bool) -> R
     let Some(record) = found else {
         return umount_untracked(arg, path.as_deref(), timeout, &state.cancel);
     };
-    let started = Instant::now();
-    let _lock = lock_record(state, &record, timeout)?;
+    let _lock = lock_record(state, &record, &deadline)?;
     // Read it again under the lock: the operation we waited for may have
     // changed or removed it.
     let mut record = match StateDir::read_record_file(&state.record_path(&record.id)) {
@@ -443,188 +537,176 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration, detach: bool) -> R
             return Ok(());
         }
     };
-    // Copies in other mount namespaces (a container runtime pivoted into
-    // the overlay) count as busy: unmounting ours would leave the overlay
-    // alive and unrecorded. --detach unmounts ours and keeps the record.
-    let elsewhere = wait_for_other_namespaces(
-        &record,
-        timeout.saturating_sub(started.elapsed()),
-        detach,
-        &state.cancel,
-    )?;
     let table = match proven_on_top(state, &record) {
         Some(entry) => vec![entry],
         None => mount_table::read()?,
     };
-    if !elsewhere.is_empty() {
-        return detach_here(state, &mut record, &table, timeout, &elsewhere);
-    }
     if record.state != RecordState::Detached {
         refuse_foreign_at_target(&record, &table)?;
     }
-    let was = record.state;
-    let done = forget(state, &mut record, &table, timeout)?;
-    if done == Teardown::WasGone && was == RecordState::Mounted {
-        log::warn!(
-            "{}: overlay {} was already unmounted; removed its record",
-            record.target.display(),
-            record.id
-        );
-    }
-    // A container that copied the mount namespace between the look and the
-    // unmount keeps the overlay: then the record comes back, detached.
-    let late = scan_elsewhere(&record)?;
-    if !late.is_empty() {
-        record.state = RecordState::Detached;
-        let _all = state.lock_all()?;
-        state.index(&record)?;
-        state.write_record(&record)?;
-        log::warn!(
-            "{}: unmounted here, but the overlay is still in use in {}; record {} kept as detached",
-            record.target.display(),
-            crate::ops::leaks::describe_elsewhere(&late),
-            record.id
-        );
-    }
-    Ok(())
-}
-
-fn scan_namespaces() -> Result<crate::kernel::namespaces::Scan> {
-    crate::kernel::namespaces::Scan::live().map_err(|e| {
-        fail(
-            ErrorKind::System,
-            format!("looking into the mount namespaces: {e}"),
-        )
-    })
-}
-
-/// The copies of `record`'s overlay in mount namespaces other than ours.
-fn scan_elsewhere(record: &Record) -> Result<Vec<Elsewhere>> {
-    Ok(crate::ops::leaks::elsewhere_of(
-        &scan_for_copies(record)?,
-        record,
-    ))
-}
-
-/// A scan to look for `record`'s copies in: the tables alone when they
-/// show none (the usual answer, at a cost that does not grow with the
-/// number of processes), every process when there is one to describe.
-fn scan_for_copies(record: &Record) -> Result<crate::kernel::namespaces::Scan> {
-    let tables = crate::kernel::namespaces::Scan::live_tables().map_err(|e| {
-        fail(
-            ErrorKind::System,
-            format!("looking into the mount namespaces: {e}"),
-        )
-    })?;
-    if !tables.tables_only() || crate::ops::leaks::elsewhere_of(&tables, record).is_empty() {
-        return Ok(tables);
-    }
-    scan_namespaces()
-}
-
-/// Waits (up to `timeout`, polling) while a process in another mount
-/// namespace holds a copy of the overlay of `record` (a container pivoted
-/// into it, say). Without `detach`, still held at the end is a failure that
-/// names them; with it, the held copies are returned at once. Copies nobody
-/// holds do not count: see `namespaces::Scan::held_copies_of`.
-fn wait_for_other_namespaces(
-    record: &Record,
-    timeout: Duration,
-    detach: bool,
-    cancel: &Cancel,
-) -> Result<Vec<Elsewhere>> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let copies = crate::ops::leaks::held_elsewhere(&scan_for_copies(record)?, record);
-        if copies.is_empty() || detach {
-            return Ok(copies);
-        }
-        if let Some(reason) = cancel.reason() {
-            return Err(fail(
-                ErrorKind::Cancelled,
-                format!("{reason}; nothing unmounted"),
-            ));
-        }
-        if Instant::now() >= deadline {
-            let in_its_own = record
-                .mount_ns
-                .is_some_and(|ns| copies.iter().any(|c| c.mount_ns == ns));
+    let own_ns = crate::kernel::namespaces::current_namespace().ok();
+    let here = table.iter().any(|m| record.is_overlay(m));
+    if record.state == RecordState::Mounted
+        && !here
+        && record.mount_ns.is_some_and(|ns| Some(ns) != own_ns)
+    {
+        // Mounted in another namespace and not here: umount(8) would say
+        // "not mounted"; the record is that namespace's business while the
+        // overlay lives.
+        let answer = beyond(&record, &mut Prober::new(), &deadline);
+        if answer.may_live() {
             return Err(fail(
                 ErrorKind::Mount,
                 format!(
-                    "{} is still in use in {}{}; nothing unmounted (--detach unmounts it here only)",
+                    "{}: overlay {} is not mounted in this mount namespace; it was mounted in mount namespace {} (run this there, e.g. with nsenter -t PID -m); nothing unmounted",
                     record.target.display(),
-                    crate::ops::leaks::describe_elsewhere(&copies),
-                    if in_its_own {
-                        " (it was mounted there: run umount in that namespace, e.g. nsenter -t PID -m)"
-                    } else {
-                        ""
-                    }
+                    record.id,
+                    record.mount_ns.unwrap_or_default()
                 ),
             ));
         }
-        std::thread::sleep(Duration::from_millis(50).min(deadline - Instant::now()));
+    }
+    let was = record.state;
+    let done = forget(state, &mut record, &table, &deadline, None).map_err(|e| {
+        // Given up on a busy mount: who holds it, one walk over /proc
+        // (bounded; a signal ends it).
+        e.held_by(|mount_id| {
+            let look = Deadline::after(Duration::from_secs(1), &state.cancel);
+            crate::kernel::holders::describe(&crate::kernel::holders::of_mount(mount_id, &look))
+        })
+    })?;
+    match done {
+        Teardown::Unmounted => Ok(()),
+        Teardown::WasGone => {
+            if was == RecordState::Mounted {
+                log::warn!(
+                    "{}: overlay {} was already unmounted; removed its record",
+                    record.target.display(),
+                    record.id
+                );
+            }
+            Ok(())
+        }
+        Teardown::LivesOn {
+            unmounted_here,
+            beyond,
+            watch,
+        } => lives_on(
+            state,
+            &mut record,
+            unmounted_here,
+            beyond,
+            watch,
+            &deadline,
+            detach,
+        ),
     }
 }
 
-/// `umount --detach` while copies live in other namespaces: our copy (if
-/// any) and temporary leftovers go, the record stays as `detached` until
-/// gc finds no copy anywhere.
-fn detach_here(
+/// `umount` found the overlay living on outside this namespace (the record
+/// is `detached` now): names where, with one walk bounded by the deadline,
+/// and when a process uses a copy waits for the last copy to go (the
+/// superblock watch says when), else fails naming it. An idle copy (no
+/// process uses it: anybody can make one by creating a mount namespace at
+/// the right moment) is not a failure.
+#[allow(clippy::too_many_arguments)]
+fn lives_on(
     state: &StateDir,
     record: &mut Record,
-    table: &[MountEntry],
-    timeout: Duration,
-    elsewhere: &[Elsewhere],
+    unmounted_here: bool,
+    beyond: Beyond,
+    watch: Option<SuperblockWatch>,
+    deadline: &Deadline,
+    detach: bool,
 ) -> Result<()> {
-    if record.state != RecordState::Detached {
-        refuse_foreign_at_target(record, table)?;
-        let place = resolve::resolve_entry(&record.target).map_err(|e| {
-            fail(
-                ErrorKind::Mount,
-                format!("{e}; overlay {} left alone", record.id),
-            )
-        })?;
-        let recorded = record.clone();
-        match prove(&place, &recorded.expected(), Some(table)) {
-            Proof::Proven(ids) => {
-                let proven = Expected {
-                    mount_id: Some(ids.id),
-                    unique: ids.unique,
-                    dev: Some(ids.dev),
-                    ..recorded.expected()
-                };
-                unmount_proven(&place, &proven, None, timeout, &state.cancel).map_err(
-                    |e| match e {
-                        UnmountError::Cancelled(reason) => {
-                            fail(ErrorKind::Cancelled, format!("{reason}; nothing unmounted"))
-                        }
-                        e => fail(
-                            ErrorKind::Mount,
-                            format!("{}: {e}", record.target.display()),
-                        ),
-                    },
-                )?;
-            }
-            Proof::Nothing => {}
-            Proof::NotOurs(why) => {
-                return Err(fail(
-                    ErrorKind::Mount,
-                    format!("{}: {why}; left alone", record.target.display()),
-                ));
-            }
+    let target = record.target.display().to_string();
+    let done_here = if unmounted_here {
+        "unmounted here"
+    } else {
+        "already unmounted here"
+    };
+    let own_ns = crate::kernel::namespaces::current_namespace().ok();
+    let copies = record.device().map(|device| {
+        let found = find_copies(&[device].into(), own_ns, &HashSet::new(), deadline);
+        (found.elsewhere(device), found)
+    });
+    let (elsewhere, unread, complete) = match &copies {
+        Some((elsewhere, found)) => (elsewhere.clone(), found.unread.clone(), found.complete),
+        None => (Vec::new(), Vec::new(), true),
+    };
+    let mut place = if elsewhere.is_empty() {
+        match &beyond {
+            Beyond::Alive(how) => format!("somewhere it could not be found ({how})"),
+            Beyond::Unknown(why) => format!("perhaps, somewhere ({why})"),
+            Beyond::Gone => "nowhere".into(),
         }
+    } else {
+        describe(&elsewhere)
+    };
+    if !unread.is_empty() {
+        place.push_str(&format!(
+            "; mount namespaces not read: {}",
+            summarize(&unread)
+        ));
     }
-    if let Err(problems) = remove_temp_leftovers(state, &record.id, table, timeout) {
-        let text: Vec<&str> = problems.iter().map(|p| p.text.as_str()).collect();
-        return Err(fail(ErrorKind::Mount, text.join("; ")));
+    if !complete {
+        place.push_str("; not every mount namespace was looked at before the time was up");
     }
-    record.state = RecordState::Detached;
-    state.write_record(record)?;
+    if let Some(reason) = state.cancel.reason() {
+        return Err(fail(
+            ErrorKind::Cancelled,
+            format!(
+                "{reason}: {target} is {done_here}; the overlay lives on elsewhere; record {} kept as detached",
+                record.id
+            ),
+        ));
+    }
+    let used = elsewhere.iter().any(Elsewhere::used);
+    if used && !detach {
+        // A container that is stopping lets go in a moment: wait for the
+        // last copy to go, as long as the timeout allows. The watch says
+        // when; without one (the overlay was gone from here already) the
+        // kernel is asked about the upperdir every 100 ms.
+        let gone = match &watch {
+            Some(watch) => watch.wait(deadline.at, &deadline.cancel),
+            None if record.upperdir.is_some() => {
+                let mut prober = Prober::new();
+                loop {
+                    if ask_kernel(record, &mut prober) == Beyond::Gone {
+                        break true;
+                    }
+                    if !deadline.sleep(Duration::from_millis(100)) {
+                        break false;
+                    }
+                }
+            }
+            None => false,
+        };
+        if gone {
+            state.remove_record(&record.id)?;
+            state.remove_lock(&record.id);
+            unindex_quietly(state, record);
+            return Ok(());
+        }
+        if let Some(reason) = state.cancel.reason() {
+            return Err(fail(
+                ErrorKind::Cancelled,
+                format!(
+                    "{reason}: {target} is {done_here}; still in use in {place}; record {} kept as detached",
+                    record.id
+                ),
+            ));
+        }
+        return Err(fail(
+            ErrorKind::Mount,
+            format!(
+                "{target} is {done_here}, but the overlay is still in use in {place}; record {} kept as detached until the last copy is gone (gc removes it then; --detach when that is expected)",
+                record.id
+            ),
+        ));
+    }
     log::warn!(
-        "{}: unmounted here; still in use in {}: record {} kept as detached until no copy is left (gc removes it then)",
-        record.target.display(),
-        crate::ops::leaks::describe_elsewhere(elsewhere),
+        "{target}: {done_here}; the overlay lives on in {place}: record {} kept as detached until it is gone (gc removes it then)",
         record.id
     );
     Ok(())
@@ -648,12 +730,13 @@ fn proven_on_top(state: &StateDir, record: &Record) -> Option<MountEntry> {
         unique: Some(unique),
         ..Default::default()
     };
-    if !matches!(prove(&place, &want, None), Proof::Proven(_)) {
+    let Proof::Proven(ids) = prove(&place, &want, None) else {
         return None;
-    }
+    };
     Some(MountEntry {
         id,
         parent: 0,
+        device: ids.dev.into(),
         root: "/".into(),
         mount_point: record.target.clone(),
         options: String::new(),
@@ -661,23 +744,39 @@ fn proven_on_top(state: &StateDir, record: &Record) -> Option<MountEntry> {
         fs_type: "overlay".into(),
         source: record.source.clone(),
         super_options: record.super_options.clone().unwrap_or_default(),
+        super_raw: Vec::new(),
     })
 }
 
-/// `teardown`, then the record's target index entry once the record is gone
-/// (even when teardown reports an interruption after finishing). Not for
-/// callers holding the global lock (`mount` overwrites the entry instead).
+/// `teardown`, then the record's target index entry once the record is
+/// gone. The index is a hint checked on use: when its lock cannot be had
+/// in time (a long gc holds it), the entry is left for gc and the teardown
+/// still counts as done. Not for callers holding the global lock (`mount`
+/// overwrites the entry instead).
 pub fn forget(
     state: &StateDir,
     record: &mut Record,
     table: &[MountEntry],
-    timeout: Duration,
+    deadline: &Deadline,
+    known: Option<Beyond>,
 ) -> Result<Teardown> {
-    let result = teardown(state, record, table, timeout);
-    if std::fs::symlink_metadata(state.record_path(&record.id)).is_err() {
-        state.unindex(&record.claimed_paths(), &record.id)?;
-    }
+    let result = teardown(state, record, table, deadline, known);
+    unindex_quietly(state, record);
     result
+}
+
+/// Removes the record's target index entries once its record is gone, or
+/// says why it could not (gc removes stale entries).
+fn unindex_quietly(state: &StateDir, record: &Record) {
+    if std::fs::symlink_metadata(state.record_path(&record.id)).is_ok() {
+        return;
+    }
+    if let Err(e) = state.unindex(&record.claimed_paths(), &record.id) {
+        log::warn!(
+            "{}: its target index entry is left for gc: {e:#}",
+            record.target.display()
+        );
+    }
 }
 
 /// `umount` was asked for a target, and the record's overlay is not there:
@@ -687,7 +786,7 @@ pub fn forget(
 /// `gc` still drops such a stale record: it never unmounts anything but
 /// what `is_our_overlay` proves ours.
 fn refuse_foreign_at_target(record: &Record, table: &[MountEntry]) -> Result<()> {
-    if table.iter().any(|m| is_our_overlay(m, record)) {
+    if table.iter().any(|m| record.is_overlay(m)) {
         return Ok(());
     }
     if let Some(moved) = table.iter().find(|m| {

@@ -38,9 +38,10 @@ pub enum RecordState {
     Preparing,
     Mounted,
     Unmounting,
-    /// Unmounted from the mount namespace it was mounted in (`umount
-    /// --detach`) while copies live on in others (containers); gc drops
-    /// the record once no copy is left anywhere.
+    /// Gone from the mount namespace it was mounted in (unmounted by
+    /// `umount`, gc or someone else) while the kernel says it lives on
+    /// elsewhere (a container's copy) or cannot say; gc drops the record
+    /// once the kernel says it is gone.
     Detached,
 }
 
@@ -54,6 +55,10 @@ pub struct Record {
     pub lowerdirs: Vec<PathBuf>,
     pub upperdir: Option<PathBuf>,
     pub workdir: Option<PathBuf>,
+    /// The upperdir's device and inode (`major:minor:inode`), to know later
+    /// that its path still names the directory that was mounted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upperdir_file: Option<String>,
     /// Other overlay options, as `key` or `key=value`.
     pub options: Vec<String>,
     pub uidmap: Vec<IdRange>,
@@ -117,6 +122,24 @@ impl Record {
             .collect()
     }
 
+    /// The overlay's device, as recorded once it was mounted.
+    pub fn device(&self) -> Option<crate::kernel::mount_table::Device> {
+        self.dev
+            .as_deref()
+            .and_then(crate::kernel::mount_table::Device::parse)
+    }
+
+    /// Is this mount-table line the overlay of this record? Its source tag
+    /// and place, and its mount id once the record knows it (a crashed
+    /// mount's record may not). Only for our own namespace's table, where
+    /// no other user can mount: a tag is a label anyone can write elsewhere.
+    pub fn is_overlay(&self, entry: &crate::kernel::mount_table::MountEntry) -> bool {
+        entry.fs_type == "overlay"
+            && entry.source == self.source
+            && entry.mount_point == self.target
+            && self.mount_id.is_none_or(|id| id == entry.id)
+    }
+
     /// What the overlay of this record must be for the tool to unmount it.
     pub fn expected(&self) -> crate::kernel::proof::Expected<'_> {
         crate::kernel::proof::Expected {
@@ -127,6 +150,11 @@ impl Record {
             super_options: self.super_options.as_deref(),
         }
     }
+}
+
+/// `major:minor:inode`: a file's identity, as records keep it.
+pub fn format_file_id((major, minor, ino): (u32, u32, u64)) -> String {
+    format!("{major}:{minor}:{ino}")
 }
 
 /// `major:minor` as mountinfo writes a device.

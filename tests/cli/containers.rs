@@ -119,9 +119,11 @@ fn inspect_json(env: &Env, args: &[&str]) -> Value {
     serde_json::from_str(&env.ok(args)).unwrap()
 }
 
-/// A container chrooted into the overlay keeps it busy: umount waits, then
-/// fails naming the process, with the overlay and record unchanged; once
-/// the container is gone, umount succeeds.
+/// A container chrooted into the overlay keeps it alive: umount unmounts
+/// it here, waits for the container to let go, then fails naming the
+/// process, with the record kept `detached` (the kernel says the overlay
+/// lives on). Once the container is gone, gc removes the record; a
+/// container that stops while umount waits lets it finish (exit 0).
 #[test]
 fn umount_waits_for_a_container_that_holds_the_overlay() {
     let env = Env::new();
@@ -133,21 +135,32 @@ fn umount_waits_for_a_container_that_holds_the_overlay() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.contains(&format!(
-            "still in use in 1 other mount namespace: pid {} (sleep), the overlay is its root",
+            "still in use in 1 other mount namespace: pid {} (sleep) in mount namespace",
             container.pid()
-        )),
+        )) && err.contains("the overlay is its root")
+            && err.contains("kept as detached"),
         "{err}"
     );
-    assert_eq!(record(&env, &id)["state"], "mounted");
-    assert_eq!(env.our_mounts().len(), 1);
+    assert_eq!(record(&env, &id)["state"], "detached");
+    assert!(env.our_mounts().is_empty(), "still mounted here");
     // inspect names the container.
     let detail = inspect_json(&env, &["inspect", "--json", &id]);
     let elsewhere = &detail["health"]["elsewhere"];
     assert_eq!(elsewhere[0]["pid"], container.pid());
     assert_eq!(elsewhere[0]["root"], true);
-    assert!(env.ok(&["inspect"]).contains("ok+1ns"));
+    assert_eq!(detail["health"]["word"], "elsewhere");
+    assert!(env.ok(&["inspect"]).contains("elsewhere"));
+    // umount again waits for it; the container stops meanwhile.
+    let waiting = env
+        .tool(&["umount", "--timeout", "10s", &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
     container.stop();
-    env.ok(&["umount", "--timeout", "2s", s(&target)]);
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     env.assert_clean();
 }
 
@@ -432,12 +445,14 @@ fn a_real_oci_runtime_on_our_overlay() {
     let out = env.run(&["umount", "--timeout", "300ms", s(&target)]);
     assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains(&format!("pid {pid} (sleep), the overlay is its root")),
+        stderr(&out).contains(&format!("pid {pid} (sleep) in mount namespace"))
+            && stderr(&out).contains("the overlay is its root"),
         "{}",
         stderr(&out)
     );
-    assert_eq!(record(&env, &id)["state"], "mounted");
-    env.ok(&["umount", "--detach", s(&target)]);
+    assert_eq!(record(&env, &id)["state"], "detached");
+    // Again, with --detach: that is expected, exit 0.
+    env.ok(&["umount", "--detach", &id]);
     env.ok(&["gc"]);
     assert_eq!(record(&env, &id)["state"], "detached");
 

@@ -19,6 +19,7 @@ mod gc;
 mod helper;
 mod hostile;
 mod inspect;
+mod kernel_answers;
 mod load;
 mod metrics;
 mod mount;

@@ -1,15 +1,20 @@
-//! The namespace scan on real namespaces: an overlay mounted in the test's
-//! namespace, held by processes in two namespaces of their own (one
-//! chrooted into it, as a runtime pivots into it; one with its cwd there),
-//! then unmounted where it was made. The scan runs as a caller in the
-//! test's namespace would: on a thread that has entered it.
+//! The kernel's answers and the copies walk on real namespaces: an overlay
+//! mounted in the test's namespace, held by processes in two namespaces of
+//! their own (one chrooted into it, as a runtime pivots into it; one with
+//! its cwd there), then unmounted where it was made. The library runs as a
+//! caller in the test's namespace would: on a thread that has entered it.
 
 use crate::support::*;
-use idmap_overlay::kernel::namespaces::{
-    Device, DirRole, Scan, TableSource, Via, current_namespace, namespace_id,
-};
+use idmap_overlay::base::cancel::{Cancel, Deadline};
+use idmap_overlay::kernel::holders::Via;
+use idmap_overlay::kernel::in_use::{DirUse, Prober, SuperblockWatch};
+use idmap_overlay::kernel::mount_table::Device;
+use idmap_overlay::kernel::namespaces::{current_namespace, namespace_id};
+use idmap_overlay::ops::elsewhere::{Copies, find_copies};
 use nix::sched::CloneFlags;
+use std::collections::HashSet;
 use std::fs;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -117,38 +122,55 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
     (parts.next().unwrap(), parts.next().unwrap()) >= (major, minor)
 }
 
+/// Is `dir` in use, as the kernel says, asked from the namespace of `pid`.
+fn in_use(pid: u32, dir: &Path) -> DirUse {
+    let dir = dir.to_path_buf();
+    in_namespace_of(pid, move || {
+        let fd = fs::File::open(&dir).unwrap();
+        Prober::new().dir_in_use(fd.as_fd())
+    })
+}
+
+/// The copies of `device` outside the namespace of `pid`, seen from there.
+fn copies_from(pid: u32, device: Device) -> Copies {
+    in_namespace_of(pid, move || {
+        let own = current_namespace().ok();
+        let deadline = Deadline::after(Duration::from_secs(10), &Cancel::new());
+        find_copies(&[device].into(), own, &HashSet::new(), &deadline)
+    })
+}
+
+fn device_of(env: &Env, target: &Path) -> Device {
+    let dev = env.stat(&env.ns.path(target)).dev();
+    Device {
+        major: nix::sys::stat::major(dev) as u32,
+        minor: nix::sys::stat::minor(dev) as u32,
+    }
+}
+
 #[test]
-fn finds_copies_in_other_namespaces_until_their_holders_exit() {
+fn the_kernel_tells_in_use_and_the_walk_names_copies_until_their_holders_exit() {
     let env = Env::new();
     let lower = env.mkdir("lower");
     install_sleep(&lower, "rootsleep");
     let upper = env.mkdir("upper");
     let work = env.mkdir("work");
     let target = env.mkdir("target");
-    let source = mount_overlay(&env, &lower, &upper, &work, &target);
-    let test_ns = namespace_id(Path::new(&format!("/proc/{}/ns/mnt", env.ns.pid()))).unwrap();
-
-    // Seen from the test namespace: attached there only.
+    let free = env.mkdir("free");
     let holder = env.ns.pid();
-    let scan = in_namespace_of(holder, Scan::live).unwrap();
-    assert_eq!(scan.own_ns, Some(test_ns));
-    let here = scan
-        .namespace(test_ns)
-        .and_then(|n| n.table.as_ref().ok())
-        .and_then(|t| t.overlays.iter().find(|o| o.source == source))
-        .expect("the overlay in the test namespace's table")
-        .clone();
-    let device = here.device;
-    assert_eq!(
-        Device::from_dev_t(env.stat(&env.ns.path(&target)).dev()),
-        device,
-        "mountinfo's device is the one stat reports"
-    );
-    assert_eq!(
-        (here.mount_point.as_path(), here.upperdir.as_deref()),
-        (target.as_path(), Some(upper.as_path()))
-    );
-    assert!(scan.copies(device, &source).is_empty());
+    // Before anything is mounted: free.
+    assert_eq!(in_use(holder, &upper), DirUse::Free);
+    mount_overlay(&env, &lower, &upper, &work, &target);
+    let device = device_of(&env, &target);
+    let test_ns = namespace_id(Path::new(&format!("/proc/{holder}/ns/mnt"))).unwrap();
+
+    // Mounted here: its upperdir and workdir are in use, another directory
+    // is not; no copy anywhere else.
+    assert_eq!(in_use(holder, &upper), DirUse::InUse);
+    assert_eq!(in_use(holder, &work), DirUse::InUse);
+    assert_eq!(in_use(holder, &free), DirUse::Free);
+    let alone = copies_from(holder, device);
+    assert!(alone.complete && !alone.found(device), "{alone:?}");
 
     // A "container": its own namespace, chrooted into the overlay. Another
     // namespace whose process only has its cwd there.
@@ -169,127 +191,32 @@ fn finds_copies_in_other_namespaces_until_their_holders_exit() {
     let cwd_ns = wait_until_running(cwd_only.pid(), "sleep", test_ns);
     assert_ne!(rooted_ns, cwd_ns);
 
-    // Unmounted where it was made: alive in the other two.
+    // Unmounted where it was made, watched: the superblock outlives it,
+    // and the upperdir stays in use.
+    let target2 = target.clone();
+    let watch_fd = in_namespace_of(holder, move || fs::File::open(&target2).unwrap());
+    let watch = SuperblockWatch::new(watch_fd.as_fd()).unwrap();
+    drop(watch_fd);
     env.plain_umount(&target);
-    assert!(!env.ns.mountinfo().iter().any(|m| m.source == source));
+    assert!(!watch.died(), "the superblock died with copies alive");
+    assert_eq!(in_use(holder, &upper), DirUse::InUse);
+    assert_eq!(in_use(holder, &work), DirUse::InUse);
 
-    let (source2, upper2, work2) = (source.clone(), upper.clone(), work.clone());
-    // The same directory under another name: found by device and inode.
-    let upper_link = env.path("upper-link");
-    std::os::unix::fs::symlink(&upper, &upper_link).unwrap();
-    let (scan, using_upper, using_link, using_work, by_mountinfo) =
-        in_namespace_of(holder, move || {
-            let scan = Scan::live().unwrap();
-            let using_upper = scan.overlays_using(&upper2);
-            let using_link = scan.overlays_using(&upper_link);
-            let using_work = scan.overlays_using(&work2);
-            let by_mountinfo = Scan::read(
-                Path::new("/proc"),
-                Some(current_namespace().unwrap()),
-                None,
-                TableSource::Mountinfo,
-            )
-            .unwrap();
-            (scan, using_upper, using_link, using_work, by_mountinfo)
-        });
-    assert!(
-        scan.attached(device, &source2)
-            .iter()
-            .all(|(n, _)| n.ns != test_ns)
-    );
-
-    // The same copies whichever way the tables are read (listmount where
-    // the kernel has it, which `live` prefers, and mountinfo).
-    for scan in [&scan, &by_mountinfo] {
-        let copies = scan.copies(device, &source);
-        let summary: Vec<_> = copies
-            .iter()
-            .map(|c| {
-                let points: Vec<&Path> = c.mounts.iter().map(|m| m.mount_point.as_path()).collect();
-                {
-                    let p = c.process.as_ref().expect("a process in the namespace");
-                    (c.ns, p.pid, p.command.as_str(), c.is_root, c.is_cwd, points)
-                }
-            })
-            .collect();
-        // The chrooted process's mountinfo shows the overlay as its "/";
-        // statmount names mount points from the namespace's root mount.
-        let rooted_at = match scan.namespace(rooted_ns).unwrap().source {
-            TableSource::Mountinfo => Path::new("/"),
-            TableSource::Listmount => target.as_path(),
-        };
-        let mut expected = vec![
-            (
-                rooted_ns,
-                rooted.pid(),
-                "rootsleep",
-                true,
-                true,
-                vec![rooted_at],
-            ),
-            (
-                cwd_ns,
-                cwd_only.pid(),
-                "sleep",
-                false,
-                true,
-                vec![target.as_path()],
-            ),
-        ];
-        expected.sort();
-        assert_eq!(summary, expected);
-        assert!(scan.copies(device, "idmap-overlay:someone-else").is_empty());
-    }
-    let ids = |scan: &Scan| {
-        scan.copies(device, &source)
-            .iter()
-            .map(|c| c.mounts[0].mount_id)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(ids(&scan), ids(&by_mountinfo));
-    assert!(
-        by_mountinfo
-            .namespaces()
-            .iter()
-            .all(|n| n.source == TableSource::Mountinfo)
-    );
-
-    // The upperdir and workdir are in use, whatever the name they are
-    // given.
-    let namespaces_of = |uses: &[idmap_overlay::kernel::namespaces::DirUse]| {
-        let mut ns: Vec<u64> = uses
-            .iter()
-            .flat_map(|u| u.places.iter().map(|p| p.ns))
-            .collect();
-        ns.sort();
-        ns
-    };
+    // The walk names both namespaces and the processes using the copies.
+    let copies = copies_from(holder, device);
+    assert!(copies.complete, "{copies:?}");
+    let mut places: Vec<u64> = copies.places[&device]
+        .iter()
+        .map(|(ns, _, _)| *ns)
+        .collect();
+    places.sort();
     let mut both = vec![rooted_ns, cwd_ns];
     both.sort();
-    assert_eq!(using_upper.len(), 1, "{using_upper:?}");
-    assert_eq!(
-        (
-            using_upper[0].device,
-            using_upper[0].role,
-            using_upper[0].by_path
-        ),
-        (device, DirRole::Upper, true)
-    );
-    assert_eq!(namespaces_of(&using_upper), both);
-    assert_eq!(using_link.len(), 1, "{using_link:?}");
-    assert_eq!(
-        (using_link[0].role, using_link[0].by_path),
-        (DirRole::Upper, false)
-    );
-    assert_eq!(using_link[0].dir, upper);
-    assert_eq!(using_work.len(), 1);
-    assert_eq!(using_work[0].role, DirRole::Work);
-
-    // Who holds it, across namespaces.
-    let mut holders: Vec<_> = scan
-        .holders(&[(device, source.as_str())])
-        .into_iter()
-        .map(|h| (h.pid, h.command, h.ns, h.via))
+    assert_eq!(places, both);
+    let mut holders: Vec<_> = copies
+        .holders
+        .iter()
+        .map(|h| (h.pid, h.command.clone(), h.ns, h.via))
         .collect();
     holders.sort();
     let mut expected = vec![
@@ -309,17 +236,41 @@ fn finds_copies_in_other_namespaces_until_their_holders_exit() {
     ];
     expected.sort();
     assert_eq!(holders, expected);
+    let named: Vec<_> = copies
+        .elsewhere(device)
+        .iter()
+        .map(|e| (e.pid, e.mount_ns, e.root, e.cwd))
+        .collect();
+    assert!(
+        named.contains(&(Some(rooted.pid()), Some(rooted_ns), true, true)),
+        "{named:?}"
+    );
+    assert!(
+        named.contains(&(Some(cwd_only.pid()), Some(cwd_ns), false, true)),
+        "{named:?}"
+    );
+    // Another device: nothing.
+    let other = Device {
+        major: 0,
+        minor: device.minor + 1000,
+    };
+    assert!(!copies_from(holder, other).found(other));
 
-    // Once the holders exit, their namespaces and the overlay are gone.
+    // Once the holders exit, their namespaces and the overlay are gone:
+    // the watch says so, and the kernel frees the upperdir.
     rooted.stop();
     cwd_only.stop();
-    let (scan, using) = scan_until(holder, &upper, |scan| {
-        scan.namespace(rooted_ns).is_none() && scan.namespace(cwd_ns).is_none()
-    });
-    assert!(scan.attached(device, &source).is_empty());
-    assert!(scan.copies(device, &source).is_empty());
-    assert!(using.is_empty(), "{using:?}");
-    assert!(scan.holders(&[(device, source.as_str())]).is_empty());
+    assert!(
+        watch.wait(
+            std::time::Instant::now() + Duration::from_secs(5),
+            &Cancel::new()
+        ),
+        "the superblock never died"
+    );
+    assert_eq!(in_use(holder, &upper), DirUse::Free);
+    assert_eq!(in_use(holder, &work), DirUse::Free);
+    let gone = copies_from(holder, device);
+    assert!(gone.complete && !gone.found(device), "{gone:?}");
 }
 
 #[test]
@@ -340,8 +291,8 @@ fn finds_a_copy_in_a_namespace_without_processes() {
     let env = Env::new();
     let (lower, upper, work) = (env.mkdir("lower"), env.mkdir("upper"), env.mkdir("work"));
     let target = env.mkdir("target");
-    let source = mount_overlay(&env, &lower, &upper, &work, &target);
-    let device = Device::from_dev_t(env.stat(&env.ns.path(&target)).dev());
+    mount_overlay(&env, &lower, &upper, &work, &target);
+    let device = device_of(&env, &target);
 
     // A namespace made from the test's (so with a copy of the overlay),
     // kept alive by an open namespace file once its process is gone. (A
@@ -364,71 +315,35 @@ fn finds_a_copy_in_a_namespace_without_processes() {
     env.plain_umount(&target);
 
     let holder = env.ns.pid();
-    let upper2 = upper.clone();
-    let (scan, using) = in_namespace_of(holder, move || {
-        let scan = Scan::live().unwrap();
-        let using = scan.overlays_using(&upper2);
-        (scan, using)
-    });
-    let copies = scan.copies(device, &source);
+    // The kernel knows, whatever walks can find.
+    assert_eq!(in_use(holder, &upper), DirUse::InUse);
+    let copies = copies_from(holder, device);
     // No walk of /proc finds it: the kernel's list of namespaces
     // (NS_MNT_GET_NEXT) and listmount do, on kernels that have them (all
-    // since 6.15 at least); older ones fall back to mountinfo and miss it.
+    // since 6.15 at least); older ones fall back to /proc and miss it.
     if kernel_at_least(6, 15) {
-        let held = scan.namespace(held_ns).expect("the namespace in the scan");
-        assert!(held.pids.is_empty() && held.process.is_none());
-        assert_eq!(held.source, TableSource::Listmount);
-        let summary: Vec<_> = copies
-            .iter()
-            .map(|c| {
-                (
-                    c.ns,
-                    c.process.clone(),
-                    c.is_root,
-                    c.is_cwd,
-                    c.mounts[0].mount_point.clone(),
-                )
-            })
-            .collect();
-        assert_eq!(summary, vec![(held_ns, None, false, false, target.clone())]);
-        assert_eq!(using.len(), 1);
-        assert_eq!(using[0].places.len(), 1);
+        assert_eq!(copies.places[&device].len(), 1, "{copies:?}");
+        assert_eq!(copies.places[&device][0].0, held_ns);
+        assert_eq!(copies.places[&device][0].2, target);
+        assert!(copies.holders.is_empty());
+        let named = copies.elsewhere(device);
+        assert_eq!(named.len(), 1);
         assert_eq!(
-            (using[0].places[0].ns, &using[0].places[0].process),
-            (held_ns, &None)
+            (named[0].pid, named[0].mount_ns, named[0].used()),
+            (None, Some(held_ns), false)
         );
-        assert!(scan.holders(&[(device, source.as_str())]).is_empty());
     } else {
-        assert!(copies.is_empty() && scan.namespace(held_ns).is_none());
+        assert!(!copies.found(device));
     }
 
     // Closing the file ends the namespace and the overlay (the kernel may
     // take a moment to free it).
     drop(ns_file);
-    let (scan, using) = scan_until(holder, &upper, |scan| scan.namespace(held_ns).is_none());
-    assert!(scan.copies(device, &source).is_empty());
-    assert!(using.is_empty());
-}
-
-/// Scans from the namespace of `pid` until `done` holds (at most 5 s),
-/// with the overlays using `dir`: what the kernel frees once the last
-/// process or reference goes, it may free a moment later.
-fn scan_until(
-    pid: u32,
-    dir: &Path,
-    done: impl Fn(&Scan) -> bool,
-) -> (Scan, Vec<idmap_overlay::kernel::namespaces::DirUse>) {
     for _ in 0..500 {
-        let dir = dir.to_path_buf();
-        let (scan, using) = in_namespace_of(pid, move || {
-            let scan = Scan::live().unwrap();
-            let using = scan.overlays_using(&dir);
-            (scan, using)
-        });
-        if done(&scan) {
-            return (scan, using);
+        if in_use(holder, &upper) == DirUse::Free {
+            return;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("the scan never showed the expected change");
+    panic!("the upperdir stayed in use after the last copy went");
 }

@@ -243,6 +243,64 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub state: PathBuf,
     pub extra_env: Vec<(String, String)>,
+    /// Held while the test runs: see [`alone`].
+    _sharing: Option<Sharing>,
+}
+
+/// Tests share the machine; one that floods it (20,000 mount namespaces)
+/// would make every other test's bounded walks give up and their records
+/// stay "may live elsewhere", as the tool is meant to do under a flood.
+/// Such a test runs alone: it holds this lock for writing, every other
+/// test's [`Env`] for reading.
+static SHARING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+thread_local! {
+    /// This thread holds the write lock (it runs alone) or a read lock
+    /// already: a second Env of the same test must not wait for a writer
+    /// that waits for the first (std's lock may let writers go first).
+    static ALONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static SHARING_HELD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// A read hold on [`SHARING`] for one Env; the first of a thread's takes
+/// the lock, the others only count.
+struct Sharing(#[allow(dead_code)] Option<std::sync::RwLockReadGuard<'static, ()>>);
+
+impl Sharing {
+    fn take() -> Option<Sharing> {
+        if ALONE.with(|a| a.get()) {
+            return None;
+        }
+        let first = SHARING_HELD.with(|n| {
+            n.set(n.get() + 1);
+            n.get() == 1
+        });
+        Some(Sharing(
+            first.then(|| SHARING.read().unwrap_or_else(|e| e.into_inner())),
+        ))
+    }
+}
+
+impl Drop for Sharing {
+    fn drop(&mut self) {
+        SHARING_HELD.with(|n| n.set(n.get() - 1));
+    }
+}
+
+/// Waits until no other test runs and keeps them waiting until the guard
+/// drops. Call it before [`Env::new`].
+pub fn alone() -> Alone {
+    let guard = SHARING.write().unwrap_or_else(|e| e.into_inner());
+    ALONE.with(|a| a.set(true));
+    Alone(guard)
+}
+
+pub struct Alone(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>);
+
+impl Drop for Alone {
+    fn drop(&mut self) {
+        ALONE.with(|a| a.set(false));
+    }
 }
 
 impl Env {
@@ -255,6 +313,7 @@ impl Env {
         // tempdir is 0700 already; the state dir is made by the tool.
         let state = dir.path().join("state");
         Env {
+            _sharing: Sharing::take(),
             ns: Namespace::new(),
             dir,
             state,
