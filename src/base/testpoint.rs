@@ -30,6 +30,11 @@ pub const MOUNT_POINTS: &[&str] = &[
 ];
 #[cfg(feature = "testpoints")]
 pub const UMOUNT_POINTS: &[&str] = &["record-unmounting", "overlay-unmounted"];
+/// Points that are no step of a mount or umount, where a test makes
+/// something fail to see the fallback: `in-use-proof` (the feature probe
+/// finds the kernel's in-use and superblock answers wrong).
+#[cfg(feature = "testpoints")]
+pub const FAULT_POINTS: &[&str] = &["in-use-proof"];
 
 /// Marks a step. Also where an interrupted operation (SIGINT, SIGTERM)
 /// stops and rolls back: the steps are the points where that is clean.
@@ -118,11 +123,13 @@ mod tests {
         assert!(marked.len() >= 10, "{marked:?}");
         for name in &marked {
             assert!(
-                MOUNT_POINTS.contains(&name.as_str()) || UMOUNT_POINTS.contains(&name.as_str()),
+                MOUNT_POINTS.contains(&name.as_str())
+                    || UMOUNT_POINTS.contains(&name.as_str())
+                    || FAULT_POINTS.contains(&name.as_str()),
                 "test point {name} is in no list"
             );
         }
-        for name in MOUNT_POINTS.iter().chain(UMOUNT_POINTS) {
+        for name in MOUNT_POINTS.iter().chain(UMOUNT_POINTS).chain(FAULT_POINTS) {
             assert!(marked.iter().any(|m| m == name), "{name} is marked nowhere");
         }
     }

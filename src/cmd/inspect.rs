@@ -102,9 +102,15 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     // Looking is bounded like umount and gc by default; a signal ends it.
     let deadline = Deadline::after(idmap_overlay::ops::mounting::DEFAULT_TIMEOUT, &state.cancel);
     let mut snapshot = gc::gather(&state, foreign, Duration::from_secs(60), false, &deadline)?;
-    if let Some(what) = &args.what {
-        name_copies(&mut snapshot, what, &deadline);
-    }
+    // One overlay: where its copies live too.
+    let one = match &args.what {
+        Some(what) if !args.leaks && format != Format::Prometheus => {
+            let id = record_named(&snapshot, what)?.id.clone();
+            name_copies(&mut snapshot, &id, &deadline);
+            Some(id)
+        }
+        _ => None,
+    };
     let snap = &snapshot;
     if format == Format::Prometheus {
         let leaks = findings::classify(snap);
@@ -143,29 +149,12 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
                 out!("{text}");
             }
         }
-        Some(what) => {
-            let record = match what.contains('/') {
-                true => {
-                    let path = idmap_overlay::ops::unmounting::resolve_target(what)?;
-                    snap.records.iter().find(|r| r.target == path)
-                }
-                false => {
-                    let ids: Vec<&str> = snap.records.iter().map(|r| r.id.as_str()).collect();
-                    let id = idmap_overlay::state::match_id(what, &ids)
-                        .map_err(|e| fail(Code::Usage, e))?;
-                    snap.records.iter().find(|r| Some(r.id.as_str()) == id)
-                }
-            }
-            .ok_or_else(|| {
-                fail(
-                    Code::Usage,
-                    format!(
-                        "{what}: no idmap-overlay record by that {}{}",
-                        if what.contains('/') { "target" } else { "id" },
-                        idmap_overlay::ops::unmounting::path_hint(what)
-                    ),
-                )
-            })?;
+        Some(_) => {
+            let record = snap
+                .records
+                .iter()
+                .find(|r| Some(&r.id) == one.as_ref())
+                .expect("found above");
             let detail = views::Detail::of(snap, record, kernel_maps(&snap.health(record)));
             if json {
                 outln!("{}", serde_json::to_string_pretty(&detail)?);
@@ -213,12 +202,40 @@ fn kernel_maps(health: &findings::Health) -> views::KernelMaps {
     }
 }
 
+/// The record `what` names: a target (a path), or an id or a unique
+/// prefix of one.
+fn record_named<'a>(
+    snap: &'a findings::Snapshot,
+    what: &str,
+) -> Result<&'a idmap_overlay::state::Record> {
+    match what.contains('/') {
+        true => {
+            let path = idmap_overlay::ops::unmounting::resolve_target(what)?;
+            snap.records.iter().find(|r| r.target == path)
+        }
+        false => {
+            let ids: Vec<&str> = snap.records.iter().map(|r| r.id.as_str()).collect();
+            let id =
+                idmap_overlay::state::match_id(what, &ids).map_err(|e| fail(Code::Usage, e))?;
+            snap.records.iter().find(|r| Some(r.id.as_str()) == id)
+        }
+    }
+    .ok_or_else(|| {
+        fail(
+            Code::Usage,
+            format!(
+                "{what}: no idmap-overlay record by that {}{}",
+                if what.contains('/') { "target" } else { "id" },
+                idmap_overlay::ops::unmounting::path_hint(what)
+            ),
+        )
+    })
+}
+
 /// For the detail of one overlay: where its copies live, named with one
 /// bounded walk over the mount namespaces, when it may live anywhere.
-fn name_copies(snap: &mut findings::Snapshot, what: &str, deadline: &Deadline) {
-    let Some(record) = snap.records.iter().find(|r| {
-        r.id.starts_with(what) || (what.contains('/') && r.target == std::path::Path::new(what))
-    }) else {
+fn name_copies(snap: &mut findings::Snapshot, id: &str, deadline: &Deadline) {
+    let Some(record) = snap.records.iter().find(|r| r.id == id) else {
         return;
     };
     let health = snap.health(record);
@@ -231,7 +248,8 @@ fn name_copies(snap: &mut findings::Snapshot, what: &str, deadline: &Deadline) {
     let here = record.mount_id.into_iter().collect();
     let own = idmap_overlay::kernel::namespaces::current_namespace().ok();
     let copies = idmap_overlay::ops::elsewhere::find_copies(&[device].into(), own, &here, deadline);
-    let elsewhere = copies.elsewhere(device);
-    let id = record.id.clone();
-    snap.named.insert(id, elsewhere);
+    let mut elsewhere = copies.elsewhere(device);
+    let total = elsewhere.len();
+    elsewhere.truncate(findings::NAMED_COPIES);
+    snap.named.insert(id.to_string(), (elsewhere, total));
 }

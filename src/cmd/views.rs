@@ -341,6 +341,9 @@ pub fn render_detail(d: &Detail, now: u64) -> String {
     for (i, copy) in d.health.elsewhere.iter().enumerate() {
         field(if i == 0 { "elsewhere:" } else { "" }, copy.to_string());
     }
+    if let Some(total) = d.health.elsewhere_total {
+        field("", format!("and {} more", total - d.health.elsewhere.len()));
+    }
     if let Some(ns) = r.mount_ns {
         field("mounted in:", format!("mount namespace {ns}"));
     }
@@ -427,6 +430,14 @@ pub fn render_features(f: &Features) -> String {
     out.push_str(&format!(
         "unique mount ids:    {}\n",
         yes_no(f.unique_mount_ids)
+    ));
+    out.push_str(&format!(
+        "in-use probe:        {}\n",
+        yes_no(f.in_use_probe)
+    ));
+    out.push_str(&format!(
+        "superblock watch:    {}\n",
+        yes_no(f.superblock_watch)
     ));
     out.push_str(&format!(
         "auto strategy:       {}\n",
@@ -588,8 +599,14 @@ pub(crate) mod golden {
             ),
         ];
         snap.named = [
-            ("web-1".to_string(), vec![container(11184, "sh", false)]),
-            ("web-3".to_string(), vec![container(12001, "nginx", true)]),
+            (
+                "web-1".to_string(),
+                (vec![container(11184, "sh", false)], 1),
+            ),
+            (
+                "web-3".to_string(),
+                (vec![container(12001, "nginx", true)], 1),
+            ),
         ]
         .into();
         snap.beyond = [

@@ -53,11 +53,23 @@ pub enum DirUse {
 #[derive(Default)]
 pub struct Prober {
     scratch: Option<OwnedFd>,
+    /// Set when this boot's feature probe found the probe's answers wrong:
+    /// every answer is then `Unknown`, and callers walk instead.
+    disproven: bool,
 }
 
 impl Prober {
     pub fn new() -> Prober {
         Prober::default()
+    }
+
+    /// A prober for a kernel whose answers were (`proven`) or were not
+    /// found right by this boot's feature probe.
+    pub fn trusting(proven: bool) -> Prober {
+        Prober {
+            scratch: None,
+            disproven: !proven,
+        }
     }
 
     /// An empty tmpfs of our own, detached: `fsopen("tmpfs")`,
@@ -90,6 +102,12 @@ impl Prober {
     /// measured, mostly the kernel waiting for RCU while it tears the
     /// half-made superblock down.
     pub fn dir_in_use(&mut self, dir: BorrowedFd<'_>) -> DirUse {
+        if self.disproven {
+            return DirUse::Unknown(
+                "the kernel's in-use answer failed its proof on this boot (inspect --features)"
+                    .into(),
+            );
+        }
         // overlayfs refuses an upperdir on a read-only mount with the same
         // EINVAL that means "free" here (at CREATE, before Linux 6.5): a
         // read-only view cannot be asked.

@@ -6,7 +6,6 @@ use crate::base::cancel::Deadline;
 use crate::base::error::ErrorKind;
 use crate::base::error::{Result, fail};
 use crate::kernel::holders;
-use crate::kernel::in_use::Prober;
 use crate::kernel::mount_table;
 use crate::kernel::proof::UnmountError;
 use crate::ops::elsewhere::{Beyond, ask_kernel, find_copies};
@@ -93,7 +92,7 @@ pub fn gather(
         .unwrap_or_default()
         .as_secs();
     let first_seen = remember_foreign(state, &table, now, remember);
-    let beyond = ask_about_the_absent(&records, &in_flight, &table, deadline);
+    let beyond = ask_about_the_absent(state, &records, &in_flight, &table, deadline);
     Ok(Snapshot {
         state_root: state.root.clone(),
         records,
@@ -116,44 +115,45 @@ pub fn gather(
 
 /// For each record whose overlay is not mounted here (and no operation is
 /// running on it): does it live on elsewhere? Asked of the kernel, one
-/// question per record (is its upperdir in use); for the read-only ones,
-/// which have no upperdir, one walk over the mount namespaces for all of
-/// them together. What is not asked before `deadline` is unknown, which
-/// keeps the record.
+/// question per record (is its upperdir in use); for those the kernel
+/// cannot answer (read-only overlays have no upperdir), one walk over the
+/// mount namespaces for all of them together. What is not asked before
+/// `deadline` is unknown, which keeps the record.
 fn ask_about_the_absent(
+    state: &StateDir,
     records: &[crate::state::Record],
     in_flight: &BTreeSet<String>,
     table: &[mount_table::MountEntry],
     deadline: &Deadline,
 ) -> BTreeMap<String, Beyond> {
-    let mut prober = Prober::new();
+    let mut prober = crate::ops::features::prober(state);
     let mut answers = BTreeMap::new();
-    let mut read_only = Vec::new();
+    let mut to_walk = Vec::new();
     for record in records {
         if in_flight.contains(&record.id) || table.iter().any(|m| record.is_overlay(m)) {
             continue;
         }
         let answer = if deadline.is_over() {
             Beyond::Unknown("not asked before the time was up".into())
-        } else if record.upperdir.is_none() {
-            match record.device() {
-                Some(device) => {
-                    read_only.push((record.id.clone(), device));
+        } else {
+            match (ask_kernel(record, &mut prober), record.device()) {
+                (Beyond::Unknown(_), Some(device)) => {
+                    to_walk.push((record.id.clone(), device));
                     continue;
                 }
-                // Never recorded as mounted: nothing to look for.
-                None => Beyond::Gone,
+                // A read-only overlay never recorded as mounted: nothing
+                // to look for, and nothing it could corrupt.
+                (Beyond::Unknown(_), None) if record.upperdir.is_none() => Beyond::Gone,
+                (answer, _) => answer,
             }
-        } else {
-            ask_kernel(record, &mut prober)
         };
         answers.insert(record.id.clone(), answer);
     }
-    if !read_only.is_empty() {
-        let devices = read_only.iter().map(|(_, d)| *d).collect();
+    if !to_walk.is_empty() {
+        let devices = to_walk.iter().map(|(_, d)| *d).collect();
         let own = crate::kernel::namespaces::current_namespace().ok();
         let copies = find_copies(&devices, own, &Default::default(), deadline);
-        for (id, device) in read_only {
+        for (id, device) in to_walk {
             let tag = crate::state::source_tag(&id);
             answers.insert(id, copies.beyond(device, &tag));
         }

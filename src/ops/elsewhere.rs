@@ -537,3 +537,85 @@ pub fn overlays_using(
         complete: groups.complete,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copies(places: &[(u64, &str)]) -> Copies {
+        let device = Device {
+            major: 0,
+            minor: 77,
+        };
+        let mut copies = Copies {
+            complete: true,
+            ..Default::default()
+        };
+        for (id, source) in places {
+            copies
+                .places
+                .entry(device)
+                .or_default()
+                .push((4026532000, *id, PathBuf::from("/mnt")));
+            if !source.is_empty() {
+                copies.sources.insert(*id, source.to_string());
+            }
+        }
+        copies
+    }
+
+    /// A read-only overlay gone from here is judged by the walk: a copy
+    /// counts only with its own tag or none reported (the device may have
+    /// gone to another superblock since), and only a complete walk that
+    /// read everything says "gone".
+    #[test]
+    fn a_walk_decides_for_a_read_only_overlay_by_device_and_tag() {
+        let device = Device {
+            major: 0,
+            minor: 77,
+        };
+        let tag = "idmap-overlay:a";
+        assert_eq!(copies(&[]).beyond(device, tag), Beyond::Gone);
+        assert!(matches!(
+            copies(&[(90, tag)]).beyond(device, tag),
+            Beyond::Alive(_)
+        ));
+        // An empty source, or a kernel that reports none: may be ours.
+        assert!(matches!(
+            copies(&[(90, "")]).beyond(device, tag),
+            Beyond::Alive(_)
+        ));
+        // Another superblock that got the device since: not ours.
+        assert_eq!(
+            copies(&[(90, "idmap-overlay:b")]).beyond(device, tag),
+            Beyond::Gone
+        );
+        let mut cut = copies(&[]);
+        cut.complete = false;
+        assert!(matches!(cut.beyond(device, tag), Beyond::Unknown(_)));
+        let mut unread = copies(&[]);
+        unread.unread.push("4026532999: permission denied".into());
+        assert!(matches!(unread.beyond(device, tag), Beyond::Unknown(_)));
+    }
+
+    #[test]
+    fn long_lists_are_summarized() {
+        let many: Vec<String> = (0..20_000).map(|n| format!("namespace {n}")).collect();
+        let text = summarize(&many);
+        assert!(text.len() < 200, "{text}");
+        assert!(text.ends_with("and 19995 more"), "{text}");
+        let copies: Vec<Elsewhere> = (0..20_000)
+            .map(|n| Elsewhere {
+                pid: None,
+                command: None,
+                mount_ns: Some(n),
+                root: false,
+                cwd: false,
+                fd: false,
+            })
+            .collect();
+        let text = describe(&copies);
+        assert!(text.len() < 600, "{text}");
+        assert!(text.starts_with("20000 other mount namespaces"), "{text}");
+    }
+}

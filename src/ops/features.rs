@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 
 /// The cache's version: 2 since the statmount probe asks a real idmapped
 /// mount (version 1 caches could say yes on 6.8 to 6.14); 3 since it says
-/// whether tmpfs takes an idmap and whether mounts have unique ids.
-const VERSION: u32 = 3;
+/// whether tmpfs takes an idmap and whether mounts have unique ids; 4
+/// since it proves the kernel's two answers the tool relies on.
+const VERSION: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Features {
@@ -47,6 +48,17 @@ pub struct Features {
     /// device and its superblock's options together.
     #[serde(default)]
     pub unique_mount_ids: bool,
+    /// overlayfs's in-use flag answers the tool's probe (`kernel::in_use`):
+    /// the upperdir and workdir of a probe overlay probed in use while it
+    /// lived, and free once it was gone. Without it, `mount` decides by a
+    /// walk over the mount namespaces, and says so.
+    #[serde(default)]
+    pub in_use_probe: bool,
+    /// An inotify watch saw the probe overlay's superblock die
+    /// (`IN_UNMOUNT`). Without it, whether an overlay outlived its unmount
+    /// is asked another way (its upperdir, or a walk).
+    #[serde(default)]
+    pub superblock_watch: bool,
     /// Why a probe failed, for `inspect --features`.
     pub notes: Vec<String>,
 }
@@ -63,21 +75,38 @@ fn kernel_release() -> String {
         .unwrap_or_default()
 }
 
+/// The cached probe result for this boot, if there is one (nothing is
+/// probed or written).
+pub fn cached(state: &StateDir) -> Option<Features> {
+    let cache = state.root.join("features.json");
+    crate::state::read_state_file(&cache, 64 * 1024)
+        .and_then(|text| serde_json::from_str::<Features>(&text).ok())
+        .filter(|found| found.boot_id == boot_id() && found.version == VERSION)
+}
+
+/// A prober that trusts the kernel's in-use answer unless this boot's
+/// probe found it wrong (no probe yet: it is trusted, as on every kernel
+/// measured since 5.19).
+pub fn prober(state: &StateDir) -> crate::kernel::in_use::Prober {
+    crate::kernel::in_use::Prober::trusting(cached(state).is_none_or(|f| f.in_use_probe))
+}
+
+/// Whether a superblock watch can be believed when it sees no death (see
+/// [`prober`]).
+pub fn watch_trusted(state: &StateDir) -> bool {
+    cached(state).is_none_or(|f| f.superblock_watch)
+}
+
 /// The cached probe result for this boot, or a fresh probe (then cached).
 pub fn cached_or_probe(state: &StateDir) -> Result<Features> {
     let cache = state.root.join("features.json");
-    let cached = || {
-        crate::state::read_state_file(&cache, 64 * 1024)
-            .and_then(|text| serde_json::from_str::<Features>(&text).ok())
-            .filter(|found| found.boot_id == boot_id() && found.version == VERSION)
-    };
-    if let Some(found) = cached() {
+    if let Some(found) = cached(state) {
         return Ok(found);
     }
     // Many mounts start at once after a boot: one probes, the others wait
     // for its answer instead of racing on the probe files.
     let _all = state.lock_all()?;
-    if let Some(found) = cached() {
+    if let Some(found) = cached(state) {
         return Ok(found);
     }
     let found = probe(state)?;
@@ -119,6 +148,8 @@ pub fn probe(state: &StateDir) -> Result<Features> {
         statmount_idmaps: false,
         idmapped_tmpfs: false,
         unique_mount_ids: false,
+        in_use_probe: false,
+        superblock_watch: false,
         notes: Vec::new(),
     };
     let dirs = ProbeDirs::make(state)?;
@@ -130,6 +161,24 @@ pub fn probe(state: &StateDir) -> Result<Features> {
     match sys::mount_ids(dirs.fd.as_fd()) {
         Ok(ids) => features.unique_mount_ids = ids.unique.is_some(),
         Err(e) => features.notes.push(format!("unique mount ids: {e}")),
+    }
+    match prove_kernel_answers(&dirs) {
+        Ok((in_use, watch)) => {
+            features.in_use_probe = in_use;
+            features.superblock_watch = watch;
+            if !in_use {
+                features.notes.push(
+                    "the in-use probe did not tell a live overlay's upperdir from a free one"
+                        .into(),
+                );
+            }
+            if !watch {
+                features
+                    .notes
+                    .push("no IN_UNMOUNT came when a probe overlay was gone".into());
+            }
+        }
+        Err(e) => features.notes.push(format!("a plain probe overlay: {e}")),
     }
     let map = [crate::base::idmap::IdRange {
         container: 0,
@@ -189,6 +238,53 @@ pub fn probe(state: &StateDir) -> Result<Features> {
     Ok(features)
 }
 
+/// Proves the kernel's two answers on a real overlay, never attached
+/// (fsmount's mount goes with its descriptor): its upperdir `u` and workdir
+/// `w` (in the probe directory) must probe in use while it lives, and its
+/// superblock watch must see it die and the upperdir probe free once its
+/// last descriptor is closed. Returns (in-use probe, superblock watch).
+fn prove_kernel_answers(dirs: &ProbeDirs) -> std::io::Result<(bool, bool)> {
+    use crate::kernel::in_use::{DirUse, Prober, SuperblockWatch};
+    let at = |name: &str| {
+        openat(
+            dirs.fd.as_fd(),
+            name,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let (lower, upper, work) = (at("l1")?, at("u")?, at("w")?);
+    let fs_fd = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for (key, fd) in [
+        ("lowerdir", &lower),
+        ("upperdir", &upper),
+        ("workdir", &work),
+    ] {
+        let path = crate::kernel::resolve::proc_fd_path(fd.as_fd());
+        rustix::mount::fsconfig_set_string(fs_fd.as_fd(), key, path)?;
+    }
+    fsconfig_create(fs_fd.as_fd())?;
+    let mnt = fsmount(
+        fs_fd.as_fd(),
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::empty(),
+    )?;
+    let mut prober = Prober::new();
+    let alive = prober.dir_in_use(upper.as_fd()) == DirUse::InUse
+        && prober.dir_in_use(work.as_fd()) == DirUse::InUse;
+    let watch = SuperblockWatch::new(mnt.as_fd())?;
+    drop(mnt);
+    drop(fs_fd);
+    let settle = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    let died = watch.wait(settle, &crate::base::cancel::Cancel::new());
+    let freed = prober.dir_in_use(upper.as_fd()) == DirUse::Free;
+    // Tests make the proof fail here to see every fallback.
+    if crate::base::testpoint::hit(&crate::base::cancel::Cancel::new(), "in-use-proof").is_err() {
+        return Ok((false, false));
+    }
+    Ok((alive && freed, died))
+}
+
 /// Idmaps a new tmpfs that is never attached anywhere (fsmount's mount
 /// goes with its descriptor).
 fn idmap_a_tmpfs(userns: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
@@ -230,7 +326,7 @@ impl ProbeDirs {
             .fail_as(ErrorKind::State, || format!("opening {}", path.display()))?,
             path,
         };
-        for layer in ["l1", "l2"] {
+        for layer in PROBE_SUBDIRS {
             mkdirat(&dirs.fd, layer, Mode::S_IRWXU).fail_as(ErrorKind::State, || {
                 format!("creating {}", dirs.path.join(layer).display())
             })?;
@@ -248,11 +344,19 @@ impl Drop for ProbeDirs {
 /// The name prefix of probe directories in the state directory.
 pub const PROBE_PREFIX: &str = "probe.";
 
-/// Removes a probe directory and its two layers, rmdir only (anything else
+/// What a probe directory holds: two layers, an upper and a work directory.
+const PROBE_SUBDIRS: [&str; 4] = ["l1", "l2", "u", "w"];
+
+/// Removes a probe directory and what it holds, rmdir only (anything else
 /// in it stays, and so does the directory). Returns what could not go.
 pub fn remove_probe_dir(path: &Path) -> Option<String> {
-    for layer in ["l1", "l2"] {
-        let _ = std::fs::remove_dir(path.join(layer));
+    // overlayfs made `work` (and `index`, where the kernel turns it on) in
+    // the probe overlay's workdir.
+    for made in ["w/work", "w/index"] {
+        let _ = std::fs::remove_dir(path.join(made));
+    }
+    for sub in PROBE_SUBDIRS {
+        let _ = std::fs::remove_dir(path.join(sub));
     }
     match std::fs::remove_dir(path) {
         Ok(()) => None,

@@ -46,8 +46,9 @@ pub struct Snapshot {
     /// elsewhere? The kernel's answer (see `elsewhere`), by record id.
     pub beyond: BTreeMap<String, Beyond>,
     /// Where copies live, by record id, when they were looked for (the
-    /// detail of one overlay in `inspect`); empty otherwise.
-    pub named: BTreeMap<String, Vec<Elsewhere>>,
+    /// detail of one overlay in `inspect`), with how many there were in
+    /// all: the list is cut at [`NAMED_COPIES`]. Empty otherwise.
+    pub named: BTreeMap<String, (Vec<Elsewhere>, usize)>,
     /// Caches, built on first use (leave them default) so each record is
     /// judged without rescanning the whole table: records times mounts
     /// grows too fast on a busy host.
@@ -139,6 +140,10 @@ pub fn looks_like_containerd_leak(mount_point: &Path) -> bool {
         .any(|name| name.to_string_lossy().starts_with("ovl-idmapped"))
 }
 
+/// At most this many copies are listed for one overlay (a flood of
+/// namespaces could hold tens of thousands); the count says how many more.
+pub const NAMED_COPIES: usize = 100;
+
 /// Health of one record, for `inspect`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Health {
@@ -158,8 +163,11 @@ pub struct Health {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub elsewhere_because: Option<String>,
     /// Where copies live, when they were looked for (`inspect` of one
-    /// overlay); empty otherwise.
+    /// overlay); empty otherwise. At most [`NAMED_COPIES`] of them.
     pub elsewhere: Vec<Elsewhere>,
+    /// How many copies were found in all, when more than are listed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elsewhere_total: Option<usize>,
     pub leaked: bool,
 }
 
@@ -270,7 +278,15 @@ impl Snapshot {
             temp_mounts_present,
             alive_elsewhere,
             elsewhere_because,
-            elsewhere: self.named.get(&record.id).cloned().unwrap_or_default(),
+            elsewhere: self
+                .named
+                .get(&record.id)
+                .map(|(listed, _)| listed.clone())
+                .unwrap_or_default(),
+            elsewhere_total: self
+                .named
+                .get(&record.id)
+                .and_then(|(listed, total)| (*total > listed.len()).then_some(*total)),
             leaked,
         };
         health.word = health.word_of().to_string();

@@ -12,7 +12,7 @@ use crate::kernel::in_use::{DirUse, Prober};
 use crate::kernel::proof::{Expected, unmount_proven};
 use crate::kernel::resolve::{Resolved, Resolver};
 use crate::kernel::sys::MountIds;
-use crate::ops::elsewhere::summarize;
+use crate::ops::elsewhere::{overlays_using, summarize};
 use crate::ops::strategy::{OverlaySpec, PlannedTree, Target, TempMounts};
 use crate::state::{Record, RecordState, StateDir};
 use crate::{base::testpoint, kernel::userns, ops::features, ops::strategy, state};
@@ -331,23 +331,36 @@ fn already_mounted(
 /// upperdir corrupt each other's files (overlayfs only warns, in dmesg).
 /// The kernel is asked about each directory, by its fd; no mount table
 /// is read and no path text compared. Our own records name the user
-/// when one of them claims the directory.
-fn refuse_dirs_in_use(prober: &mut Prober, state_root: &Path, checked: &Checked) -> Result<()> {
+/// when one of them claims the directory; anyone else's is named by one
+/// bounded walk, once the kernel has said so. Where this boot's feature
+/// probe found the kernel's answer wrong, that walk decides instead, and
+/// a warning says so.
+fn refuse_dirs_in_use(prober: &mut Prober, state: &StateDir, checked: &Checked) -> Result<()> {
     for (what, dir) in [
         ("upperdir", &checked.upperdir),
         ("workdir", &checked.workdir),
     ] {
         let Some(dir) = dir else { continue };
+        let deadline = Deadline::after(Duration::from_secs(1), &state.cancel);
+        let mut users = None;
         let why = match prober.dir_in_use(dir.fd.as_fd()) {
             DirUse::Free => continue,
             DirUse::InUse => "is the upper or work directory of a live overlay".to_string(),
             DirUse::Unknown(why) => {
-                format!("cannot be shown free of other overlays by the kernel ({why})")
+                log::warn!(
+                    "{what} {}: {why}; looking for overlays that use it in every mount namespace instead",
+                    dir.path.display()
+                );
+                let found = overlays_using(&dir.meta, &deadline);
+                if found.items.is_empty() && state.record_claiming(&dir.path).is_none() {
+                    continue;
+                }
+                users = Some(found);
+                "is the upper or work directory of a live overlay".to_string()
             }
         };
-        let whose = StateDir::open_to_read(state_root, false)
-            .ok()
-            .and_then(|state| state.record_claiming(&dir.path))
+        let whose = state
+            .record_claiming(&dir.path)
             .map(|other| {
                 format!(
                     " (idmap-overlay mount {} at {}, {})",
@@ -357,10 +370,7 @@ fn refuse_dirs_in_use(prober: &mut Prober, state_root: &Path, checked: &Checked)
                 )
             })
             .or_else(|| {
-                // Not ours: named by one bounded walk, only now that the
-                // kernel has said so.
-                let deadline = Deadline::after(Duration::from_secs(1), &Cancel::new());
-                let users = crate::ops::elsewhere::overlays_using(&dir.meta, &deadline);
+                let users = users.unwrap_or_else(|| overlays_using(&dir.meta, &deadline));
                 (!users.items.is_empty()).then(|| format!(" ({})", summarize(&users.items)))
             })
             .unwrap_or_else(|| {
@@ -382,7 +392,7 @@ fn refuse_dirs_in_use(prober: &mut Prober, state_root: &Path, checked: &Checked)
 fn plan(
     req: &MountRequest,
     checked: &Checked,
-    state: &StateDir,
+    features: &features::Features,
 ) -> Result<(Strategy, Vec<PlannedTree>)> {
     let layer_paths: Vec<PathBuf> = checked.lowerdirs.iter().map(|l| l.path.clone()).collect();
     let layer_mounts: Vec<u64> = checked.lowerdirs.iter().map(|l| l.meta.mnt_id).collect();
@@ -396,7 +406,7 @@ fn plan(
     };
     let strategy = match req.strategy {
         Strategy::Auto => {
-            if features::cached_or_probe(state)?.detached {
+            if features.detached {
                 Strategy::Detached
             } else {
                 // common-dir unless the layers share no directory but /.
@@ -766,6 +776,9 @@ fn record_mounted(record: &mut Record, ids: MountIds) -> Result<()> {
 /// ```
 pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     let checked = check(req)?;
+    if let Some(id) = &req.id {
+        state::check_id(id).map_err(usage)?;
+    }
     let (userns_fd, uidmap, gidmap) = maps_of(req)?;
     // `mount -a` twice, or a unit started again: the very same overlay is
     // there already. Looked up without creating anything.
@@ -777,22 +790,21 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         );
         return Ok(existing);
     }
-    // Only writable overlays can corrupt one another's upper layer.
-    let mut prober = Prober::new();
-    refuse_dirs_in_use(&mut prober, state_root, &checked)?;
     let mut state = StateDir::open(state_root)?;
     state.cancel = req.cancel.clone();
     // As for umount and gc: the timeout also bounds the wait for the lock.
     state.lock_wait = req.timeout;
     let state = &state;
     let id = match &req.id {
-        Some(id) => {
-            state::check_id(id).map_err(usage)?;
-            id.clone()
-        }
+        Some(id) => id.clone(),
         None => state::new_id(),
     };
-    let (strategy, trees) = plan(req, &checked, state)?;
+    // Once per boot, the kernel's answers are proven (see `features`).
+    let features = features::cached_or_probe(state)?;
+    // Only writable overlays can corrupt one another's upper layer.
+    let mut prober = Prober::trusting(features.in_use_probe);
+    refuse_dirs_in_use(&mut prober, state, &checked)?;
+    let (strategy, trees) = plan(req, &checked, &features)?;
     let attached = strategy != Strategy::Detached;
     let temp_root = state.temp_root(&id);
     let target = &checked.target;

@@ -248,16 +248,21 @@ fn watch_proven(place: &Entry, ids: &MountIds) -> Option<SuperblockWatch> {
 }
 
 /// Does the overlay of `record`, gone from this namespace, live on
-/// elsewhere? The kernel's answer (its upperdir in use); for a read-only
-/// overlay, which has none, a walk over the mount namespaces for its
-/// superblock, until `deadline`.
+/// elsewhere? The kernel's answer (its upperdir in use); where the kernel
+/// cannot say (a read-only overlay has no upperdir; an upperdir renamed
+/// away; a kernel whose answer failed its proof), a walk over the mount
+/// namespaces for its superblock, until `deadline`.
 pub fn beyond(record: &Record, prober: &mut Prober, deadline: &Deadline) -> Beyond {
     match ask_kernel(record, prober) {
-        Beyond::Unknown(why) if record.upperdir.is_none() => {
+        Beyond::Unknown(why) => {
             let Some(device) = record.device() else {
                 // Never recorded as mounted: no superblock was ever shown
                 // to anyone under a name we know; nothing to look for.
-                return Beyond::Gone;
+                // A read-only one could corrupt nothing either.
+                return match record.upperdir {
+                    None => Beyond::Gone,
+                    Some(_) => Beyond::Unknown(why),
+                };
             };
             log::debug!("{}: {why}; looking for copies", record.id);
             let own = crate::kernel::namespaces::current_namespace().ok();
@@ -395,7 +400,8 @@ pub fn teardown(
     }
     // Does anything of it live on? The watch saw the superblock die, or
     // not; without one, the kernel is asked about the upperdir.
-    let beyond = match (&watch, known) {
+    let trusted = crate::ops::features::watch_trusted(state);
+    let beyond = match (watch.as_ref().filter(|_| trusted), known) {
         (Some(watch), _) => {
             // The last reference usually goes before umount2 returns; a
             // path walk of another process that held the mount for an
@@ -408,7 +414,7 @@ pub fn teardown(
             }
         }
         (None, Some(known)) if !unmounted_here => known,
-        (None, _) => beyond(record, &mut Prober::new(), deadline),
+        (None, _) => beyond(record, &mut crate::ops::features::prober(state), deadline),
     };
     let done = match beyond {
         Beyond::Gone => {
@@ -553,7 +559,7 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration, detach: bool) -> R
         // Mounted in another namespace and not here: umount(8) would say
         // "not mounted"; the record is that namespace's business while the
         // overlay lives.
-        let answer = beyond(&record, &mut Prober::new(), &deadline);
+        let answer = beyond(&record, &mut crate::ops::features::prober(state), &deadline);
         if answer.may_live() {
             return Err(fail(
                 ErrorKind::Mount,
@@ -670,7 +676,7 @@ fn lives_on(
         let gone = match &watch {
             Some(watch) => watch.wait(deadline.at, &deadline.cancel),
             None if record.upperdir.is_some() => {
-                let mut prober = Prober::new();
+                let mut prober = crate::ops::features::prober(state);
                 loop {
                     if ask_kernel(record, &mut prober) == Beyond::Gone {
                         break true;

@@ -1428,3 +1428,65 @@ fn a_read_only_overlay_with_a_used_copy_elsewhere() {
     gc_removes_it_once_gone(&env, &ours);
     assert_all_clean(&env);
 }
+
+/// Guard: where this boot's feature probe finds the kernel's answers wrong
+/// (forced with the `in-use-proof` fault point), nothing relies on them:
+/// `mount` decides whether an upperdir is in use by walking the mount
+/// namespaces and says so on stderr, `inspect --features` shows it, and
+/// `umount` decides by the walk whether the overlay lives on.
+#[test]
+fn without_the_kernels_answers_the_walk_decides_and_says_so() {
+    let mut env = Env::new();
+    env.extra_env
+        .push(("IDMAP_OVERLAY_TESTPOINT".into(), "in-use-proof:fail".into()));
+    let layers = env.layers(2);
+    let (upper, work) = (env.mkdir("theirs/upper"), env.mkdir("theirs/work"));
+    let theirs = env.mkdir("theirs/mnt");
+    sh(
+        &env,
+        &format!(
+            "mount -t overlay plain -o lowerdir={},upperdir={},workdir={} {}",
+            join(&layers),
+            s(&upper),
+            s(&work),
+            s(&theirs)
+        ),
+    );
+    let target = env.mkdir("mnt");
+    let other_work = env.mkdir("other-work");
+    let out = env.run(&mount_args_with(
+        best(),
+        &layers,
+        &target,
+        &["--upperdir", s(&upper), "--workdir", s(&other_work)],
+    ));
+    assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("failed its proof"), "{err}");
+    assert!(err.contains("overlay plain at"), "{err}");
+    let features: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "--features", "--json"])).unwrap();
+    assert_eq!(features["in_use_probe"], false, "{features}");
+    assert_eq!(features["superblock_watch"], false, "{features}");
+
+    // Free directories: mounted, with the warning; umount decides by the
+    // walk that nothing is left.
+    let (free_upper, free_work) = (env.mkdir("upper"), env.mkdir("work"));
+    let out = env.run(&mount_args_with(
+        best(),
+        &layers,
+        &target,
+        &["--upperdir", s(&free_upper), "--workdir", s(&free_work)],
+    ));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("failed its proof"),
+        "{}",
+        stderr(&out)
+    );
+    let umount = env.run(&["umount", s(&target)]);
+    assert!(umount.status.success(), "{}", stderr(&umount));
+    assert!(env.state_files("mounts").is_empty(), "the record stayed");
+    env.plain_umount(&theirs);
+    env.assert_clean();
+}
