@@ -165,6 +165,9 @@ struct Dir {
     fd: Rc<OwnedFd>,
     path: PathBuf,
     meta: Meta,
+    /// No user but root can change what the path walked so far leads to
+    /// (see [`Resolved::fixed`]).
+    fixed: bool,
     /// The owner the next step is judged against: the directory's, or the
     /// owner of the symlink that brought the walk here.
     leader: (u32, PathBuf, bool),
@@ -177,6 +180,13 @@ pub struct Resolved {
     pub fd: OwnedFd,
     pub path: PathBuf,
     pub meta: Meta,
+    /// No user but root can make `path` lead anywhere else: every
+    /// directory on the way is root's and writable by nobody else (or
+    /// sticky, with the entry taken there root's), and every symlink
+    /// followed sits in such a directory. Then the path may be handed to
+    /// the kernel as text (the mount table shows real paths); otherwise only
+    /// the fd may be.
+    pub fixed: bool,
 }
 
 /// A resolved place for a name: the directory (walked and checked) and the
@@ -243,6 +253,7 @@ fn open_root() -> Result<Dir, ResolveError> {
         fd: Rc::new(fd),
         path: root.into(),
         leader: (meta.uid, root.into(), false),
+        fixed: meta.uid == 0,
         meta,
     })
 }
@@ -257,6 +268,16 @@ fn parts(path: &Path) -> Vec<OsString> {
             _ => None,
         })
         .collect()
+}
+
+/// Can only root change which object the entry `reached` (owned by
+/// `reached_uid`) of the directory `dir` is? The directory is root's and
+/// nobody else may write it, or it is sticky (/tmp) and the entry is
+/// root's, which no one else may then rename or remove.
+fn entry_is_fixed(dir: &Meta, reached_uid: u32) -> bool {
+    let others_write = dir.mode & 0o022 != 0;
+    let sticky = dir.mode & 0o1000 != 0;
+    dir.uid == 0 && (!others_write || (sticky && reached_uid == 0))
 }
 
 fn check_step(dir: &Dir, reached: &Path, meta: &Meta) -> Result<(), ResolveError> {
@@ -303,6 +324,7 @@ impl Resolver {
                 fd: owned(root.fd, &root.path)?,
                 path: root.path,
                 meta: root.meta,
+                fixed: root.fixed,
             });
         }
         let (parent, name) = self.walk_to_last(path)?;
@@ -313,6 +335,7 @@ impl Resolver {
             fd: owned(last.fd, &last.path)?,
             path: last.path,
             meta: last.meta,
+            fixed: last.fixed,
         })
     }
 
@@ -393,12 +416,15 @@ fn walk(dir: Dir, name: OsString, follow_last: bool, whole: &Path) -> Result<Dir
         .map_err(|e| io_error(&reached, e))?;
         let meta = meta_of(fd.as_fd()).map_err(|e| ResolveError::Io(reached.clone(), e))?;
         check_step(&dir, &reached, &meta)?;
+        let fixed = dir.fixed && entry_is_fixed(&dir.meta, meta.uid);
         if meta.is_symlink() && (follow_last || !steps.is_empty()) {
             links += 1;
             if links > MAX_SYMLINKS {
                 return Err(ResolveError::TooManySymlinks(whole.to_path_buf()));
             }
-            let (next, more) = follow_symlink(&dir, &fd, &reached, &meta)?;
+            let (mut next, more) = follow_symlink(&dir, &fd, &reached, &meta)?;
+            // A symlink's text cannot change; which one sits there can.
+            next.fixed &= fixed;
             dir = next;
             steps.extend(more.into_iter().rev());
             continue;
@@ -413,6 +439,7 @@ fn walk(dir: Dir, name: OsString, follow_last: bool, whole: &Path) -> Result<Dir
             fd: Rc::new(fd),
             path: reached,
             meta,
+            fixed,
         };
     }
     Ok(dir)
@@ -466,6 +493,8 @@ fn parent_of(dir: &Dir) -> Result<Dir, ResolveError> {
         fd: Rc::new(fd),
         path: parent_path,
         meta,
+        // Not worked out for `..`: the text is not used.
+        fixed: false,
     })
 }
 
@@ -681,5 +710,43 @@ mod tests {
         assert_eq!(two.path, root.join("s/2/fs"), "the path as it was walked");
         // A fresh resolver sees the rename.
         assert!(resolve_dir(&root.join("s/3/fs")).is_err());
+    }
+
+    /// Which paths only root can redirect: the mount table may show those
+    /// as text. The temp dir lies under /tmp (sticky, root's): its entries
+    /// of root's are fixed, a user's are not.
+    #[test]
+    fn only_paths_no_user_can_change_are_fixed() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_keep, root) = tree();
+        mkdir_owned(&root.join("var/lib/c1/upper"), 100000);
+        mkdir_owned(&root.join("home/user"), NOBODY);
+        mkdir_owned(&root.join("home/user/upper"), NOBODY);
+        mkdir_owned(&root.join("open/upper"), 0);
+        std::fs::set_permissions(root.join("open"), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        mkdir_owned(&root.join("sticky/roots"), 0);
+        mkdir_owned(&root.join("sticky/users"), NOBODY);
+        std::fs::set_permissions(root.join("sticky"), std::fs::Permissions::from_mode(0o1777))
+            .unwrap();
+        link_owned("var/lib/c1", &root.join("link"), 0);
+        mkdir_owned(&root.join("home/user/mine"), NOBODY);
+        link_owned("mine", &root.join("home/user/via"), NOBODY);
+        // The temp dir itself: root's, under /tmp (sticky) as a rule.
+        let on_tmp = resolve_dir(&root).unwrap().fixed;
+        for (given, fixed) in [
+            // The owner of the last directory does not matter: its name
+            // sits in a directory only root may change.
+            ("var/lib/c1/upper", on_tmp),
+            ("link/upper", on_tmp),
+            ("home/user/upper", false),
+            ("home/user/via", false),
+            ("open/upper", false),
+            ("sticky/roots", on_tmp),
+            ("sticky/users", false),
+        ] {
+            let got = resolve_dir(&root.join(given)).unwrap();
+            assert_eq!(got.fixed, fixed, "{given}");
+        }
     }
 }

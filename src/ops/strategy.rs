@@ -421,6 +421,15 @@ impl TempMounts {
         Ok(tree.as_ref().expect("just set").as_fd())
     }
 
+    /// The temporary mountpoints of the attached trees, in the order they
+    /// were attached.
+    fn mountpoints(&self) -> Vec<PathBuf> {
+        self.mounted
+            .iter()
+            .map(|(entry, _, _)| entry.path.clone())
+            .collect()
+    }
+
     /// The attached trees' fds, in the order they were attached.
     fn trees(&self) -> Vec<BorrowedFd<'_>> {
         self.mounted
@@ -496,10 +505,12 @@ const MAX_MOUNT_DATA: usize = 4095;
 /// The attached strategies (common-dir, per-layer): each tree is attached at
 /// a temporary mountpoint, the layers are opened beneath it and checked, and
 /// overlayfs is given them by path in `lowerdir=`, the only form kernels
-/// before 6.8 take. Every path in the option string is the number of one of
-/// our fds, resolved from `/proc/self/fd` (see [`mount_from_fds`]): exactly
-/// the directories that were checked, whatever is renamed meanwhile. The
-/// caller releases `temps` right after this returns.
+/// before 6.8 take. A path goes as text where no user but root can make it
+/// lead elsewhere (see [`option_paths`]), so the mount table shows where
+/// the overlay's directories are; any other as the number of one of our fds,
+/// resolved from `/proc/self/fd` (see [`mount_from_fds`]): exactly the
+/// directory that was checked, whatever is renamed meanwhile. The caller
+/// releases `temps` right after this returns.
 pub fn mount_attached(
     spec: &OverlaySpec,
     userns: BorrowedFd<'_>,
@@ -510,17 +521,10 @@ pub fn mount_attached(
     }
     testpoint::hit(spec.cancel, "temp-mounted")?;
     let layer_fds = layers_beneath(spec, &temps.trees())?;
-    let number = |fd: BorrowedFd<'_>| fd.as_raw_fd().to_string();
-    let lowerdir = layer_fds
-        .iter()
-        .map(|fd| number(fd.as_fd()))
-        .collect::<Vec<_>>()
-        .join(":");
-    let mut data = format!("lowerdir={lowerdir}");
-    for (key, dir) in [("upperdir", spec.upperdir), ("workdir", spec.workdir)] {
-        if let Some(dir) = dir {
-            data.push_str(&format!(",{key}={}", number(dir.fd.as_fd())));
-        }
+    let mut data = option_paths(spec, temps, &layer_fds, true);
+    if data.len() > MAX_MOUNT_DATA {
+        // Long paths: the short form always fits 500 layers.
+        data = option_paths(spec, temps, &layer_fds, false);
     }
     for (key, value) in spec.options {
         data.push(',');
@@ -553,6 +557,59 @@ pub fn mount_attached(
         })?;
     drop(layer_fds);
     identify_new_mount(spec.target, spec.source)
+}
+
+/// `lowerdir=A:B,upperdir=U,workdir=W` for mount(2). With `as_text`, each
+/// directory goes as its path where that is safe: no user but root can
+/// make it lead elsewhere (`Resolved::fixed`; a layer is reached through
+/// its temporary mountpoint, under the root-owned state directory, then
+/// the same directories as its own path), and it has none of the
+/// characters the option syntax gives a meaning (`,`, `:`, `\`, `=`,
+/// whitespace). Every other directory, and every one without `as_text`,
+/// goes as the number of the fd that holds it.
+fn option_paths(
+    spec: &OverlaySpec,
+    temps: &TempMounts,
+    layer_fds: &[OwnedFd],
+    as_text: bool,
+) -> String {
+    let number = |fd: BorrowedFd<'_>| fd.as_raw_fd().to_string();
+    let plain = |path: &Path| {
+        path.to_str()
+            .filter(|p| {
+                !p.contains(|c: char| {
+                    c == ',' || c == ':' || c == '\\' || c == '=' || c.is_whitespace()
+                })
+            })
+            .map(str::to_string)
+    };
+    let name = |fixed: bool, path: Option<PathBuf>, fd: BorrowedFd<'_>| {
+        path.filter(|_| as_text && fixed)
+            .and_then(|p| plain(&p))
+            .unwrap_or_else(|| number(fd))
+    };
+    let mountpoints = temps.mountpoints();
+    let mut layer_paths: Vec<Option<PathBuf>> = vec![None; spec.layers.len()];
+    for (tree, mountpoint) in spec.trees.iter().zip(&mountpoints) {
+        for (index, rel) in &tree.layers {
+            layer_paths[*index] = Some(mountpoint.join(rel));
+        }
+    }
+    let lowerdir = layer_fds
+        .iter()
+        .zip(spec.layers)
+        .zip(layer_paths)
+        .map(|((fd, layer), path)| name(layer.fixed, path, fd.as_fd()))
+        .collect::<Vec<_>>()
+        .join(":");
+    let mut data = format!("lowerdir={lowerdir}");
+    for (key, dir) in [("upperdir", spec.upperdir), ("workdir", spec.workdir)] {
+        if let Some(dir) = dir {
+            let value = name(dir.fixed, Some(dir.path.clone()), dir.fd.as_fd());
+            data.push_str(&format!(",{key}={value}"));
+        }
+    }
+    data
 }
 
 /// mount(2) of an overlay whose option paths are fd numbers, made from a

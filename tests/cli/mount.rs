@@ -572,3 +572,70 @@ fn a_panic_rolls_back_and_exits_4() {
     assert!(err.contains("(please report)"), "{err}");
     env.assert_clean();
 }
+
+/// The mount table names the overlay's directories by their paths wherever
+/// no user but root can redirect them (findmnt and every other program then
+/// show where the overlay is), and by fd number where a user could (their
+/// directory in the path): never a path the kernel would look up again
+/// after a user changed it. The detached strategy hands the upper and work
+/// directories over as fds, which the kernel shows by their paths.
+#[test]
+fn the_mount_table_shows_real_paths_where_that_is_safe() {
+    for strategy in strategies() {
+        let env = Env::new();
+        let layers = env.layers(2);
+        let target = env.mkdir("mnt");
+        let (upper, work) = (env.mkdir("c1/upper"), env.mkdir("c1/work"));
+        env.ok(&mount_args_with(
+            strategy,
+            &layers,
+            &target,
+            &["--upperdir", s(&upper), "--workdir", s(&work)],
+        ));
+        let ours = env.our_mounts();
+        let options = &ours[0].super_options;
+        assert!(
+            options.contains(&format!("upperdir={}", s(&upper)))
+                && options.contains(&format!("workdir={}", s(&work))),
+            "{strategy}: {options}"
+        );
+        if strategy != "detached" {
+            // Layers through their temporary mountpoints, by path.
+            let temp = env.state.join("tmp");
+            assert!(
+                options.contains(&format!("lowerdir={}/", temp.display())),
+                "{strategy}: {options}"
+            );
+        }
+        env.ok(&["umount", s(&target)]);
+
+        // The same under a directory of uid 65534, who could rename it.
+        let home = env.mkdir("home");
+        std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+        let (upper, work) = (env.mkdir("home/upper"), env.mkdir("home/work"));
+        for dir in [&upper, &work] {
+            std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+        }
+        env.ok(&mount_args_with(
+            strategy,
+            &layers,
+            &target,
+            &["--upperdir", s(&upper), "--workdir", s(&work)],
+        ));
+        let options = env.our_mounts()[0].super_options.clone();
+        if strategy == "detached" {
+            // Handed over by fd: the kernel names the directory it got.
+            assert!(
+                options.contains(&format!("upperdir={}", s(&upper))),
+                "{options}"
+            );
+        } else {
+            assert!(
+                !options.contains(s(&upper)) && !options.contains(s(&work)),
+                "{strategy}: a user's path went to the kernel as text: {options}"
+            );
+        }
+        env.ok(&["umount", s(&target)]);
+        env.assert_clean();
+    }
+}
