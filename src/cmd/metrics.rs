@@ -12,6 +12,7 @@ use idmap_overlay::ops::leaks::{Finding, Kind, Snapshot};
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::fs;
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -298,15 +299,8 @@ pub fn check_destination(path: &Path) -> Result<(), String> {
     let (Some(dir), Some(_)) = (path.parent(), path.file_name()) else {
         return Err(format!("{shown}: names no file"));
     };
-    match fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => {}
-        Ok(_) => return Err(format!("{shown}: {dir:?} is not a directory")),
-        Err(e) => {
-            return Err(format!(
-                "{shown}: directory {dir:?}: {}",
-                idmap_overlay::base::error::describe_io(&e)
-            ));
-        }
+    if let Err(e) = idmap_overlay::kernel::resolve::resolve_dir(dir) {
+        return Err(format!("{shown}: {e}"));
     }
     if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
         return Err(format!("{shown}: is a directory"));
@@ -321,10 +315,21 @@ pub fn check_destination(path: &Path) -> Result<(), String> {
 /// `.prom`, so the textfile collector never reads it; it is removed on any
 /// failure. Each writer has its own temporary file, so two gc runs at once
 /// cannot mix their output.
+///
+/// The directory is walked safely (`resolve`: a user's directory leads
+/// only to that user's things) and written into through its fd: a user who
+/// owns a directory above it cannot swap it for a symlink to one of
+/// root's and have root replace a file there.
 pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    let resolved = idmap_overlay::kernel::resolve::resolve_dir(dir)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let dir = idmap_overlay::state::atomic_write::open_dir(&resolved.fd, Path::new("."))?;
     // The file lives on disk (not tmpfs like the state): without the flush a
     // crash could leave an empty file under the final name.
-    idmap_overlay::state::atomic_write::write(path, text.as_bytes(), 0o644, true)
+    idmap_overlay::state::atomic_write::write_at(dir.as_fd(), name, text.as_bytes(), 0o644, true)
 }
 
 #[cfg(test)]

@@ -5,65 +5,97 @@
 //! is never written through, and two writers never share one; it is
 //! removed on any failure.
 
-use nix::fcntl::OFlag;
-use std::ffi::OsString;
-use std::fs::{self, OpenOptions};
+use nix::fcntl::{AT_FDCWD, OFlag, openat, renameat};
+use nix::sys::stat::Mode;
+use nix::unistd::{UnlinkatFlags, unlinkat};
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes `bytes` to `path` atomically with permissions `mode` (whatever
-/// the umask). `durable` flushes the data to disk before the rename, for
-/// files that outlive a reboot; the state under /run shares the mounts'
-/// fate and needs no flush.
+/// the umask). `durable` flushes the data, and then the directory's entry,
+/// to disk, for files that outlive a reboot; the state under /run shares
+/// the mounts' fate and needs no flush. The directory is opened by path:
+/// for directories only root can change (the state directory, checked).
 pub fn write(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> std::io::Result<()> {
-    let (temp, mut file) = create_temp(path, mode)?;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    let dir = open_dir(AT_FDCWD, dir)?;
+    write_at(dir.as_fd(), name, bytes, mode, durable)
+}
+
+/// Opens a directory for writing into and flushing (`O_RDONLY`: an
+/// `O_PATH` fd cannot be fsync'ed), relative to `base`.
+pub fn open_dir<Fd: AsFd>(base: Fd, path: &Path) -> std::io::Result<OwnedFd> {
+    Ok(openat(
+        base,
+        path,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// [`write()`] of the file `name` in the directory `dir` (held by fd:
+/// nothing is looked up by path, so a directory swapped meanwhile changes
+/// nothing).
+pub fn write_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    bytes: &[u8],
+    mode: u32,
+    durable: bool,
+) -> std::io::Result<()> {
+    let (temp, file) = create_temp(dir, name, mode)?;
+    let mut file = std::fs::File::from(file);
     let written = (|| {
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         if durable {
             file.sync_all()?;
         }
-        fs::rename(&temp, path)
+        renameat(dir, temp.as_os_str(), dir, name)?;
+        if durable {
+            // The rename itself, on disk.
+            nix::unistd::fsync(dir)?;
+        }
+        Ok(())
     })();
     if written.is_err() {
-        let _ = fs::remove_file(&temp);
+        let _ = unlinkat(dir, temp.as_os_str(), UnlinkatFlags::NoRemoveDir);
     }
     written
 }
 
-/// `.<name>.<pid>.<n>.tmp` beside `path`, created new. The name never ends
+/// `.<name>.<pid>.<n>.tmp` in `dir`, created new. The name never ends
 /// like the final one (`*.json`, `*.prom`), so readers that list a
 /// directory skip it; `gc` recognises it by [`temp_target`].
-fn create_temp(path: &Path, mode: u32) -> std::io::Result<(PathBuf, fs::File)> {
+fn create_temp(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> std::io::Result<(OsString, OwnedFd)> {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
-    };
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let mut temp_name = OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(format!(
+        let mut temp = OsString::from(".");
+        temp.push(name);
+        temp.push(format!(
             ".{}.{}.tmp",
             std::process::id(),
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         ));
-        let temp = dir.join(temp_name);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
-            .open(&temp)
-        {
+        match openat(
+            dir,
+            temp.as_os_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        ) {
             Ok(file) => return Ok((temp, file)),
             // Someone's file by that name (a crash of a process with our
             // pid, or a plant): never ours to reuse.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => {}
-            Err(e) => return Err(e),
+            Err(nix::errno::Errno::EEXIST) if attempts < 100 => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -81,6 +113,7 @@ pub fn temp_target(temp_name: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn writes_whole_files_with_the_mode_asked() {

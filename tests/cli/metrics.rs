@@ -521,10 +521,13 @@ fn the_metrics_file_is_never_seen_half_written() {
                 })
             })
             .collect();
-        for w in writers {
-            w.join().unwrap();
-        }
+        // The reader stops whatever the writers did: a failed writer fails
+        // the test instead of leaving the reader looping forever.
+        let written: Vec<_> = writers.into_iter().map(|w| w.join()).collect();
         done.store(true, std::sync::atomic::Ordering::Relaxed);
+        for w in written {
+            w.unwrap();
+        }
         reader.join().unwrap()
     });
     // The reader really ran beside the writers: many reads, and files
@@ -613,4 +616,79 @@ fn a_file_not_named_prom_is_written_with_a_warning() {
     file_metrics(&file);
     let quiet = env.run(&["gc", "--metrics-file", s(&env.path("idmap_overlay.prom"))]);
     assert_eq!(stderr(&quiet), "");
+}
+
+/// A user who owns a directory above the textfile directory swaps it for
+/// a symlink to one of root's: gc refuses the path (its walk lets a user's
+/// directory lead only to that user's things) and writes nothing there; a
+/// swap after the check changes nothing either, as the file is written
+/// through the directory's fd.
+#[test]
+fn a_users_symlink_cannot_aim_the_metrics_file_at_roots_directory() {
+    let env = Env::new();
+    env.ok(&["gc"]);
+    let users = env.mkdir("prometheus");
+    std::os::unix::fs::chown(&users, Some(65534), Some(65534)).unwrap();
+    let roots = env.mkdir("root-only");
+    fs::write(roots.join("idmap.prom"), "root's own\n").unwrap();
+    let textfile = users.join("textfile");
+    std::os::unix::fs::symlink(&roots, &textfile).unwrap();
+    std::os::unix::fs::lchown(&textfile, Some(65534), Some(65534)).unwrap();
+    let out = gc_with_metrics(&env, &textfile.join("idmap.prom"), &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("owned by uid 65534"), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(roots.join("idmap.prom")).unwrap(), "root's own\n");
+    assert_eq!(names(&roots), ["idmap.prom"]);
+    // The user's own directory there is fine.
+    fs::remove_file(&textfile).unwrap();
+    fs::create_dir(&textfile).unwrap();
+    std::os::unix::fs::chown(&textfile, Some(65534), Some(65534)).unwrap();
+    let out = gc_with_metrics(&env, &textfile.join("idmap.prom"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(names(&textfile), ["idmap.prom"]);
+}
+
+/// A durable write (the metrics file lives on disk) flushes the file, then
+/// renames it, then flushes the directory, so the rename survives a crash.
+#[test]
+fn the_metrics_file_and_its_directory_are_flushed() {
+    let env = Env::new();
+    env.ok(&["gc"]);
+    let dir = env.mkdir("node-exporter");
+    let file = dir.join("idmap.prom");
+    let out = env
+        .ns
+        .command("strace")
+        .args(["-f", "-e", "trace=openat,fsync,renameat,renameat2,rename", "--", BIN])
+        .args(["gc", "--metrics-file", s(&file)])
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("IDMAP_OVERLAY_STATE_DIR", &env.state)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let trace = stderr(&out);
+    let lines: Vec<&str> = trace.lines().collect();
+    let renamed = lines
+        .iter()
+        .position(|l| l.contains("rename") && l.contains("\"idmap.prom\""))
+        .unwrap_or_else(|| panic!("no rename onto idmap.prom:\n{trace}"));
+    // The directory's fd: opened as "." with O_DIRECTORY.
+    let dir_fd = lines[..renamed]
+        .iter()
+        .rev()
+        .find(|l| l.contains("openat(") && l.contains("\".\"") && l.contains("O_DIRECTORY"))
+        .and_then(|l| l.rsplit("= ").next())
+        .map(|fd| fd.trim().to_string())
+        .unwrap_or_else(|| panic!("the directory was not opened:\n{trace}"));
+    assert!(
+        lines[..renamed].iter().any(|l| l.contains("fsync(")),
+        "the file was not flushed before the rename:\n{trace}"
+    );
+    assert!(
+        lines[renamed..]
+            .iter()
+            .any(|l| l.contains(&format!("fsync({dir_fd})"))),
+        "the directory (fd {dir_fd}) was not flushed after the rename:\n{trace}"
+    );
 }

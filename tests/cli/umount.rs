@@ -204,3 +204,48 @@ fn quiet_and_verbose() {
     );
     env.assert_clean();
 }
+
+/// The global lock held past `--timeout` (a long gc, here a process that
+/// holds it): umount needs only the overlay's own lock to unmount and drop
+/// the record, so it succeeds, and leaves the target's index entry (a hint,
+/// checked on use) for gc. It once unmounted, dropped the record, then
+/// failed with 16 "try again", and the retry failed with 32.
+#[test]
+fn the_global_lock_held_by_another_never_turns_a_done_umount_into_a_failure() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let id = env.ok(&mount_args(best(), &layers, &target)).trim().to_string();
+    let lock = env.state.join("lock");
+    // A POSIX record lock conflicts with the tool's OFD locks.
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl,sys; f=open(sys.argv[1],'r+'); fcntl.lockf(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+            s(&lock),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut said,
+    )
+    .unwrap();
+    assert_eq!(said.trim(), "held");
+    let out = env.run(&["umount", "--timeout", "300ms", s(&target)]);
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("left for gc"), "{}", stderr(&out));
+    assert!(env.our_mounts().is_empty());
+    assert!(!env.state.join(format!("mounts/{id}.json")).exists());
+    // Umount again: nothing of it is left to fail on.
+    let again = env.run(&["umount", s(&target)]);
+    assert_eq!(again.status.code(), Some(32), "{}", stderr(&again));
+    assert!(stderr(&again).contains("no idmap-overlay record"), "{}", stderr(&again));
+    env.ok(&["gc"]);
+    env.assert_clean();
+}
