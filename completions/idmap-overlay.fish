@@ -40,6 +40,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l wo
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l uidmap -d 'Container id : host id : size. On-disk C..C+S-1 appears as H..H+S-1. Repeatable' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l gidmap -d 'Like --uidmap, for groups; defaults to the uid map' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l userns -d 'Take the maps of an existing user namespace (/proc/PID/ns/user)' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l userns-owner -d 'Accept a --userns created by this uid (by default only root\'s: a user\'s namespace may have taken the pid of an exited container)' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s o -l options -d 'containerd\'s overlay options: lowerdir=A:B,upperdir=U,workdir=W,uidmap=0:100000:65536,... Other overlay options are passed to overlayfs' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l strategy -d 'How the idmapped layers are built' -r -f -a "auto\t''
 detached\t''

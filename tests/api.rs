@@ -143,7 +143,7 @@ fn sixteen_threads_mount_and_unmount_through_the_api() {
         Vec::new(),
         Duration::ZERO,
         false,
-        &idmap_overlay::base::cancel::Deadline::after(Duration::from_secs(5), &Default::default()),
+        Duration::from_secs(5),
     )
     .unwrap();
     assert!(idmap_overlay::ops::leaks::classify(&snapshot).is_empty());

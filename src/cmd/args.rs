@@ -67,6 +67,10 @@ pub struct MountArgs {
     /// Take the maps of an existing user namespace (/proc/PID/ns/user).
     #[arg(long, value_name = "PATH", conflicts_with_all = ["uidmap", "gidmap"])]
     pub userns: Option<PathBuf>,
+    /// Accept a --userns created by this uid (by default only root's: a
+    /// user's namespace may have taken the pid of an exited container).
+    #[arg(long, value_name = "UID", requires = "userns")]
+    pub userns_owner: Option<u32>,
     /// containerd's overlay options: lowerdir=A:B,upperdir=U,workdir=W,uidmap=0:100000:65536,...
     /// Other overlay options are passed to overlayfs.
     #[arg(short = 'o', long = "options", value_name = "OPTS")]
@@ -101,6 +105,7 @@ impl Default for MountArgs {
             uidmap: Vec::new(),
             gidmap: Vec::new(),
             userns: None,
+            userns_owner: None,
             options: None,
             strategy: Strategy::Auto,
             allow_host_root: false,

@@ -3,7 +3,6 @@ use crate::cmd::args::GcArgs;
 use crate::cmd::exit::{Code, Coded, fail};
 use crate::cmd::metrics;
 use anyhow::Result;
-use idmap_overlay::base::cancel::Deadline;
 use idmap_overlay::ops::cleanup as gc;
 use idmap_overlay::ops::leaks as findings;
 use std::path::{Path, PathBuf};
@@ -38,13 +37,12 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
     state.lock_wait = args.timeout;
     let foreign = foreign_dirs(&args.foreign)?;
     let started = Instant::now();
-    let deadline = Deadline::after(args.timeout, &state.cancel);
     let snapshot = gc::gather(
         &state,
         foreign.clone(),
         args.min_age,
         !args.dry_run,
-        &deadline,
+        args.timeout,
     )?;
     let report = gc::collect(&state, &snapshot, args.dry_run, args.timeout)?;
     let duration = started.elapsed();
@@ -79,8 +77,13 @@ fn write_metrics(
     let started = Instant::now();
     // The look again is bounded like the run (the metrics say what is
     // left, as far as can be told in that time).
-    let deadline = Deadline::after(idmap_overlay::ops::mounting::DEFAULT_TIMEOUT, &state.cancel);
-    let after = gc::gather(state, foreign, min_age, false, &deadline)?;
+    let after = gc::gather(
+        state,
+        foreign,
+        min_age,
+        false,
+        idmap_overlay::ops::mounting::DEFAULT_TIMEOUT,
+    )?;
     let snap = &after;
     let leaks = findings::classify(snap);
     let scrape = metrics::Scrape {

@@ -100,12 +100,19 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     let started = Instant::now();
     let foreign = super::gc::foreign_dirs(&args.foreign)?;
     // Looking is bounded like umount and gc by default; a signal ends it.
-    let deadline = Deadline::after(idmap_overlay::ops::mounting::DEFAULT_TIMEOUT, &state.cancel);
-    let mut snapshot = gc::gather(&state, foreign, Duration::from_secs(60), false, &deadline)?;
+    let mut snapshot = gc::gather(
+        &state,
+        foreign,
+        Duration::from_secs(60),
+        false,
+        idmap_overlay::ops::mounting::DEFAULT_TIMEOUT,
+    )?;
     // One overlay: where its copies live too.
     let one = match &args.what {
         Some(what) if !args.leaks && format != Format::Prometheus => {
             let id = record_named(&snapshot, what)?.id.clone();
+            let deadline =
+                Deadline::after(idmap_overlay::ops::mounting::DEFAULT_TIMEOUT, &state.cancel);
             name_copies(&mut snapshot, &id, &deadline);
             Some(id)
         }

@@ -90,6 +90,7 @@ pub fn request(args: &MountArgs) -> Result<MountRequest> {
         flags: opts.flags,
         maps,
         allow_host_root: args.allow_host_root,
+        userns_owner: args.userns_owner,
         strategy: args.strategy,
         id: args.id.clone(),
         timeout: args.timeout,

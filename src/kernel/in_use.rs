@@ -129,11 +129,12 @@ impl Prober {
         let fs = fs.as_fd();
         let configured = fsconfig_set_string(fs, "lowerdir", &scratch)
             .and_then(|()| match fsconfig_set_fd(fs, "upperdir", dir) {
-                // Kernels whose overlayfs takes no fd parameters.
-                Err(Errno::INVAL) => {
+                // Kernels whose overlayfs takes no fd parameters: EINVAL,
+                // or EOPNOTSUPP before 6.5 (no fs_context of its own).
+                Err(_) => {
                     fsconfig_set_string(fs, "upperdir", crate::kernel::resolve::proc_fd_path(dir))
                 }
-                other => other,
+                ok => ok,
             })
             .and_then(|()| fsconfig_set_string(fs, "workdir", &scratch))
             .and_then(|()| fsconfig_set_string(fs, "index", "on"));

@@ -198,6 +198,11 @@ pub struct Entry {
     pub name: OsString,
     /// The canonical path of the entry.
     pub path: PathBuf,
+    /// Whom the ownership rule judges what the entry names against: the
+    /// owner of its directory, or of the symlink that led there (0 for
+    /// root's), and that directory or symlink. A user other than root can
+    /// put anything of theirs under this name, and only that.
+    pub leader: (u32, PathBuf),
 }
 
 impl Entry {
@@ -361,6 +366,7 @@ impl Resolver {
         }
         Ok(Entry {
             path: parent.path.join(&name),
+            leader: (parent.leader.0, parent.leader.1.clone()),
             parent: owned(parent.fd, &parent.path)?,
             name,
         })

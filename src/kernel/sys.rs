@@ -79,6 +79,26 @@ pub fn namespace_type(ns: BorrowedFd<'_>) -> io::Result<i32> {
     }
 }
 
+/// `ioctl(userns, NS_GET_OWNER_UID, &uid)` (ioctl_nsfs(2)): the uid that
+/// created the user namespace `userns`, as our user namespace sees it.
+pub fn user_namespace_owner(userns: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut uid: libc::uid_t = 0;
+    // SAFETY: NS_GET_OWNER_UID writes one uid_t to the pointer, which
+    // points at the live `uid`; the fd is borrowed for the call.
+    let ret = unsafe {
+        libc::ioctl(
+            userns.as_raw_fd(),
+            libc::NS_GET_OWNER_UID,
+            &mut uid as *mut libc::uid_t,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(uid)
+    }
+}
+
 /// `statmount(2)` syscall number (the same on every architecture that uses
 /// the generic table, since Linux 6.8).
 #[cfg(any(

@@ -45,7 +45,7 @@ pub fn gather(
     foreign_dirs: Vec<PathBuf>,
     min_age: Duration,
     remember: bool,
-    deadline: &Deadline,
+    timeout: Duration,
 ) -> Result<Snapshot> {
     // A look (inspect, a dry run) creates no lock file where none is.
     let _all = match remember {
@@ -92,7 +92,11 @@ pub fn gather(
         .unwrap_or_default()
         .as_secs();
     let first_seen = remember_foreign(state, &table, now, remember);
-    let beyond = ask_about_the_absent(state, &records, &in_flight, &table, deadline);
+    // The questions about overlays gone from here get `timeout` of their
+    // own, from now: reading many records on a slow machine does not use
+    // it up.
+    let deadline = Deadline::after(timeout, &state.cancel);
+    let beyond = ask_about_the_absent(state, &records, &in_flight, &table, &deadline);
     Ok(Snapshot {
         state_root: state.root.clone(),
         records,
@@ -266,6 +270,32 @@ fn unmount_checked(
     unmount_listed(entry, timeout, cancel).map_err(Problem::from)
 }
 
+/// Another program's mount under a `--foreign` directory is unmounted only
+/// if the ownership rule allows it where it is: when a user's directory
+/// (or symlink) leads to it, the mount must be that user's own, since the
+/// user could have moved somebody else's mount there (renaming a directory
+/// that holds a mountpoint moves the mount along).
+fn placed_by_root(path: &Path) -> Result<(), Problem> {
+    let entry = crate::kernel::resolve::resolve_entry(path)
+        .map_err(|e| Problem::Failed(format!("{e}; not unmounted")))?;
+    let (leader, through) = &entry.leader;
+    if *leader == 0 {
+        return Ok(());
+    }
+    let owner = entry
+        .open()
+        .and_then(|fd| crate::kernel::resolve::meta_of(std::os::fd::AsFd::as_fd(&fd)))
+        .map_err(|e| Problem::Failed(format!("{e}; not unmounted")))?
+        .uid;
+    if owner == *leader {
+        return Ok(());
+    }
+    Err(Problem::Failed(format!(
+        "it is reached through {} of uid {leader}, who could have moved it there, and is not theirs (uid {owner}); not unmounted",
+        through.display()
+    )))
+}
+
 /// Removes a target index entry if it still names `id` and `id` still has
 /// no record, under the global lock (mount writes entries under it).
 fn remove_stale_index(state: &StateDir, path: &Path, id: &str) -> Result<(), Problem> {
@@ -363,15 +393,18 @@ fn act(state: &StateDir, snap: &Snapshot, finding: &Finding) -> Result<(), Probl
             Duration::ZERO,
             &state.cancel,
         ),
-        // Other programs' mounts change under us: look again first.
+        // Other programs' mounts change under us: look again first, and
+        // only what no user could have moved there.
         Action::Unmount { mount_id } => match mount_table::read() {
-            Ok(now) => unmount_checked(
-                &finding.path,
-                *mount_id,
-                &now,
-                Duration::ZERO,
-                &state.cancel,
-            ),
+            Ok(now) => placed_by_root(&finding.path).and_then(|()| {
+                unmount_checked(
+                    &finding.path,
+                    *mount_id,
+                    &now,
+                    Duration::ZERO,
+                    &state.cancel,
+                )
+            }),
             Err(e) => Err(Problem::Failed(format!("{e:#}"))),
         },
         Action::RemoveFile => match std::fs::remove_file(&finding.path) {
@@ -392,13 +425,11 @@ fn act(state: &StateDir, snap: &Snapshot, finding: &Finding) -> Result<(), Probl
 ///
 /// ```no_run
 /// use idmap_overlay::StateDir;
-/// use idmap_overlay::base::cancel::Deadline;
 /// use idmap_overlay::ops::cleanup as gc;
 /// use std::time::Duration;
 ///
 /// let state = StateDir::open("/run/idmap-overlay".as_ref())?;
-/// let deadline = Deadline::after(Duration::from_secs(5), &state.cancel);
-/// let snapshot = gc::gather(&state, Vec::new(), Duration::from_secs(60), true, &deadline)?;
+/// let snapshot = gc::gather(&state, Vec::new(), Duration::from_secs(60), true, Duration::from_secs(5))?;
 /// let report = gc::collect(&state, &snapshot, false, Duration::from_secs(5))?;
 /// for item in &report.failed {
 ///     eprintln!("{}: {}", item.path.display(), item.reason);

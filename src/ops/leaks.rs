@@ -301,13 +301,11 @@ impl Snapshot {
 ///
 /// ```no_run
 /// use idmap_overlay::StateDir;
-/// use idmap_overlay::base::cancel::Deadline;
 /// use idmap_overlay::ops::{cleanup as gc, leaks};
 /// use std::time::Duration;
 ///
 /// let state = StateDir::open_to_read("/run/idmap-overlay".as_ref(), false)?;
-/// let deadline = Deadline::after(Duration::from_secs(5), &state.cancel);
-/// let snapshot = gc::gather(&state, Vec::new(), Duration::from_secs(60), false, &deadline)?;
+/// let snapshot = gc::gather(&state, Vec::new(), Duration::from_secs(60), false, Duration::from_secs(5))?;
 /// for finding in leaks::classify(&snapshot) {
 ///     println!("{:?} {}: {}", finding.kind, finding.path.display(), finding.why);
 /// }

@@ -49,6 +49,11 @@ pub struct MountRequest {
     pub maps: Maps,
     /// Accept a map that shows an on-disk id other than 0 as host root.
     pub allow_host_root: bool,
+    /// Accept a user namespace ([`Maps::Userns`]) created by this uid; by
+    /// default only one root created is taken (a user's namespace may have
+    /// taken over the pid of an exited container, with a map of the user's
+    /// choosing).
+    pub userns_owner: Option<u32>,
     pub strategy: Strategy,
     pub id: Option<String>,
     /// How long temporary mounts may stay busy before we give up on them.
@@ -94,6 +99,7 @@ impl MountRequest {
             flags: VfsFlags::default(),
             maps,
             allow_host_root: false,
+            userns_owner: None,
             strategy: Strategy::Auto,
             id: None,
             timeout: DEFAULT_TIMEOUT,
@@ -678,6 +684,16 @@ fn maps_of(req: &MountRequest) -> Result<(Option<OwnedFd>, Vec<IdRange>, Vec<IdR
                 .fail_as(ErrorKind::InvalidInput, || {
                     format!("--userns {}", path.display())
                 })?;
+            let owner = crate::kernel::sys::user_namespace_owner(fd.as_fd())
+                .fail_as(ErrorKind::InvalidInput, || {
+                    format!("--userns {}: who created it", path.display())
+                })?;
+            if owner != 0 && req.userns_owner != Some(owner) {
+                return Err(usage(format!(
+                    "--userns {}: the user namespace was created by uid {owner}, not root; a user's namespace may have taken over the pid of an exited container, with maps of the user's choosing (give --userns-owner {owner} if it is the one meant)",
+                    path.display()
+                )));
+            }
             check_host_root(&uid, &gid, req.allow_host_root)?;
             Ok((Some(fd), uid, gid))
         }

@@ -673,26 +673,8 @@ fn lives_on(
         // last copy to go, as long as the timeout allows. The watch says
         // when; without one (the overlay was gone from here already) the
         // kernel is asked about the upperdir every 100 ms.
-        let gone = match &watch {
-            Some(watch) => watch.wait(deadline.at, &deadline.cancel),
-            None if record.upperdir.is_some() => {
-                let mut prober = crate::ops::features::prober(state);
-                loop {
-                    if ask_kernel(record, &mut prober) == Beyond::Gone {
-                        break true;
-                    }
-                    if !deadline.sleep(Duration::from_millis(100)) {
-                        break false;
-                    }
-                }
-            }
-            None => false,
-        };
-        if gone {
-            state.remove_record(&record.id)?;
-            state.remove_lock(&record.id);
-            unindex_quietly(state, record);
-            return Ok(());
+        if wait_until_gone(state, record, watch.as_ref(), deadline) {
+            return forget_gone(state, record);
         }
         if let Some(reason) = state.cancel.reason() {
             return Err(fail(
@@ -710,6 +692,16 @@ fn lives_on(
                 record.id
             ),
         ));
+    }
+    // Nobody uses a copy. A container that just stopped leaves its
+    // namespace for the kernel to free a moment later: give that a moment
+    // before calling the copy idle.
+    let moment = Deadline::after(
+        Duration::from_millis(250).min(deadline.left()),
+        &state.cancel,
+    );
+    if wait_until_gone(state, record, watch.as_ref(), &moment) {
+        return forget_gone(state, record);
     }
     log::warn!(
         "{target}: {done_here}; the overlay lives on in {place}: record {} kept as detached until it is gone (gc removes it then)",
@@ -752,6 +744,42 @@ fn proven_on_top(state: &StateDir, record: &Record) -> Option<MountEntry> {
         super_options: record.super_options.clone().unwrap_or_default(),
         super_raw: Vec::new(),
     })
+}
+
+/// Waits (until `until`) for the last copy of a `detached` record's
+/// overlay to go: the superblock watch says when; without one, the kernel
+/// is asked about the upperdir every 50 ms (a read-only overlay without a
+/// watch is not waited for).
+fn wait_until_gone(
+    state: &StateDir,
+    record: &Record,
+    watch: Option<&SuperblockWatch>,
+    until: &Deadline,
+) -> bool {
+    match watch {
+        Some(watch) => watch.wait(until.at, &until.cancel),
+        None if record.upperdir.is_some() => {
+            let mut prober = crate::ops::features::prober(state);
+            loop {
+                if ask_kernel(record, &mut prober) == Beyond::Gone {
+                    return true;
+                }
+                if !until.sleep(Duration::from_millis(50)) {
+                    return false;
+                }
+            }
+        }
+        None => false,
+    }
+}
+
+/// The record of an overlay now gone everywhere: removed, with its lock
+/// file and index entries.
+fn forget_gone(state: &StateDir, record: &Record) -> Result<()> {
+    state.remove_record(&record.id)?;
+    state.remove_lock(&record.id);
+    unindex_quietly(state, record);
+    Ok(())
 }
 
 /// `teardown`, then the record's target index entry once the record is

@@ -73,7 +73,11 @@ pub fn write_at(
 /// `.<name>.<pid>.<n>.tmp` in `dir`, created new. The name never ends
 /// like the final one (`*.json`, `*.prom`), so readers that list a
 /// directory skip it; `gc` recognises it by [`temp_target`].
-fn create_temp(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> std::io::Result<(OsString, OwnedFd)> {
+fn create_temp(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    mode: u32,
+) -> std::io::Result<(OsString, OwnedFd)> {
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
     let mut attempts = 0;
     loop {

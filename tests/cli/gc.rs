@@ -365,3 +365,82 @@ fn a_rollback_that_cannot_unmount_leaves_the_record_for_gc() {
     assert_eq!(env.run(&["gc"]).status.code(), Some(0));
     env.assert_clean();
 }
+
+/// A user who owns a directory under a `--foreign` directory (or the
+/// `--foreign` directory itself) can move there, by renaming a directory
+/// of theirs that holds it, an idmapped mount that is not theirs: gc
+/// leaves it alone (exit 64, saying why), whatever its age. The same
+/// mount under root's own tree is removed.
+#[test]
+fn gc_never_unmounts_what_a_user_could_have_moved_under_foreign() {
+    let env = Env::new();
+    let temp = leaked_temp_mount(&env);
+    let home = env.mkdir("home");
+    std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    let leaks_dir = env.mkdir("home/leaks");
+    let theirs = env.mkdir("home/x");
+    for dir in [&leaks_dir, &theirs] {
+        std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+    }
+    let at = env.mkdir("home/x/ovl-idmapped7");
+    assert!(
+        env.ns
+            .command("mount")
+            .args(["--move", s(&temp), s(&at)])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(env.run(&["gc"]).status.code(), Some(0));
+    // The user moves their directory, mount and all, under --foreign.
+    let moved = leaks_dir.join("x");
+    sh(
+        &env,
+        &format!(
+            "setpriv --reuid 65534 --regid 65534 --clear-groups mv {} {}",
+            s(&theirs),
+            s(&moved)
+        ),
+    );
+    let mount_point = moved.join("ovl-idmapped7");
+    assert!(
+        env.ns
+            .mountinfo()
+            .iter()
+            .any(|m| m.mount_point == mount_point)
+    );
+    let out = env.run(&["gc", "--json", "--foreign", s(&leaks_dir), "--min-age", "0"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let report = json(&out);
+    let failed = report["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{report}");
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("who could have moved it there"),
+        "{report}"
+    );
+    assert!(
+        env.ns
+            .mountinfo()
+            .iter()
+            .any(|m| m.mount_point == mount_point)
+    );
+
+    // Root's own tree: removed.
+    let roots = env.mkdir("srv/leaks");
+    let there = env.mkdir("srv/leaks/ovl-idmapped7");
+    assert!(
+        env.ns
+            .command("mount")
+            .args(["--move", s(&mount_point), s(&there)])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = env.run(&["gc", "--foreign", s(&roots), "--min-age", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!env.ns.mountinfo().iter().any(|m| m.mount_point == there));
+    env.assert_clean();
+}

@@ -1253,7 +1253,15 @@ fn terminate_after(env: &Env, args: &[&str], after: Duration) -> (Output, Durati
 /// retries) is obeyed within 0.5 s with exit 8.
 #[test]
 fn twenty_thousand_namespaces_keep_umount_and_gc_bounded() {
-    const NAMESPACES: usize = 20_000;
+    // Under emulation (the kernel matrix boots kernels in QEMU without
+    // hardware help: ci/kernels/suite-init says so) everything runs some
+    // twenty times slower in a 2 GiB machine: a tenth of the flood, and
+    // four times the slack.
+    let emulated = std::env::var_os("IDMAP_OVERLAY_TEST_EMULATED").is_some();
+    let (namespaces, slack) = match emulated {
+        false => (20_000, SLACK),
+        true => (2_000, SLACK * 4),
+    };
     let _alone = alone();
     let env = Env::new();
     let layers = env.layers(2);
@@ -1263,10 +1271,10 @@ fn twenty_thousand_namespaces_keep_umount_and_gc_bounded() {
     let mut user = UserShell::own_namespace(&env, &[]);
     user.ok(&format!("cd {}", s(&held.target)));
     let flood_started = Instant::now();
-    let flood = Flood::start(&env, NAMESPACES);
+    let flood = Flood::start(&env, namespaces);
     let _ = writeln!(
         std::io::stderr(),
-        "kernel_answers: {NAMESPACES} namespaces made in {:?}",
+        "kernel_answers: {namespaces} namespaces made in {:?}",
         flood_started.elapsed()
     );
 
@@ -1275,8 +1283,8 @@ fn twenty_thousand_namespaces_keep_umount_and_gc_bounded() {
     let out = env.run(&["umount", "--timeout", "1s", s(&first.target)]);
     let took = started.elapsed();
     assert!(
-        took <= timeout + SLACK,
-        "umount --timeout 1s took {took:?} beside {NAMESPACES} namespaces (exit {:?}): {:.300}",
+        took <= timeout + slack,
+        "umount --timeout 1s took {took:?} beside {namespaces} namespaces (exit {:?}): {:.300}",
         out.status.code(),
         stderr(&out)
     );
@@ -1285,15 +1293,15 @@ fn twenty_thousand_namespaces_keep_umount_and_gc_bounded() {
     assert_eq!(
         record_state(&env, &first.id).as_deref(),
         Some("detached"),
-        "umount dropped the record of an overlay with {NAMESPACES} copies"
+        "umount dropped the record of an overlay with {namespaces} copies"
     );
 
     let started = Instant::now();
     let out = env.run(&["gc", "--timeout", "1s"]);
     let took = started.elapsed();
     assert!(
-        took <= timeout + SLACK,
-        "gc --timeout 1s took {took:?} beside {NAMESPACES} namespaces (exit {:?}): {:.300}",
+        took <= timeout + slack,
+        "gc --timeout 1s took {took:?} beside {namespaces} namespaces (exit {:?}): {:.300}",
         out.status.code(),
         stderr(&out)
     );
@@ -1308,8 +1316,8 @@ fn twenty_thousand_namespaces_keep_umount_and_gc_bounded() {
     );
     assert_eq!(out.status.code(), Some(8), "umount: {:.300}", stderr(&out));
     assert!(
-        took <= SLACK,
-        "umount obeyed SIGTERM {took:?} after it beside {NAMESPACES} namespaces"
+        took <= slack,
+        "umount obeyed SIGTERM {took:?} after it beside {namespaces} namespaces"
     );
     assert!(
         record_exists(&env, &held.id),
@@ -1332,8 +1340,8 @@ fn twenty_thousand_namespaces_keep_umount_and_gc_bounded() {
     );
     assert_eq!(out.status.code(), Some(8), "gc: {:.300}", stderr(&out));
     assert!(
-        took <= SLACK,
-        "gc obeyed SIGTERM {took:?} after it beside {NAMESPACES} namespaces"
+        took <= slack,
+        "gc obeyed SIGTERM {took:?} after it beside {namespaces} namespaces"
     );
 
     // Release everything: the namespaces, the user, the busy process; then

@@ -636,8 +636,15 @@ fn a_users_symlink_cannot_aim_the_metrics_file_at_roots_directory() {
     std::os::unix::fs::lchown(&textfile, Some(65534), Some(65534)).unwrap();
     let out = gc_with_metrics(&env, &textfile.join("idmap.prom"), &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("owned by uid 65534"), "{}", stderr(&out));
-    assert_eq!(fs::read_to_string(roots.join("idmap.prom")).unwrap(), "root's own\n");
+    assert!(
+        stderr(&out).contains("owned by uid 65534"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read_to_string(roots.join("idmap.prom")).unwrap(),
+        "root's own\n"
+    );
     assert_eq!(names(&roots), ["idmap.prom"]);
     // The user's own directory there is fine.
     fs::remove_file(&textfile).unwrap();
@@ -659,7 +666,13 @@ fn the_metrics_file_and_its_directory_are_flushed() {
     let out = env
         .ns
         .command("strace")
-        .args(["-f", "-e", "trace=openat,fsync,renameat,renameat2,rename", "--", BIN])
+        .args([
+            "-f",
+            "-e",
+            "trace=openat,fsync,renameat,renameat2,rename",
+            "--",
+            BIN,
+        ])
         .args(["gc", "--metrics-file", s(&file)])
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")

@@ -279,6 +279,67 @@ fn maps_of_an_existing_user_namespace() {
     holder.wait().unwrap();
 }
 
+/// `--userns /proc/PID/ns/user` of a container that exited names whatever
+/// took its pid: a user's namespace, with a map of the user's choosing,
+/// is refused (exit 1, naming its owner) unless `--userns-owner` says that
+/// owner is meant.
+#[test]
+fn a_users_user_namespace_is_refused_unless_its_owner_is_named() {
+    let env = Env::new();
+    let user = Started(
+        std::process::Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .args([
+                "unshare",
+                "-U",
+                "--map-user=0",
+                "--map-group=0",
+                "--",
+                "sleep",
+                "infinity",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = user.pid();
+    let ns = PathBuf::from(format!("/proc/{pid}/ns/user"));
+    for _ in 0..500 {
+        if fs::read_to_string(format!("/proc/{pid}/uid_map")).is_ok_and(|m| m.contains("65534")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let args = |extra: &[&str]| {
+        let mut args = vec!["mount", "--lowerdir", &join(&layers), "--userns", s(&ns)]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.push(s(&target).to_string());
+        args
+    };
+    let out = env.run(&args(&[]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("created by uid 65534"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(env.our_mounts().is_empty());
+    let out = env.run(&args(&["--userns-owner", "1000"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    env.ok(&args(&["--userns-owner", "65534"]));
+    // On disk 1000, outside the one-id map: shown as the overflow uid.
+    let file = env.stat(&target.join("user-file"));
+    assert_eq!(file.uid(), 65534);
+    env.ok(&["umount", s(&target)]);
+    drop(user);
+    env.assert_clean();
+}
+
 #[test]
 fn a_layer_that_is_a_mountpoint_is_read_from_its_own_mount() {
     for strategy in ["detached", "common-dir"]

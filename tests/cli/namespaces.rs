@@ -17,7 +17,7 @@ use std::fs;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 /// Runs `f` on a thread that has entered the mount namespace of `pid`. A
@@ -32,26 +32,6 @@ fn in_namespace_of<T: Send + 'static>(pid: u32, f: impl FnOnce() -> T + Send + '
     })
     .join()
     .unwrap()
-}
-
-/// A process we started, killed by pid when dropped.
-struct Started(Child);
-
-impl Started {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// Waits until `pid` runs `command` in a mount namespace other than `not`,

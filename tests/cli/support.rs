@@ -200,6 +200,27 @@ impl Namespace {
     }
 }
 
+/// A process a test started, killed by its pid (and reaped) when dropped,
+/// also when the test fails first: its stdout may be the harness's pipe.
+pub struct Started(pub Child);
+
+impl Started {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 impl Drop for Namespace {
     fn drop(&mut self) {
         let _ = self.holder.kill();

@@ -215,7 +215,10 @@ fn the_global_lock_held_by_another_never_turns_a_done_umount_into_a_failure() {
     let env = Env::new();
     let layers = env.layers(2);
     let target = env.mkdir("mnt");
-    let id = env.ok(&mount_args(best(), &layers, &target)).trim().to_string();
+    let id = env
+        .ok(&mount_args(best(), &layers, &target))
+        .trim()
+        .to_string();
     let lock = env.state.join("lock");
     // A POSIX record lock conflicts with the tool's OFD locks.
     let mut holder = std::process::Command::new("python3")
@@ -245,7 +248,11 @@ fn the_global_lock_held_by_another_never_turns_a_done_umount_into_a_failure() {
     // Umount again: nothing of it is left to fail on.
     let again = env.run(&["umount", s(&target)]);
     assert_eq!(again.status.code(), Some(32), "{}", stderr(&again));
-    assert!(stderr(&again).contains("no idmap-overlay record"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("no idmap-overlay record"),
+        "{}",
+        stderr(&again)
+    );
     env.ok(&["gc"]);
     env.assert_clean();
 }
