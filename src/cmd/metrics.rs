@@ -143,7 +143,10 @@ impl Exposition {
 }
 
 /// A label value as the text format wants it: backslash, double quote and
-/// line feed escaped.
+/// line feed escaped. Other control and format characters (an ESC in a
+/// `--foreign` path) are written as the text `\xNN` or `\u{...}`, as for a
+/// terminal (`escape`): the same output goes to one, and the format has no
+/// escape of its own for them.
 pub fn escape_label(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
@@ -151,7 +154,12 @@ pub fn escape_label(value: &str) -> String {
             '\\' => out.push_str("\\\\"),
             '"' => out.push_str("\\\""),
             '\n' => out.push_str("\\n"),
-            c => out.push(c),
+            c => {
+                let mut buf = [0u8; 4];
+                let one = crate::cmd::escape::escape(c.encode_utf8(&mut buf));
+                // The escape's own backslash, escaped for the format.
+                out.push_str(&one.replace('\\', "\\\\"));
+            }
         }
     }
     out
@@ -364,9 +372,15 @@ mod tests {
     fn label_values_are_escaped() {
         assert_eq!(escape_label("plain /x"), "plain /x");
         assert_eq!(
-            escape_label("a\\b\"c\nd\te"),
-            "a\\\\b\\\"c\\nd\te",
-            "backslash, quote, newline; nothing else"
+            escape_label("a\\b\"c\nd"),
+            "a\\\\b\\\"c\\nd",
+            "backslash, quote, newline"
+        );
+        // Nothing raw that would reach a terminal: the text \x1b, its
+        // backslash escaped for the format.
+        assert_eq!(
+            escape_label("x\u{1b}[2K\ty\u{202e}"),
+            "x\\\\x1b[2K\\\\x09y\\\\u{202e}"
         );
         assert_eq!(escape_help("x\\y\nz \"q\""), "x\\\\y\\nz \"q\"");
     }

@@ -317,3 +317,25 @@ fn bad_inputs_are_refused_without_side_effects() {
     assert!(status.success());
     env.assert_clean();
 }
+
+/// An invalid `--id` is refused even when the very same overlay is already
+/// mounted there (that case returns the existing record, and once did so
+/// before the id was looked at).
+#[test]
+fn an_invalid_id_is_refused_even_for_an_overlay_already_there() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    let args = crate::support::mount_args(best(), &layers, &target);
+    let id = env.ok(&args).trim().to_string();
+    let long = "x".repeat(129);
+    for bad in [long.as_str(), "../escape"] {
+        let mut again = args.clone();
+        again.splice(1..1, ["--id".to_string(), bad.to_string()]);
+        let out = env.run(&again);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {}", stderr(&out));
+        assert!(stderr(&out).contains("id"), "{}", stderr(&out));
+    }
+    env.ok(&["umount", &id]);
+    env.assert_clean();
+}

@@ -98,3 +98,26 @@ fn control_characters_never_reach_the_terminal() {
     assert_escaped("gc report", &both(&gc));
     env.assert_clean();
 }
+
+/// The Prometheus view of a `--foreign` directory whose name carries ESC,
+/// CR and a bidi override: the label is written, nothing raw reaches the
+/// terminal, and the text is still a valid exposition.
+#[test]
+fn prometheus_labels_never_carry_raw_control_characters() {
+    let env = Env::new();
+    env.ok(&["gc"]);
+    let dir = env.mkdir("f\x1b[2K\r\u{202e}evil");
+    let out = env.run(&["inspect", "--format", "prometheus", "--foreign", s(&dir)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_escaped("prometheus", &both(&out));
+    assert!(text.contains("\\\\x1b[2K\\\\x0d\\\\u{202e}evil"), "{text}");
+    let file = env.path("metrics.prom");
+    fs::write(&file, &text).unwrap();
+    let check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "promtool: {}", stderr(&check));
+}
