@@ -5,7 +5,8 @@
 //! ACTION is `kill` (SIGKILL ourselves: a crash), `fail` (return an error: the
 //! in-process rollback), `panic` (a bug: unwinds through the rollback), or
 //! `pause` (print `testpoint NAME pid=P ...` on stderr and wait for a line on
-//! stdin). Only a build with the `testpoints` feature (what `cargo test`
+//! stdin), or `slow` (sleep 1 ms: a walk over a host far bigger than the
+//! test's). Only a build with the `testpoints` feature (what `cargo test`
 //! builds) honours it; any other build, and any program embedding the
 //! library, ignores the variable.
 
@@ -31,10 +32,11 @@ pub const MOUNT_POINTS: &[&str] = &[
 #[cfg(feature = "testpoints")]
 pub const UMOUNT_POINTS: &[&str] = &["record-unmounting", "overlay-unmounted"];
 /// Points that are no step of a mount or umount, where a test makes
-/// something fail to see the fallback: `in-use-proof` (the feature probe
-/// finds the kernel's in-use and superblock answers wrong).
+/// something fail or slow to see what follows: `in-use-proof` (the feature
+/// probe finds the kernel's in-use and superblock answers wrong),
+/// `walk-step` (each namespace or process a walk looks at).
 #[cfg(feature = "testpoints")]
-pub const FAULT_POINTS: &[&str] = &["in-use-proof"];
+pub const FAULT_POINTS: &[&str] = &["in-use-proof", "walk-step"];
 
 /// Marks a step. Also where an interrupted operation (SIGINT, SIGTERM)
 /// stops and rolls back: the steps are the points where that is clean.
@@ -71,6 +73,7 @@ pub fn hit_with(cancel: &Cancel, name: &str, detail: &str) -> Result<()> {
             }
             "fail" => crate::base::error::bail!("test point {name}: forced failure"),
             "panic" => panic!("test point {name}: forced panic"),
+            "slow" => std::thread::sleep(std::time::Duration::from_millis(1)),
             "pause" => {
                 eprintln!("testpoint {name} pid={} {detail}", std::process::id());
                 let mut line = String::new();

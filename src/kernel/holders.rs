@@ -118,6 +118,7 @@ pub fn find(
     pids.sort_unstable();
     let mut dir = PathBuf::from(proc_root);
     for pid in pids {
+        let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
         if deadline.is_over() {
             return found;
         }

@@ -61,6 +61,7 @@ pub fn kernel_list(deadline: &Deadline) -> io::Result<Listed<Vec<(u64, u64)>>> {
     for backwards in [true, false] {
         let mut here: Option<OwnedFd> = None;
         loop {
+            let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
             if deadline.is_over() {
                 return Ok(Listed {
                     items: listed,
@@ -101,6 +102,7 @@ pub fn members(
         .collect();
     pids.sort_unstable();
     for pid in pids {
+        let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
         if deadline.is_over() {
             return Listed {
                 items: groups,

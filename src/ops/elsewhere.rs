@@ -342,6 +342,7 @@ pub fn find_copies(
                 if Some(ns) == own_ns {
                     continue;
                 }
+                let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
                 if deadline.is_over() {
                     complete = false;
                     break;
@@ -369,6 +370,7 @@ pub fn find_copies(
                 if Some(ns) == own_ns {
                     continue;
                 }
+                let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
                 if deadline.is_over() {
                     complete = false;
                     break;
