@@ -15,9 +15,13 @@ Sections (see docs/BENCHMARKS.md for what each measures):
   3b. in-process cycles             (library API against the in-process floors)
   4. scale                          (100 concurrent overlays, 2,000 unrelated mounts)
   5. gc and inspect --leaks         (10,000 records, 2,000 leaked temp mounts)
+  namespaces axis (issue 19)        (mount+umount beside 0 to 1,000 other mount
+                                     namespaces: tool, C floor, C floor with the
+                                     kernel checks, complete-scan floor)
 """
 
 import argparse
+import collections
 import datetime
 import json
 import math
@@ -66,6 +70,141 @@ def summary(values):
 def parse_cycles(text):
     """The ms of each cycle from a `cycles` program's output (ns per line)."""
     return [int(line) / 1e6 for line in text.split()]
+
+
+# ------------------------------------------------ the namespaces axis
+# (issue 19): other mount namespaces, each a copy of the harness's table
+# plus this many small tmpfs mounts, like a container's.
+NS_MOUNTS_EACH = 30
+NS_LAYERS = 50
+# The programs timed at each point, in the order they run in a cycle. "check"
+# is the C floor with --kernel-checks.
+NS_IMPLS = ["tool", "cfloor", "check"]
+# Exit statuses that still make a timed cycle (its umount) in the case where
+# the namespaces hold copies of the overlay: the tool keeps its record
+# `detached` and may exit 0 or 32 (depending on who holds the copies); the
+# C floor with checks exits 64 when IN_UNMOUNT did not come (the superblock
+# lives on in the copies), which is the right answer there.
+NS_UMOUNT_OK_BETWEEN = {"tool": {0, 32}, "cfloor": {0}, "check": {0, 64}}
+
+
+def ns_points(quick):
+    """The points of the namespaces axis: (other namespaces, when they are
+    made): "before" the mount, or "between" mount and umount (they then hold
+    copies of the overlay)."""
+    if quick:
+        return [(0, "before"), (200, "before"), (200, "between")]
+    return [(0, "before"), (200, "before"), (1000, "before"), (200, "between")]
+
+
+def parse_nsscan(text):
+    """bench/cfloor/nsscan's output: one dict per scan (namespaces, mounts,
+    overlays, via, ms in-process)."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        kv = dict(f.split("=", 1) for f in line.split())
+        out.append({"namespaces": int(kv["namespaces"]), "mounts": int(kv["mounts"]),
+                    "overlays": int(kv["overlays"]), "via": kv["via"], "ms": int(kv["ns"]) / 1e6})
+    return out
+
+
+def parse_holder(line, word):
+    """nsholder's `ready N NANOSECONDS` or `released NANOSECONDS`: the ms it
+    took (and, for ready, how many namespaces). None if the line is not the
+    expected word (the holder died: see its stderr)."""
+    f = line.split()
+    if not f or f[0] != word:
+        return None
+    if word == "ready" and len(f) == 3:
+        return int(f[1]), int(f[2]) / 1e6
+    if word == "released" and len(f) == 2:
+        return int(f[1]) / 1e6
+    return None
+
+
+def tally(statuses):
+    """Exit statuses counted, as JSON can keep them: {"0": 20, "32": 3}."""
+    c = collections.Counter(statuses)
+    return {str(k): c[k] for k in sorted(c)}
+
+
+def ns_cycles(res, warmup):
+    """A namespaces-axis plan's results, (label `impl:phase:round`, ms,
+    status), as {impl: {round: {phase: (ms, status)}}}, warm-up rounds
+    dropped."""
+    out = {}
+    for label, ms, st in res:
+        impl, phase, r = label.split(":")
+        if int(r) >= warmup:
+            out.setdefault(impl, {}).setdefault(int(r), {})[phase] = (ms, st)
+    return out
+
+
+def ns_summarize(cycles, umount_ok):
+    """One program's cycles at one point: mount, umount and cycle times over
+    the cycles whose mount exited 0 and whose umount exited with a status in
+    umount_ok, and every exit status seen."""
+    good = [c for c in cycles.values()
+            if c["mount"][1] == 0 and c["umount"][1] in umount_ok]
+    return {"mount": summary([c["mount"][0] for c in good]),
+            "umount": summary([c["umount"][0] for c in good]),
+            "cycle": summary([c["mount"][0] + c["umount"][0] for c in good]),
+            "mount_exits": tally([c["mount"][1] for c in cycles.values()]),
+            "umount_exits": tally([c["umount"][1] for c in cycles.values()]),
+            "failures": len(cycles) - len(good)}
+
+
+class NsHolder:
+    """bench/cfloor/nsholder as a context manager: n other mount namespaces
+    from __init__ until release() (or, on any error, until it is killed by
+    its pid on the way out)."""
+
+    def __init__(self, binary, n, mounts, mountpoints, stderr):
+        self.n = n
+        self.p = subprocess.Popen([binary, str(n), str(mounts), mountpoints],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=stderr, text=True)
+        got = parse_holder(self.p.stdout.readline(), "ready")
+        if got is None or got[0] != n:
+            self.kill()
+            raise RuntimeError(f"nsholder {n}: did not make its namespaces (exit "
+                               f"{self.p.returncode}); see log/children.stderr")
+        self.made_ms = got[1]
+        self.released_ms = None
+
+    def release(self):
+        """Closes every namespace fd (the holder does, when its stdin closes)
+        and waits for it to exit: the namespaces are gone on return."""
+        self.p.stdin.close()
+        got = parse_holder(self.p.stdout.readline(), "released")
+        try:
+            self.p.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        if got is None or self.p.returncode != 0:
+            raise RuntimeError(f"nsholder {self.n}: release failed (exit {self.p.returncode})")
+        self.released_ms = got
+        return got
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()  # our own child, by its pid
+        self.p.wait()
+        for f in (self.p.stdin, self.p.stdout):
+            if not f.closed:
+                try:
+                    f.close()
+                except BrokenPipeError:
+                    pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+        return False
 
 
 def mountinfo():
@@ -127,6 +266,11 @@ class Bench:
         self.cfloor = args.cfloor
         # In-process: rounds of cycles, each program in turn.
         self.inproc_rounds, self.inproc_cycles = (2, 5) if self.quick else (10, 30)
+        # Namespaces axis: (warm-up, measured) cycles per point made before,
+        # and for the case made between mount and umount (each of its cycles
+        # makes and releases the namespaces again).
+        self.ns_before = (1, 5) if self.quick else (2, 25)
+        self.ns_between = (1, 3) if self.quick else (2, 15)
         self.results = {"sections": {}}
         self.seq = 0
         self.other_shares, self.retries = [], 0
@@ -277,6 +421,19 @@ class Bench:
         recs = os.listdir(os.path.join(self.state, "mounts")) if os.path.isdir(
             os.path.join(self.state, "mounts")) else []
         return left, [r for r in recs if r.endswith(".json")]
+
+    def record_states(self):
+        """The state of every record in the tool's state directory."""
+        d = os.path.join(self.state, "mounts")
+        states = []
+        for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
+            if name.endswith(".json"):
+                try:
+                    with open(os.path.join(d, name)) as f:
+                        states.append(json.load(f).get("state", "?"))
+                except (OSError, ValueError):
+                    states.append("unreadable")
+        return states
 
     def clean_config(self, target):
         """Unmounts an overlay the benchmark itself left at target (after a
@@ -699,6 +856,194 @@ class Bench:
         with open(out, "w") as f:
             json.dump(res, f)
 
+    # ------------------------------------------------ namespaces axis
+    def namespaces(self):
+        """Issue 19: a mount+umount cycle (50 layers, whole process) beside
+        other mount namespaces, made before the mount or between mount and
+        umount; the tool, the C floor, the C floor with the kernel checks and
+        the complete-scan floor timed in one interleaved run per point."""
+        if not (self.a.nsscan and self.a.nsholder):
+            return
+        counts = self.results["sections"]["counts"]
+        detached = all(counts.get(f"{i}-detached-{NS_LAYERS}", {}).get("ok") for i in IMPLS)
+        strategy = "detached" if detached else "common-dir"
+        sec = {"layers": NS_LAYERS, "strategy": strategy, "mounts_each": NS_MOUNTS_EACH,
+               "before": list(self.ns_before), "between": list(self.ns_between), "points": []}
+        self.results["sections"]["namespaces"] = sec
+        left, recs = self.leftovers()
+        if left or recs:
+            sec["error"] = f"not started: earlier sections left {left} {recs}"
+            return
+        a = self.ns_argv(strategy)
+        sec["probe_check"] = self.ns_probe_check(a)
+        for n, when in ns_points(self.quick):
+            log(f"namespaces: {n} other mount namespaces made {when} mount and umount"
+                if when == "between" else f"namespaces: {n} other mount namespaces")
+            try:
+                point = self.ns_before_point(n, a) if when == "before" else \
+                    self.ns_between_point(n, a)
+            except RuntimeError as e:
+                sec["error"] = str(e)
+                log(f"namespaces: {e}; section stopped")
+                break
+            sec["points"].append(point)
+            # Whatever a failed step left behind, so the next point starts
+            # clean: our overlays unmounted, records to gc, or stop.
+            for impl in NS_IMPLS:
+                self.clean_config(a[impl]["target"])
+            left, recs = self.leftovers()
+            if recs:
+                self.run([self.tool, "gc"])
+                left, recs = self.leftovers()
+            if left or recs:
+                sec["error"] = f"after {n} {when}: left {left} {recs}; section stopped"
+                log(f"namespaces: {sec['error']}")
+                break
+        sec["loadavg"] = open("/proc/loadavg").read().split()[:3]
+
+    def ns_argv(self, strategy):
+        """Each program's mount and umount argv, on dirs of its own."""
+        argv = {}
+        for impl in NS_IMPLS:
+            target, up, wk = self.dirs(f"ns-{impl}")
+            base = "tool" if impl == "tool" else "cfloor"
+            m = self.mount_argv(base, strategy, NS_LAYERS, target, up, wk)
+            u = self.umount_argv(base, target)
+            if impl == "check":
+                m.insert(1, "--kernel-checks")
+                u.insert(1, "--kernel-checks")
+            argv[impl] = {"mount": m, "umount": u, "target": target, "up": up, "wk": wk}
+        return argv
+
+    def ns_probe_check(self, a):
+        """Does the in-use probe tell in use from free on this kernel and
+        filesystem? Its upper and work dir must probe busy while the C floor
+        with checks has its overlay mounted, and free after its umount (which
+        must have seen IN_UNMOUNT, exit 0). Otherwise its times mean little:
+        the report says so."""
+        c = a["check"]
+
+        def probe():
+            p = self.run([self.cfloor, "probe", c["up"], c["wk"]])
+            if p.returncode != 0:
+                return [f"exit {p.returncode}: " + (p.stderr.strip().splitlines() or ["?"])[-1]]
+            return [line.split()[-1] for line in p.stdout.splitlines()]
+
+        m = self.run(c["mount"])
+        if m.returncode != 0:
+            return {"ok": False, "error": f"mount exit {m.returncode}: "
+                    + (m.stderr.strip().splitlines() or ["?"])[-1]}
+        out = {"mounted": probe()}
+        out["umount_exit"] = self.run(c["umount"]).returncode
+        out["unmounted"] = probe()
+        out["ok"] = (out["mounted"] == ["busy", "busy"] and out["unmounted"] == ["free", "free"]
+                     and out["umount_exit"] == 0)
+        return out
+
+    def ns_seen(self, repeat):
+        """What the complete scan sees now (run untimed, output kept): the
+        count of namespaces, mounts and overlays it walked, and its
+        in-process time."""
+        p = self.run([self.a.nsscan, "--repeat", str(repeat)])
+        if p.returncode != 0:
+            raise RuntimeError(f"nsscan failed (exit {p.returncode}): {p.stderr.strip()}")
+        scans = parse_nsscan(p.stdout)
+        last = scans[-1]
+        return {"namespaces": last["namespaces"], "mounts": last["mounts"],
+                "overlays": last["overlays"], "via": last["via"],
+                "ms": summary([x["ms"] for x in scans])}
+
+    def ns_holder(self, n):
+        return NsHolder(self.a.nsholder, n, NS_MOUNTS_EACH, os.path.join(self.work, "ns-mnt"),
+                        self.stderr)
+
+    def ns_before_point(self, n, a):
+        """n namespaces made once, then the cycles: each round runs the tool,
+        the C floor and the C floor with checks (mount, umount) and one
+        complete scan, one after another, every process timed by benchkit."""
+        warmup, runs = self.ns_before
+        holder = self.ns_holder(n) if n else None
+        try:
+            seen = self.ns_seen(5)
+            lines = []
+            for r in range(warmup + runs):
+                for impl in NS_IMPLS:
+                    lines.append((f"{impl}:mount:{r}", a[impl]["mount"]))
+                    lines.append((f"{impl}:umount:{r}", a[impl]["umount"]))
+                lines.append((f"scan:run:{r}", [self.a.nsscan]))
+            res = self.quiet_plan(lines, f"namespaces {n}")
+            if holder:
+                holder.release()
+        finally:
+            if holder:
+                holder.kill()
+        cyc = ns_cycles(res, warmup)
+        scans = list(cyc.get("scan", {}).values())
+        return {"n": n, "when": "before",
+                "impls": {i: ns_summarize(cyc.get(i, {}), {0}) for i in NS_IMPLS},
+                "scan": summary([c["run"][0] for c in scans if c["run"][1] == 0]),
+                "scan_exits": tally([c["run"][1] for c in scans]),
+                "seen": seen,
+                "made_ms": holder.made_ms if holder else None,
+                "released_ms": holder.released_ms if holder else None}
+
+    def ns_between_point(self, n, a):
+        """Each cycle: the three mounts; n namespaces made (each holds a copy
+        of the three overlays); the three umounts and one complete scan;
+        the namespaces released; `idmap-overlay gc`, which now finds the
+        tool's record (kept `detached` by its umount) with nothing left of
+        its overlay, and drops it. Any exit status is recorded, none aborts."""
+        warmup, runs = self.ns_between
+        cycles = {i: {} for i in NS_IMPLS + ["scan", "gc"]}
+        made, released, seen, records = [], [], None, []
+
+        def cycle(first):
+            got = {}
+            for label, ms, st in self.run_plan([(f"{i}:mount", a[i]["mount"]) for i in NS_IMPLS]):
+                got[label] = (ms, st)
+            with self.ns_holder(n) as h:
+                plan = [(f"{i}:umount", a[i]["umount"]) for i in NS_IMPLS]
+                plan.append(("scan:run", [self.a.nsscan]))
+                for label, ms, st in self.run_plan(plan):
+                    got[label] = (ms, st)
+                # Untimed: what the tool's umount left of its record, and
+                # (once) what the scan sees: the copies, 3 per namespace.
+                got["records"] = self.record_states()
+                got["seen"] = self.ns_seen(1) if first else None
+                h.release()
+            for label, ms, st in self.run_plan([("gc:run", [self.tool, "gc"])]):
+                got[label] = (ms, st)
+            return got, h.made_ms, h.released_ms
+
+        for r in range(warmup + runs):
+            got, mk, rl = self.quietly(lambda: cycle(r == 0), f"namespaces {n} between, cycle {r + 1}")
+            if r == 0:
+                seen = got["seen"]
+            for impl in NS_IMPLS:
+                self.clean_config(a[impl]["target"])
+            left, recs = self.leftovers()
+            if left or recs:
+                raise RuntimeError(f"{n} between, cycle {r + 1}: left {left} {recs} after "
+                                   f"gc (exit {got['gc:run'][1]})")
+            if r < warmup:
+                continue
+            for impl in NS_IMPLS:
+                cycles[impl][r] = {"mount": got[f"{impl}:mount"], "umount": got[f"{impl}:umount"]}
+            cycles["scan"][r], cycles["gc"][r] = got["scan:run"], got["gc:run"]
+            records += got["records"]
+            made.append(mk)
+            released.append(rl)
+        return {"n": n, "when": "between",
+                "impls": {i: ns_summarize(cycles[i], NS_UMOUNT_OK_BETWEEN[i]) for i in NS_IMPLS},
+                "scan": summary([ms for ms, st in cycles["scan"].values() if st == 0]),
+                "scan_exits": tally([st for ms, st in cycles["scan"].values()]),
+                "gc": summary([ms for ms, st in cycles["gc"].values()]),
+                "gc_exits": tally([st for ms, st in cycles["gc"].values()]),
+                "records_after_umount": dict(collections.Counter(records)),
+                "seen": seen,
+                "made_ms": statistics.median(made) if made else None,
+                "released_ms": statistics.median(released) if released else None}
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
@@ -720,6 +1065,8 @@ def main():
     ap.add_argument("--tool-dynamic", help="the tool linked dynamically (variants table)")
     ap.add_argument("--floor-static", help="the Rust floor built static (variants table)")
     ap.add_argument("--host-ns", help="the mount namespace run.sh started in (must differ)")
+    ap.add_argument("--nsscan", help="bench/cfloor/nsscan.c built: the complete-scan floor")
+    ap.add_argument("--nsholder", help="bench/cfloor/nsholder.c built: the other namespaces")
     ap.add_argument("--gc-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     b = Bench(args)
@@ -755,6 +1102,7 @@ def main():
         b.inproc()
         b.scale()
         b.gc()
+        b.namespaces()
         b.results["env"]["duration_s"] = time.time() - started
         b.results["env"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
         cpu1 = cpu_busy_s()

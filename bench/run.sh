@@ -20,8 +20,9 @@
 #
 # It builds the tool as README says to install it (scripts/install.sh build:
 # static), the Rust floor in bench/floor, the C floor bench/cfloor/floor.c
-# (cc -O2) and the in-process benchmark bench/inproc-api, makes its own
-# temporary directory under /tmp, and runs
+# (cc -O2), the namespaces axis' complete-scan floor and namespace holder
+# (bench/cfloor/nsscan.c, nsholder.c; cc -O2) and the in-process benchmark
+# bench/inproc-api, makes its own temporary directory under /tmp, and runs
 # bench/bench.py inside a private mount namespace (unshare -m --propagation
 # private) with its own state directory: nothing it mounts is ever visible in
 # the host's mount table, and it never touches /run/idmap-overlay.
@@ -39,7 +40,7 @@ while [ $# -gt 0 ]; do
         --tool) tool=$2; shift ;;
         --raw) raw=$2; shift ;;
         --selftest) selftest=1 ;;
-        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "bench: unknown option $1 (see --help)" >&2; exit 1 ;;
     esac
     shift
@@ -120,6 +121,10 @@ kit=$here/floor/target/release/benchkit
 mkdir -p "$here/out"
 cfloor=$here/out/cfloor
 "$cc" -O2 -Wall -o "$cfloor" "$here/cfloor/floor.c"
+# The namespaces axis (issue 19): the complete-scan floor and the holder of
+# the other mount namespaces.
+"$cc" -O2 -Wall -o "$here/out/nsscan" "$here/cfloor/nsscan.c"
+"$cc" -O2 -Wall -o "$here/out/nsholder" "$here/cfloor/nsholder.c"
 
 # The library API in one process (working tree only: inproc-api depends on
 # the crate by path).
@@ -160,7 +165,8 @@ trap cleanup EXIT
 
 args=(--work "$work" --tool "$tool" --floor "$floor" --cfloor "$cfloor" --benchkit "$kit"
       --md "$out/BENCHMARKS.md" --svg "$out/bench.svg" --tool-desc "$desc"
-      --host-ns "$(readlink /proc/self/ns/mnt)")
+      --host-ns "$(readlink /proc/self/ns/mnt)"
+      --nsscan "$here/out/nsscan" --nsholder "$here/out/nsholder")
 [ $quick = 1 ] && args+=(--quick)
 [ -n "$runs" ] && args+=(--runs "$runs")
 [ -n "$raw" ] && args+=(--raw "$raw")

@@ -5,6 +5,9 @@ a few seconds. What it checks: the statistics, the parsing of the `cycles`
 output, the report's ratios and verdicts against the goals (from synthetic
 results whose answers are known), that the report and chart are written,
 and that the C floor builds warning-free and keeps its command-line contract.
+The namespaces axis (issue 19): its parsing and summaries, its report table
+and goal, and that nsscan.c and nsholder.c build warning-free and keep theirs
+(the holder's protocol runs for real with 0 namespaces, which needs no root).
 """
 
 import copy
@@ -75,6 +78,37 @@ def results(tool=(2.0, 1.0), floor=(1.5, 0.5), cfloor=(1.2, 0.4), api=3.0, api_f
                                  "cfloor": stats(api_cfloor)}},
         },
     }
+
+
+def ns_impls(tool, cfloor=2.0, check=4.6, tool_exits=None):
+    """A namespaces-axis point's programs (cycle medians in ms)."""
+    out = {}
+    for impl, c in (("tool", tool), ("cfloor", cfloor), ("check", check)):
+        out[impl] = {"mount": stats(c / 2), "umount": stats(c / 2), "cycle": stats(c),
+                     "mount_exits": {"0": 10}, "umount_exits": {"0": 10}, "failures": 0}
+    if tool_exits:
+        out["tool"]["umount_exits"] = tool_exits
+    return out
+
+
+def ns_section(at0=4.0, at200=20.0, at1000=100.0):
+    """A namespaces section as bench.py writes it, tool cycles as given."""
+    def point(n, when, tool, **kw):
+        return {"n": n, "when": when, "impls": ns_impls(tool, **kw), "scan": stats(1.0 + n / 40),
+                "scan_exits": {"0": 10},
+                "seen": {"namespaces": n + 4, "mounts": 50 * n + 60, "overlays": 2, "via": "ioctl",
+                         "ms": stats(0.1 + n / 40)},
+                "made_ms": n * 0.4 if n else None, "released_ms": n * 0.2 if n else None}
+    between = point(200, "between", at0 * 1.5, tool_exits={"0": 8, "32": 2})
+    between["impls"]["check"]["umount_exits"] = {"64": 10}
+    between.update({"gc": stats(3.0), "gc_exits": {"0": 10},
+                    "records_after_umount": {"detached": 10}})
+    return {"layers": 50, "strategy": "detached", "mounts_each": 30, "before": [2, 25],
+            "between": [2, 15], "loadavg": ["0.1", "0.1", "0.1"],
+            "probe_check": {"mounted": ["busy", "busy"], "unmounted": ["free", "free"],
+                            "umount_exit": 0, "ok": True},
+            "points": [point(0, "before", at0), point(200, "before", at200),
+                       point(1000, "before", at1000), between]}
 
 
 def target_rows(r):
@@ -177,17 +211,152 @@ class Tables(unittest.TestCase):
             ET.parse(svg)
 
 
+class NamespacesAxis(unittest.TestCase):
+    def test_points(self):
+        self.assertEqual(bench.ns_points(False),
+                         [(0, "before"), (200, "before"), (1000, "before"), (200, "between")])
+        quick = bench.ns_points(True)
+        self.assertIn((0, "before"), quick)
+        self.assertIn((200, "between"), quick)
+        self.assertNotIn((1000, "before"), quick)
+
+    def test_parse_nsscan(self):
+        got = bench.parse_nsscan("namespaces=1004 mounts=50063 overlays=2 via=ioctl ns=27067749\n"
+                                 "namespaces=4 mounts=63 overlays=0 via=proc ns=794092\n")
+        self.assertEqual(got[0], {"namespaces": 1004, "mounts": 50063, "overlays": 2,
+                                  "via": "ioctl", "ms": 27.067749})
+        self.assertEqual(got[1]["via"], "proc")
+
+    def test_parse_holder(self):
+        self.assertEqual(bench.parse_holder("ready 200 38929700\n", "ready"), (200, 38.9297))
+        self.assertEqual(bench.parse_holder("released 1500000\n", "released"), 1.5)
+        # A holder that died says nothing (EOF) or something else.
+        self.assertIsNone(bench.parse_holder("", "ready"))
+        self.assertIsNone(bench.parse_holder("released 5\n", "ready"))
+
+    def test_tally_keeps_every_status(self):
+        self.assertEqual(bench.tally([0, 32, 0, -9]), {"-9": 1, "0": 2, "32": 1})
+        self.assertEqual(bench.tally([]), {})
+
+    def test_cycles_drop_warmup_and_split_by_program(self):
+        res = [("tool:mount:0", 9.0, 0), ("tool:umount:0", 9.0, 0),
+               ("tool:mount:1", 2.0, 0), ("tool:umount:1", 1.0, 32), ("scan:run:1", 0.5, 0)]
+        got = bench.ns_cycles(res, warmup=1)
+        self.assertEqual(got, {"tool": {1: {"mount": (2.0, 0), "umount": (1.0, 32)}},
+                               "scan": {1: {"run": (0.5, 0)}}})
+
+    def test_summarize_counts_a_tolerated_umount_status(self):
+        cycles = {1: {"mount": (2.0, 0), "umount": (1.0, 0)},
+                  2: {"mount": (2.0, 0), "umount": (3.0, 32)},
+                  3: {"mount": (5.0, 32), "umount": (1.0, 2)}}
+        strict = bench.ns_summarize(cycles, {0})
+        self.assertEqual((strict["cycle"]["n"], strict["failures"]), (1, 2))
+        between = bench.ns_summarize(cycles, {0, 32})
+        self.assertEqual((between["cycle"]["n"], between["failures"]), (2, 1))
+        self.assertEqual(between["cycle"]["median"], 4.0)  # 3.0 and 5.0
+        self.assertEqual(between["umount_exits"], {"0": 1, "2": 1, "32": 1})
+        self.assertEqual(between["mount_exits"], {"0": 2, "32": 1})
+
+    def test_what_may_end_an_umount_between(self):
+        # The tool keeps its record `detached` with copies alive (0 or 32);
+        # the C floor with checks rightly finds no IN_UNMOUNT there (64).
+        self.assertEqual(bench.NS_UMOUNT_OK_BETWEEN["tool"], {0, 32})
+        self.assertEqual(bench.NS_UMOUNT_OK_BETWEEN["check"], {0, 64})
+
+
+class NamespacesReport(unittest.TestCase):
+    def rows(self, r):
+        table = report.Report(r).table_namespaces().splitlines()
+        self.assertEqual(table[0], "| other mount namespaces | tool mount+umount | C floor | C floor "
+                         "with kernel checks | complete-scan floor | tool / tool at 0 |")
+        return table[2:]
+
+    def test_table_and_ratio_to_the_tool_at_0(self):
+        r = results()
+        r["sections"]["namespaces"] = ns_section(at0=4.0, at200=20.0, at1000=100.0)
+        rows = self.rows(r)
+        self.assertEqual(len(rows), 4)
+        self.assertTrue(rows[0].startswith("| 0 | 4.00 (3.90–4.10) | 2.00 (1.90–2.10) | "
+                                           "4.60 (4.50–4.70) | 1.00 (0.90–1.10) | **1.00x** |"),
+                        rows[0])
+        self.assertTrue(rows[2].startswith("| 1,000 | 100.00"), rows[2])
+        self.assertTrue(rows[2].endswith("| **25.00x** |"), rows[2])
+        self.assertTrue(rows[3].startswith("| 200, made between mount and umount"), rows[3])
+        self.assertTrue(rows[3].endswith("| **1.50x** |"), rows[3])
+
+    def test_goal_at_1000(self):
+        r = results()
+        r["sections"]["namespaces"] = ns_section(at0=4.0, at1000=100.0)
+        _, measured, verdict = row(r, "1,000 other mount namespaces")
+        self.assertIn("100.00 ms vs 4.00 ms: **25.00x**", measured)
+        self.assertTrue(verdict.startswith("**missed**"), verdict)
+        r["sections"]["namespaces"] = ns_section(at0=4.0, at1000=4.6)
+        _, measured, verdict = row(r, "1,000 other mount namespaces")
+        self.assertIn("**1.15x**", measured)
+        self.assertEqual(verdict, "met")
+
+    def test_exit_statuses_are_shown(self):
+        r = results()
+        r["sections"]["namespaces"] = ns_section()
+        text = report.Report(r).namespaces_section()
+        self.assertIn("0 ×8, 32 ×2", text)       # the tool's umounts, between
+        self.assertIn("exited 64 ×10 on umount", text)
+        self.assertIn("its record after the umount: `detached` ×10", text)
+        self.assertEqual(report.fmt_states({}), "none")
+        self.assertIn("1,004 / 50,060 / 2", text)  # what the scan walked at 1,000
+        self.assertIn("probed busy while its overlay was mounted", text)
+        self.assertEqual(report.fmt_exits({"32": 1, "2": 3, "10": 1}), "2 ×3, 10 ×1, 32 ×1")
+
+    def test_a_failed_probe_check_is_said(self):
+        r = results()
+        sec = ns_section()
+        sec["probe_check"] = {"mounted": ["free", "free"], "unmounted": ["free", "free"],
+                              "umount_exit": 0, "ok": False}
+        r["sections"]["namespaces"] = sec
+        self.assertIn("The probe's own check failed", report.Report(r).namespaces_section())
+
+    def test_missing_or_failed_section_is_said_not_invented(self):
+        r = results()
+        names = [x[0] for x in target_rows(r)]
+        self.assertFalse(any("mount namespaces" in n for n in names), names)
+        self.assertIn("Not measured", report.Report(r).namespaces_section())
+        r["sections"]["namespaces"] = dict(ns_section(), points=[], error="nsholder 1000: boom")
+        self.assertIn("**Not measured: nsholder 1000: boom**", report.Report(r).namespaces_section())
+        # Stopped after some points: what ran is shown, and why it stopped.
+        sec = ns_section()
+        sec["points"] = sec["points"][:2]
+        sec["error"] = "after 200 before: left"
+        r["sections"]["namespaces"] = sec
+        text = report.Report(r).namespaces_section()
+        self.assertIn("**Stopped early**: after 200 before: left", text)
+        self.assertNotIn("Goal (issue 19)", text)
+
+    def test_write_has_the_section(self):
+        r = results()
+        r["sections"]["namespaces"] = ns_section()
+        with tempfile.TemporaryDirectory() as d:
+            md, svg = os.path.join(d, "B.md"), os.path.join(d, "b.svg")
+            report.write(r, md, svg)
+            self.assertIn("## Beside other mount namespaces (issue 19)", read(md))
+
+
+def build_c(name, out_dir):
+    """Builds bench/cfloor/NAME.c as bench/run.sh does, but warnings are errors."""
+    out = os.path.join(out_dir, name)
+    cc = os.environ.get("CC", "cc")
+    p = subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", out,
+                        os.path.join(HERE, "cfloor", f"{name}.c")],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise AssertionError(f"{name}.c does not build warning-free:\n{p.stderr}")
+    return out
+
+
 class CFloor(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.TemporaryDirectory()
-        cls.bin = os.path.join(cls.dir.name, "floor")
-        cc = os.environ.get("CC", "cc")
-        p = subprocess.run([cc, "-O2", "-Wall", "-Wextra", "-Werror", "-o", cls.bin,
-                            os.path.join(HERE, "cfloor", "floor.c")],
-                           capture_output=True, text=True)
-        if p.returncode != 0:
-            raise AssertionError(f"floor.c does not build warning-free:\n{p.stderr}")
+        cls.bin = build_c("floor", cls.dir.name)
 
     @classmethod
     def tearDownClass(cls):
@@ -216,10 +385,85 @@ class CFloor(unittest.TestCase):
 
     def test_same_usage_as_the_rust_floor(self):
         # The two floors take the same arguments (bench.py swaps one for the
-        # other): their usage texts must say the same.
+        # other): their usage texts must say the same, and the C floor's adds
+        # only its own line (--kernel-checks, probe).
         rust = read(HERE, "floor", "src", "main.rs")
         literal = re.search(r'eprintln!\(\s*"(usage: .*?)"\s*\)', rust, re.S).group(1)
-        self.assertEqual(self.run_floor().stderr, literal.replace("\\n", "\n") + "\n")
+        common = literal.replace("\\n", "\n") + "\n"
+        usage = self.run_floor().stderr
+        self.assertTrue(usage.startswith(common), usage)
+        self.assertEqual(usage[len(common):],
+                         "C floor only: floor --kernel-checks mount|umount|cycles ... | "
+                         "floor probe DIR...\n")
+
+    def test_kernel_checks_bad_arguments(self):
+        for args in (["--kernel-checks"], ["--kernel-checks", "noop"],
+                     ["--kernel-checks", "probe", "d"], ["probe"]):
+            p = self.run_floor(*args)
+            self.assertEqual(p.returncode, 1, args)
+            self.assertIn("usage:", p.stderr, args)
+
+    def test_kernel_checks_open_before_anything(self):
+        # The probe and the checked umount open their directory first: a
+        # missing one is a failed call (32) whoever runs it, nothing mounted.
+        missing = os.path.join(self.dir.name, "missing")
+        for args in (["probe", missing], ["--kernel-checks", "umount", missing]):
+            p = self.run_floor(*args)
+            self.assertEqual(p.returncode, 32, args)
+            self.assertTrue(p.stderr.startswith(f"floor: {missing}: "), p.stderr)
+
+
+class NsPrograms(unittest.TestCase):
+    """bench/cfloor/nsscan.c and nsholder.c: warning-free builds, their
+    command lines, and the holder's protocol with 0 namespaces (no root)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.scan = build_c("nsscan", cls.dir.name)
+        cls.holder = build_c("nsholder", cls.dir.name)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dir.cleanup()
+
+    def test_nsscan_bad_arguments(self):
+        for args in (["--repeat"], ["--repeat", "0"], ["--repeat", "x"], ["--bogus"]):
+            p = subprocess.run([self.scan, *args], capture_output=True, text=True)
+            self.assertEqual(p.returncode, 1, args)
+            self.assertIn("usage: nsscan", p.stderr, args)
+
+    def test_nsscan_output_parses_or_it_says_why(self):
+        # Unprivileged or on an older kernel a call may fail (exit 2, said);
+        # whatever it prints on success, bench.py reads.
+        p = subprocess.run([self.scan, "--repeat", "2"], capture_output=True, text=True)
+        if p.returncode != 0:
+            self.assertEqual(p.returncode, 2)
+            self.assertTrue(p.stderr.startswith("nsscan: "), p.stderr)
+            return
+        scans = bench.parse_nsscan(p.stdout)
+        self.assertEqual(len(scans), 2)
+        self.assertGreaterEqual(scans[0]["namespaces"], 1)
+        self.assertIn(scans[0]["via"], ("ioctl", "proc"))
+
+    def test_nsholder_bad_arguments(self):
+        for args in ([], ["1", "1"], ["x", "1", "d"], ["1", "-1", "d"], ["100001", "1", "d"]):
+            p = subprocess.run([self.holder, *args], capture_output=True, text=True)
+            self.assertEqual(p.returncode, 1, args)
+
+    def test_nsholder_protocol_with_no_namespace(self):
+        mnt = os.path.join(self.dir.name, "mnt")
+        with open(os.devnull, "w") as err, bench.NsHolder(self.holder, 0, 2, mnt, err) as h:
+            self.assertGreaterEqual(h.made_ms, 0)
+            self.assertGreaterEqual(h.release(), 0)
+        self.assertEqual(h.p.returncode, 0)
+        self.assertEqual(sorted(os.listdir(mnt)), ["0", "1"])  # mountpoints made, none used
+
+    def test_nsholder_that_fails_is_said_and_reaped(self):
+        bad = os.path.join(self.dir.name, "no", "such", "dir")
+        with open(os.devnull, "w") as err:
+            with self.assertRaisesRegex(RuntimeError, "did not make its namespaces"):
+                bench.NsHolder(self.holder, 1, 1, bad, err)
 
 
 class RunScript(unittest.TestCase):

@@ -5,15 +5,30 @@
  * whole-process comparison against it shows all of the tool's start-up cost.
  *
  *   floor noop
- *   floor mount STRATEGY TARGET TMPDIR COMMON UPPER WORK MAPLINE REL...
- *   floor umount TARGET
- *   floor cycles WARMUP N TARGET COMMON UPPER WORK MAPLINE REL...
+ *   floor [--kernel-checks] mount STRATEGY TARGET TMPDIR COMMON UPPER WORK MAPLINE REL...
+ *   floor [--kernel-checks] umount TARGET
+ *   floor [--kernel-checks] cycles WARMUP N TARGET COMMON UPPER WORK MAPLINE REL...
+ *   floor probe DIR...
  *
  * The arguments mean what they mean for bench/floor (see its main.rs).
  * `cycles` makes WARMUP + N detached mount + umount cycles in this one
  * process (user namespace, idmapped tree, layers, overlay, umount2) and
  * prints the wall time of each of the N measured cycles in nanoseconds, one
  * per line: the in-process floor beside bench/inproc-api.
+ *
+ * --kernel-checks (C floor only; issue 19) adds what a tool that asks the
+ * kernel instead of scanning every mount namespace does per overlay, so
+ * that it is the honest floor for such a tool:
+ *   - before mounting, the overlayfs in-use probe of UPPER and of WORK
+ *     (probe(): EBUSY means in use by a live overlay in any namespace, and
+ *     the mount is refused, exit 32);
+ *   - before unmounting, an inotify watch on the overlay's root; after
+ *     umount2, a non-blocking read expecting IN_UNMOUNT, which the kernel
+ *     sends only when the superblock dies. Exit 0 when it did; 64 (mount(8)'s
+ *     "some succeeded") when it was unmounted here but lives on elsewhere, a
+ *     copy in another mount namespace.
+ * `probe DIR...` runs only the in-use probe and prints `DIR busy` or
+ * `DIR free` per directory (the harness checks the probe tells them apart).
  *
  * Exit 0 on success, 32 when a kernel call fails (mount(8)'s "mount
  * failure"), 1 on bad arguments. Built by bench/run.sh with `cc -O2`.
@@ -29,8 +44,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -120,6 +137,124 @@ static int idmapped_tree(const char *dir, int ns)
 static void fsconfig_string(int fs, const char *key, const char *value)
 {
     check(key, syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, key, value, 0));
+}
+
+/* ---------------------------------------------------- --kernel-checks */
+
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+
+/*
+ * The probe's fixed parts: an empty directory on a tmpfs of our own that is
+ * never attached to any mount table (fsopen + CMD_CREATE + fsmount), so no
+ * other program can see or change it. It is the probe's lowerdir and its
+ * workdir: being on another mount than the probed upperdir, it makes
+ * overlayfs fail with EINVAL ("workdir and upperdir must reside under the
+ * same mount") right after the upperdir's in-use check, before anything is
+ * written anywhere. Made once per process; both fds stay open for the
+ * process's life (closing the fsmount fd would dissolve the mount).
+ */
+static int probe_mnt = -1, probe_dir = -1;
+
+static void probe_setup(void)
+{
+    if (probe_dir >= 0)
+        return;
+    int fs = check("fsopen(tmpfs)", syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC));
+    fsconfig_string(fs, "mode", "0700");
+    check("fsconfig(tmpfs) create", syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0));
+    probe_mnt = check("fsmount(tmpfs)",
+                      syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC,
+                              MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC));
+    close(fs);
+    check("mkdirat(probe dir)", mkdirat(probe_mnt, "e", 0700));
+    probe_dir = check("openat(probe dir)",
+                      openat(probe_mnt, "e", O_PATH | O_DIRECTORY | O_CLOEXEC));
+}
+
+/*
+ * Is dir in use as the upper or work directory of a live overlay, in any
+ * mount namespace? overlayfs marks both directories in use for the life of
+ * the overlay's superblock, and with index=on a new overlay whose upperdir
+ * is marked fails with EBUSY. Probing dir as the probe's upperdir answers
+ * for an upperdir and for a workdir alike. 1: in use, 0: free.
+ */
+static int probe(const char *dir)
+{
+    int d = check(dir, open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC));
+    probe_setup();
+    char fdpath[64];
+    snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", probe_dir);
+    int fs = check("fsopen(overlay)", syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC));
+    fsconfig_string(fs, "lowerdir", fdpath);
+    /* The directory by fd where overlayfs takes one (6.18 does), else by the
+     * fd's /proc path: either way what was opened, not a path re-read. */
+    if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_FD, "upperdir", NULL, d) < 0) {
+        if (errno != EINVAL)
+            die("fsconfig upperdir (fd)");
+        char upper[64];
+        snprintf(upper, sizeof upper, "/proc/self/fd/%d", d);
+        fsconfig_string(fs, "upperdir", upper);
+    }
+    fsconfig_string(fs, "workdir", fdpath);
+    fsconfig_string(fs, "index", "on");
+    long r = syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0);
+    int err = errno;
+    close(fs);
+    close(d);
+    if (r == 0)
+        die_msg("probe", "overlayfs accepted the probe: cannot tell in use from free here");
+    if (err == EBUSY)
+        return 1;
+    if (err == EINVAL)
+        return 0;
+    errno = err;
+    die("probe: fsconfig(FSCONFIG_CMD_CREATE)");
+    return -1;
+}
+
+/* Before mounting: refuse an upperdir or workdir that a live overlay uses. */
+static void check_free(const char *upper, const char *work)
+{
+    if (probe(upper))
+        die_msg(upper, "in use by a live overlay (upperdir or workdir), in some mount namespace");
+    if (probe(work))
+        die_msg(work, "in use by a live overlay (upperdir or workdir), in some mount namespace");
+}
+
+/*
+ * Unmounts target and says whether the overlay's superblock died with it
+ * (1) or lives on in a copy elsewhere (0): an inotify watch on its root,
+ * set through a short-lived O_PATH fd (closed before umount2, which an open
+ * fd would make EBUSY), gets IN_UNMOUNT only when the superblock is shut
+ * down; the last mntput runs before umount2 returns to us, so a
+ * non-blocking read right after sees it or it did not happen.
+ */
+static int umount_checked(const char *target)
+{
+    int root = check(target, open(target, O_PATH | O_DIRECTORY | O_CLOEXEC));
+    struct statfs st;
+    check("fstatfs", fstatfs(root, &st));
+    if (st.f_type != OVERLAYFS_SUPER_MAGIC)
+        die_msg(target, "not an overlay");
+    int in = check("inotify_init1", inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    char fdpath[64];
+    snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", root);
+    check("inotify_add_watch", inotify_add_watch(in, fdpath, IN_DELETE_SELF | IN_ONLYDIR));
+    close(root);
+    check("umount2", syscall(SYS_umount2, target, 0));
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int gone = 0;
+    ssize_t n = read(in, buf, sizeof buf);
+    if (n < 0 && errno != EAGAIN)
+        die("read(inotify)");
+    for (ssize_t off = 0; off < n;) {
+        const struct inotify_event *ev = (const void *)(buf + off);
+        if (ev->mask & IN_UNMOUNT)
+            gone = 1;
+        off += sizeof *ev + ev->len;
+    }
+    close(in);
+    return gone;
 }
 
 struct spec {
@@ -272,19 +407,37 @@ static int count(const char *text)
 
 static void usage(void)
 {
+    /* The first three lines are the Rust floor's usage, word for word (the
+     * two take the same arguments); the rest is the C floor's own. */
     fprintf(stderr,
             "usage: floor noop | floor umount TARGET |\n"
             "       floor mount detached|common-dir|per-layer TARGET TMPDIR COMMON UPPER WORK "
             "MAPLINE REL... |\n"
-            "       floor cycles WARMUP N TARGET COMMON UPPER WORK MAPLINE REL...\n");
+            "       floor cycles WARMUP N TARGET COMMON UPPER WORK MAPLINE REL...\n"
+            "C floor only: floor --kernel-checks mount|umount|cycles ... | floor probe DIR...\n");
     exit(1);
 }
 
 int main(int argc, char **argv)
 {
+    int checks = 0;
+    if (argc >= 2 && strcmp(argv[1], "--kernel-checks") == 0) {
+        checks = 1;
+        argv++;
+        argc--;
+        if (argc < 2 || strcmp(argv[1], "noop") == 0 || strcmp(argv[1], "probe") == 0)
+            usage();
+    }
     if (argc == 2 && strcmp(argv[1], "noop") == 0)
         return 0;
+    if (argc >= 3 && strcmp(argv[1], "probe") == 0) {
+        for (int i = 2; i < argc; i++)
+            printf("%s %s\n", argv[i], probe(argv[i]) ? "busy" : "free");
+        return 0;
+    }
     if (argc == 3 && strcmp(argv[1], "umount") == 0) {
+        if (checks)
+            return umount_checked(argv[2]) ? 0 : 64;
         check("umount2", syscall(SYS_umount2, argv[2], 0));
         return 0;
     }
@@ -298,6 +451,8 @@ int main(int argc, char **argv)
                                                             : -1;
         if (strategy < 0)
             usage();
+        if (checks)
+            check_free(s.upper, s.work);
         int ns = userns(argv[8]);
         if (strategy == 0)
             detached(&s, ns);
@@ -316,10 +471,17 @@ int main(int argc, char **argv)
             die("calloc");
         for (int c = 0; c < warmup + n; c++) {
             long long start = now_ns();
+            if (checks)
+                check_free(s.upper, s.work);
             int ns = userns(argv[8]);
             detached(&s, ns);
             close(ns);
-            check("umount2", syscall(SYS_umount2, s.target, 0));
+            if (checks) {
+                if (!umount_checked(s.target))
+                    die_msg(s.target, "the overlay lives on after umount2 (no IN_UNMOUNT)");
+            } else {
+                check("umount2", syscall(SYS_umount2, s.target, 0));
+            }
             if (c >= warmup)
                 times[c - warmup] = now_ns() - start;
         }
