@@ -213,8 +213,9 @@ fn detach_keeps_the_record_until_no_copy_is_left() {
 }
 
 /// An overlay mounted inside another mount namespace (through nsenter, or
-/// the mount(8) helper's -N) records that namespace; gc run from the host
-/// judges it by the scan: kept while the namespace lives, removed after.
+/// the mount(8) helper's -N) records that namespace; from the host, umount
+/// refuses (it is not mounted here) and gc asks the kernel: kept while the
+/// overlay lives, removed after.
 #[test]
 fn an_overlay_mounted_in_another_namespace_is_judged_by_the_scan() {
     for through in ["nsenter", "helper -N"] {
@@ -261,6 +262,16 @@ fn an_overlay_mounted_in_another_namespace_is_judged_by_the_scan() {
             "{through}"
         );
         assert!(env.our_mounts().is_empty(), "{through}: mounted here");
+        // umount(8) here would say "not mounted": so does umount, and the
+        // record stays as it is.
+        let out = env.run(&["umount", &id]);
+        assert_eq!(out.status.code(), Some(32), "{through}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not mounted in this mount namespace"),
+            "{through}: {}",
+            stderr(&out)
+        );
+        assert_eq!(record(&env, &id)["state"], "mounted", "{through}");
         env.ok(&["gc"]);
         assert!(
             env.state.join(format!("mounts/{id}.json")).exists(),
