@@ -1,5 +1,6 @@
 //! The library as a container runtime would use it: from many threads of
-//! one process at once, through the public API only.
+//! one process at once, through the public API only; and every item of
+//! that API (docs/API.md) used at least once.
 //!
 //! The test re-runs itself under `unshare -m --propagation private` (its
 //! mounts stay in that namespace, and every thread of the child shares it,
@@ -138,15 +139,9 @@ fn sixteen_threads_mount_and_unmount_through_the_api() {
     // No process-wide side effect: the working directory is where it was.
     assert_eq!(std::env::current_dir().unwrap(), cwd);
     // And nothing for gc to find.
-    let snapshot = idmap_overlay::ops::cleanup::gather(
-        &state,
-        Vec::new(),
-        Duration::ZERO,
-        false,
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    assert!(idmap_overlay::ops::leaks::classify(&snapshot).is_empty());
+    let snapshot =
+        idmap_overlay::gather(&state, &[], Duration::ZERO, false, Duration::from_secs(5)).unwrap();
+    assert!(idmap_overlay::classify(&snapshot).is_empty());
 }
 
 /// A raised [`Cancel`] stops a mount before it starts and leaves nothing;
@@ -183,4 +178,132 @@ fn cancelled_and_invalid_requests_leave_nothing() {
         !fresh_state.exists(),
         "bad input created the state directory"
     );
+}
+
+/// Every public item, in the life of one overlay: built from a `-o`
+/// string, mounted, looked at, leaked on purpose, found and cleaned.
+#[test]
+fn every_item_of_the_api_in_one_life() {
+    use idmap_overlay::{
+        Action, Atime, BadRecord, DEFAULT_STATE_DIR, DEFAULT_TIMEOUT, Elsewhere, Error, Features,
+        Finding, FindingKind, Health, KernelIdmaps, MountOptions, Record, Report, ReportItem,
+        Result, Snapshot, VfsFlags,
+    };
+    if !in_private_namespace("every_item_of_the_api_in_one_life") {
+        return;
+    }
+    assert_eq!(DEFAULT_STATE_DIR, "/run/idmap-overlay");
+    assert_eq!(DEFAULT_TIMEOUT, Duration::from_millis(2500));
+    let dir = tempfile::tempdir().unwrap();
+    let state_root = dir.path().join("state");
+    let lowers = layers(dir.path());
+    let target = dir.path().join("mnt");
+    let (upper, work) = (dir.path().join("upper"), dir.path().join("work"));
+    for d in [&target, &upper, &work] {
+        std::fs::create_dir(d).unwrap();
+    }
+
+    // From containerd's option string.
+    let text = format!(
+        "lowerdir={},upperdir={},workdir={},uidmap=0:100000:65536,nosuid,noatime,index=off,nofail",
+        lowers
+            .iter()
+            .map(|l| l.display().to_string())
+            .collect::<Vec<_>>()
+            .join(":"),
+        upper.display(),
+        work.display()
+    );
+    assert!(MountOptions::split(&text).unwrap().len() >= 7);
+    assert!(MountOptions::is_fstab_only("nofail"));
+    let options = MountOptions::parse(&text).unwrap();
+    let lowerdirs = options.lowerdirs.clone().unwrap();
+    assert_eq!(
+        MountOptions::split_lowerdirs(&lowerdirs.join(":")).unwrap(),
+        lowerdirs
+    );
+    let flags: VfsFlags = options.flags;
+    assert!(flags.nosuid && flags.atime == Some(Atime::Noatime));
+    let uid = options.uidmap.clone().unwrap();
+    IdRange::check_list(&uid).unwrap();
+    assert_eq!(IdRange::list_to_string(&uid), "0:100000:65536");
+    assert_eq!(IdRange::parse("0:100000:65536").unwrap(), uid[0]);
+    assert_eq!(IdRange::parse_list("0:100000:65536").unwrap(), uid);
+    let mut req = MountRequest::new(
+        &target,
+        &lowerdirs,
+        Maps::Ranges {
+            uid: uid.clone(),
+            gid: uid,
+        },
+    );
+    req.upperdir = options.upperdir.map(PathBuf::from);
+    req.workdir = options.workdir.map(PathBuf::from);
+    req.options = options.passthrough;
+    req.flags = flags;
+    req.strategy = Strategy::Auto;
+    let record: Record = idmap_overlay::mount(&req, &state_root).unwrap();
+    assert_eq!(record.state, RecordState::Mounted);
+
+    // What this kernel can do, probed for real.
+    let state = StateDir::open(&state_root).unwrap();
+    let features: Features = {
+        let _all = state.lock_all().unwrap();
+        idmap_overlay::probe_features(&state).unwrap()
+    };
+    assert!(features.idmapped_mounts, "{features:?}");
+
+    // Looked at: healthy, found by target and by id prefix.
+    let mut snap: Snapshot =
+        idmap_overlay::gather(&state, &[], Duration::from_secs(60), false, DEFAULT_TIMEOUT)
+            .unwrap();
+    assert_eq!(snap.find(&record.id[..8]).unwrap().id, record.id);
+    let found = snap.find(&target.display().to_string()).unwrap().clone();
+    snap.look_for_copies(&found.id, DEFAULT_TIMEOUT);
+    let health: Health = snap.health(&found);
+    assert_eq!(health.word(), "ok");
+    let copies: &[Elsewhere] = &health.elsewhere;
+    assert!(copies.is_empty(), "{copies:?}");
+    match health.kernel_idmaps() {
+        // Detached keeps no idmapped mount attached; common-dir's is gone.
+        KernelIdmaps::NothingAttached => {}
+        other => panic!("{other:?}"),
+    }
+    let none: Vec<Finding> = idmap_overlay::classify(&snap);
+    assert!(none.is_empty(), "{none:?}");
+
+    // A record file that is no record: reported, never acted on.
+    std::fs::write(state_root.join("mounts/broken.json"), "{").unwrap();
+    let (_, bad): (Vec<Record>, Vec<BadRecord>) = state.records().unwrap();
+    assert_eq!(bad.len(), 1);
+    let snap =
+        idmap_overlay::gather(&state, &[], Duration::from_secs(60), true, DEFAULT_TIMEOUT).unwrap();
+    let findings = idmap_overlay::classify(&snap);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].kind, FindingKind::BadRecord);
+    assert_eq!(findings[0].action, Action::None);
+    let report: Report = idmap_overlay::collect(&state, &snap, false, DEFAULT_TIMEOUT).unwrap();
+    let failed: &[ReportItem] = &report.failed;
+    assert_eq!(failed.len(), 1, "{report:?}");
+    std::fs::remove_file(state_root.join("mounts/broken.json")).unwrap();
+
+    // A file other programs read, written whole.
+    let metrics = dir.path().join("out.prom");
+    idmap_overlay::write_file(&metrics, b"x 1\n", 0o644).unwrap();
+    assert_eq!(std::fs::read(&metrics).unwrap(), b"x 1\n");
+
+    // Entering a mount namespace (ours, from a thread that may).
+    std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).unwrap();
+        idmap_overlay::enter_mount_namespace(Path::new("/proc/self/ns/mnt")).unwrap();
+    })
+    .join()
+    .unwrap();
+
+    // Errors carry their kind: an unknown id.
+    let unknown: Result<()> = idmap_overlay::umount(&state, "nosuchid", DEFAULT_TIMEOUT, false);
+    let err: Error = unknown.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Mount, "{err}");
+    idmap_overlay::umount(&state, &record.id, DEFAULT_TIMEOUT, false).unwrap();
+    assert_eq!(our_mounts(), Vec::<String>::new());
 }

@@ -5,10 +5,11 @@
 //! any input, and what they accept must read back as what was written.
 //! Pure: no root, no mounts.
 
-use idmap_overlay::base::idmap::{self, IdRange, MAX_RANGES};
-use idmap_overlay::base::overlay::{self, MountOptions, Strategy as Layout};
-use idmap_overlay::kernel::mount_table as mountinfo;
-use idmap_overlay::state::{RECORD_VERSION, Record, RecordState, StateDir};
+use idmap_overlay::testing::RECORD_VERSION;
+use idmap_overlay::testing::idmap::{self, MAX_RANGES};
+use idmap_overlay::testing::mount_table as mountinfo;
+use idmap_overlay::testing::overlay;
+use idmap_overlay::{IdRange, MountOptions, Record, RecordState, StateDir, Strategy as Layout};
 use proptest::prelude::*;
 use std::path::PathBuf;
 
@@ -153,7 +154,7 @@ fn valid_options() -> impl Strategy<Value = MountOptions> {
                         .into_iter()
                         .map(|(k, v)| {
                             let v = v.map(|v| v.replace('"', ""));
-                            let v = match idmap_overlay::base::overlay::is_context_option(&k) {
+                            let v = match idmap_overlay::testing::overlay::is_context_option(&k) {
                                 true => v,
                                 false => v.map(|v| v.replace(',', "")),
                             };

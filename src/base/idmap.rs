@@ -23,6 +23,52 @@ pub struct IdRange {
     pub size: u32,
 }
 
+impl IdRange {
+    /// One `C:H:S` token (container id, host id, size), unchecked.
+    ///
+    /// ```
+    /// let r = idmap_overlay::IdRange::parse("0:100000:65536")?;
+    /// assert_eq!((r.container, r.host, r.size), (0, 100_000, 65_536));
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn parse(token: &str) -> Result<IdRange, String> {
+        parse_range(token)
+    }
+
+    /// A comma-separated map (`0:100000:1,1:200001:65535`), checked as the
+    /// kernel would check it ([`IdRange::check_list`]).
+    ///
+    /// ```
+    /// use idmap_overlay::IdRange;
+    /// let map = IdRange::parse_list("0:5000:1,1:200001:65535")?;
+    /// assert_eq!(IdRange::list_to_string(&map), "0:5000:1,1:200001:65535");
+    /// assert!(IdRange::parse_list("0:1:2,1:5:1").is_err()); // overlapping
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn parse_list(text: &str) -> Result<Vec<IdRange>, String> {
+        parse_map(text)
+    }
+
+    /// What the kernel would refuse in a map (empty, too many ranges,
+    /// overlaps, overflow, more text than a page), said with the range
+    /// named.
+    ///
+    /// ```
+    /// use idmap_overlay::IdRange;
+    /// let r = |c, h, s| IdRange { container: c, host: h, size: s };
+    /// assert!(IdRange::check_list(&[r(0, 100_000, 65_536)]).is_ok());
+    /// assert!(IdRange::check_list(&[]).is_err());
+    /// ```
+    pub fn check_list(ranges: &[IdRange]) -> Result<(), String> {
+        validate(ranges)
+    }
+
+    /// `C:H:S,C:H:S`, as [`IdRange::parse_list`] reads it.
+    pub fn list_to_string(ranges: &[IdRange]) -> String {
+        render(ranges)
+    }
+}
+
 impl fmt::Display for IdRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}", self.container, self.host, self.size)

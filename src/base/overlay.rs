@@ -24,6 +24,46 @@ pub struct MountOptions {
     pub flags: VfsFlags,
 }
 
+impl MountOptions {
+    /// containerd's overlay options (`lowerdir=A:B,upperdir=U,workdir=W,
+    /// uidmap=0:100000:65536,...`), with mount(8)'s per-mount flags.
+    ///
+    /// ```
+    /// let o = idmap_overlay::MountOptions::parse(
+    ///     "lowerdir=/l/2:/l/1,uidmap=0:100000:65536,nosuid,index=off",
+    /// )?;
+    /// assert_eq!(o.lowerdirs.unwrap(), ["/l/2", "/l/1"]);
+    /// assert!(o.flags.nosuid);
+    /// assert_eq!(o.passthrough, [("index".to_string(), Some("off".to_string()))]);
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn parse(text: &str) -> Result<MountOptions, String> {
+        parse_options(text)
+    }
+
+    /// The words of an option string, split at commas outside quotes.
+    pub fn split(text: &str) -> Result<Vec<String>, String> {
+        split_options(text)
+    }
+
+    /// A `lowerdir` value, top layer first, split at `:`.
+    ///
+    /// ```
+    /// let l = idmap_overlay::MountOptions::split_lowerdirs("/l/2:/l/1")?;
+    /// assert_eq!(l, ["/l/2", "/l/1"]);
+    /// # Ok::<(), String>(())
+    /// ```
+    pub fn split_lowerdirs(text: &str) -> Result<Vec<String>, String> {
+        split_lowerdirs(text)
+    }
+
+    /// A word only fstab and mount(8) read (`defaults`, `nofail`, `x-*`...),
+    /// which the overlay ignores.
+    pub fn is_fstab_only(word: &str) -> bool {
+        is_fstab_only(word)
+    }
+}
+
 /// The access-time mode of a mount (mount(8) "atime", "noatime", ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Atime {

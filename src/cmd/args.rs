@@ -4,7 +4,7 @@
 //! includes this file), so it depends on clap and the library only.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use idmap_overlay::base::overlay::Strategy;
+use idmap_overlay::Strategy;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -117,7 +117,7 @@ impl Default for MountArgs {
 }
 
 /// `--timeout`'s default: how long EBUSY is retried.
-pub const DEFAULT_TIMEOUT: Duration = idmap_overlay::ops::mounting::DEFAULT_TIMEOUT;
+pub const DEFAULT_TIMEOUT: Duration = idmap_overlay::DEFAULT_TIMEOUT;
 
 #[derive(Debug, Args)]
 pub struct UmountArgs {
@@ -266,7 +266,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use idmap_overlay::base::duration::human as human_duration;
+    use idmap_overlay::testing::human_duration;
 
     #[test]
     fn durations() {

@@ -7,7 +7,7 @@ use super::Context;
 use crate::cmd::args::CompleteIdsArgs;
 use crate::cmd::exit::Code;
 use anyhow::Result;
-use idmap_overlay::state::StateDir;
+use idmap_overlay::StateDir;
 use std::path::Path;
 
 /// The words to offer: every record's id, then every target, sorted and

@@ -3,18 +3,8 @@ use crate::cmd::args::GcArgs;
 use crate::cmd::exit::{Code, Coded, fail};
 use crate::cmd::metrics;
 use anyhow::Result;
-use idmap_overlay::ops::cleanup as gc;
-use idmap_overlay::ops::leaks as findings;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// The `--foreign` directories, checked and resolved; `inspect --foreign`
-/// takes them the same way, so both judge the same places.
-pub(crate) fn foreign_dirs(dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    dirs.iter()
-        .map(|dir| gc::foreign_dir(dir).map_err(|e| fail(Code::Usage, format!("--foreign {e}"))))
-        .collect()
-}
 
 pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
     require_root()?;
@@ -35,16 +25,11 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
         false => ctx.state()?,
     };
     state.lock_wait = args.timeout;
-    let foreign = foreign_dirs(&args.foreign)?;
+    let foreign = args.foreign.clone();
     let started = Instant::now();
-    let snapshot = gc::gather(
-        &state,
-        foreign.clone(),
-        args.min_age,
-        !args.dry_run,
-        args.timeout,
-    )?;
-    let report = gc::collect(&state, &snapshot, args.dry_run, args.timeout)?;
+    let snapshot =
+        idmap_overlay::gather(&state, &foreign, args.min_age, !args.dry_run, args.timeout)?;
+    let report = idmap_overlay::collect(&state, &snapshot, args.dry_run, args.timeout)?;
     let duration = started.elapsed();
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
@@ -68,24 +53,24 @@ pub fn run(args: GcArgs, ctx: &Context) -> Result<Code> {
 /// the run's own numbers.
 fn write_metrics(
     path: &Path,
-    state: &idmap_overlay::state::StateDir,
+    state: &idmap_overlay::StateDir,
     foreign: Vec<PathBuf>,
     min_age: Duration,
-    report: &gc::Report,
+    report: &idmap_overlay::Report,
     duration: Duration,
 ) -> Result<()> {
     let started = Instant::now();
     // The look again is bounded like the run (the metrics say what is
     // left, as far as can be told in that time).
-    let after = gc::gather(
+    let after = idmap_overlay::gather(
         state,
-        foreign,
+        &foreign,
         min_age,
         false,
-        idmap_overlay::ops::mounting::DEFAULT_TIMEOUT,
+        idmap_overlay::DEFAULT_TIMEOUT,
     )?;
     let snap = &after;
-    let leaks = findings::classify(snap);
+    let leaks = idmap_overlay::classify(snap);
     let scrape = metrics::Scrape {
         snapshot: snap,
         findings: &leaks,
@@ -102,7 +87,7 @@ fn write_metrics(
 }
 
 /// The exit code of a gc run.
-fn exit_code(report: &gc::Report) -> Code {
+fn exit_code(report: &idmap_overlay::Report) -> Code {
     if report.interrupted.is_some() {
         Code::Interrupted
     } else if report.failed.is_empty() {
@@ -113,7 +98,7 @@ fn exit_code(report: &gc::Report) -> Code {
 }
 
 /// The human form of a gc report: one line per item.
-fn render_gc(report: &gc::Report) -> String {
+fn render_gc(report: &idmap_overlay::Report) -> String {
     let mut out = String::new();
     let kind = |k| {
         serde_json::to_value(k)
@@ -153,8 +138,8 @@ mod tests {
 
     #[test]
     fn gc_report() {
-        use idmap_overlay::ops::cleanup::{Item, Report};
-        use idmap_overlay::ops::leaks::Kind;
+        use idmap_overlay::FindingKind as Kind;
+        use idmap_overlay::{Report, ReportItem as Item};
         let report = Report {
             version: 1,
             dry_run: false,

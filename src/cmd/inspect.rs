@@ -6,10 +6,7 @@ use crate::cmd::table::{self, Layout};
 use crate::cmd::views;
 use anyhow::Result;
 use clap::ValueEnum;
-use idmap_overlay::base::cancel::Deadline;
-use idmap_overlay::ops::cleanup as gc;
-use idmap_overlay::ops::features;
-use idmap_overlay::ops::leaks as findings;
+use idmap_overlay::KernelIdmaps;
 use std::time::{Duration, Instant};
 
 impl InspectArgs {
@@ -47,16 +44,16 @@ impl InspectArgs {
 /// Probes in the state directory (under its lock, so gc can tell a crash's
 /// probe directory) or, where none exists yet, in a private temporary
 /// directory, removed after: looking creates nothing that stays.
-fn probe_features(state: &idmap_overlay::state::StateDir) -> Result<features::Features> {
+fn probe_features(state: &idmap_overlay::StateDir) -> Result<idmap_overlay::Features> {
     if state.root.is_dir() {
         let _all = state.lock_all()?;
-        return Ok(features::probe(state)?);
+        return Ok(idmap_overlay::probe_features(state)?);
     }
     let temp = nix::unistd::mkdtemp("/tmp/idmap-overlay-features.XXXXXX")
         .code(Code::System, || "making a temporary probe directory".into())?;
-    let mut probe_state = idmap_overlay::state::StateDir::unchecked(&temp);
+    let mut probe_state = idmap_overlay::StateDir::unchecked(&temp);
     probe_state.cancel = crate::cmd::signals::flag();
-    let probed = features::probe(&probe_state);
+    let probed = idmap_overlay::probe_features(&probe_state);
     let _ = std::fs::remove_dir(&temp);
     Ok(probed?)
 }
@@ -98,29 +95,26 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
         return Ok(Code::Success);
     }
     let started = Instant::now();
-    let foreign = super::gc::foreign_dirs(&args.foreign)?;
     // Looking is bounded like umount and gc by default; a signal ends it.
-    let mut snapshot = gc::gather(
+    let mut snapshot = idmap_overlay::gather(
         &state,
-        foreign,
+        &args.foreign,
         Duration::from_secs(60),
         false,
-        idmap_overlay::ops::mounting::DEFAULT_TIMEOUT,
+        idmap_overlay::DEFAULT_TIMEOUT,
     )?;
     // One overlay: where its copies live too.
     let one = match &args.what {
         Some(what) if !args.leaks && format != Format::Prometheus => {
-            let id = record_named(&snapshot, what)?.id.clone();
-            let deadline =
-                Deadline::after(idmap_overlay::ops::mounting::DEFAULT_TIMEOUT, &state.cancel);
-            name_copies(&mut snapshot, &id, &deadline);
+            let id = snapshot.find(what)?.id.clone();
+            snapshot.look_for_copies(&id, idmap_overlay::DEFAULT_TIMEOUT);
             Some(id)
         }
         _ => None,
     };
     let snap = &snapshot;
     if format == Format::Prometheus {
-        let leaks = findings::classify(snap);
+        let leaks = idmap_overlay::classify(snap);
         let scrape = metrics::Scrape {
             snapshot: snap,
             findings: &leaks,
@@ -132,7 +126,7 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     }
     let sort = args.sort.as_deref();
     if args.leaks {
-        let leaks = findings::classify(snap);
+        let leaks = idmap_overlay::classify(snap);
         if json {
             let out = serde_json::json!({"version": 1, "leaks": leaks});
             outln!("{}", serde_json::to_string_pretty(&out)?);
@@ -175,88 +169,33 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
 
 /// The maps as the kernel reports them for one of the overlay's idmapped
 /// mounts, where one is attached and the kernel can say.
-fn kernel_maps(health: &findings::Health) -> views::KernelMaps {
+fn kernel_maps(health: &idmap_overlay::Health) -> views::KernelMaps {
     let unavailable = |note: &str| views::KernelMaps {
         from: None,
         uid_lines: vec![],
         gid_lines: vec![],
         note: note.into(),
     };
-    let Some(temp) = health.temp_mounts_present.first() else {
-        return unavailable(
-            "no idmapped mount of this overlay is attached (overlayfs keeps private clones of its layers), so the kernel cannot be asked; the maps above are as recorded",
-        );
-    };
-    match idmap_overlay::kernel::mount_table::kernel_idmaps(temp) {
-        idmap_overlay::kernel::mount_table::KernelIdmaps::Read {
+    match health.kernel_idmaps() {
+        KernelIdmaps::Read {
+            from,
             uid_lines,
             gid_lines,
         } => views::KernelMaps {
-            from: Some(temp.clone()),
+            from: Some(from),
             uid_lines,
             gid_lines,
             note: "read with statmount(2)".into(),
         },
-        idmap_overlay::kernel::mount_table::KernelIdmaps::NoUniqueId => {
+        KernelIdmaps::NothingAttached => unavailable(
+            "no idmapped mount of this overlay is attached (overlayfs keeps private clones of its layers), so the kernel cannot be asked; the maps above are as recorded",
+        ),
+        KernelIdmaps::NoUniqueId => {
             unavailable("this kernel has no unique mount ids (STATX_MNT_ID_UNIQUE, Linux 6.8+)")
         }
-        idmap_overlay::kernel::mount_table::KernelIdmaps::NotReported => {
+        KernelIdmaps::NotReported => {
             unavailable("this kernel's statmount(2) does not report id maps (Linux 6.15+)")
         }
-        idmap_overlay::kernel::mount_table::KernelIdmaps::Failed(e) => {
-            unavailable(&format!("statmount(2) failed: {e}"))
-        }
+        KernelIdmaps::Failed(e) => unavailable(&format!("statmount(2) failed: {e}")),
     }
-}
-
-/// The record `what` names: a target (a path), or an id or a unique
-/// prefix of one.
-fn record_named<'a>(
-    snap: &'a findings::Snapshot,
-    what: &str,
-) -> Result<&'a idmap_overlay::state::Record> {
-    match what.contains('/') {
-        true => {
-            let path = idmap_overlay::ops::unmounting::resolve_target(what)?;
-            snap.records.iter().find(|r| r.target == path)
-        }
-        false => {
-            let ids: Vec<&str> = snap.records.iter().map(|r| r.id.as_str()).collect();
-            let id =
-                idmap_overlay::state::match_id(what, &ids).map_err(|e| fail(Code::Usage, e))?;
-            snap.records.iter().find(|r| Some(r.id.as_str()) == id)
-        }
-    }
-    .ok_or_else(|| {
-        fail(
-            Code::Usage,
-            format!(
-                "{what}: no idmap-overlay record by that {}{}",
-                if what.contains('/') { "target" } else { "id" },
-                idmap_overlay::ops::unmounting::path_hint(what)
-            ),
-        )
-    })
-}
-
-/// For the detail of one overlay: where its copies live, named with one
-/// bounded walk over the mount namespaces, when it may live anywhere.
-fn name_copies(snap: &mut findings::Snapshot, id: &str, deadline: &Deadline) {
-    let Some(record) = snap.records.iter().find(|r| r.id == id) else {
-        return;
-    };
-    let health = snap.health(record);
-    let Some(device) = record.device() else {
-        return;
-    };
-    if !health.alive() {
-        return;
-    }
-    let here = record.mount_id.into_iter().collect();
-    let own = idmap_overlay::kernel::namespaces::current_namespace().ok();
-    let copies = idmap_overlay::ops::elsewhere::find_copies(&[device].into(), own, &here, deadline);
-    let mut elsewhere = copies.elsewhere(device);
-    let total = elsewhere.len();
-    elsewhere.truncate(findings::NAMED_COPIES);
-    snap.named.insert(id.to_string(), (elsewhere, total));
 }

@@ -7,12 +7,10 @@
 //! Every series that can exist is always present (0 when there is none), so
 //! a dashboard or an alert never has to tell "no leaks" from "no data".
 
-use idmap_overlay::ops::cleanup::Report;
-use idmap_overlay::ops::leaks::{Finding, Kind, Snapshot};
+use idmap_overlay::Report;
+use idmap_overlay::{Finding, FindingKind as Kind, Snapshot};
 use std::collections::BTreeMap;
 use std::fmt::Display;
-use std::fs;
-use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -35,11 +33,11 @@ pub enum Cleanup {
 }
 
 /// Lists every kind of finding with its cleanup, and proves the list
-/// complete: a kind added to `findings::Kind` but not here fails to compile
+/// complete: a kind added to `idmap_overlay::FindingKind` but not here fails to compile
 /// (the match below), so each new kind is classed and always exported.
 macro_rules! kinds {
     ($($kind:ident => $cleanup:ident),* $(,)?) => {
-        /// Every kind of finding, in the order of `findings::Kind`.
+        /// Every kind of finding, in the order of `idmap_overlay::FindingKind`.
         pub const KINDS: &[(Kind, Cleanup)] = &[$((Kind::$kind, Cleanup::$cleanup)),*];
 
         #[allow(dead_code)]
@@ -69,9 +67,10 @@ pub const STATES: &[&str] = &["preparing", "mounted", "unmounting", "detached"];
 /// How many recorded overlays are not mounted here but live on in another
 /// mount namespace, as the kernel says.
 pub fn overlays_elsewhere(snap: &Snapshot) -> u64 {
-    snap.beyond
-        .values()
-        .filter(|b| matches!(b, idmap_overlay::ops::elsewhere::Beyond::Alive(_)))
+    snap.records
+        .iter()
+        .map(|r| snap.health(r))
+        .filter(|h| !h.mounted && h.alive_elsewhere == Some(true))
         .count() as u64
 }
 
@@ -87,7 +86,7 @@ pub fn kind_name(kind: Kind) -> String {
 /// ones.
 pub struct Scrape<'a> {
     pub snapshot: &'a Snapshot,
-    /// `findings::classify(snapshot)`.
+    /// `idmap_overlay::classify(snapshot)`.
     pub findings: &'a [Finding],
     /// How long gathering and judging took.
     pub duration: Duration,
@@ -300,20 +299,7 @@ pub fn render(scrape: &Scrape, gc: Option<&GcRun>) -> String {
 /// anything: it must be absolute, name a file, and lie in a directory that
 /// exists.
 pub fn check_destination(path: &Path) -> Result<(), String> {
-    let shown = format!("--metrics-file {path:?}");
-    if !path.is_absolute() {
-        return Err(format!("{shown}: not an absolute path"));
-    }
-    let (Some(dir), Some(_)) = (path.parent(), path.file_name()) else {
-        return Err(format!("{shown}: names no file"));
-    };
-    if let Err(e) = idmap_overlay::kernel::resolve::resolve_dir(dir) {
-        return Err(format!("{shown}: {e}"));
-    }
-    if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-        return Err(format!("{shown}: is a directory"));
-    }
-    Ok(())
+    idmap_overlay::check_file_path(path).map_err(|e| format!("--metrics-file {e}"))
 }
 
 /// Replaces `path` with `text` so that no reader ever sees half of it: a
@@ -329,21 +315,14 @@ pub fn check_destination(path: &Path) -> Result<(), String> {
 /// owns a directory above it cannot swap it for a symlink to one of
 /// root's and have root replace a file there.
 pub fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
-    };
-    let resolved = idmap_overlay::kernel::resolve::resolve_dir(dir)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let dir = idmap_overlay::state::atomic_write::open_dir(&resolved.fd, Path::new("."))?;
-    // The file lives on disk (not tmpfs like the state): without the flush a
-    // crash could leave an empty file under the final name.
-    idmap_overlay::state::atomic_write::write_at(dir.as_fd(), name, text.as_bytes(), 0o644, true)
+    idmap_overlay::write_file(path, text.as_bytes(), 0o644)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::BTreeSet;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
@@ -355,7 +334,7 @@ mod tests {
 
     #[test]
     fn state_names_are_the_records_own() {
-        use idmap_overlay::state::RecordState;
+        use idmap_overlay::RecordState;
         for state in [
             RecordState::Preparing,
             RecordState::Mounted,
@@ -470,10 +449,10 @@ mod golden {
     //! the files after a deliberate change.
     use super::*;
     use crate::cmd::views::golden::{check, fixture};
-    use idmap_overlay::kernel::mount_table::parse_line;
-    use idmap_overlay::ops::cleanup::Item;
-    use idmap_overlay::ops::leaks::classify;
-    use idmap_overlay::state::BadRecord;
+    use idmap_overlay::BadRecord;
+    use idmap_overlay::ReportItem as Item;
+    use idmap_overlay::classify;
+    use idmap_overlay::testing::mount_table::parse_line;
     use std::io::Write;
     use std::process::{Command, Stdio};
 

@@ -22,8 +22,12 @@ pub mod views;
 use crate::cmd::args::{Cli, Command};
 use crate::cmd::exit::{Code, fail};
 use anyhow::Result;
-use idmap_overlay::state::StateDir;
+use idmap_overlay::StateDir;
 use std::path::PathBuf;
+
+/// The environment variable that moves the state directory (as
+/// `--state-dir` does).
+pub const STATE_DIR_ENV: &str = "IDMAP_OVERLAY_STATE_DIR";
 
 /// What every subcommand gets besides its own arguments.
 pub struct Context {
@@ -36,14 +40,14 @@ impl Context {
     /// `--state-dir`, else `IDMAP_OVERLAY_STATE_DIR` (an empty one counts
     /// as unset), else the default.
     pub fn new(flag: Option<PathBuf>) -> Context {
-        let env = std::env::var_os(idmap_overlay::state::DIR_ENV).filter(|v| !v.is_empty());
+        let env = std::env::var_os(crate::cmd::STATE_DIR_ENV).filter(|v| !v.is_empty());
         match flag.or(env.map(PathBuf::from)) {
             Some(state_dir) => Context {
                 state_dir,
                 explicit: true,
             },
             None => Context {
-                state_dir: PathBuf::from(idmap_overlay::state::DEFAULT_DIR),
+                state_dir: PathBuf::from(idmap_overlay::DEFAULT_STATE_DIR),
                 explicit: false,
             },
         }

@@ -2,9 +2,8 @@ use super::{Context, require_root};
 use crate::cmd::args::MountArgs;
 use crate::cmd::exit::{Code, usage};
 use anyhow::Result;
-use idmap_overlay::base::idmap::{self, IdRange};
-use idmap_overlay::base::overlay;
-use idmap_overlay::ops::mounting::{Maps, MountRequest};
+use idmap_overlay::IdRange;
+use idmap_overlay::{Maps, MountOptions, MountRequest};
 use std::path::PathBuf;
 
 /// Merges one value that may come from a flag or from `-o`, refusing both.
@@ -22,10 +21,10 @@ fn parse_map_flags(name: &str, values: &[String]) -> Result<Option<Vec<IdRange>>
     let mut ranges = Vec::new();
     for value in values {
         for token in value.split(',') {
-            ranges.push(idmap::parse_range(token).map_err(|e| usage(format!("--{name}: {e}")))?);
+            ranges.push(IdRange::parse(token).map_err(|e| usage(format!("--{name}: {e}")))?);
         }
     }
-    idmap::validate(&ranges).map_err(|e| usage(format!("--{name}: {e}")))?;
+    IdRange::check_list(&ranges).map_err(|e| usage(format!("--{name}: {e}")))?;
     Ok(Some(ranges))
 }
 
@@ -33,13 +32,13 @@ fn parse_map_flags(name: &str, values: &[String]) -> Result<Option<Vec<IdRange>>
 /// anything is touched.
 pub fn request(args: &MountArgs) -> Result<MountRequest> {
     let opts = match &args.options {
-        Some(text) => overlay::parse_options(text).map_err(|e| usage(format!("-o: {e}")))?,
-        None => overlay::MountOptions::default(),
+        Some(text) => MountOptions::parse(text).map_err(|e| usage(format!("-o: {e}")))?,
+        None => MountOptions::default(),
     };
     let flag_lowerdirs = match &args.lowerdir {
-        Some(text) => {
-            Some(overlay::split_lowerdirs(text).map_err(|e| usage(format!("--lowerdir: {e}")))?)
-        }
+        Some(text) => Some(
+            MountOptions::split_lowerdirs(text).map_err(|e| usage(format!("--lowerdir: {e}")))?,
+        ),
         None => None,
     };
     let lowerdirs = one_of("lowerdir", flag_lowerdirs, opts.lowerdirs)?.unwrap_or_default();
@@ -102,7 +101,7 @@ pub fn run(args: MountArgs, ctx: &Context) -> Result<Code> {
     let req = request(&args)?;
     require_root()?;
     crate::cmd::signals::cancel_on_interrupt();
-    let record = idmap_overlay::ops::mounting::mount(&req, &ctx.state_dir)?;
+    let record = idmap_overlay::mount(&req, &ctx.state_dir)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&record)?);
     } else {

@@ -17,8 +17,7 @@ use crate::cmd;
 use crate::cmd::args::MountArgs;
 use crate::cmd::exit::{Code, fail};
 use anyhow::Result;
-use idmap_overlay::base::idmap;
-use idmap_overlay::base::overlay;
+use idmap_overlay::{IdRange, MountOptions};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
@@ -201,9 +200,9 @@ fn classify(token: &str) -> Kind {
     if GENERIC_KEYS.contains(&key) {
         Kind::Generic
     } else if OVERLAY_KEYS.contains(&key)
-        || overlay::VfsFlags::default().apply(key)
-        || overlay::is_fstab_only(key)
-        || idmap::parse_range(token).is_ok()
+        || idmap_overlay::VfsFlags::default().apply(key)
+        || MountOptions::is_fstab_only(key)
+        || IdRange::parse(token).is_ok()
     {
         // A bare C:H:S continues the uid or gid map before it.
         Kind::Ours
@@ -227,7 +226,7 @@ pub struct Translation {
 pub fn translate(options: &str, sloppy: bool) -> Translation {
     let mut ours = Vec::new();
     let mut dropped = Vec::new();
-    for token in overlay::split_options(options).unwrap_or_else(|_| vec![options.to_string()]) {
+    for token in MountOptions::split(options).unwrap_or_else(|_| vec![options.to_string()]) {
         if token.is_empty() {
             continue;
         }
@@ -257,7 +256,7 @@ pub fn mount_args(target: &Path, translation: &Translation) -> MountArgs {
 /// Enters the mount namespace of `-N` (setns(2) with CLONE_NEWNS; the
 /// process is still single-threaded here, as setns requires).
 fn enter_namespace(path: &Path) -> Result<()> {
-    idmap_overlay::kernel::namespaces::enter_mount_namespace(path).map_err(|e| {
+    idmap_overlay::enter_mount_namespace(path).map_err(|e| {
         fail(
             crate::cmd::exit::code_of_kind(e.kind()),
             format!("-N {}: {e}", path.display()),
@@ -293,13 +292,13 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
         return Ok(Code::Success);
     }
     crate::cmd::signals::cancel_on_interrupt();
-    let state_dir = match std::env::var_os(idmap_overlay::state::DIR_ENV) {
+    let state_dir = match std::env::var_os(crate::cmd::STATE_DIR_ENV) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(idmap_overlay::state::DEFAULT_DIR),
+        _ => PathBuf::from(idmap_overlay::DEFAULT_STATE_DIR),
     };
     // The per-mount flags (ro, nosuid, ...) are part of the request: the
     // overlay's mount is made with them, never changed afterwards by path.
-    let record = idmap_overlay::ops::mounting::mount(&req, &state_dir)?;
+    let record = idmap_overlay::mount(&req, &state_dir)?;
     if helper.verbose {
         outln!(
             "{HELPER_NAME}: mounted {} (record {})",
@@ -450,7 +449,7 @@ mod tests {
         assert_eq!(req.target, PathBuf::from("/mnt/c"));
         assert_eq!(req.lowerdirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(req.flags.words(), ["nosuid", "noatime"]);
-        assert_eq!(req.strategy, idmap_overlay::base::overlay::Strategy::Auto);
+        assert_eq!(req.strategy, idmap_overlay::Strategy::Auto);
         assert_eq!(req.timeout, crate::cmd::args::DEFAULT_TIMEOUT);
     }
 

@@ -19,7 +19,7 @@ extern "C" fn raise(signal: std::ffi::c_int) {
 /// The process's flag: give it to every operation (a [`StateDir`]'s
 /// `cancel`, a mount request's).
 ///
-/// [`StateDir`]: idmap_overlay::state::StateDir
+/// [`StateDir`]: idmap_overlay::StateDir
 pub fn flag() -> Cancel {
     CANCEL.get_or_init(Cancel::new).clone()
 }

@@ -8,6 +8,6 @@ pub fn run(args: UmountArgs, ctx: &Context) -> Result<Code> {
     crate::cmd::signals::cancel_on_interrupt();
     let mut state = ctx.state()?;
     state.lock_wait = args.timeout;
-    idmap_overlay::ops::unmounting::umount(&state, &args.what, args.timeout, args.detach)?;
+    idmap_overlay::umount(&state, &args.what, args.timeout, args.detach)?;
     Ok(Code::Success)
 }

@@ -4,11 +4,10 @@
 
 use crate::cmd::escape::escape;
 use crate::cmd::table::{self, Column, Layout};
-use idmap_overlay::base::idmap;
-use idmap_overlay::ops::features::Features;
-use idmap_overlay::ops::leaks::{Action, Finding, Health, Snapshot};
-use idmap_overlay::state::Record;
-use idmap_overlay::state::RecordState;
+use idmap_overlay::Record;
+use idmap_overlay::RecordState;
+use idmap_overlay::{Action, Finding, Health, Snapshot};
+use idmap_overlay::{Features, IdRange};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -55,11 +54,11 @@ pub fn mounts_json(snap: &Snapshot) -> serde_json::Value {
 }
 
 fn maps_cell(record: &Record) -> String {
-    let uid = idmap::render(&record.uidmap);
+    let uid = IdRange::list_to_string(&record.uidmap);
     if record.gidmap == record.uidmap {
         uid
     } else {
-        format!("{uid} g:{}", idmap::render(&record.gidmap))
+        format!("{uid} g:{}", IdRange::list_to_string(&record.gidmap))
     }
 }
 
@@ -295,8 +294,8 @@ pub fn render_detail(d: &Detail, now: u64) -> String {
     if !r.options.is_empty() {
         field("options:", r.options.join(","));
     }
-    field("uidmap:", idmap::render(&r.uidmap));
-    field("gidmap:", idmap::render(&r.gidmap));
+    field("uidmap:", IdRange::list_to_string(&r.uidmap));
+    field("gidmap:", IdRange::list_to_string(&r.gidmap));
     if let Some(ns) = &r.userns {
         field("userns:", ns.display().to_string());
     }
@@ -454,12 +453,14 @@ pub(crate) mod golden {
     //! The shapes scripts and eyes rely on. `UPDATE_GOLDEN=1 cargo test`
     //! rewrites the files under tests/golden/ after a deliberate change.
     use super::*;
-    use idmap_overlay::base::idmap::IdRange;
-    use idmap_overlay::base::overlay::Strategy;
-    use idmap_overlay::kernel::mount_table::parse_line;
-    use idmap_overlay::ops::elsewhere::{Beyond, Elsewhere};
-    use idmap_overlay::ops::leaks::classify;
-    use idmap_overlay::state::{RecordState, source_tag};
+    use idmap_overlay::Elsewhere;
+    use idmap_overlay::IdRange;
+    use idmap_overlay::RecordState;
+    use idmap_overlay::Strategy;
+    use idmap_overlay::classify;
+    use idmap_overlay::testing::Beyond;
+    use idmap_overlay::testing::mount_table::parse_line;
+    use idmap_overlay::testing::source_tag;
     use std::path::Path;
 
     pub(crate) fn check(name: &str, actual: &str) {
@@ -710,7 +711,7 @@ pub(crate) mod golden {
                     assert!(line.chars().count() <= w, "{name}: {line}");
                 }
                 let cell = line.split_whitespace().next().unwrap();
-                let matched = idmap_overlay::state::match_id(cell, &ids).unwrap();
+                let matched = idmap_overlay::testing::match_id(cell, &ids).unwrap();
                 assert_eq!(matched, Some(cell), "{name}: {cell} not accepted back");
                 assert!(seen.insert(cell.to_string()), "{name}: {cell} twice");
                 let target = line.split_whitespace().nth(1).unwrap();

@@ -266,11 +266,17 @@ pub fn mounts_on_device_in(
 /// The id maps the kernel reports for an idmapped mount.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelIdmaps {
-    /// `uid_map`-style lines `INSIDE OUTSIDE COUNT`, read with statmount(2).
+    /// `uid_map`-style lines `INSIDE OUTSIDE COUNT`, read with statmount(2)
+    /// from the mount at `from`.
     Read {
+        from: PathBuf,
         uid_lines: Vec<String>,
         gid_lines: Vec<String>,
     },
+    /// No idmapped mount of the overlay is attached to ask about (the
+    /// detached strategy never attaches one; overlayfs keeps private
+    /// clones of its layers).
+    NothingAttached,
     /// The mount could not be opened or has no unique id (Linux 6.8+).
     NoUniqueId,
     /// statmount(2) does not report id maps here (Linux 6.15+), or the
@@ -293,6 +299,7 @@ pub fn kernel_idmaps(mount_point: &Path) -> KernelIdmaps {
     };
     match sys::statmount_idmaps(unique) {
         Ok(Some(maps)) => KernelIdmaps::Read {
+            from: mount_point.to_path_buf(),
             uid_lines: maps.uid_lines,
             gid_lines: maps.gid_lines,
         },

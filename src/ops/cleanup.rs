@@ -40,13 +40,32 @@ fn names_in(dir: &Path) -> Vec<String> {
 /// operation, and the number of open files stays the same whatever the
 /// number of records. With `remember` (gc, not inspect or a dry run), the
 /// first sightings of foreign idmapped mounts are written down.
+///
+/// `foreign_dirs` are where other programs' idmapped mounts count as
+/// leaks (absolute, existing, not `/`, walked safely: an error of kind
+/// `InvalidInput` otherwise). `min_age` is how long a foreign mount must
+/// have been seen before gc removes it. `timeout` bounds the questions
+/// about overlays no longer mounted here (the kernel's, and for read-only
+/// ones a walk over the mount namespaces).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// let state = idmap_overlay::StateDir::open_to_read("/run/idmap-overlay".as_ref(), false)?;
+/// let snap = idmap_overlay::gather(&state, &[], Duration::from_secs(60), false, Duration::from_secs(5))?;
+/// println!("{} records", snap.records.len());
+/// # Ok::<(), idmap_overlay::Error>(())
+/// ```
 pub fn gather(
     state: &StateDir,
-    foreign_dirs: Vec<PathBuf>,
+    foreign_dirs: &[PathBuf],
     min_age: Duration,
     remember: bool,
     timeout: Duration,
 ) -> Result<Snapshot> {
+    let foreign_dirs = foreign_dirs
+        .iter()
+        .map(|dir| foreign_dir(dir))
+        .collect::<Result<Vec<_>>>()?;
     // A look (inspect, a dry run) creates no lock file where none is.
     let _all = match remember {
         true => Some(state.lock_all()?),
@@ -113,6 +132,7 @@ pub fn gather(
         now,
         min_age: min_age.as_secs(),
         beyond,
+        cancel: state.cancel.clone(),
         ..Default::default()
     })
 }
@@ -212,7 +232,7 @@ pub fn foreign_dir(dir: &Path) -> Result<PathBuf> {
         .map_err(|e| invalid(format!("{}: {e}", dir.display())))?;
     if resolved.path == Path::new("/") {
         return Err(invalid(
-            "/: every idmapped mount on the host would count as leaked; name the directory where leaks appear".into(),
+            "foreign directory /: every idmapped mount on the host would count as leaked; name the directory where leaks appear".into(),
         ));
     }
     Ok(resolved.path)
@@ -425,12 +445,11 @@ fn act(state: &StateDir, snap: &Snapshot, finding: &Finding) -> Result<(), Probl
 ///
 /// ```no_run
 /// use idmap_overlay::StateDir;
-/// use idmap_overlay::ops::cleanup as gc;
 /// use std::time::Duration;
 ///
 /// let state = StateDir::open("/run/idmap-overlay".as_ref())?;
-/// let snapshot = gc::gather(&state, Vec::new(), Duration::from_secs(60), true, Duration::from_secs(5))?;
-/// let report = gc::collect(&state, &snapshot, false, Duration::from_secs(5))?;
+/// let snapshot = idmap_overlay::gather(&state, &[], Duration::from_secs(60), true, Duration::from_secs(5))?;
+/// let report = idmap_overlay::collect(&state, &snapshot, false, Duration::from_secs(5))?;
 /// for item in &report.failed {
 ///     eprintln!("{}: {}", item.path.display(), item.reason);
 /// }

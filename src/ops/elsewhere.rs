@@ -152,13 +152,6 @@ pub struct Copies {
 }
 
 impl Copies {
-    /// Whether `device` was found anywhere outside our namespace, attached
-    /// or held by a process.
-    pub fn found(&self, device: Device) -> bool {
-        self.places.get(&device).is_some_and(|p| !p.is_empty())
-            || self.holders_of(device).next().is_some()
-    }
-
     fn holders_of(&self, device: Device) -> impl Iterator<Item = &Holder> {
         let ids: HashSet<u64> = self
             .places

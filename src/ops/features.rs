@@ -129,11 +129,10 @@ pub fn cached_or_probe(state: &StateDir) -> Result<Features> {
 ///
 /// ```no_run
 /// use idmap_overlay::StateDir;
-/// use idmap_overlay::ops::features;
 ///
 /// let state = StateDir::open("/run/idmap-overlay".as_ref())?;
 /// let _all = state.lock_all()?;
-/// let found = features::probe(&state)?;
+/// let found = idmap_overlay::probe_features(&state)?;
 /// println!("{}", serde_json::to_string_pretty(&found).unwrap());
 /// # Ok::<(), idmap_overlay::Error>(())
 /// ```

@@ -53,6 +53,9 @@ pub struct Snapshot {
     /// judged without rescanning the whole table: records times mounts
     /// grows too fast on a busy host.
     pub(crate) temp_index: OnceCell<BTreeMap<String, Vec<usize>>>,
+    /// The cancel flag of the state directory it was gathered from: a
+    /// later look (`look_for_copies`) stops on it too.
+    pub(crate) cancel: crate::base::cancel::Cancel,
     pub(crate) overlay_index: OnceCell<HashMap<String, Vec<usize>>>,
 }
 
@@ -196,6 +199,16 @@ impl Health {
         self.word.clone()
     }
 
+    /// The id maps the kernel reports for one of the overlay's idmapped
+    /// mounts: a temporary one still attached, if any (statmount(2),
+    /// Linux 6.15+).
+    pub fn kernel_idmaps(&self) -> crate::kernel::mount_table::KernelIdmaps {
+        match self.temp_mounts_present.first() {
+            Some(temp) => crate::kernel::mount_table::kernel_idmaps(temp),
+            None => crate::kernel::mount_table::KernelIdmaps::NothingAttached,
+        }
+    }
+
     /// Is the overlay alive anywhere, here or elsewhere, or perhaps?
     pub fn alive(&self) -> bool {
         self.mounted || self.alive_elsewhere != Some(false)
@@ -244,6 +257,63 @@ impl Snapshot {
         index
             .get(&record.source)
             .is_some_and(|list| list.iter().any(|i| record.is_overlay(&self.table[*i])))
+    }
+
+    /// The record `what` names: a target (an argument with a `/`, walked
+    /// as `umount` walks it), or a record id or a unique prefix of one (4
+    /// characters or more). An error of kind `InvalidInput` names what is
+    /// wrong.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let state = idmap_overlay::StateDir::open_to_read("/run/idmap-overlay".as_ref(), false)?;
+    /// let snap = idmap_overlay::gather(&state, &[], Duration::from_secs(60), false, Duration::from_secs(5))?;
+    /// let record = snap.find("/run/c1/rootfs")?;
+    /// println!("{} is {}", record.id, snap.health(record).word());
+    /// # Ok::<(), idmap_overlay::Error>(())
+    /// ```
+    pub fn find(&self, what: &str) -> crate::base::error::Result<&Record> {
+        let invalid = |message: String| {
+            crate::base::error::fail(crate::base::error::ErrorKind::InvalidInput, message)
+        };
+        let found = match what.contains('/') {
+            true => {
+                let path = crate::ops::unmounting::resolve_target(what)?;
+                self.records.iter().find(|r| r.target == path)
+            }
+            false => {
+                let ids: Vec<&str> = self.records.iter().map(|r| r.id.as_str()).collect();
+                let id = crate::state::match_id(what, &ids).map_err(invalid)?;
+                self.records.iter().find(|r| Some(r.id.as_str()) == id)
+            }
+        };
+        found.ok_or_else(|| {
+            invalid(format!(
+                "{what}: no idmap-overlay record by that {}{}",
+                if what.contains('/') { "target" } else { "id" },
+                crate::ops::unmounting::path_hint(what)
+            ))
+        })
+    }
+
+    /// Looks for where the overlay of record `id` lives in other mount
+    /// namespaces (one walk, until `timeout`), when it may live anywhere,
+    /// so that [`Snapshot::health`] names them (at most [`NAMED_COPIES`]).
+    pub fn look_for_copies(&mut self, id: &str, timeout: std::time::Duration) {
+        let Some(record) = self.records.iter().find(|r| r.id == id) else {
+            return;
+        };
+        let (Some(device), true) = (record.device(), self.health(record).alive()) else {
+            return;
+        };
+        let here = record.mount_id.into_iter().collect();
+        let own = crate::kernel::namespaces::current_namespace().ok();
+        let deadline = crate::base::cancel::Deadline::after(timeout, &self.cancel);
+        let copies = crate::ops::elsewhere::find_copies(&[device].into(), own, &here, &deadline);
+        let mut elsewhere = copies.elsewhere(device);
+        let total = elsewhere.len();
+        elsewhere.truncate(NAMED_COPIES);
+        self.named.insert(id.to_string(), (elsewhere, total));
     }
 
     pub fn health(&self, record: &Record) -> Health {
@@ -301,12 +371,11 @@ impl Snapshot {
 ///
 /// ```no_run
 /// use idmap_overlay::StateDir;
-/// use idmap_overlay::ops::{cleanup as gc, leaks};
 /// use std::time::Duration;
 ///
 /// let state = StateDir::open_to_read("/run/idmap-overlay".as_ref(), false)?;
-/// let snapshot = gc::gather(&state, Vec::new(), Duration::from_secs(60), false, Duration::from_secs(5))?;
-/// for finding in leaks::classify(&snapshot) {
+/// let snapshot = idmap_overlay::gather(&state, &[], Duration::from_secs(60), false, Duration::from_secs(5))?;
+/// for finding in idmap_overlay::classify(&snapshot) {
 ///     println!("{:?} {}: {}", finding.kind, finding.path.display(), finding.why);
 /// }
 /// # Ok::<(), idmap_overlay::Error>(())

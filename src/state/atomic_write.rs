@@ -28,6 +28,59 @@ pub fn write(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> std::io::Re
     write_at(dir.as_fd(), name, bytes, mode, durable)
 }
 
+/// Replaces the file `path` with `bytes`, mode `mode`, so that no reader
+/// ever sees half of it, and flushed to disk with its directory entry: for
+/// files outside the state directory that other programs read (metrics
+/// for node_exporter). The directory is walked safely (a user's directory
+/// leads only to that user's things, see docs/SECURITY.md) and written
+/// into through its fd, so a user who owns a directory above it cannot
+/// make root write elsewhere by swapping one for a symlink.
+///
+/// ```no_run
+/// idmap_overlay::write_file(
+///     "/var/lib/prometheus/node-exporter/idmap_overlay.prom".as_ref(),
+///     b"idmap_overlay_records{state=\"mounted\"} 3\n",
+///     0o644,
+/// )?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    };
+    let resolved = crate::kernel::resolve::resolve_dir(dir)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let dir = open_dir(&resolved.fd, Path::new("."))?;
+    write_at(dir.as_fd(), name, bytes, mode, true)
+}
+
+/// Checks, before anything is done, that [`write_file`] could write at
+/// `path`: an absolute path naming a file (not a directory) whose directory
+/// exists and is reached safely (no user's directory or symlink leading to
+/// somebody else's). The error (kind `InvalidInput`) says what is wrong,
+/// on one line.
+///
+/// ```no_run
+/// idmap_overlay::check_file_path("/var/lib/prometheus/node-exporter/idmap.prom".as_ref())?;
+/// # Ok::<(), idmap_overlay::Error>(())
+/// ```
+pub fn check_file_path(path: &Path) -> crate::base::error::Result<()> {
+    use crate::base::error::{ErrorKind, fail};
+    let shown = format!("{path:?}");
+    let invalid = |why: String| fail(ErrorKind::InvalidInput, format!("{shown}: {why}"));
+    if !path.is_absolute() {
+        return Err(invalid("not an absolute path".into()));
+    }
+    let (Some(dir), Some(_)) = (path.parent(), path.file_name()) else {
+        return Err(invalid("names no file".into()));
+    };
+    crate::kernel::resolve::resolve_dir(dir).map_err(|e| invalid(e.to_string()))?;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Err(invalid("is a directory".into()));
+    }
+    Ok(())
+}
+
 /// Opens a directory for writing into and flushing (`O_RDONLY`: an
 /// `O_PATH` fd cannot be fsync'ed), relative to `base`.
 pub fn open_dir<Fd: AsFd>(base: Fd, path: &Path) -> std::io::Result<OwnedFd> {

@@ -28,8 +28,6 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_DIR: &str = "/run/idmap-overlay";
 /// How long to wait for the global lock unless a command says otherwise.
 pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_millis(2500);
-/// The environment variable that moves the state directory.
-pub const DIR_ENV: &str = "IDMAP_OVERLAY_STATE_DIR";
 pub const RECORD_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,7 +113,7 @@ impl RecordState {
 impl Record {
     /// The paths this record claims: its target, upperdir and workdir. No
     /// other overlay of ours may use them while it lives.
-    pub fn claimed_paths(&self) -> Vec<&Path> {
+    pub(crate) fn claimed_paths(&self) -> Vec<&Path> {
         std::iter::once(self.target.as_path())
             .chain(self.upperdir.as_deref())
             .chain(self.workdir.as_deref())
@@ -123,7 +121,7 @@ impl Record {
     }
 
     /// The overlay's device, as recorded once it was mounted.
-    pub fn device(&self) -> Option<crate::kernel::mount_table::Device> {
+    pub(crate) fn device(&self) -> Option<crate::kernel::mount_table::Device> {
         self.dev
             .as_deref()
             .and_then(crate::kernel::mount_table::Device::parse)
@@ -133,7 +131,7 @@ impl Record {
     /// and place, and its mount id once the record knows it (a crashed
     /// mount's record may not). Only for our own namespace's table, where
     /// no other user can mount: a tag is a label anyone can write elsewhere.
-    pub fn is_overlay(&self, entry: &crate::kernel::mount_table::MountEntry) -> bool {
+    pub(crate) fn is_overlay(&self, entry: &crate::kernel::mount_table::MountEntry) -> bool {
         entry.fs_type == "overlay"
             && entry.source == self.source
             && entry.mount_point == self.target
@@ -141,7 +139,7 @@ impl Record {
     }
 
     /// What the overlay of this record must be for the tool to unmount it.
-    pub fn expected(&self) -> crate::kernel::proof::Expected<'_> {
+    pub(crate) fn expected(&self) -> crate::kernel::proof::Expected<'_> {
         crate::kernel::proof::Expected {
             mount_id: self.mount_id,
             unique: self.mount_id_unique,
@@ -441,7 +439,7 @@ impl StateDir {
     /// `targets/<key>`: which record claims a path (its target, upperdir or
     /// workdir), so that `mount` and `umount TARGET` need not read every
     /// record: their cost stays the same however many there are.
-    pub fn target_index_path(&self, target: &Path) -> PathBuf {
+    pub(crate) fn target_index_path(&self, target: &Path) -> PathBuf {
         self.root.join("targets").join(target_key(target))
     }
 
@@ -449,7 +447,7 @@ impl StateDir {
     /// found through its index entry. The entry is only a hint: the record
     /// it names must exist and agree. An entry left by a crash or a removed
     /// record is stale and ignored.
-    pub fn record_claiming(&self, path: &Path) -> Option<Record> {
+    pub(crate) fn record_claiming(&self, path: &Path) -> Option<Record> {
         let id = read_small_file(&self.target_index_path(path))?;
         check_id(&id).ok()?;
         let record = Self::read_record_file(&self.record_path(&id)).ok()?;
@@ -457,7 +455,7 @@ impl StateDir {
     }
 
     /// The record whose target is `target` (see [`Self::record_claiming`]).
-    pub fn record_at(&self, target: &Path) -> Option<Record> {
+    pub(crate) fn record_at(&self, target: &Path) -> Option<Record> {
         self.record_claiming(target)
             .filter(|record| record.target == target)
     }
@@ -466,7 +464,7 @@ impl StateDir {
     /// workdir at it, atomically. Only `mount` writes entries, under the
     /// global lock; `unindex` removes them under the same lock, only those
     /// that still name the same id.
-    pub fn index(&self, record: &Record) -> Result<()> {
+    pub(crate) fn index(&self, record: &Record) -> Result<()> {
         for claimed in record.claimed_paths() {
             let path = self.target_index_path(claimed);
             atomic_write::write(&path, record.id.as_bytes(), 0o600, false)
@@ -479,7 +477,7 @@ impl StateDir {
     /// global lock, under which `mount` writes entries, so an entry a new
     /// mount just wrote for the same path is never lost. Not for callers
     /// that hold the global lock already.
-    pub fn unindex(&self, paths: &[&Path], id: &str) -> Result<()> {
+    pub(crate) fn unindex(&self, paths: &[&Path], id: &str) -> Result<()> {
         let _all = self.lock_all()?;
         for claimed in paths {
             let path = self.target_index_path(claimed);
@@ -498,7 +496,7 @@ impl StateDir {
 
     /// Index entries as (file name, id they name; empty for a leftover
     /// temp file).
-    pub fn target_index(&self) -> Vec<(String, String)> {
+    pub(crate) fn target_index(&self) -> Vec<(String, String)> {
         let mut entries: Vec<(String, String)> = fs::read_dir(self.root.join("targets"))
             .map(|dir| {
                 dir.flatten()
@@ -540,22 +538,22 @@ impl StateDir {
         Ok(match_id(given, &ids)?.map(str::to_string))
     }
 
-    pub fn record_path(&self, id: &str) -> PathBuf {
+    pub(crate) fn record_path(&self, id: &str) -> PathBuf {
         self.root.join("mounts").join(format!("{id}.json"))
     }
 
-    pub fn lock_path(&self, id: &str) -> PathBuf {
+    pub(crate) fn lock_path(&self, id: &str) -> PathBuf {
         self.root.join("locks").join(format!("{id}.lock"))
     }
 
-    pub fn temp_root(&self, id: &str) -> PathBuf {
+    pub(crate) fn temp_root(&self, id: &str) -> PathBuf {
         self.root.join("tmp").join(id)
     }
 
     /// Writes a record so that no reader ever sees half of it: a temp file
     /// renamed over the record. No fsync: `/run` is tmpfs and records share
     /// the mounts' fate at reboot.
-    pub fn write_record(&self, record: &Record) -> Result<()> {
+    pub(crate) fn write_record(&self, record: &Record) -> Result<()> {
         let path = self.record_path(&record.id);
 
         let text = serde_json::to_string_pretty(record).context("encoding the record")? + "\n";
@@ -564,7 +562,7 @@ impl StateDir {
         })
     }
 
-    pub fn remove_record(&self, id: &str) -> Result<()> {
+    pub(crate) fn remove_record(&self, id: &str) -> Result<()> {
         let path = self.record_path(id);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -714,7 +712,7 @@ impl StateDir {
 
     /// The global lock for a look that creates nothing: `None` when there is
     /// no lock file, which means no operation ever ran here to hold it.
-    pub fn lock_all_to_read(&self) -> Result<Option<Lock>> {
+    pub(crate) fn lock_all_to_read(&self) -> Result<Option<Lock>> {
         let path = self.root.join("lock");
         if fs::symlink_metadata(&path).is_err() {
             return Ok(None);
@@ -757,7 +755,7 @@ impl StateDir {
 
     /// Takes the lock of record `id` without waiting: `None` when another
     /// live process holds it (an operation in progress).
-    pub fn try_lock_record(&self, id: &str) -> Result<Option<Lock>> {
+    pub(crate) fn try_lock_record(&self, id: &str) -> Result<Option<Lock>> {
         let path = self.lock_path(id);
         let file = open_lock_file(&path, true)?;
         match crate::kernel::sys::try_lock_whole_file(file.as_fd()) {
@@ -771,7 +769,7 @@ impl StateDir {
     /// taking it (F_OFD_GETLK) and without creating a lock file, so a
     /// look (inspect, gc's scan) never makes an operation think its id is
     /// busy.
-    pub fn lock_is_held(&self, id: &str) -> bool {
+    pub(crate) fn lock_is_held(&self, id: &str) -> bool {
         open_lock_file(&self.lock_path(id), false)
             .ok()
             .is_some_and(|file| {
@@ -781,7 +779,7 @@ impl StateDir {
 
     /// Removes the lock file of `id`; call while holding that lock, after the
     /// record is gone.
-    pub fn remove_lock(&self, id: &str) {
+    pub(crate) fn remove_lock(&self, id: &str) {
         let _ = fs::remove_file(self.lock_path(id));
     }
 }

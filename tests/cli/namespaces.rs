@@ -5,12 +5,11 @@
 //! caller in the test's namespace would: on a thread that has entered it.
 
 use crate::support::*;
-use idmap_overlay::base::cancel::{Cancel, Deadline};
-use idmap_overlay::kernel::holders::Via;
-use idmap_overlay::kernel::in_use::{DirUse, Prober, SuperblockWatch};
-use idmap_overlay::kernel::mount_table::Device;
-use idmap_overlay::kernel::namespaces::{current_namespace, namespace_id};
-use idmap_overlay::ops::elsewhere::{Copies, find_copies};
+use idmap_overlay::Cancel;
+use idmap_overlay::testing::{
+    Copies, Deadline, Device, DirUse, Prober, SuperblockWatch, Via, current_namespace, find_copies,
+    namespace_id,
+};
 use nix::sched::CloneFlags;
 use std::collections::HashSet;
 use std::fs;
@@ -150,7 +149,10 @@ fn the_kernel_tells_in_use_and_the_walk_names_copies_until_their_holders_exit() 
     assert_eq!(in_use(holder, &work), DirUse::InUse);
     assert_eq!(in_use(holder, &free), DirUse::Free);
     let alone = copies_from(holder, device);
-    assert!(alone.complete && !alone.found(device), "{alone:?}");
+    assert!(
+        alone.complete && alone.elsewhere(device).is_empty(),
+        "{alone:?}"
+    );
 
     // A "container": its own namespace, chrooted into the overlay. Another
     // namespace whose process only has its cwd there.
@@ -234,7 +236,7 @@ fn the_kernel_tells_in_use_and_the_walk_names_copies_until_their_holders_exit() 
         major: 0,
         minor: device.minor + 1000,
     };
-    assert!(!copies_from(holder, other).found(other));
+    assert!(copies_from(holder, other).elsewhere(other).is_empty());
 
     // Once the holders exit, their namespaces and the overlay are gone:
     // the watch says so, and the kernel frees the upperdir.
@@ -250,7 +252,10 @@ fn the_kernel_tells_in_use_and_the_walk_names_copies_until_their_holders_exit() 
     assert_eq!(in_use(holder, &upper), DirUse::Free);
     assert_eq!(in_use(holder, &work), DirUse::Free);
     let gone = copies_from(holder, device);
-    assert!(gone.complete && !gone.found(device), "{gone:?}");
+    assert!(
+        gone.complete && gone.elsewhere(device).is_empty(),
+        "{gone:?}"
+    );
 }
 
 #[test]
@@ -313,7 +318,7 @@ fn finds_a_copy_in_a_namespace_without_processes() {
             (None, Some(held_ns), false)
         );
     } else {
-        assert!(!copies.found(device));
+        assert!(copies.elsewhere(device).is_empty());
     }
 
     // Closing the file ends the namespace and the overlay (the kernel may

@@ -112,7 +112,7 @@ pub fn assert_refused(env: &Env, strategy: &str, layers: &[PathBuf], target: &Pa
     );
     env.assert_clean();
 }
-pub use idmap_overlay::base::testpoint::{MOUNT_POINTS, UMOUNT_POINTS};
+pub use idmap_overlay::testing::{MOUNT_POINTS, UMOUNT_POINTS};
 
 /// The mount steps this kernel's strategies reach: `tree-open` is the
 /// detached strategy's alone.

@@ -35,7 +35,7 @@ fn run(args: &[String]) -> Result<(), String> {
     };
     let (warmup, n) = (count(&args[0])?, count(&args[1])?);
     let strategy: Strategy = args[2].parse()?;
-    let map = idmap_overlay::base::idmap::parse_map(&args[6])?;
+    let map = idmap_overlay::IdRange::parse_list(&args[6])?;
     let state_root = std::env::var_os("IDMAP_OVERLAY_STATE_DIR")
         .map(PathBuf::from)
         .ok_or("IDMAP_OVERLAY_STATE_DIR is not set")?;
