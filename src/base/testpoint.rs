@@ -34,9 +34,10 @@ pub const UMOUNT_POINTS: &[&str] = &["record-unmounting", "overlay-unmounted"];
 /// Points that are no step of a mount or umount, where a test makes
 /// something fail or slow to see what follows: `in-use-proof` (the feature
 /// probe finds the kernel's in-use and superblock answers wrong),
-/// `walk-step` (each namespace or process a walk looks at).
+/// `walk-step` (each namespace or process a walk looks at),
+/// `namespace-list` (the kernel's list of mount namespaces, Linux 6.12+).
 #[cfg(feature = "testpoints")]
-pub const FAULT_POINTS: &[&str] = &["in-use-proof", "walk-step"];
+pub const FAULT_POINTS: &[&str] = &["in-use-proof", "walk-step", "namespace-list"];
 
 /// Marks a step. Also where an interrupted operation (SIGINT, SIGTERM)
 /// stops and rolls back: the steps are the points where that is clean.

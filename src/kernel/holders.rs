@@ -5,7 +5,6 @@
 
 use crate::base::cancel::Deadline;
 use crate::kernel::mount_table::Device;
-use nix::errno::Errno;
 use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
 use std::collections::HashSet;
 use std::fmt;
@@ -191,14 +190,6 @@ pub fn namespace_of(proc_dir: &Path) -> Option<u64> {
         .strip_suffix(']')?
         .parse()
         .ok()
-}
-
-/// Whether an io error means the process is gone.
-pub fn exited(err: &std::io::Error) -> bool {
-    matches!(
-        err.raw_os_error().map(Errno::from_raw),
-        Some(Errno::ENOENT | Errno::ESRCH)
-    )
 }
 
 /// How many of a long list a message names before "and N more".

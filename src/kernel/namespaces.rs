@@ -5,7 +5,7 @@
 
 use crate::base::cancel::Deadline;
 use crate::base::error::{Context, ErrorKind, Result, fail};
-use crate::kernel::holders::{exited, namespace_of};
+use crate::kernel::holders::namespace_of;
 use crate::kernel::sys;
 use std::collections::{BTreeMap, HashSet};
 use std::io;
@@ -52,6 +52,10 @@ pub struct Listed<T> {
 /// which has the namespaces no process is in too (kept by a bind-mounted
 /// namespace file or an open fd). An error when the kernel has no list.
 pub fn kernel_list(deadline: &Deadline) -> io::Result<Listed<Vec<(u64, u64)>>> {
+    // Tests take the list away, to see the walk of older kernels here.
+    if crate::base::testpoint::hit(&deadline.cancel, "namespace-list").is_err() {
+        return Err(io::Error::from(nix::errno::Errno::ENOTTY));
+    }
     let own = std::fs::File::open("/proc/thread-self/ns/mnt")?;
     let inode = |fd: BorrowedFd<'_>| nix::sys::stat::fstat(fd).map(|st| st.st_ino);
     let mut listed = vec![(
@@ -123,16 +127,85 @@ pub fn members(
     }
 }
 
-/// The 64-bit id of the namespace of one of `pids`, asked through its
-/// namespace file (for kernels that list no namespaces but have listmount).
-pub fn id_of_members(proc_root: &Path, pids: &[u32]) -> io::Result<u64> {
-    let mut last = io::Error::from(nix::errno::Errno::ESRCH);
-    for pid in pids {
-        match std::fs::File::open(proc_root.join(pid.to_string()).join("ns/mnt")) {
-            Ok(file) => return sys::mount_namespace_id(file.as_fd()),
-            Err(e) if exited(&e) => last = e,
-            Err(e) => return Err(e),
+/// `mnt:[4026532321]`, the text of a mount namespace file's link (or an
+/// nsfs mount's root): its inode.
+pub fn parse_link(text: &str) -> Option<u64> {
+    text.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// The mount namespaces processes hold open as files (an fd whose link is
+/// `mnt:[INODE]`), each with a path that reaches the file
+/// (`/proc/PID/fd/N`): what keeps a namespace no process is in alive,
+/// besides a bind mount of such a file. For kernels that keep no list of
+/// namespaces (before Linux 6.12).
+pub fn held_by_fds(
+    proc_root: &Path,
+    deadline: &Deadline,
+) -> Listed<Vec<(u64, std::path::PathBuf)>> {
+    let mut held = Vec::new();
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return Listed::default();
+    };
+    for entry in entries.flatten() {
+        let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
+        if deadline.is_over() {
+            return Listed {
+                items: held,
+                complete: false,
+            };
+        }
+        if entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+            .is_none()
+        {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let link = std::fs::read_link(fd.path()).ok();
+            if let Some(ns) = link
+                .as_deref()
+                .and_then(|l| l.to_str())
+                .and_then(parse_link)
+            {
+                held.push((ns, fd.path()));
+            }
         }
     }
-    Err(last)
+    Listed {
+        items: held,
+        complete: true,
+    }
+}
+
+/// The mount table of the namespace whose file `path` reaches (an fd of
+/// another process, a bind mount of a namespace file), read from a thread
+/// that enters it: the only way into a namespace no process is in, on
+/// kernels without listmount(2) for other namespaces.
+pub fn table_entering(path: &Path) -> Result<Vec<crate::kernel::mount_table::MountEntry>> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> Result<Vec<crate::kernel::mount_table::MountEntry>> {
+                // A thread may join a mount namespace once it has a
+                // filesystem context of its own (setns(2)).
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
+                    .fail_as(ErrorKind::System, || "unshare(CLONE_FS)".into())?;
+                let file = std::fs::File::open(path)
+                    .fail_as(ErrorKind::System, || format!("opening {}", path.display()))?;
+                nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNS)
+                    .fail_as(ErrorKind::System, || format!("entering {}", path.display()))?;
+                crate::kernel::mount_table::read()
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(fail(
+                    ErrorKind::Bug,
+                    "the thread entering a namespace panicked",
+                ))
+            })
+    })
 }

@@ -361,23 +361,6 @@ pub fn fs_magic(fd: BorrowedFd<'_>) -> io::Result<i64> {
     Ok(nix::sys::statfs::fstatfs(fd)?.filesystem_type().0 as i64)
 }
 
-/// `ioctl(ns, NS_GET_MNTNS_ID, &id)` (ioctl_nsfs(2), Linux 6.11+): the
-/// 64-bit id of the mount namespace `ns`, never reused while the system
-/// runs, which listmount(2) and statmount(2) take in `mnt_ns_id`.
-pub fn mount_namespace_id(ns: BorrowedFd<'_>) -> io::Result<u64> {
-    // _IOR(NSIO, 0x5, __u64) (linux/nsfs.h).
-    const NS_GET_MNTNS_ID: libc::c_ulong = 0x8008_b705;
-    let mut id: u64 = 0;
-    // SAFETY: the ioctl writes one u64 through the pointer, which points to
-    // a live, writable u64; the fd is borrowed for the call.
-    let ret = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_MNTNS_ID, &mut id as *mut u64) };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(id)
-    }
-}
-
 /// `listmount(2)` syscall number (generic table, Linux 6.8+).
 #[cfg(any(
     target_arch = "x86_64",

@@ -184,15 +184,15 @@ impl Copies {
         let used = self.holders.iter().any(|h| ours.contains(&h.mount_id));
         if !ours.is_empty() || used {
             Beyond::Alive("a copy was found in another mount namespace".into())
-        } else if !self.complete {
-            Beyond::Unknown(
-                "the mount namespaces could not all be read before the time was up".into(),
-            )
         } else if !self.unread.is_empty() {
             Beyond::Unknown(format!(
                 "mount namespaces not read: {}",
                 summarize(&self.unread)
             ))
+        } else if !self.complete {
+            Beyond::Unknown(
+                "the mount namespaces could not all be read before the time was up".into(),
+            )
         } else {
             Beyond::Gone
         }
@@ -357,27 +357,7 @@ pub fn find_copies(
         }
         Err(e) => {
             log::debug!("the kernel lists no mount namespaces ({e}); looking through /proc");
-            let groups = namespaces::members(proc_root, None, deadline);
-            complete &= groups.complete;
-            for (ns, pids) in groups.items {
-                if Some(ns) == own_ns {
-                    continue;
-                }
-                let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
-                if deadline.is_over() {
-                    complete = false;
-                    break;
-                }
-                match read_namespace_by_members(proc_root, &pids, devices, &mut ids, &mut buf) {
-                    Ok(mounts) => {
-                        for (device, m) in mounts {
-                            found(ns, device, m.id, m.mount_point, m.source, &mut copies);
-                        }
-                    }
-                    Err(why) => copies.unread.push(format!("{ns}: {why}")),
-                }
-                copies.read += 1;
-            }
+            complete &= walk_through_proc(proc_root, devices, own_ns, deadline, &mut copies);
         }
     }
     // A file (not a directory) on an overlay may show its layer's device:
@@ -428,50 +408,84 @@ pub fn find_copies(
     copies
 }
 
-/// One namespace's mounts on `devices`, through listmount where the kernel
-/// has it, else through the first member whose mountinfo can be read.
-fn read_namespace_by_members(
+/// The walk where the kernel keeps no list of mount namespaces (before
+/// Linux 6.12): the namespaces of the processes, each read through a
+/// member's mountinfo; then those no process is in, which an open
+/// namespace file or a bind mount of one keeps alive, each read from a
+/// thread that enters it. True when it read them all in time.
+fn walk_through_proc(
     proc_root: &Path,
-    pids: &[u32],
     devices: &HashSet<Device>,
-    ids: &mut Vec<u64>,
-    buf: &mut Vec<u8>,
-) -> Result<Vec<(Device, mount_table::MountOnDevice)>, String> {
-    if let Ok(ns_id) = namespaces::id_of_members(proc_root, pids) {
-        let mut all = Vec::new();
-        let mut listed = true;
-        for &device in devices {
-            match mount_table::mounts_on_device_in(ns_id, device, ids, buf) {
-                Ok(mounts) => all.extend(mounts.into_iter().map(|m| (device, m))),
-                Err(_) => listed = false,
+    own_ns: Option<u64>,
+    deadline: &Deadline,
+    copies: &mut Copies,
+) -> bool {
+    let groups = namespaces::members(proc_root, None, deadline);
+    let mut complete = groups.complete;
+    let mut seen: HashSet<u64> = HashSet::new();
+    // Namespaces kept by something other than a member: (inode, a path
+    // that reaches the namespace file).
+    let mut kept: Vec<(u64, PathBuf)> = Vec::new();
+    let take = |ns: u64, table: &[mount_table::MountEntry], copies: &mut Copies| {
+        for m in table {
+            if devices.contains(&m.device) && Some(ns) != own_ns {
+                copies
+                    .places
+                    .entry(m.device)
+                    .or_default()
+                    .push((ns, m.id, m.mount_point.clone()));
+                copies.sources.insert(m.id, m.source.clone());
             }
         }
-        if listed {
-            return Ok(all);
+        copies.read += 1;
+    };
+    for (ns, pids) in &groups.items {
+        let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
+        if deadline.is_over() {
+            return false;
         }
-    }
-    let mut why = "its processes exited".to_string();
-    for pid in pids {
-        let path = proc_root.join(pid.to_string()).join("mountinfo");
-        match mount_table::read_from(&path) {
-            Ok(table) => {
-                return Ok(table
-                    .into_iter()
-                    .filter(|m| devices.contains(&m.device))
-                    .map(|m| {
-                        let on = mount_table::MountOnDevice {
-                            id: m.id,
-                            mount_point: m.mount_point,
-                            source: Some(m.source),
-                        };
-                        (m.device, on)
-                    })
-                    .collect());
+        seen.insert(*ns);
+        let read = pids.iter().find_map(|pid| {
+            let member = proc_root.join(pid.to_string());
+            mount_table::read_from(&member.join("mountinfo"))
+                .ok()
+                .map(|table| (member, table))
+        });
+        let Some((member, table)) = read else {
+            copies.unread.push(format!(
+                "{ns}: its processes' mount tables could not be read"
+            ));
+            continue;
+        };
+        for m in table.iter().filter(|m| m.fs_type == "nsfs") {
+            let root = m.root.to_string_lossy();
+            if let (Some(inner), Ok(rel)) = (
+                namespaces::parse_link(&root),
+                m.mount_point.strip_prefix("/"),
+            ) {
+                kept.push((inner, member.join("root").join(rel)));
             }
-            Err(e) => why = format!("pid {pid}: {e:#}"),
+        }
+        take(*ns, &table, copies);
+    }
+    let held = namespaces::held_by_fds(proc_root, deadline);
+    complete &= held.complete;
+    kept.extend(held.items);
+    for (ns, path) in kept {
+        if !seen.insert(ns) {
+            continue;
+        }
+        let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
+        if deadline.is_over() {
+            return false;
+        }
+        match namespaces::table_entering(&path) {
+            Ok(table) => take(ns, &table, copies),
+            // Gone since it was seen, or not to be entered.
+            Err(e) => copies.unread.push(format!("{ns}: {e:#}")),
         }
     }
-    Err(why)
+    complete
 }
 
 /// The live overlays whose upperdir or workdir is the directory `dir`

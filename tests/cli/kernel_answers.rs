@@ -1504,3 +1504,34 @@ fn without_the_kernels_answers_the_walk_decides_and_says_so() {
     env.plain_umount(&theirs);
     env.assert_clean();
 }
+
+/// Guard: where the kernel keeps no list of mount namespaces (before
+/// 6.12; taken away here with the `namespace-list` fault point), the walk
+/// still finds a namespace no process is in, through the open file that
+/// keeps it: a read-only overlay's copy there keeps its record (gc), and
+/// once the file is closed gc drops the record.
+#[test]
+fn without_the_kernels_namespace_list_a_namespace_kept_by_a_file_is_still_read() {
+    let mut env = Env::new();
+    env.extra_env.push((
+        "IDMAP_OVERLAY_TESTPOINT".into(),
+        "namespace-list:fail".into(),
+    ));
+    let layers = env.layers(2);
+    let ours = mount_ro(&env, &layers, "mnt");
+    let copy = UserShell::own_namespace(&env, &[]);
+    assert!(overlay_at(copy.pid(), &ours.target));
+    let keeper = keep_namespace_by_fd(&env, copy);
+    let copy_ns = format!("/proc/{}/fd/7", keeper.pid());
+    umount_keeps_it_detached(
+        &env,
+        &ours,
+        &["umount", "--timeout", "1s", s(&ours.target)],
+        0,
+        &copy_ns,
+    );
+    gc_keeps_it(&env, &ours);
+    keeper.stop();
+    gc_removes_it_once_gone(&env, &ours);
+    assert_all_clean(&env);
+}
