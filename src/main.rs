@@ -1,21 +1,21 @@
 /// `println!` that does not panic when stdout is closed.
 macro_rules! outln {
     ($($arg:tt)*) => {
-        $crate::cmd::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::cmd::context::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
 /// `print!` that does not panic when stdout is closed.
 macro_rules! out {
     ($($arg:tt)*) => {
-        $crate::cmd::write_stdout(format_args!($($arg)*))
+        $crate::cmd::context::write_stdout(format_args!($($arg)*))
     };
 }
 
 /// `eprintln!` that does not panic when stderr is closed.
 macro_rules! errln {
     ($($arg:tt)*) => {
-        $crate::cmd::write_stderr(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::cmd::context::write_stderr(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
 
@@ -53,14 +53,14 @@ fn main() -> ExitCode {
             }
             // Every error of ours is one line on stderr; clap spreads its
             // own over several (found by tests/cli/bad_input.rs).
-            errln!("idmap-overlay: {}", cmd::usage_line(&err));
+            errln!("idmap-overlay: {}", cmd::dispatch::usage_line(&err));
             return ExitCode::from(Code::Usage.as_u8());
         }
     };
     init_logging("idmap-overlay", cli.quiet, cli.verbose);
     finish(
         "idmap-overlay",
-        guard_panics("idmap-overlay", || cmd::run(cli)),
+        guard_panics("idmap-overlay", || cmd::dispatch::run(cli)),
     )
 }
 

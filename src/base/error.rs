@@ -255,18 +255,11 @@ impl From<serde_json::Error> for Error {
     }
 }
 
-impl From<crate::kernel::resolve::ResolveError> for Error {
-    fn from(e: crate::kernel::resolve::ResolveError) -> Error {
-        use crate::kernel::resolve::ResolveError as R;
-        let (path, errno) = match &e {
-            R::NotFound(p) => (Some(p.clone()), Some(nix::errno::Errno::ENOENT as i32)),
-            R::NotDirectory(p) => (Some(p.clone()), Some(nix::errno::Errno::ENOTDIR as i32)),
-            R::Unsafe { reached, .. } => (Some(reached.clone()), None),
-            R::TooManySymlinks(p) => (Some(p.clone()), Some(nix::errno::Errno::ELOOP as i32)),
-            R::Invalid(_) => (None, None),
-            R::Io(p, io) => (Some(p.clone()), io.raw_os_error()),
-        };
-        let mut err = Error::from_cause(e.to_string(), errno);
+impl Error {
+    /// An error with its cause's text, its errno and the path it concerns
+    /// (for the `From` conversions of other rooms' errors).
+    pub(crate) fn with_cause(cause: String, errno: Option<i32>, path: Option<PathBuf>) -> Error {
+        let mut err = Error::from_cause(cause, errno);
         err.path = path;
         err
     }

@@ -64,6 +64,10 @@ impl MountOptions {
     }
 }
 
+/// `MS_NOSYMFOLLOW` (linux/mount.h: 256, Linux 5.10) for mount(2): nix's
+/// `MsFlags` has no name for it.
+const MS_NOSYMFOLLOW: nix::mount::MsFlags = nix::mount::MsFlags::from_bits_retain(256);
+
 /// The access-time mode of a mount (mount(8) "atime", "noatime", ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Atime {
@@ -170,7 +174,7 @@ impl VfsFlags {
             (self.nodev, M::MS_NODEV),
             (self.noexec, M::MS_NOEXEC),
             (self.nodiratime, M::MS_NODIRATIME),
-            (self.nosymfollow, crate::kernel::sys::MS_NOSYMFOLLOW),
+            (self.nosymfollow, MS_NOSYMFOLLOW),
         ] {
             if set {
                 flags |= flag;

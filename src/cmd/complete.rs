@@ -3,8 +3,8 @@
 //! help; never fails, never creates anything: a completion must not print
 //! errors into the user's prompt, nor make /run/idmap-overlay by pressing Tab.
 
-use super::Context;
 use crate::cmd::args::CompleteIdsArgs;
+use crate::cmd::context::Context;
 use crate::cmd::exit::Code;
 use anyhow::Result;
 use idmap_overlay::StateDir;

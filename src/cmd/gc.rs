@@ -1,5 +1,5 @@
-use super::{Context, require_root};
 use crate::cmd::args::GcArgs;
+use crate::cmd::context::{Context, require_root};
 use crate::cmd::exit::{Code, Coded, fail};
 use crate::cmd::metrics;
 use anyhow::Result;

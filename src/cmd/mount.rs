@@ -1,5 +1,5 @@
-use super::{Context, require_root};
 use crate::cmd::args::MountArgs;
+use crate::cmd::context::{Context, require_root};
 use crate::cmd::exit::{Code, usage};
 use anyhow::Result;
 use idmap_overlay::IdRange;

@@ -273,7 +273,7 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
     }
     // Before anything acts (entering -N's namespace, or -f's checks, which
     // resolve paths): only root may.
-    cmd::require_root()?;
+    crate::cmd::context::require_root()?;
     let translation = translate(&helper.options, helper.sloppy);
     for option in &translation.dropped {
         log::warn!("ignoring unknown option {option:?} (-s)");
@@ -292,7 +292,7 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
         return Ok(Code::Success);
     }
     crate::cmd::signals::cancel_on_interrupt();
-    let state_dir = match std::env::var_os(crate::cmd::STATE_DIR_ENV) {
+    let state_dir = match std::env::var_os(crate::cmd::context::STATE_DIR_ENV) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from(idmap_overlay::DEFAULT_STATE_DIR),
     };

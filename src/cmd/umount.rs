@@ -1,5 +1,5 @@
-use super::{Context, require_root};
 use crate::cmd::args::UmountArgs;
+use crate::cmd::context::{Context, require_root};
 use crate::cmd::exit::Code;
 use anyhow::Result;
 

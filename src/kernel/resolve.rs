@@ -157,6 +157,21 @@ fn io_error(path: &Path, errno: Errno) -> ResolveError {
     }
 }
 
+impl From<ResolveError> for crate::base::error::Error {
+    fn from(e: ResolveError) -> crate::base::error::Error {
+        use ResolveError as R;
+        let (path, errno) = match &e {
+            R::NotFound(p) => (Some(p.clone()), Some(Errno::ENOENT as i32)),
+            R::NotDirectory(p) => (Some(p.clone()), Some(Errno::ENOTDIR as i32)),
+            R::Unsafe { reached, .. } => (Some(reached.clone()), None),
+            R::TooManySymlinks(p) => (Some(p.clone()), Some(Errno::ELOOP as i32)),
+            R::Invalid(_) => (None, None),
+            R::Io(p, io) => (Some(p.clone()), io.raw_os_error()),
+        };
+        crate::base::error::Error::with_cause(e.to_string(), errno, path)
+    }
+}
+
 /// One directory the walk stands in. The fd is shared (not duplicated)
 /// between the walk and the directories the resolver remembers: a copy
 /// costs no system call.

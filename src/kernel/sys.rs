@@ -313,11 +313,6 @@ pub fn mount_ids(fd: BorrowedFd<'_>) -> io::Result<MountIds> {
     })
 }
 
-/// `MS_NOSYMFOLLOW` (linux/mount.h, Linux 5.10) for mount(2): nix's
-/// `MsFlags` has no name for it.
-pub const MS_NOSYMFOLLOW: nix::mount::MsFlags =
-    nix::mount::MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW);
-
 /// `struct flock` for a write lock over the whole file: `{F_WRLCK,
 /// SEEK_SET, start 0, len 0}`. nix wraps the fcntl(2) lock commands but
 /// takes libc's struct as it is.
