@@ -1,5 +1,6 @@
-//! The command line: one file per subcommand, each an `Args` struct and a
-//! `run` that calls into the library.
+//! The command line: one file per subcommand, each a `run` that calls into
+//! the library's API. Their clap `Args` live together in `args.rs`, which
+//! the man page and completion generators read on its own.
 
 // One file per subcommand:
 pub mod complete;
