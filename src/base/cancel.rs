@@ -60,6 +60,33 @@ impl Cancel {
     }
 }
 
+/// Marks a step of an operation where stopping is clean: if the operation
+/// was cancelled (SIGINT, SIGTERM), an error of kind `Cancelled` that says
+/// before which step, so the caller rolls back. In test builds, also the
+/// test point of that name (`base::testpoint`: tests crash, fail or pause
+/// the tool here), after which the flag is looked at again.
+pub fn checkpoint(cancel: &Cancel, name: &str) -> crate::base::error::Result<()> {
+    checkpoint_with(cancel, name, "")
+}
+
+/// [`checkpoint`], with `detail` for a test point's `pause` line.
+pub fn checkpoint_with(
+    cancel: &Cancel,
+    name: &str,
+    detail: &str,
+) -> crate::base::error::Result<()> {
+    let stop = |cancel: &Cancel| match cancel.reason() {
+        Some(reason) => Err(crate::base::error::fail(
+            crate::base::error::ErrorKind::Cancelled,
+            format!("{reason} before {name}; rolled back"),
+        )),
+        None => Ok(()),
+    };
+    stop(cancel)?;
+    crate::base::testpoint::act(name, detail)?;
+    stop(cancel)
+}
+
 /// How long a step may go on: a deadline, and the [`Cancel`] flag of the
 /// operation it belongs to. Every loop that waits or scans (lock waits,
 /// EBUSY retries, a walk over mount namespaces or processes) checks one,

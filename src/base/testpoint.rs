@@ -10,7 +10,6 @@
 //! builds) honours it; any other build, and any program embedding the
 //! library, ignores the variable.
 
-use crate::base::cancel::Cancel;
 use crate::base::error::Result;
 
 #[cfg(feature = "testpoints")]
@@ -39,25 +38,13 @@ pub const UMOUNT_POINTS: &[&str] = &["record-unmounting", "overlay-unmounted"];
 #[cfg(feature = "testpoints")]
 pub const FAULT_POINTS: &[&str] = &["in-use-proof", "walk-step", "namespace-list"];
 
-/// Marks a step. Also where an interrupted operation (SIGINT, SIGTERM)
-/// stops and rolls back: the steps are the points where that is clean.
-pub fn hit(cancel: &Cancel, name: &str) -> Result<()> {
-    hit_with(cancel, name, "")
-}
-
-fn check_cancelled(cancel: &Cancel, name: &str) -> Result<()> {
-    match cancel.reason() {
-        Some(reason) => Err(crate::base::error::fail(
-            crate::base::error::ErrorKind::Cancelled,
-            format!("{reason} before {name}; rolled back"),
-        )),
-        None => Ok(()),
-    }
-}
-
+/// Runs the test action asked for at the point `name` (see the module
+/// doc); `detail` goes into the `pause` line. Nothing at all in a build
+/// without the `testpoints` feature. Operations mark their steps with
+/// [`checkpoint`](crate::base::cancel::checkpoint), which also looks at the
+/// cancel flag; walks mark theirs with this alone.
 #[cfg(feature = "testpoints")]
-pub fn hit_with(cancel: &Cancel, name: &str, detail: &str) -> Result<()> {
-    check_cancelled(cancel, name)?;
+pub fn act(name: &str, detail: &str) -> Result<()> {
     let Ok(spec) = std::env::var(ENV) else {
         return Ok(());
     };
@@ -79,7 +66,6 @@ pub fn hit_with(cancel: &Cancel, name: &str, detail: &str) -> Result<()> {
                 eprintln!("testpoint {name} pid={} {detail}", std::process::id());
                 let mut line = String::new();
                 let _ = std::io::stdin().read_line(&mut line);
-                check_cancelled(cancel, name)?;
             }
             _ => {}
         }
@@ -88,8 +74,8 @@ pub fn hit_with(cancel: &Cancel, name: &str, detail: &str) -> Result<()> {
 }
 
 #[cfg(not(feature = "testpoints"))]
-pub fn hit_with(cancel: &Cancel, name: &str, _detail: &str) -> Result<()> {
-    check_cancelled(cancel, name)
+pub fn act(_name: &str, _detail: &str) -> Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]
@@ -109,18 +95,21 @@ mod tests {
                 let path = entry.unwrap().path();
                 if path.is_dir() {
                     dirs.push(path);
-                } else if !path.ends_with("testpoint.rs") {
+                } else if !path.ends_with("testpoint.rs") && !path.ends_with("cancel.rs") {
                     files.push(path);
                 }
             }
         }
         for path in files {
             let text = std::fs::read_to_string(path).unwrap_or_default();
-            for call in ["testpoint::hit(", "testpoint::hit_with("] {
+            for call in ["checkpoint(", "checkpoint_with(", "testpoint::act("] {
                 for (at, _) in text.match_indices(call) {
+                    // A call naming its point: a string before the `)`.
                     let rest = &text[at..];
-                    let name = rest.split('"').nth(1).unwrap().to_string();
-                    marked.push(name);
+                    let args = &rest[..rest.find(')').unwrap_or(rest.len())];
+                    if let Some(name) = args.split('"').nth(1) {
+                        marked.push(name.to_string());
+                    }
                 }
             }
         }

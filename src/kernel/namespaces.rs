@@ -53,7 +53,7 @@ pub struct Listed<T> {
 /// namespace file or an open fd). An error when the kernel has no list.
 pub fn kernel_list(deadline: &Deadline) -> io::Result<Listed<Vec<(u64, u64)>>> {
     // Tests take the list away, to see the walk of older kernels here.
-    if crate::base::testpoint::hit(&deadline.cancel, "namespace-list").is_err() {
+    if crate::base::testpoint::act("namespace-list", "").is_err() {
         return Err(io::Error::from(nix::errno::Errno::ENOTTY));
     }
     let own = std::fs::File::open("/proc/thread-self/ns/mnt")?;
@@ -65,7 +65,7 @@ pub fn kernel_list(deadline: &Deadline) -> io::Result<Listed<Vec<(u64, u64)>>> {
     for backwards in [true, false] {
         let mut here: Option<OwnedFd> = None;
         loop {
-            let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
+            let _ = crate::base::testpoint::act("walk-step", "");
             if deadline.is_over() {
                 return Ok(Listed {
                     items: listed,
@@ -106,7 +106,7 @@ pub fn members(
         .collect();
     pids.sort_unstable();
     for pid in pids {
-        let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
+        let _ = crate::base::testpoint::act("walk-step", "");
         if deadline.is_over() {
             return Listed {
                 items: groups,
@@ -147,7 +147,7 @@ pub fn held_by_fds(
         return Listed::default();
     };
     for entry in entries.flatten() {
-        let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
+        let _ = crate::base::testpoint::act("walk-step", "");
         if deadline.is_over() {
             return Listed {
                 items: held,

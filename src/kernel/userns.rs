@@ -1,10 +1,11 @@
 //! The user namespace that carries an id map, and the helper child that
 //! creates it. The helper is killed and reaped on every path, by `Drop`.
 
+use crate::base::cancel::checkpoint_with;
 use crate::base::error::ErrorKind;
 use crate::base::error::{Context, Result, bail, fail};
 use crate::base::idmap::{self, IdRange};
-use crate::{base::testpoint, kernel::sys};
+use crate::kernel::sys;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -75,7 +76,7 @@ pub fn create(
         .context("writing setgroups of the helper namespace")?;
     fs::write(helper.proc_path("gid_map"), idmap::to_proc_lines(gidmap))
         .context("writing the gid map of the helper namespace")?;
-    testpoint::hit_with(cancel, "userns-helper", &format!("helper={}", helper.pid))?;
+    checkpoint_with(cancel, "userns-helper", &format!("helper={}", helper.pid))?;
     let ns =
         File::open(helper.proc_path("ns/user")).context("opening the helper's user namespace")?;
     drop(helper);

@@ -335,7 +335,7 @@ pub fn find_copies(
                 if Some(ns) == own_ns {
                     continue;
                 }
-                let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
+                let _ = crate::base::testpoint::act("walk-step", "");
                 if deadline.is_over() {
                     complete = false;
                     break;
@@ -440,7 +440,7 @@ fn walk_through_proc(
         copies.read += 1;
     };
     for (ns, pids) in &groups.items {
-        let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
+        let _ = crate::base::testpoint::act("walk-step", "");
         if deadline.is_over() {
             return false;
         }
@@ -475,7 +475,7 @@ fn walk_through_proc(
         if !seen.insert(ns) {
             continue;
         }
-        let _ = crate::base::testpoint::hit(&deadline.cancel, "walk-step");
+        let _ = crate::base::testpoint::act("walk-step", "");
         if deadline.is_over() {
             return false;
         }

@@ -4,6 +4,7 @@
 
 use crate::base::cancel::Cancel;
 use crate::base::cancel::Deadline;
+use crate::base::cancel::checkpoint;
 use crate::base::error::Result;
 use crate::base::error::{Context, ErrorKind, fail};
 use crate::base::idmap::{self, IdRange};
@@ -15,7 +16,7 @@ use crate::kernel::sys::MountIds;
 use crate::ops::elsewhere::{overlays_using, summarize};
 use crate::ops::strategy::{OverlaySpec, PlannedTree, Target, TempMounts};
 use crate::state::{Record, RecordState, StateDir};
-use crate::{base::testpoint, kernel::userns, ops::features, ops::strategy, state};
+use crate::{kernel::userns, ops::features, ops::strategy, state};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fs;
@@ -841,7 +842,7 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         claimed,
         armed: true,
     };
-    testpoint::hit(&req.cancel, "record-preparing")?;
+    checkpoint(&req.cancel, "record-preparing")?;
 
     let userns_fd = match userns_fd {
         Some(fd) => fd,
@@ -885,7 +886,7 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         overlay_left: &overlay_left,
     };
     check_unmoved(&checked)?;
-    testpoint::hit(&req.cancel, "overlay-mounted")?;
+    checkpoint(&req.cancel, "overlay-mounted")?;
 
     // The overlay holds its own clones of the layers: the temporary mounts
     // can go now. One that stays busy is left for gc, not a reason to undo
@@ -893,11 +894,11 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     for problem in temps.release() {
         log::warn!("temporary mount left for gc: {problem}");
     }
-    testpoint::hit(&req.cancel, "temp-unmounted")?;
+    checkpoint(&req.cancel, "temp-unmounted")?;
 
     record_mounted(&mut record, ids)?;
     state.write_record(&record)?;
-    testpoint::hit(&req.cancel, "record-mounted")?;
+    checkpoint(&req.cancel, "record-mounted")?;
     overlay_guard.ids = None;
     record_guard.armed = false;
     Ok(record)

@@ -3,10 +3,10 @@
 //! error, and on success leaves nothing temporary behind.
 
 use crate::base::cancel::Cancel;
+use crate::base::cancel::checkpoint;
 use crate::base::error::Result;
 use crate::base::error::{Context, ErrorKind, fail};
 use crate::base::overlay::VfsFlags;
-use crate::base::testpoint;
 use crate::kernel::proof::{Expected, Unmounted, unmount_proven};
 use crate::kernel::resolve::{self, Entry, Meta, Resolved, proc_fd_path};
 use crate::kernel::sys::{self, MountIds};
@@ -212,7 +212,7 @@ pub fn mount_detached(spec: &OverlaySpec, userns: BorrowedFd<'_>) -> Result<Moun
     for tree in spec.trees {
         trees.push(idmapped_tree(&tree.dir, userns)?);
     }
-    testpoint::hit(spec.cancel, "tree-open")?;
+    checkpoint(spec.cancel, "tree-open")?;
     let layer_fds = layers_beneath(spec, &trees)?;
     let fs_fd = overlay_context(spec)?;
     for (index, fd) in layer_fds.iter().enumerate() {
@@ -228,7 +228,7 @@ pub fn mount_detached(spec: &OverlaySpec, userns: BorrowedFd<'_>) -> Result<Moun
         )?;
     }
     configure_common(fs_fd.as_fd(), spec)?;
-    testpoint::hit(spec.cancel, "overlay-configured")?;
+    checkpoint(spec.cancel, "overlay-configured")?;
     with_kernel_message(fsconfig_create(fs_fd.as_fd()), fs_fd.as_fd(), || {
         format!(
             "creating the overlay for {}",
@@ -519,7 +519,7 @@ pub fn mount_attached(
     for tree in spec.trees {
         temps.attach(&tree.dir, userns)?;
     }
-    testpoint::hit(spec.cancel, "temp-mounted")?;
+    checkpoint(spec.cancel, "temp-mounted")?;
     let layer_fds = layers_beneath(spec, &temps.trees())?;
     let mut data = option_paths(spec, temps, &layer_fds, true);
     if data.len() > MAX_MOUNT_DATA {
@@ -549,7 +549,7 @@ pub fn mount_attached(
             ),
         ));
     }
-    testpoint::hit(spec.cancel, "overlay-configured")?;
+    checkpoint(spec.cancel, "overlay-configured")?;
     let target = proc_fd_path(spec.target.dir.fd.as_fd());
     mount_from_fds(spec.source, &target, spec.flags.ms_flags(), &data)
         .fail_as(ErrorKind::Mount, || {

@@ -3,10 +3,10 @@
 //! remove what is temporary, ask the kernel whether the overlay lives on
 //! elsewhere, and remove the record or keep it `detached`.
 
+use crate::base::cancel::checkpoint;
 use crate::base::cancel::{Cancel, Deadline};
 use crate::base::error::Result;
 use crate::base::error::{BusyMount, ErrorKind, fail};
-use crate::base::testpoint;
 use crate::kernel::in_use::{Prober, SuperblockWatch};
 use crate::kernel::mount_table::{self, MountEntry};
 use crate::kernel::proof::{Expected, Proof, UnmountError, prove, unmount_proven};
@@ -303,7 +303,7 @@ pub fn teardown(
             };
             record.state = RecordState::Unmounting;
             state.write_record(record)?;
-            if let Err(e) = testpoint::hit(&state.cancel, "record-unmounting") {
+            if let Err(e) = checkpoint(&state.cancel, "record-unmounting") {
                 // Interrupted (SIGINT, SIGTERM) before anything was
                 // unmounted: roll back to the record as it was, so no leak
                 // is left for gc (the overlay is still ours and healthy).
@@ -344,7 +344,7 @@ pub fn teardown(
             // and cannot be put back. An interruption here lets the
             // teardown finish (temp leftovers, record, lock) and is
             // reported after it.
-            if let Err(e) = testpoint::hit(&state.cancel, "overlay-unmounted") {
+            if let Err(e) = checkpoint(&state.cancel, "overlay-unmounted") {
                 match state.cancel.reason() {
                     Some(reason) => late_cancel = Some(reason),
                     None => return Err(e),
