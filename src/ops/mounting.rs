@@ -399,7 +399,7 @@ fn refuse_dirs_in_use(prober: &mut Prober, state: &StateDir, checked: &Checked) 
 fn plan(
     req: &MountRequest,
     checked: &Checked,
-    features: &features::Features,
+    features: Option<&features::Features>,
 ) -> Result<(Strategy, Vec<PlannedTree>)> {
     let layer_paths: Vec<PathBuf> = checked.lowerdirs.iter().map(|l| l.path.clone()).collect();
     let layer_mounts: Vec<u64> = checked.lowerdirs.iter().map(|l| l.meta.mnt_id).collect();
@@ -413,7 +413,7 @@ fn plan(
     };
     let strategy = match req.strategy {
         Strategy::Auto => {
-            if features.detached {
+            if features.is_some_and(|f| f.detached) {
                 Strategy::Detached
             } else {
                 // common-dir unless the layers share no directory but /.
@@ -816,12 +816,16 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         Some(id) => id.clone(),
         None => state::new_id(),
     };
-    // Once per boot, the kernel's answers are proven (see `features`).
-    let features = features::cached_or_probe(state)?;
-    // Only writable overlays can corrupt one another's upper layer.
-    let mut prober = Prober::trusting(features.in_use_probe);
+    // What the kernel can do, probed once per boot, where it matters: to
+    // choose a strategy, and to trust the kernel's in-use answer (only a
+    // writable overlay can corrupt another's upper layer).
+    let needed = req.strategy == Strategy::Auto || checked.upperdir.is_some();
+    let features = needed
+        .then(|| features::cached_or_probe(state))
+        .transpose()?;
+    let mut prober = Prober::trusting(features.as_ref().is_none_or(|f| f.in_use_probe));
     refuse_dirs_in_use(&mut prober, state, &checked)?;
-    let (strategy, trees) = plan(req, &checked, &features)?;
+    let (strategy, trees) = plan(req, &checked, features.as_ref())?;
     let attached = strategy != Strategy::Detached;
     let temp_root = state.temp_root(&id);
     let target = &checked.target;

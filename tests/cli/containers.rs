@@ -129,7 +129,7 @@ fn umount_waits_for_a_container_that_holds_the_overlay() {
     let env = Env::new();
     let (target, id) = container_overlay(&env);
     let container = Container::start(&env, &target, true);
-    let out = env.run(&["umount", "--timeout", "300ms", s(&target)]);
+    let out = env.run(&["umount", "--timeout", "2s", s(&target)]);
     assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -453,7 +453,7 @@ fn a_real_oci_runtime_on_our_overlay() {
     let sleep = fs::metadata(format!("/proc/{pid}/root/bin/sleep")).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&sleep), 100000);
 
-    let out = env.run(&["umount", "--timeout", "300ms", s(&target)]);
+    let out = env.run(&["umount", "--timeout", "2s", s(&target)]);
     assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!("pid {pid} (sleep) in mount namespace"))
