@@ -92,14 +92,6 @@ fn mount_overlay(env: &Env, lower: &Path, upper: &Path, work: &Path, target: &Pa
     source
 }
 
-/// Whether the running kernel is at least `major.minor`.
-fn kernel_at_least(major: u32, minor: u32) -> bool {
-    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|n| n.parse::<u32>().unwrap_or(0));
-    (parts.next().unwrap(), parts.next().unwrap()) >= (major, minor)
-}
 
 /// Is `dir` in use, as the kernel says, asked from the namespace of `pid`.
 fn in_use(pid: u32, dir: &Path) -> DirUse {
@@ -303,23 +295,18 @@ fn finds_a_copy_in_a_namespace_without_processes() {
     // The kernel knows, whatever walks can find.
     assert_eq!(in_use(holder, &upper), DirUse::InUse);
     let copies = copies_from(holder, device);
-    // No walk of /proc finds it: the kernel's list of namespaces
-    // (NS_MNT_GET_NEXT) and listmount do, on kernels that have them (all
-    // since 6.15 at least); older ones fall back to /proc and miss it.
-    if kernel_at_least(6, 15) {
-        assert_eq!(copies.places[&device].len(), 1, "{copies:?}");
-        assert_eq!(copies.places[&device][0].0, held_ns);
-        assert_eq!(copies.places[&device][0].2, target);
-        assert!(copies.holders.is_empty());
-        let named = copies.elsewhere(device);
-        assert_eq!(named.len(), 1);
-        assert_eq!(
-            (named[0].pid, named[0].mount_ns, named[0].used()),
-            (None, Some(held_ns), false)
-        );
-    } else {
-        assert!(copies.elsewhere(device).is_empty());
-    }
+    // No process is in it: the kernel's list of namespaces (NS_MNT_GET_NEXT,
+    // 6.12+) has it, and on older kernels the walk finds it through the
+    // open file that keeps it, and reads it from a thread that enters it.
+    assert_eq!(copies.places[&device].len(), 1, "{copies:?}");
+    assert_eq!(copies.places[&device][0].0, held_ns);
+    assert_eq!(copies.places[&device][0].2, target);
+    let named = copies.elsewhere(device);
+    assert_eq!(named.len(), 1, "{named:?}");
+    assert_eq!(
+        (named[0].pid, named[0].mount_ns, named[0].used()),
+        (None, Some(held_ns), false)
+    );
 
     // Closing the file ends the namespace and the overlay (the kernel may
     // take a moment to free it).
