@@ -697,7 +697,7 @@ fn lives_on(
     // namespace for the kernel to free a moment later: give that a moment
     // before calling the copy idle.
     let moment = Deadline::after(
-        Duration::from_millis(250).min(deadline.left()),
+        Duration::from_millis(50).min(deadline.left()),
         &state.cancel,
     );
     if wait_until_gone(state, record, watch.as_ref(), &moment) {
