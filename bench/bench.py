@@ -621,12 +621,14 @@ class Bench:
                       up, wk, MAP_LINE, *rels],
             "cfloor": [self.cfloor, "cycles", str(warmup), str(self.inproc_cycles), target, common,
                        up, wk, MAP_LINE, *rels],
+            "check": [self.cfloor, "--kernel-checks", "cycles", str(warmup), str(self.inproc_cycles),
+                      target, common, up, wk, MAP_LINE, *rels],
         }
         log(f"in-process cycles, detached {n} layers: {self.inproc_rounds} rounds of "
             f"{self.inproc_cycles} cycles each")
         times = {k: [] for k in argv}
         for r in range(self.inproc_rounds):
-            order = list(argv)[r % 3:] + list(argv)[:r % 3]
+            order = list(argv)[r % len(argv):] + list(argv)[:r % len(argv)]
 
             def measure():
                 got = {}

@@ -295,6 +295,30 @@ class NamespacesReport(unittest.TestCase):
         self.assertIn("**1.15x**", measured)
         self.assertEqual(verdict, "met")
 
+    def test_issue_19_goals_at_0_against_the_floors(self):
+        # At 0 namespaces: tool 4.0, C floor 2.0 (2.00x, over 1.5x), with
+        # the C floor with checks 4.6 beside it.
+        r = results(api=3.0, api_floor=1.5)
+        r["sections"]["namespaces"] = ns_section(at0=4.0)
+        r["sections"]["inproc"]["impls"]["check"] = stats(2.5)
+        _, measured, verdict = row(r, "0 other namespaces: the installed binary")
+        self.assertIn("4.00 ms vs 2.00 ms: **2.00x**; the C floor with kernel checks 4.60 ms: 0.87x",
+                      measured)
+        self.assertTrue(verdict.startswith("**missed**: the kernel checks alone cost the C floor "
+                                           "2.30x"), verdict)
+        _, measured, verdict = row(r, "0 other namespaces: the library API")
+        self.assertIn("3.00 ms vs 1.50 ms: **2.00x**; the C floor with kernel checks 2.50 ms: 1.20x",
+                      measured)
+        self.assertTrue(verdict.startswith("**missed**"), verdict)
+        r = results(api=2.6, api_floor=1.5)
+        r["sections"]["namespaces"] = ns_section(at0=2.9)
+        self.assertEqual(row(r, "0 other namespaces: the installed binary")[2], "met")
+        self.assertEqual(row(r, "0 other namespaces: the library API")[2], "met")
+        self.assertNotIn("kernel checks", report.Report(r).table_inproc())
+        r["sections"]["inproc"]["impls"]["check"] = stats(2.5)
+        self.assertIn("| C floor with kernel checks (`floor.c --kernel-checks cycles`) | 2.50",
+                      report.Report(r).table_inproc())
+
     def test_exit_statuses_are_shown(self):
         r = results()
         r["sections"]["namespaces"] = ns_section()

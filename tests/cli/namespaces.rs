@@ -92,7 +92,6 @@ fn mount_overlay(env: &Env, lower: &Path, upper: &Path, work: &Path, target: &Pa
     source
 }
 
-
 /// Is `dir` in use, as the kernel says, asked from the namespace of `pid`.
 fn in_use(pid: u32, dir: &Path) -> DirUse {
     let dir = dir.to_path_buf();
