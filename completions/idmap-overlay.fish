@@ -63,7 +63,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s q
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s V -l version -d 'Print version'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l foreign -d 'Also unmount other programs\' idmapped mounts below DIR (for example /var/lib/containerd/tmpmounts) once older than --min-age. Repeatable' -r -F
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l min-age -d 'Age a foreign mount must reach (counted from the first gc or inspect that saw it) before it is removed' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l min-age -d 'Age a foreign mount must reach before it is removed, counted from the first gc run (not --dry-run) that saw it: inspect and --dry-run never start the clock' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l timeout -d 'How long to retry unmounting a busy mount' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l metrics-file -d 'After the run, write Prometheus metrics (what is left, what this run cleaned and failed) to PATH, atomically, for node_exporter\'s textfile collector. PATH is absolute and its directory exists' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F

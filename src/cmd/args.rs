@@ -147,8 +147,9 @@ pub struct GcArgs {
     /// /var/lib/containerd/tmpmounts) once older than --min-age. Repeatable.
     #[arg(long, value_name = "DIR")]
     pub foreign: Vec<PathBuf>,
-    /// Age a foreign mount must reach (counted from the first gc or inspect
-    /// that saw it) before it is removed.
+    /// Age a foreign mount must reach before it is removed, counted from the
+    /// first gc run (not --dry-run) that saw it: inspect and --dry-run never
+    /// start the clock.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub min_age: Duration,
     /// How long to retry unmounting a busy mount.
