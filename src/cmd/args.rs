@@ -206,7 +206,8 @@ pub struct InspectArgs {
     /// mounts below DIR as leaks, as `gc --foreign DIR` would. Repeatable.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["features", "what"])]
     pub foreign: Vec<PathBuf>,
-    /// What the running kernel supports, from real probes.
+    /// What the running kernel supports: this boot's cached probe, else a
+    /// probe made now (in a temporary directory, cached nowhere).
     #[arg(long, conflicts_with = "what")]
     pub features: bool,
     /// One overlay, by mountpoint (contains '/') or record id.

@@ -226,7 +226,13 @@ fn a_foreign_mounts_age_counts_from_the_first_real_gc() {
     fs::remove_file(&seen).unwrap();
     let dry_run = |min_age: &str| {
         let out = env.run(&[
-            "gc", "--dry-run", "--json", "--foreign", s(&tmpmounts), "--min-age", min_age,
+            "gc",
+            "--dry-run",
+            "--json",
+            "--foreign",
+            s(&tmpmounts),
+            "--min-age",
+            min_age,
         ]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         json(&out)
@@ -239,7 +245,14 @@ fn a_foreign_mounts_age_counts_from_the_first_real_gc() {
     }
     // Two seconds after inspect and a dry run first saw it: still young,
     // for the first real gc too, which starts the clock.
-    let out = env.run(&["gc", "--json", "--foreign", s(&tmpmounts), "--min-age", "1s"]);
+    let out = env.run(&[
+        "gc",
+        "--json",
+        "--foreign",
+        s(&tmpmounts),
+        "--min-age",
+        "1s",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let skipped = &json(&out)["skipped"];
     assert_eq!(skipped.as_array().unwrap().len(), 1, "{skipped}");
