@@ -14,10 +14,8 @@
 #   DESTDIR   staging root, prepended to every path (packaging); default none
 #   PREFIX    default /usr/local; a distribution package uses /usr
 #   SBINDIR   default $PREFIX/sbin              the binary
-#   HELPERDIR default /sbin, or $SBINDIR when PREFIX is /usr
-#             mount.idmap-overlay, a symlink to the binary: mount(8) looks for
-#             helpers in /sbin (and /sbin/fs.d, /sbin/fs) only; /sbin is
-#             /usr/sbin on merged-/usr systems
+#   HELPERDIR default $SBINDIR                  mount.idmap-overlay, a symlink
+#             to the binary (relative when in $SBINDIR)
 #   MANDIR    default $PREFIX/share/man         man1/*.1
 #   BASHCOMPDIR, ZSHCOMPDIR, FISHCOMPDIR        completions, defaults under
 #             $PREFIX/share (bash-completion, zsh/site-functions,
@@ -27,6 +25,18 @@
 #   STATIC    0 builds a dynamically linked binary (target/release/); default 1
 #             (target/<host triple>/release/)
 #   CARGO_TARGET_DIR  where cargo builds; default target/ in the source tree
+#
+# Every default path lies under $DESTDIR$PREFIX; only a directory given
+# explicitly (SBINDIR, HELPERDIR, ...) may lie elsewhere.
+#
+# mount(8) looks for helpers in /sbin, /sbin/fs.d and /sbin/fs only. With
+# PREFIX=/usr on a merged-/usr system (/sbin -> usr/sbin) that is $SBINDIR,
+# so `mount -t idmap-overlay` works as installed. With another prefix
+# (/usr/local), give HELPERDIR=/sbin to make the helper visible to mount(8)
+# (the link then points at $SBINDIR/idmap-overlay), and the same HELPERDIR to
+# uninstall:
+#   sudo HELPERDIR=/sbin scripts/install.sh
+#   sudo HELPERDIR=/sbin scripts/install.sh uninstall
 #
 # The gc units are installed with ExecStart pointing at $SBINDIR, and are not
 # enabled: `systemctl enable --now idmap-overlay-gc.timer` does that.
@@ -38,11 +48,7 @@ action=${1:-install}
 DESTDIR=${DESTDIR:-}
 PREFIX=${PREFIX:-/usr/local}
 SBINDIR=${SBINDIR:-$PREFIX/sbin}
-if [ "$PREFIX" = /usr ]; then
-    HELPERDIR=${HELPERDIR:-$SBINDIR}
-else
-    HELPERDIR=${HELPERDIR:-/sbin}
-fi
+HELPERDIR=${HELPERDIR:-$SBINDIR}
 MANDIR=${MANDIR:-$PREFIX/share/man}
 BASHCOMPDIR=${BASHCOMPDIR:-$PREFIX/share/bash-completion/completions}
 ZSHCOMPDIR=${ZSHCOMPDIR:-$PREFIX/share/zsh/site-functions}
