@@ -41,7 +41,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l ui
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l gidmap -d 'Like --uidmap, for groups; defaults to the uid map' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l userns -d 'Take the maps of an existing user namespace (/proc/PID/ns/user)' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l userns-owner -d 'Accept a --userns created by this uid (by default only root\'s: a user\'s namespace may have taken the pid of an exited container)' -r
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s o -l options -d 'containerd\'s overlay options: lowerdir=A:B,upperdir=U,workdir=W,uidmap=0:100000:65536,... Other overlay options are passed to overlayfs' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s o -l options -d 'containerd\'s overlay options: lowerdir=A:B,upperdir=U,workdir=W,uidmap=0:100000:65536,... Other overlay options are passed to overlayfs. mount(8)\'s per-mount flags (ro, rw, nosuid, nodev, noexec, noatime, ...) are set on the overlay\'s mount: rw (the default) undoes an earlier ro; an overlay without an upper layer is read-only all the same' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l strategy -d 'How the idmapped layers are built' -r -f -a "auto\t''
 detached\t''
 common-dir\t''

@@ -16,7 +16,7 @@
 #   SBINDIR   default $PREFIX/sbin              the binary
 #   HELPERDIR default $SBINDIR                  mount.idmap-overlay, a symlink
 #             to the binary (relative when in $SBINDIR)
-#   MANDIR    default $PREFIX/share/man         man1/*.1
+#   MANDIR    default $PREFIX/share/man         man8/*.8
 #   BASHCOMPDIR, ZSHCOMPDIR, FISHCOMPDIR        completions, defaults under
 #             $PREFIX/share (bash-completion, zsh/site-functions,
 #             fish/vendor_completions.d)
@@ -63,8 +63,8 @@ units=(idmap-overlay-gc.service idmap-overlay-gc.timer)
 installed() {
     echo "$bin"
     echo "$helper"
-    for page in "$root"/man/*.1; do
-        echo "$MANDIR/man1/$(basename "$page")"
+    for page in "$root"/man/*.8; do
+        echo "$MANDIR/man8/$(basename "$page")"
     done
     echo "$BASHCOMPDIR/idmap-overlay"
     echo "$ZSHCOMPDIR/_idmap-overlay"
@@ -109,10 +109,10 @@ install)
         ln -sfn "$bin" "$DESTDIR$helper"
     fi
     say "$helper -> $(readlink "$DESTDIR$helper")"
-    for page in "$root"/man/*.1; do
-        install -D -m 0644 "$page" "$DESTDIR$MANDIR/man1/$(basename "$page")"
+    for page in "$root"/man/*.8; do
+        install -D -m 0644 "$page" "$DESTDIR$MANDIR/man8/$(basename "$page")"
     done
-    say "$MANDIR/man1/idmap-overlay*.1"
+    say "$MANDIR/man8/*idmap-overlay*.8"
     install -D -m 0644 "$root/completions/idmap-overlay.bash" "$DESTDIR$BASHCOMPDIR/idmap-overlay"
     install -D -m 0644 "$root/completions/_idmap-overlay" "$DESTDIR$ZSHCOMPDIR/_idmap-overlay"
     install -D -m 0644 "$root/completions/idmap-overlay.fish" "$DESTDIR$FISHCOMPDIR/idmap-overlay.fish"

@@ -49,10 +49,14 @@ fn every_subcommand_has_a_page_and_the_hidden_one_none() {
         .collect();
     for page in ["", "-mount", "-umount", "-gc", "-inspect"] {
         assert!(
-            names.contains(&format!("man/idmap-overlay{page}.1")),
+            names.contains(&format!("man/idmap-overlay{page}.8")),
             "{names:?}"
         );
     }
+    assert!(
+        names.contains(&"man/mount.idmap-overlay.8".to_string()),
+        "{names:?}"
+    );
     for (path, content) in docs::generate() {
         let text = String::from_utf8(content).unwrap();
         if path.starts_with("man") {
@@ -88,7 +92,7 @@ fn have(program: &str) -> bool {
 
 #[test]
 fn man_pages_render_without_warnings() {
-    let page = Path::new(ROOT).join("man/idmap-overlay.1");
+    let page = Path::new(ROOT).join("man/idmap-overlay.8");
     let text = fs::read_to_string(&page).unwrap();
     for section in [
         "NAME",
@@ -135,6 +139,131 @@ fn man_pages_render_without_warnings() {
     assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("EXIT STATUS") && shown.contains("mount_setattr(2)"));
+}
+
+/// The text of a man page or a Markdown file as a reader sees its words:
+/// font changes, `\-` and backquotes gone, every run of blanks one space.
+fn words(text: &str) -> String {
+    let text = text
+        .replace("\\fB", "")
+        .replace("\\fI", "")
+        .replace("\\fR", "")
+        .replace("\\fP", "")
+        .replace("\\-", "-")
+        .replace('`', "");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Every page is in section 8 (admin commands and mount helpers, with
+/// mount(8) and findmnt(8)): its file name and its title say so, and every
+/// page of ours it names is named in section 8 and exists.
+#[test]
+fn every_page_is_in_section_8_and_names_ours_there() {
+    let pages = man_pages();
+    let names: Vec<String> = pages
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for page in &pages {
+        let name = page.file_stem().unwrap().to_string_lossy();
+        assert_eq!(page.extension().unwrap(), "8", "{}", page.display());
+        let text = fs::read_to_string(page).unwrap();
+        let title = format!("\n.TH {name} 8  \"idmap-overlay ");
+        assert!(text.contains(&title), "{}: no {title:?}", page.display());
+        assert!(text.contains("\"System Administration\"\n"));
+        // \fBidmap\-overlay\-gc\fR(8): every page of ours named there.
+        for (at, _) in text.match_indices("\\fR(") {
+            let Some(start) = text[..at].rfind("\\fB") else {
+                continue;
+            };
+            let named = text[start + 3..at].replace("\\-", "-");
+            if !named.contains("idmap-overlay") {
+                continue;
+            }
+            let section = &text[at + 4..at + 6];
+            assert_eq!(section, "8)", "{}: {named}({section}", page.display());
+            assert!(
+                names.contains(&named),
+                "{}: {named}(8) is no page",
+                page.display()
+            );
+        }
+    }
+    // Each page but the main one points back at it and the helper's page
+    // is named by the main one and mount's.
+    for (page, name) in pages.iter().zip(&names) {
+        let text = fs::read_to_string(page).unwrap();
+        if name != "idmap-overlay" {
+            assert!(text.contains("\\fBidmap\\-overlay\\fR(8)"), "{name}");
+        }
+        if name == "idmap-overlay" || name == "idmap-overlay-mount" {
+            assert!(text.contains("\\fBmount.idmap\\-overlay\\fR(8)"), "{name}");
+        }
+    }
+}
+
+/// The helper's page describes every option its usage lists, and its
+/// usage points at the page.
+#[test]
+fn the_helper_page_has_every_option_of_the_helper() {
+    let dir = tempfile::tempdir().unwrap();
+    let helper = dir.path().join("mount.idmap-overlay");
+    std::os::unix::fs::symlink(BIN, &helper).unwrap();
+    let usage = stdout_ok(Command::new(&helper).arg("-h").output().unwrap());
+    assert!(usage.contains("mount.idmap-overlay(8)"), "{usage}");
+    let page = fs::read_to_string(Path::new(ROOT).join("man/mount.idmap-overlay.8")).unwrap();
+    let synopsis = usage.lines().next().unwrap();
+    let mut flags: Vec<char> = synopsis
+        .split(['[', ']', ' '])
+        .filter_map(|w| w.strip_prefix('-'))
+        .flat_map(|letters| letters.chars())
+        .collect();
+    flags.extend(
+        usage
+            .lines()
+            .filter_map(|l| l.strip_prefix("  -"))
+            .filter_map(|l| l.chars().next()),
+    );
+    flags.sort();
+    flags.dedup();
+    assert!(flags.len() >= 7, "{flags:?} from {usage}");
+    for flag in flags {
+        let described = [".B \\-", ".BI \\-", ".BR \\-"]
+            .iter()
+            .any(|macro_| page.contains(&format!("\n{macro_}{flag}")));
+        assert!(
+            described,
+            "-{flag} is not described in mount.idmap-overlay(8)"
+        );
+    }
+}
+
+/// `rw` is said the same way wherever it is described: `mount --help`, the
+/// two pages that list mount(8)'s flags, docs/CLI.md and the README.
+#[test]
+fn rw_is_described_the_same_everywhere() {
+    const RW: &str = "rw (the default) undoes an earlier ro; an overlay without an upper layer is read-only all the same";
+    let help = stdout_ok(
+        Command::new(BIN)
+            .args(["mount", "--help"])
+            .output()
+            .unwrap(),
+    );
+    let mut places = vec![("mount --help".to_string(), help)];
+    for file in [
+        "man/idmap-overlay-mount.8",
+        "man/mount.idmap-overlay.8",
+        "docs/CLI.md",
+        "README.md",
+    ] {
+        places.push((
+            file.into(),
+            fs::read_to_string(Path::new(ROOT).join(file)).unwrap(),
+        ));
+    }
+    for (place, text) in places {
+        assert!(words(&text).contains(RW), "{place} does not say: {RW}");
+    }
 }
 
 /// A state directory with two records, one target holding a space.

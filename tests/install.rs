@@ -64,7 +64,7 @@ fn expected(prefix: &str, helper: &str) -> Vec<String> {
     for page in fs::read_dir(Path::new(ROOT).join("man")).unwrap() {
         let name = page.unwrap().file_name();
         paths.push(format!(
-            "{prefix}/share/man/man1/{}",
+            "{prefix}/share/man/man8/{}",
             name.to_string_lossy()
         ));
     }
@@ -117,7 +117,7 @@ fn distribution_layout_into_destdir_and_back() {
     );
     let timer = fs::read_to_string(units.join("idmap-overlay-gc.timer")).unwrap();
     assert!(timer.contains("\nOnBootSec=") && timer.contains("\nOnUnitActiveSec="));
-    for page in fs::read_dir(destdir.join("usr/share/man/man1")).unwrap() {
+    for page in fs::read_dir(destdir.join("usr/share/man/man8")).unwrap() {
         let page = page.unwrap().path();
         let name = page.file_name().unwrap().to_owned();
         assert_eq!(

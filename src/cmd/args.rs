@@ -72,7 +72,10 @@ pub struct MountArgs {
     #[arg(long, value_name = "UID", requires = "userns")]
     pub userns_owner: Option<u32>,
     /// containerd's overlay options: lowerdir=A:B,upperdir=U,workdir=W,uidmap=0:100000:65536,...
-    /// Other overlay options are passed to overlayfs.
+    /// Other overlay options are passed to overlayfs. mount(8)'s per-mount
+    /// flags (ro, rw, nosuid, nodev, noexec, noatime, ...) are set on the
+    /// overlay's mount: rw (the default) undoes an earlier ro; an overlay
+    /// without an upper layer is read-only all the same.
     #[arg(short = 'o', long = "options", value_name = "OPTS")]
     pub options: Option<String>,
     /// How the idmapped layers are built.

@@ -330,7 +330,7 @@ fn every_family_is_documented(text: &str) {
         .filter_map(|l| l.strip_prefix("# HELP "))
         .map(|l| l.split(' ').next().unwrap())
         .collect();
-    for doc in ["man/idmap-overlay.1", "docs/CLI.md"] {
+    for doc in ["man/idmap-overlay.8", "docs/CLI.md"] {
         let doc_text = fs::read_to_string(Path::new(ROOT).join(doc)).unwrap();
         for family in &families {
             assert!(doc_text.contains(family), "{doc} does not name {family}");
