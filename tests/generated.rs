@@ -266,6 +266,22 @@ fn rw_is_described_the_same_everywhere() {
     }
 }
 
+/// The README's set-up names the minimum Rust version Cargo.toml states.
+#[test]
+fn readme_names_the_rust_version() {
+    let version = env!("CARGO_PKG_RUST_VERSION");
+    assert!(!version.is_empty(), "Cargo.toml has no rust-version");
+    let readme = fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let setup = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Set up\n"))
+        .expect("README has a Set up section");
+    assert!(
+        words(setup).contains(&format!("Rust {version} or later")),
+        "README's Set up does not say: Rust {version} or later"
+    );
+}
+
 /// A state directory with two records, one target holding a space.
 fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
