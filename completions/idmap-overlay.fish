@@ -73,8 +73,8 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s v -l 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s V -l version -d 'Print version'
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s o -l output -d 'The columns to show, comma-separated (see --list-columns)' -r
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l sort -d 'Sort the rows by this column' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s o -l output -d 'The columns to show, comma-separated (see --list-columns)' -r -f -a "(__fish_idmap_overlay_columns list)"
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l sort -d 'Sort the rows by this column' -r -f -a "(__fish_idmap_overlay_columns)"
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l format -d 'Output format' -r -f -a "text\t'Tables and fields for people'
 json\t'JSON for scripts (the same as --json)'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector: records by state, leaks by kind (the same with or without --leaks)'"
@@ -136,5 +136,20 @@ function __fish_idmap_overlay_records
     command idmap-overlay $state_dir complete-ids 2>/dev/null
 end
 
+
+# Added by examples/gen-docs: the column names inspect's column
+# options take. With `list`, after those given already (up to the last
+# comma) or a leading + (added to the default columns).
+function __fish_idmap_overlay_columns
+    set -l head ''
+    if test "$argv[1]" = list
+        set -l token (commandline -ct | string replace -r -- '^(-o|--output=)' '')
+        set -l given (string match -r -- '^(?:\\+|.*,)' $token)
+        and set head $given
+    end
+    for column in ID TARGET STRATEGY LAYERS MAPS STATE AGE HEALTH UPPER WORK SOURCE MOUNTID DEV MOUNTNS ELSEWHERE PID CREATED KIND MOUNT PATH WHY ACTION
+        echo $head$column
+    end
+end
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount; and __fish_idmap_overlay_wants_record" -f -a "(__fish_idmap_overlay_records)" -d 'recorded id or target'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect; and __fish_idmap_overlay_wants_record" -f -a "(__fish_idmap_overlay_records)" -d 'recorded id or target'

@@ -472,3 +472,137 @@ fn fish_completes_records_and_options() {
     assert!(!complete("idmap-overlay umount db ").contains(&"db".to_string()));
     assert_eq!(complete("idmap-overlay gc --dr"), ["--dry-run"]);
 }
+
+/// The column names, as the completions offer them.
+fn columns(prefix: &str) -> Vec<String> {
+    cli::COLUMN_NAMES
+        .iter()
+        .map(|c| format!("{prefix}{c}"))
+        .collect()
+}
+
+/// `inspect -o` (a comma list, a leading +) and `--sort` complete column
+/// names in bash, run for real as readline would call it; `mount -o`
+/// does not.
+#[test]
+fn bash_completes_column_names() {
+    let dir = fixture();
+    let state = dir.path().join("state");
+    let script = Path::new(ROOT).join("completions/idmap-overlay.bash");
+    let text = fs::read_to_string(&script).unwrap();
+    assert!(text.contains(&cli::COLUMN_NAMES.join(" ")));
+    let complete = |line: &str| -> Vec<String> {
+        let out = shell(
+            "bash",
+            &["-c", BASH_DRIVER, "bash", script.to_str().unwrap(), line],
+            &state,
+        );
+        stdout_ok(out)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(complete("idmap-overlay inspect -o "), columns(""));
+    assert_eq!(complete("idmap-overlay inspect --sort "), columns(""));
+    assert_eq!(complete("idmap-overlay inspect -o TA"), ["TARGET"]);
+    assert_eq!(complete("idmap-overlay inspect -o ID,TA"), ["ID,TARGET"]);
+    assert_eq!(complete("idmap-overlay inspect -o +MA"), ["+MAPS"]);
+    assert_eq!(
+        complete("idmap-overlay -v inspect --leaks --output KIND,P"),
+        ["KIND,PID", "KIND,PATH"]
+    );
+    // --output=X: readline splits the word at '='.
+    assert_eq!(
+        complete("idmap-overlay inspect --output = ID,HE"),
+        ["ID,HEALTH"]
+    );
+    assert_eq!(complete("idmap-overlay inspect --sort HE"), ["HEALTH"]);
+    // --sort takes one column; mount's -o is not inspect's.
+    assert_eq!(
+        complete("idmap-overlay inspect --sort ID,T"),
+        Vec::<String>::new()
+    );
+    let mount_o = complete("idmap-overlay mount -o ");
+    assert!(!mount_o.contains(&"TARGET".to_string()), "{mount_o:?}");
+    // The record after them is still completed.
+    assert_eq!(complete("idmap-overlay inspect -o ID w"), ["web-1"]);
+}
+
+#[test]
+fn fish_completes_column_names() {
+    assert!(have("fish"), "fish is not installed (Debian: fish)");
+    let dir = fixture();
+    let state = dir.path().join("state");
+    let script = Path::new(ROOT).join("completions/idmap-overlay.fish");
+    let complete = |line: &str| -> Vec<String> {
+        let out = shell(
+            "fish",
+            &[
+                "--no-config",
+                "-c",
+                "source $argv[1]; complete -C $argv[2]",
+                script.to_str().unwrap(),
+                line,
+            ],
+            &state,
+        );
+        let mut words: Vec<String> = stdout_ok(out)
+            .lines()
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect();
+        words.sort();
+        words
+    };
+    let mut all = columns("");
+    all.sort();
+    assert_eq!(complete("idmap-overlay inspect -o "), all);
+    assert_eq!(complete("idmap-overlay inspect --sort "), all);
+    assert_eq!(complete("idmap-overlay inspect -o ID,TA"), ["ID,TARGET"]);
+    assert_eq!(complete("idmap-overlay inspect -o +MA"), ["+MAPS"]);
+    assert_eq!(
+        complete("idmap-overlay inspect --output=ID,HE"),
+        ["--output=ID,HEALTH"]
+    );
+    assert_eq!(complete("idmap-overlay inspect --sort HE"), ["HEALTH"]);
+    let mount_o = complete("idmap-overlay mount -o ");
+    assert!(!mount_o.contains(&"TARGET".to_string()), "{mount_o:?}");
+}
+
+/// zsh completes only inside a completion widget (compset needs one), so
+/// its file is checked as written: inspect's -o and --sort call
+/// `_idmap-overlay_columns` (a list for -o), which offers every column
+/// and is defined once the file is sourced.
+#[test]
+fn zsh_completion_offers_column_names() {
+    assert!(have("zsh"), "zsh is not installed (Debian: zsh)");
+    let script = Path::new(ROOT).join("completions/_idmap-overlay");
+    let text = fs::read_to_string(&script).unwrap();
+    let arm = text
+        .split("\n(inspect)\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n;;\n").next())
+        .expect("an inspect arm");
+    for spec in ["'-o+[", "'--output=["] {
+        let line = arm.lines().find(|l| l.starts_with(spec)).unwrap();
+        assert!(line.ends_with(":_idmap-overlay_columns list' \\"), "{line}");
+    }
+    let line = arm.lines().find(|l| l.starts_with("'--sort=[")).unwrap();
+    assert!(line.ends_with(":_idmap-overlay_columns' \\"), "{line}");
+    assert!(text.contains(&format!(
+        "local -a columns=({})",
+        cli::COLUMN_NAMES.join(" ")
+    )));
+    let out = shell(
+        "zsh",
+        &[
+            "-f",
+            "-c",
+            "compdef() { :; }; source $1; whence -w _idmap-overlay_columns",
+            "zsh",
+            script.to_str().unwrap(),
+        ],
+        Path::new(ROOT).join("state").as_path(),
+    );
+    assert_eq!(stdout_ok(out), "_idmap-overlay_columns: function\n");
+}

@@ -3,7 +3,7 @@
 //! the hand-written parts beside this file. Pure (returns the files), so
 //! `tests/generated.rs` can compare it with what is checked in.
 
-use crate::cli::Cli;
+use crate::cli::{COLUMN_NAMES, Cli};
 use clap::{Arg, Command, CommandFactory};
 use std::path::PathBuf;
 
@@ -165,6 +165,48 @@ fn visible_cli() -> Command {
     cmd
 }
 
+/// The subcommand whose options take column names ([`COLUMN_NAMES`]).
+const COLUMNS_SUBCOMMAND: &str = "inspect";
+
+/// Its options that take column names, by clap id: `-o` a comma list of
+/// them (and a leading `+`), `--sort` one. Each shell's snippet completes
+/// them; clap_complete would offer files.
+const COLUMN_OPTIONS: &[(&str, ColumnValue)] =
+    &[("output", ColumnValue::List), ("sort", ColumnValue::One)];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ColumnValue {
+    List,
+    One,
+}
+
+/// One option that takes column names, as the shells spell it.
+struct ColumnOption {
+    short: Option<char>,
+    long: String,
+    value: ColumnValue,
+}
+
+fn column_options(cmd: &Command) -> Vec<ColumnOption> {
+    let sub = cmd
+        .find_subcommand(COLUMNS_SUBCOMMAND)
+        .expect("the subcommand with columns");
+    COLUMN_OPTIONS
+        .iter()
+        .map(|(id, value)| {
+            let arg = sub
+                .get_arguments()
+                .find(|a| a.get_id() == *id)
+                .unwrap_or_else(|| panic!("{COLUMNS_SUBCOMMAND} has no option {id}"));
+            ColumnOption {
+                short: arg.get_short(),
+                long: arg.get_long().expect("a long option").to_string(),
+                value: *value,
+            }
+        })
+        .collect()
+}
+
 /// Subcommands with a TARGET|ID positional, and every option (of theirs or
 /// global) that takes a value, so the completion knows which words are
 /// values rather than the positional.
@@ -218,6 +260,7 @@ fn completions() -> Vec<(PathBuf, Vec<u8>)> {
     use clap_complete::{Shell, generate};
     let mut cmd = visible_cli();
     let records = record_args(&cmd);
+    let columns = column_options(&cmd);
     let mut files = Vec::new();
     for (shell, path) in [
         (Shell::Bash, "completions/idmap-overlay.bash"),
@@ -231,9 +274,9 @@ fn completions() -> Vec<(PathBuf, Vec<u8>)> {
             std::fs::write(format!("/tmp/raw-{shell}"), &text).unwrap();
         }
         let text = match shell {
-            Shell::Bash => bash(text, &records),
-            Shell::Zsh => zsh(text, &records),
-            Shell::Fish => fish(text, &records),
+            Shell::Bash => bash(text, &records, &columns),
+            Shell::Zsh => zsh(text, &records, &columns),
+            Shell::Fish => fish(text, &records, &columns),
             _ => unreachable!(),
         };
         files.push((PathBuf::from(path), text.into_bytes()));
@@ -241,10 +284,37 @@ fn completions() -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
+/// The words of the column options whose value is `value`, as bash's
+/// `case` wants them: `-o|--output`.
+fn bash_words(columns: &[ColumnOption], value: ColumnValue) -> String {
+    let mut words = Vec::new();
+    for option in columns.iter().filter(|o| o.value == value) {
+        words.extend(option.short.map(|s| format!("-{s}")));
+        words.push(format!("--{}", option.long));
+    }
+    words.join(" | ")
+}
+
+/// The placeholders the snippets share about the column options.
+fn fill_columns(snippet: &str, columns: &[ColumnOption]) -> String {
+    let mut list_prefixes = Vec::new();
+    for option in columns.iter().filter(|o| o.value == ColumnValue::List) {
+        list_prefixes.extend(option.short.map(|s| format!("-{s}")));
+        list_prefixes.push(format!("--{}=", option.long));
+    }
+    snippet
+        .replace("@COLUMNS_SUBCOMMAND@", COLUMNS_SUBCOMMAND)
+        .replace("@COLUMNS@", &COLUMN_NAMES.join(" "))
+        .replace("@LIST_OPTIONS@", &bash_words(columns, ColumnValue::List))
+        .replace("@ONE_OPTIONS@", &bash_words(columns, ColumnValue::One))
+        .replace("@LIST_PREFIXES@", &list_prefixes.join("|"))
+}
+
 /// bash: the generated `_idmap__overlay` stays as it is; a wrapper
-/// registered in its place offers the records for a TARGET|ID and defers to
-/// it for everything else.
-fn bash(generated: String, records: &RecordArgs) -> String {
+/// registered in its place offers the records for a TARGET|ID and the
+/// column names for the column options, and defers to it for everything
+/// else.
+fn bash(generated: String, records: &RecordArgs, columns: &[ColumnOption]) -> String {
     // clap_complete 4.6 spells the case labels of a hyphenated binary's
     // subcommands differently from its dispatch loop, so their options never
     // complete (clap-rs/clap#6421); spell them the loop's way.
@@ -256,7 +326,7 @@ fn bash(generated: String, records: &RecordArgs) -> String {
         "clap_complete's bash registration changed; update examples/gen-docs/docs.rs"
     );
     let generated = generated.replace(registration, "complete -F _idmap__overlay_records ");
-    let snippet = include_str!("completions/records.bash")
+    let snippet = fill_columns(include_str!("completions/records.bash"), columns)
         .replace("@VALUE_OPTIONS@", &records.value_options.join("|"))
         .replace("@SUBCOMMANDS@", &records.subcommands.join("|"));
     let at = generated
@@ -266,15 +336,40 @@ fn bash(generated: String, records: &RecordArgs) -> String {
 }
 
 /// zsh: in each TARGET|ID subcommand's `_arguments`, the positional's
-/// action becomes `_idmap-overlay_records` (defined in the added snippet).
-fn zsh(generated: String, records: &RecordArgs) -> String {
+/// action becomes `_idmap-overlay_records`, and a column option's
+/// `_idmap-overlay_columns` (both defined in the added snippet).
+fn zsh(generated: String, records: &RecordArgs, columns: &[ColumnOption]) -> String {
     let mut text = String::new();
     let mut arm = String::new();
     let mut replaced = 0;
+    let mut column_specs = 0;
     for line in generated.split_inclusive('\n') {
         let trimmed = line.trim();
         if let Some(name) = trimmed.strip_prefix('(').and_then(|t| t.strip_suffix(')')) {
             arm = name.to_string();
+        }
+        // clap_complete writes an option as '-o+[HELP]:NAME:ACTION' \ or
+        // '--output=[HELP]:NAME:ACTION' \.
+        let column_option = columns.iter().find(|o| {
+            trimmed.starts_with(&format!("'--{}=[", o.long))
+                || o.short
+                    .is_some_and(|s| trimmed.starts_with(&format!("'-{s}+[")))
+        });
+        if let Some(option) = column_option.filter(|_| arm == COLUMNS_SUBCOMMAND) {
+            let at = line.rfind(":_default'").expect(
+                "clap_complete's zsh option spec changed; update examples/gen-docs/docs.rs",
+            );
+            let action = match option.value {
+                ColumnValue::List => "_idmap-overlay_columns list",
+                ColumnValue::One => "_idmap-overlay_columns",
+            };
+            text.push_str(&format!(
+                "{}:{action}'{}",
+                &line[..at],
+                &line[at + ":_default'".len()..]
+            ));
+            column_specs += 1;
+            continue;
         }
         // clap_complete writes a positional as ':NAME -- HELP:ACTION' \
         // ('::NAME' when optional).
@@ -294,7 +389,15 @@ fn zsh(generated: String, records: &RecordArgs) -> String {
         records.subcommands.len(),
         "a TARGET|ID positional was not found in clap_complete's zsh output; update examples/gen-docs/docs.rs"
     );
-    let snippet = include_str!("completions/records.zsh");
+    let spellings: usize = columns
+        .iter()
+        .map(|o| 1 + usize::from(o.short.is_some()))
+        .sum();
+    assert_eq!(
+        column_specs, spellings,
+        "a column option was not found in clap_complete's zsh output; update examples/gen-docs/docs.rs"
+    );
+    let snippet = fill_columns(include_str!("completions/records.zsh"), columns);
     // The function must be defined before the footer runs the completion.
     let at = text
         .find("\nif [ \"$funcstack[1]\" = \"_idmap-overlay\" ]; then")
@@ -303,12 +406,49 @@ fn zsh(generated: String, records: &RecordArgs) -> String {
 }
 
 /// fish: clap_complete writes nothing for positionals; one line per
-/// TARGET|ID subcommand offers the records.
-fn fish(generated: String, records: &RecordArgs) -> String {
-    let mut text = generated.trim_end().to_string();
-    text.push_str("\n\n");
+/// TARGET|ID subcommand offers the records. A column option's line (which
+/// would offer files) offers the column names instead.
+fn fish(generated: String, records: &RecordArgs, columns: &[ColumnOption]) -> String {
+    let mut text = String::new();
+    let mut column_lines = 0;
+    let in_subcommand = format!(
+        "complete -c idmap-overlay -n \"__fish_idmap_overlay_using_subcommand {COLUMNS_SUBCOMMAND}\" "
+    );
+    for line in generated.trim_end().lines() {
+        let option = line.strip_prefix(&in_subcommand).and_then(|rest| {
+            columns.iter().find(|o| {
+                let spelled = match o.short {
+                    Some(s) => format!("-s {s} -l {} ", o.long),
+                    None => format!("-l {} ", o.long),
+                };
+                rest.starts_with(&spelled)
+            })
+        });
+        text.push_str(line);
+        if let Some(option) = option {
+            assert!(
+                line.ends_with(" -r"),
+                "clap_complete's fish option line changed; update examples/gen-docs/docs.rs"
+            );
+            let argument = match option.value {
+                ColumnValue::List => " list",
+                ColumnValue::One => "",
+            };
+            text.push_str(&format!(
+                " -f -a \"(__fish_idmap_overlay_columns{argument})\""
+            ));
+            column_lines += 1;
+        }
+        text.push('\n');
+    }
+    assert_eq!(
+        column_lines,
+        columns.len(),
+        "a column option was not found in clap_complete's fish output; update examples/gen-docs/docs.rs"
+    );
+    text.push('\n');
     text.push_str(
-        &include_str!("completions/records.fish")
+        &fill_columns(include_str!("completions/records.fish"), columns)
             .replace("@VALUE_OPTIONS@", &records.value_options.join(" ")),
     );
     for sub in &records.subcommands {

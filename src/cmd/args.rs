@@ -221,6 +221,37 @@ pub struct InspectArgs {
 #[derive(Debug, Args)]
 pub struct CompleteIdsArgs {}
 
+/// The column names `inspect -o` and `--sort` take, for the shell
+/// completions (`examples/gen-docs` reads this file alone): the table's,
+/// then those only `--leaks` has. The columns themselves are defined in
+/// `src/cmd/views.rs`, whose test keeps this list equal to their names.
+/// The binary itself never reads it.
+#[allow(dead_code)]
+pub const COLUMN_NAMES: &[&str] = &[
+    "ID",
+    "TARGET",
+    "STRATEGY",
+    "LAYERS",
+    "MAPS",
+    "STATE",
+    "AGE",
+    "HEALTH",
+    "UPPER",
+    "WORK",
+    "SOURCE",
+    "MOUNTID",
+    "DEV",
+    "MOUNTNS",
+    "ELSEWHERE",
+    "PID",
+    "CREATED",
+    "KIND",
+    "MOUNT",
+    "PATH",
+    "WHY",
+    "ACTION",
+];
+
 /// `--strategy`: one of the library's names, listed in help and
 /// completions.
 fn strategy_names() -> impl clap::builder::TypedValueParser<Value = Strategy> {
