@@ -606,3 +606,71 @@ fn zsh_completion_offers_column_names() {
     );
     assert_eq!(stdout_ok(out), "_idmap-overlay_columns: function\n");
 }
+
+/// The lines of each `Heading:` block of a --help text, by heading.
+fn help_blocks(help: &str) -> Vec<(String, String)> {
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    for line in help.lines() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            blocks.push((line.trim_end_matches(':').to_string(), String::new()));
+        } else if let Some((_, text)) = blocks.last_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    blocks
+}
+
+/// The text of a man page's section, `.SH NAME` up to the next `.SH`.
+fn man_section<'a>(page: &'a str, name: &str) -> Option<&'a str> {
+    let start = page.find(&format!("\n.SH {name}\n"))? + 1;
+    let rest = &page[start..];
+    let end = rest[1..].find("\n.SH ").map_or(rest.len(), |at| at + 1);
+    Some(&rest[..end])
+}
+
+/// The options every subcommand takes (--state-dir, -v, -q) are listed
+/// under a heading of their own, apart from the subcommand's own options,
+/// in the --help of the command and of every subcommand, and in every page
+/// made from them.
+#[test]
+fn global_options_are_listed_apart() {
+    let globals = ["--state-dir", "--verbose", "--quiet"];
+    let mut commands = vec![vec![]];
+    for sub in ["mount", "umount", "gc", "inspect"] {
+        commands.push(vec![sub]);
+    }
+    for command in commands {
+        let mut args = command.clone();
+        args.push("--help");
+        let help = stdout_ok(Command::new(BIN).args(&args).output().unwrap());
+        let blocks = help_blocks(&help);
+        let block = |name: &str| {
+            blocks
+                .iter()
+                .find(|(heading, _)| heading == name)
+                .map(|(_, text)| text.as_str())
+                .unwrap_or_else(|| panic!("{args:?}: no {name}: block in {help}"))
+        };
+        for global in globals {
+            assert!(block("Global options").contains(global), "{args:?}: {help}");
+            assert!(!block("Options").contains(global), "{args:?}: {help}");
+        }
+        assert!(block("Options").contains("--help"), "{args:?}: {help}");
+
+        let name = ["idmap-overlay"]
+            .into_iter()
+            .chain(command.iter().copied())
+            .collect::<Vec<_>>()
+            .join("-");
+        let page = fs::read_to_string(Path::new(ROOT).join(format!("man/{name}.8"))).unwrap();
+        let own = man_section(&page, "OPTIONS").unwrap_or_else(|| panic!("{name}: no OPTIONS"));
+        let global_section = man_section(&page, "\"GLOBAL OPTIONS\"")
+            .unwrap_or_else(|| panic!("{name}: no GLOBAL OPTIONS"));
+        for global in globals {
+            let roff = global.replace('-', "\\-");
+            assert!(global_section.contains(&roff), "{name}: {global}");
+            assert!(!own.contains(&roff), "{name}: {global} among its own");
+        }
+    }
+}

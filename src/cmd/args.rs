@@ -8,6 +8,10 @@ use idmap_overlay::Strategy;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The heading the options every subcommand takes are listed under, apart
+/// from each subcommand's own (in --help and the man pages).
+pub const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "idmap-overlay",
@@ -18,13 +22,13 @@ use std::time::Duration;
 pub struct Cli {
     /// Where records, locks and temporary mountpoints live [env:
     /// IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay].
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     pub state_dir: Option<PathBuf>,
     /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     /// Only errors on stderr: no warnings.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
