@@ -319,7 +319,8 @@ _idmap__overlay() {
 
 # Added by examples/gen-docs: a TARGET|ID argument (umount|inspect) is
 # completed with the recorded ids and targets that `idmap-overlay
-# complete-ids` prints; everything else is clap_complete's _idmap__overlay.
+# complete-ids` prints, and inspect's column options with the
+# column names; everything else is clap_complete's _idmap__overlay.
 _idmap__overlay_records() {
     local i word subcommand="" positionals=0 value_next=0 value_of="" state_dir=()
     for ((i = 1; i < COMP_CWORD; i++)); do
@@ -347,6 +348,20 @@ _idmap__overlay_records() {
         esac
     done
     local cur=${COMP_WORDS[COMP_CWORD]}
+    # Column names: after those a list option was given already (up to the
+    # last comma) or a leading + (added to the default columns).
+    if ((value_next)) && [[ $subcommand == inspect ]]; then
+        local head=""
+        case $value_of in
+            -o | --output)
+                [[ $cur =~ ^(\+|.*,) ]] && head=${BASH_REMATCH[0]}
+                ;&
+            --sort)
+                COMPREPLY=($(compgen -P "$head" -W "ID TARGET STRATEGY LAYERS MAPS STATE AGE HEALTH UPPER WORK SOURCE MOUNTID DEV MOUNTNS ELSEWHERE PID CREATED KIND MOUNT PATH WHY ACTION" -- "${cur:${#head}}"))
+                return 0
+                ;;
+        esac
+    fi
     case $subcommand in
         umount|inspect)
             if ((!value_next && positionals == 0)) && [[ $cur != -* ]]; then

@@ -41,7 +41,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l ui
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l gidmap -d 'Like --uidmap, for groups; defaults to the uid map' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l userns -d 'Take the maps of an existing user namespace (/proc/PID/ns/user)' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l userns-owner -d 'Accept a --userns created by this uid (by default only root\'s: a user\'s namespace may have taken the pid of an exited container)' -r
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s o -l options -d 'containerd\'s overlay options: lowerdir=A:B,upperdir=U,workdir=W,uidmap=0:100000:65536,... Other overlay options are passed to overlayfs' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s o -l options -d 'containerd\'s overlay options: lowerdir=A:B,upperdir=U,workdir=W,uidmap=0:100000:65536,... Other overlay options are passed to overlayfs. mount(8)\'s per-mount flags (ro, rw, nosuid, nodev, noexec, noatime, ...) are set on the overlay\'s mount: rw (the default) undoes an earlier ro; an overlay without an upper layer is read-only all the same' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l strategy -d 'How the idmapped layers are built' -r -f -a "auto\t''
 detached\t''
 common-dir\t''
@@ -63,7 +63,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s q
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s V -l version -d 'Print version'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l foreign -d 'Also unmount other programs\' idmapped mounts below DIR (for example /var/lib/containerd/tmpmounts) once older than --min-age. Repeatable' -r -F
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l min-age -d 'Age a foreign mount must reach (counted from the first gc or inspect that saw it) before it is removed' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l min-age -d 'Age a foreign mount must reach before it is removed, counted from the first gc run (not --dry-run) that saw it: inspect and --dry-run never start the clock' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l timeout -d 'How long to retry unmounting a busy mount' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l metrics-file -d 'After the run, write Prometheus metrics (what is left, what this run cleaned and failed) to PATH, atomically, for node_exporter\'s textfile collector. PATH is absolute and its directory exists' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
@@ -73,8 +73,8 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s v -l 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s V -l version -d 'Print version'
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s o -l output -d 'The columns to show, comma-separated (see --list-columns)' -r
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l sort -d 'Sort the rows by this column' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s o -l output -d 'The columns to show, comma-separated (see --list-columns)' -r -f -a "(__fish_idmap_overlay_columns list)"
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l sort -d 'Sort the rows by this column' -r -f -a "(__fish_idmap_overlay_columns)"
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l format -d 'Output format' -r -f -a "text\t'Tables and fields for people'
 json\t'JSON for scripts (the same as --json)'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector: records by state, leaks by kind (the same with or without --leaks)'"
@@ -85,7 +85,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s r -l raw -d 'Raw output for scripts: cells separated by one space, spaces and other unsafe characters escaped (\\x20), nothing cut or aligned'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l list-columns -d 'List the columns -o takes, and what they show'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l leaks -d 'List everything leaked on this host: ours and other programs\''
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l features -d 'What the running kernel supports, from real probes'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l features -d 'What the running kernel supports: this boot\'s cached probe, else a probe made now (in a temporary directory, cached nowhere)'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -136,5 +136,20 @@ function __fish_idmap_overlay_records
     command idmap-overlay $state_dir complete-ids 2>/dev/null
 end
 
+
+# Added by examples/gen-docs: the column names inspect's column
+# options take. With `list`, after those given already (up to the last
+# comma) or a leading + (added to the default columns).
+function __fish_idmap_overlay_columns
+    set -l head ''
+    if test "$argv[1]" = list
+        set -l token (commandline -ct | string replace -r -- '^(-o|--output=)' '')
+        set -l given (string match -r -- '^(?:\\+|.*,)' $token)
+        and set head $given
+    end
+    for column in ID TARGET STRATEGY LAYERS MAPS STATE AGE HEALTH UPPER WORK SOURCE MOUNTID DEV MOUNTNS ELSEWHERE PID CREATED KIND MOUNT PATH WHY ACTION
+        echo $head$column
+    end
+end
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount; and __fish_idmap_overlay_wants_record" -f -a "(__fish_idmap_overlay_records)" -d 'recorded id or target'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect; and __fish_idmap_overlay_wants_record" -f -a "(__fish_idmap_overlay_records)" -d 'recorded id or target'

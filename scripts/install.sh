@@ -14,11 +14,9 @@
 #   DESTDIR   staging root, prepended to every path (packaging); default none
 #   PREFIX    default /usr/local; a distribution package uses /usr
 #   SBINDIR   default $PREFIX/sbin              the binary
-#   HELPERDIR default /sbin, or $SBINDIR when PREFIX is /usr
-#             mount.idmap-overlay, a symlink to the binary: mount(8) looks for
-#             helpers in /sbin (and /sbin/fs.d, /sbin/fs) only; /sbin is
-#             /usr/sbin on merged-/usr systems
-#   MANDIR    default $PREFIX/share/man         man1/*.1
+#   HELPERDIR default $SBINDIR                  mount.idmap-overlay, a symlink
+#             to the binary (relative when in $SBINDIR)
+#   MANDIR    default $PREFIX/share/man         man8/*.8
 #   BASHCOMPDIR, ZSHCOMPDIR, FISHCOMPDIR        completions, defaults under
 #             $PREFIX/share (bash-completion, zsh/site-functions,
 #             fish/vendor_completions.d)
@@ -27,6 +25,18 @@
 #   STATIC    0 builds a dynamically linked binary (target/release/); default 1
 #             (target/<host triple>/release/)
 #   CARGO_TARGET_DIR  where cargo builds; default target/ in the source tree
+#
+# Every default path lies under $DESTDIR$PREFIX; only a directory given
+# explicitly (SBINDIR, HELPERDIR, ...) may lie elsewhere.
+#
+# mount(8) looks for helpers in /sbin, /sbin/fs.d and /sbin/fs only. With
+# PREFIX=/usr on a merged-/usr system (/sbin -> usr/sbin) that is $SBINDIR,
+# so `mount -t idmap-overlay` works as installed. With another prefix
+# (/usr/local), give HELPERDIR=/sbin to make the helper visible to mount(8)
+# (the link then points at $SBINDIR/idmap-overlay), and the same HELPERDIR to
+# uninstall:
+#   sudo HELPERDIR=/sbin scripts/install.sh
+#   sudo HELPERDIR=/sbin scripts/install.sh uninstall
 #
 # The gc units are installed with ExecStart pointing at $SBINDIR, and are not
 # enabled: `systemctl enable --now idmap-overlay-gc.timer` does that.
@@ -38,11 +48,7 @@ action=${1:-install}
 DESTDIR=${DESTDIR:-}
 PREFIX=${PREFIX:-/usr/local}
 SBINDIR=${SBINDIR:-$PREFIX/sbin}
-if [ "$PREFIX" = /usr ]; then
-    HELPERDIR=${HELPERDIR:-$SBINDIR}
-else
-    HELPERDIR=${HELPERDIR:-/sbin}
-fi
+HELPERDIR=${HELPERDIR:-$SBINDIR}
 MANDIR=${MANDIR:-$PREFIX/share/man}
 BASHCOMPDIR=${BASHCOMPDIR:-$PREFIX/share/bash-completion/completions}
 ZSHCOMPDIR=${ZSHCOMPDIR:-$PREFIX/share/zsh/site-functions}
@@ -57,8 +63,8 @@ units=(idmap-overlay-gc.service idmap-overlay-gc.timer)
 installed() {
     echo "$bin"
     echo "$helper"
-    for page in "$root"/man/*.1; do
-        echo "$MANDIR/man1/$(basename "$page")"
+    for page in "$root"/man/*.8; do
+        echo "$MANDIR/man8/$(basename "$page")"
     done
     echo "$BASHCOMPDIR/idmap-overlay"
     echo "$ZSHCOMPDIR/_idmap-overlay"
@@ -103,10 +109,10 @@ install)
         ln -sfn "$bin" "$DESTDIR$helper"
     fi
     say "$helper -> $(readlink "$DESTDIR$helper")"
-    for page in "$root"/man/*.1; do
-        install -D -m 0644 "$page" "$DESTDIR$MANDIR/man1/$(basename "$page")"
+    for page in "$root"/man/*.8; do
+        install -D -m 0644 "$page" "$DESTDIR$MANDIR/man8/$(basename "$page")"
     done
-    say "$MANDIR/man1/idmap-overlay*.1"
+    say "$MANDIR/man8/*idmap-overlay*.8"
     install -D -m 0644 "$root/completions/idmap-overlay.bash" "$DESTDIR$BASHCOMPDIR/idmap-overlay"
     install -D -m 0644 "$root/completions/_idmap-overlay" "$DESTDIR$ZSHCOMPDIR/_idmap-overlay"
     install -D -m 0644 "$root/completions/idmap-overlay.fish" "$DESTDIR$FISHCOMPDIR/idmap-overlay.fish"

@@ -252,6 +252,9 @@ fn every_item_of_the_api_in_one_life() {
         idmap_overlay::probe_features(&state).unwrap()
     };
     assert!(features.idmapped_mounts, "{features:?}");
+    // mount cached this boot's probe; reading it probes and writes nothing.
+    let cached = Features::cached(&state).expect("mount cached the probe");
+    assert_eq!(cached.detached, features.detached);
 
     // Looked at: healthy, found by target and by id prefix.
     let mut snap: Snapshot =

@@ -1,9 +1,10 @@
 //! `scripts/install.sh` into a temp DESTDIR: every file where a distribution
 //! puts it, the mount helper a working link to the binary, the units
 //! pointing at the installed binary (and accepted by `systemd-analyze
-//! verify` where it exists), and an uninstall that leaves no file behind.
-//! Nothing outside the temp directories is written: HELPERDIR is always
-//! inside them.
+//! verify` where it exists), every default path under DESTDIR+PREFIX, and an
+//! uninstall that leaves no file behind. Nothing outside the temp
+//! directories is written: every PREFIX is installed into a DESTDIR, or is
+//! itself a temp directory.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -63,7 +64,7 @@ fn expected(prefix: &str, helper: &str) -> Vec<String> {
     for page in fs::read_dir(Path::new(ROOT).join("man")).unwrap() {
         let name = page.unwrap().file_name();
         paths.push(format!(
-            "{prefix}/share/man/man1/{}",
+            "{prefix}/share/man/man8/{}",
             name.to_string_lossy()
         ));
     }
@@ -116,7 +117,7 @@ fn distribution_layout_into_destdir_and_back() {
     );
     let timer = fs::read_to_string(units.join("idmap-overlay-gc.timer")).unwrap();
     assert!(timer.contains("\nOnBootSec=") && timer.contains("\nOnUnitActiveSec="));
-    for page in fs::read_dir(destdir.join("usr/share/man/man1")).unwrap() {
+    for page in fs::read_dir(destdir.join("usr/share/man/man8")).unwrap() {
         let page = page.unwrap().path();
         let name = page.file_name().unwrap().to_owned();
         assert_eq!(
@@ -136,25 +137,62 @@ fn distribution_layout_into_destdir_and_back() {
 fn local_prefix_points_units_and_helper_at_it() {
     let dest = tempfile::tempdir().unwrap();
     let destdir = dest.path();
-    // mount(8) only looks in /sbin: outside PREFIX=/usr the helper goes
-    // there, as an absolute link to PREFIX/sbin.
-    install(
-        "install",
-        &[("DESTDIR", destdir), ("PREFIX", Path::new("/usr/local"))],
-    );
-    assert_eq!(files(destdir), expected("/usr/local", "/sbin"));
+    let prefix = Path::new("/usr/local");
+    install("install", &[("DESTDIR", destdir), ("PREFIX", prefix)]);
+    assert_eq!(files(destdir), expected("/usr/local", "/usr/local/sbin"));
     assert_eq!(
-        fs::read_link(destdir.join("sbin/mount.idmap-overlay")).unwrap(),
-        PathBuf::from("/usr/local/sbin/idmap-overlay")
+        fs::read_link(destdir.join("usr/local/sbin/mount.idmap-overlay")).unwrap(),
+        PathBuf::from("idmap-overlay")
     );
     let service =
         fs::read_to_string(destdir.join("usr/local/lib/systemd/system/idmap-overlay-gc.service"))
             .unwrap();
     assert!(service.contains("\nExecStart=/usr/local/sbin/idmap-overlay gc\n"));
-    install(
-        "uninstall",
-        &[("DESTDIR", destdir), ("PREFIX", Path::new("/usr/local"))],
+    install("uninstall", &[("DESTDIR", destdir), ("PREFIX", prefix)]);
+    assert_eq!(files(destdir), Vec::<String>::new());
+
+    // Where mount(8) looks (/sbin) only when asked: an absolute link to
+    // PREFIX/sbin; uninstall with the same HELPERDIR removes it.
+    let vars = [
+        ("DESTDIR", destdir),
+        ("PREFIX", prefix),
+        ("HELPERDIR", Path::new("/sbin")),
+    ];
+    install("install", &vars);
+    assert_eq!(files(destdir), expected("/usr/local", "/sbin"));
+    assert_eq!(
+        fs::read_link(destdir.join("sbin/mount.idmap-overlay")).unwrap(),
+        PathBuf::from("/usr/local/sbin/idmap-overlay")
     );
+    install("uninstall", &vars);
+    assert_eq!(files(destdir), Vec::<String>::new());
+}
+
+/// `PREFIX=/opt/x` with a DESTDIR: every file, the mount helper included,
+/// lands under DESTDIR/opt/x, and uninstall takes every one away.
+#[test]
+fn any_prefix_installs_nothing_outside_it() {
+    let dest = tempfile::tempdir().unwrap();
+    let destdir = dest.path();
+    let vars = [("DESTDIR", destdir), ("PREFIX", Path::new("/opt/x"))];
+    install("install", &vars);
+    let installed = files(destdir);
+    let outside: Vec<&String> = installed
+        .iter()
+        .filter(|f| !f.starts_with("opt/x/"))
+        .collect();
+    assert!(outside.is_empty(), "outside opt/x: {outside:?}");
+    assert_eq!(installed, expected("/opt/x", "/opt/x/sbin"));
+    // Nothing else was made outside it, not even an empty directory.
+    let top: Vec<String> = fs::read_dir(destdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(top, ["opt"]);
+    let helper = destdir.join("opt/x/sbin/mount.idmap-overlay");
+    let usage = Command::new(&helper).arg("-h").output().unwrap();
+    assert!(String::from_utf8_lossy(&usage.stdout).starts_with("usage: mount.idmap-overlay"));
+    install("uninstall", &vars);
     assert_eq!(files(destdir), Vec::<String>::new());
 }
 
@@ -173,11 +211,7 @@ fn units_pass_systemd_analyze_verify() {
     // service's ExecStart names, and the man page its Documentation= names.
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("prefix");
-    let helper_dir = prefix.join("sbin");
-    install(
-        "install",
-        &[("PREFIX", &prefix), ("HELPERDIR", &helper_dir)],
-    );
+    install("install", &[("PREFIX", &prefix)]);
     let units = prefix.join("lib/systemd/system");
     let out = Command::new("systemd-analyze")
         .arg("verify")

@@ -8,6 +8,10 @@ use idmap_overlay::Strategy;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The heading the options every subcommand takes are listed under, apart
+/// from each subcommand's own (in --help and the man pages).
+pub const GLOBAL: &str = "Global options";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "idmap-overlay",
@@ -18,13 +22,13 @@ use std::time::Duration;
 pub struct Cli {
     /// Where records, locks and temporary mountpoints live [env:
     /// IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay].
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     pub state_dir: Option<PathBuf>,
     /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     /// Only errors on stderr: no warnings.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -72,7 +76,10 @@ pub struct MountArgs {
     #[arg(long, value_name = "UID", requires = "userns")]
     pub userns_owner: Option<u32>,
     /// containerd's overlay options: lowerdir=A:B,upperdir=U,workdir=W,uidmap=0:100000:65536,...
-    /// Other overlay options are passed to overlayfs.
+    /// Other overlay options are passed to overlayfs. mount(8)'s per-mount
+    /// flags (ro, rw, nosuid, nodev, noexec, noatime, ...) are set on the
+    /// overlay's mount: rw (the default) undoes an earlier ro; an overlay
+    /// without an upper layer is read-only all the same.
     #[arg(short = 'o', long = "options", value_name = "OPTS")]
     pub options: Option<String>,
     /// How the idmapped layers are built.
@@ -147,8 +154,9 @@ pub struct GcArgs {
     /// /var/lib/containerd/tmpmounts) once older than --min-age. Repeatable.
     #[arg(long, value_name = "DIR")]
     pub foreign: Vec<PathBuf>,
-    /// Age a foreign mount must reach (counted from the first gc or inspect
-    /// that saw it) before it is removed.
+    /// Age a foreign mount must reach before it is removed, counted from the
+    /// first gc run (not --dry-run) that saw it: inspect and --dry-run never
+    /// start the clock.
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     pub min_age: Duration,
     /// How long to retry unmounting a busy mount.
@@ -205,7 +213,8 @@ pub struct InspectArgs {
     /// mounts below DIR as leaks, as `gc --foreign DIR` would. Repeatable.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["features", "what"])]
     pub foreign: Vec<PathBuf>,
-    /// What the running kernel supports, from real probes.
+    /// What the running kernel supports: this boot's cached probe, else a
+    /// probe made now (in a temporary directory, cached nowhere).
     #[arg(long, conflicts_with = "what")]
     pub features: bool,
     /// One overlay, by mountpoint (contains '/') or record id.
@@ -215,6 +224,37 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct CompleteIdsArgs {}
+
+/// The column names `inspect -o` and `--sort` take, for the shell
+/// completions (`examples/gen-docs` reads this file alone): the table's,
+/// then those only `--leaks` has. The columns themselves are defined in
+/// `src/cmd/views.rs`, whose test keeps this list equal to their names.
+/// The binary itself never reads it.
+#[allow(dead_code)]
+pub const COLUMN_NAMES: &[&str] = &[
+    "ID",
+    "TARGET",
+    "STRATEGY",
+    "LAYERS",
+    "MAPS",
+    "STATE",
+    "AGE",
+    "HEALTH",
+    "UPPER",
+    "WORK",
+    "SOURCE",
+    "MOUNTID",
+    "DEV",
+    "MOUNTNS",
+    "ELSEWHERE",
+    "PID",
+    "CREATED",
+    "KIND",
+    "MOUNT",
+    "PATH",
+    "WHY",
+    "ACTION",
+];
 
 /// `--strategy`: one of the library's names, listed in help and
 /// completions.

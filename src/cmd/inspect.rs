@@ -41,13 +41,15 @@ impl InspectArgs {
     }
 }
 
-/// Probes in the state directory (under its lock, so gc can tell a crash's
-/// probe directory) or, where none exists yet, in a private temporary
-/// directory, removed after: looking creates nothing that stays.
-fn probe_features(state: &idmap_overlay::StateDir) -> Result<idmap_overlay::Features> {
-    if state.root.is_dir() {
-        let _all = state.lock_all()?;
-        return Ok(idmap_overlay::probe_features(state)?);
+/// This boot's probe result where the state directory has one (what
+/// `mount` goes by); else a probe in a private temporary directory, removed
+/// after and cached nowhere. Looking creates nothing in the state
+/// directory: not the directory, not its lock, not the cache (a probe
+/// there would need the lock, so that gc can tell a crash's probe
+/// directory).
+fn features(state: &idmap_overlay::StateDir) -> Result<idmap_overlay::Features> {
+    if let Some(found) = idmap_overlay::Features::cached(state) {
+        return Ok(found);
     }
     let temp = nix::unistd::mkdtemp("/tmp/idmap-overlay-features.XXXXXX")
         .code(Code::System, || "making a temporary probe directory".into())?;
@@ -86,7 +88,7 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     // Looking creates nothing: not the state directory, not a lock file.
     let state = ctx.state_to_read()?;
     if args.features {
-        let found = probe_features(&state)?;
+        let found = features(&state)?;
         if json {
             outln!("{}", serde_json::to_string_pretty(&found)?);
         } else {

@@ -224,7 +224,7 @@ pub fn render(scrape: &Scrape, gc: Option<&GcRun>) -> String {
         let name = "idmap_overlay_overlays_elsewhere";
         m.family(
             name,
-            "Overlays of ours alive in other mount namespaces (a container's root).",
+            "Recorded overlays not mounted here that live on in another mount namespace (a container's): the kernel's answer for one with an upperdir, a walk over the mount namespaces for a read-only one; one that cannot be told about is not counted.",
         );
         m.sample(name, &[], n);
     }
@@ -289,7 +289,7 @@ pub fn render(scrape: &Scrape, gc: Option<&GcRun>) -> String {
     let name = "idmap_overlay_scrape_duration_seconds";
     m.family(
         name,
-        "How long reading the state directory and the mount table took.",
+        "How long the look took: reading the state directory and the mount table, and asking about the overlays not mounted here.",
     );
     m.sample(name, &[], scrape.duration.as_secs_f64());
     m.out

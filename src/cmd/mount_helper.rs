@@ -66,7 +66,7 @@ plus the filesystem-independent ones (ro, nosuid, nodev, noexec, noatime, ...).
   -f  fake: check the options, mount nothing
   -n  no mtab (nothing to do)
   -v  verbose
-See idmap-overlay-mount(1) and idmap-overlay(1).
+See mount.idmap-overlay(8) and idmap-overlay-mount(8).
 ";
 
 /// Incorrect invocation, followed by the helper's synopsis as mount(8)

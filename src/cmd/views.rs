@@ -648,6 +648,19 @@ pub(crate) mod golden {
         table::choose(RECORD_COLUMNS, None).unwrap()
     }
 
+    /// The shell completions offer `args::COLUMN_NAMES` for `-o` and
+    /// `--sort`: every column of the table and of `--leaks`, in order, once.
+    #[test]
+    fn completions_offer_every_column() {
+        let mut names: Vec<&str> = Vec::new();
+        for column in RECORD_COLUMNS.iter().chain(LEAK_COLUMNS) {
+            if !names.contains(&column.name) {
+                names.push(column.name);
+            }
+        }
+        assert_eq!(names, crate::cmd::args::COLUMN_NAMES);
+    }
+
     #[test]
     fn table() {
         let text = render_table(&fixture(), &default_columns(), layout(None), None).unwrap();

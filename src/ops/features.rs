@@ -75,6 +75,23 @@ fn kernel_release() -> String {
         .unwrap_or_default()
 }
 
+impl Features {
+    /// This boot's probe result as cached in the state directory (what
+    /// `mount --strategy auto` goes by), if there is one: nothing is probed
+    /// or written, so a look (`inspect --features`) may call it.
+    ///
+    /// ```no_run
+    /// let state = idmap_overlay::StateDir::open_to_read("/run/idmap-overlay".as_ref(), false)?;
+    /// if let Some(found) = idmap_overlay::Features::cached(&state) {
+    ///     println!("detached strategy: {}", found.detached);
+    /// }
+    /// # Ok::<(), idmap_overlay::Error>(())
+    /// ```
+    pub fn cached(state: &StateDir) -> Option<Features> {
+        cached(state)
+    }
+}
+
 /// The cached probe result for this boot, if there is one (nothing is
 /// probed or written).
 pub fn cached(state: &StateDir) -> Option<Features> {

@@ -218,8 +218,32 @@ fn mount_takes_mount_8s_flags_in_o() {
     env.assert_clean();
 }
 
-/// inspect, gc --dry-run and complete-ids only look: a fresh state
-/// directory stays empty, a missing one named by --state-dir is an error
+/// Every form of the commands that only look, but those that need a path.
+const LOOKS: &[&[&str]] = &[
+    &["inspect"],
+    &["inspect", "--json"],
+    &[
+        "inspect",
+        "-r",
+        "-n",
+        "-o",
+        "ID,TARGET,HEALTH",
+        "--sort",
+        "TARGET",
+    ],
+    &["inspect", "--leaks"],
+    &["inspect", "--leaks", "--json"],
+    &["inspect", "--format", "prometheus"],
+    &["inspect", "--features"],
+    &["inspect", "--features", "--json"],
+    &["gc", "--dry-run"],
+    &["gc", "--dry-run", "--json"],
+    &["complete-ids"],
+];
+
+/// inspect (every form, --features included), gc --dry-run and
+/// complete-ids only look: a fresh state directory stays empty (no lock
+/// file, no feature cache), a missing one named by --state-dir is an error
 /// (exit 16) and is not created, and at the default place (here a tmpfs on
 /// the namespace's /run) nothing recorded is said and nothing made.
 #[test]
@@ -227,14 +251,7 @@ fn commands_that_only_look_create_nothing() {
     let env = Env::new();
     fs::create_dir(&env.state).unwrap();
     fs::set_permissions(&env.state, fs::Permissions::from_mode(0o700)).unwrap();
-    for args in [
-        &["inspect"][..],
-        &["inspect", "--json"],
-        &["inspect", "--leaks"],
-        &["inspect", "--format", "prometheus"],
-        &["gc", "--dry-run"],
-        &["complete-ids"],
-    ] {
+    for args in LOOKS {
         env.ok(args);
         assert_eq!(
             env.state_files(""),
@@ -243,10 +260,16 @@ fn commands_that_only_look_create_nothing() {
         );
     }
     fs::remove_dir(&env.state).unwrap();
-    let out = env.run(&["inspect"]);
-    assert_eq!(out.status.code(), Some(16), "{}", stderr(&out));
-    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
-    assert!(!env.state.exists());
+    for args in [
+        &["inspect"][..],
+        &["inspect", "--features"],
+        &["gc", "--dry-run"],
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(16), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+        assert!(!env.state.exists(), "{args:?} made it");
+    }
 
     let status = env
         .ns
@@ -256,19 +279,78 @@ fn commands_that_only_look_create_nothing() {
         .unwrap();
     assert!(status.success());
     for state_env in [None, Some("")] {
-        let mut cmd = env.ns.command(BIN);
-        cmd.args(["inspect"])
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin");
-        if let Some(value) = state_env {
-            cmd.env("IDMAP_OVERLAY_STATE_DIR", value);
+        let run = |args: &[&str]| {
+            let mut cmd = env.ns.command(BIN);
+            cmd.args(args).env_clear().env("PATH", "/usr/bin:/bin");
+            if let Some(value) = state_env {
+                cmd.env("IDMAP_OVERLAY_STATE_DIR", value);
+            }
+            let out = cmd.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{args:?} {state_env:?}: {}",
+                stderr(&out)
+            );
+            assert!(
+                !env.ns.path(Path::new("/run/idmap-overlay")).exists(),
+                "{args:?}"
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(run(&["inspect"]), "no idmap-overlay mounts recorded\n");
+        for args in LOOKS {
+            run(args);
         }
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{state_env:?}: {}", stderr(&out));
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "no idmap-overlay mounts recorded\n"
-        );
-        assert!(!env.ns.path(Path::new("/run/idmap-overlay")).exists());
     }
+}
+
+/// The same in a state directory in use (an overlay mounted, its record,
+/// lock and index, the global lock): nothing in it changes. Without a
+/// feature cache, `inspect --features` probes elsewhere and writes none;
+/// with one, it shows it.
+#[test]
+fn looking_at_a_used_state_directory_changes_nothing() {
+    let env = Env::new();
+    let target = env.mkdir("mnt");
+    let (upper, work) = (env.mkdir("upper"), env.mkdir("work"));
+    env.ok(&mount_args_with(
+        best(),
+        &env.layers(2),
+        &target,
+        &["--upperdir", s(&upper), "--workdir", s(&work)],
+    ));
+    let foreign = env.mkdir("foreign");
+    let cache = env.state.join("features.json");
+    let cached: Value = serde_json::from_str(&fs::read_to_string(&cache).unwrap()).unwrap();
+    for with_cache in [true, false] {
+        if !with_cache {
+            fs::remove_file(&cache).unwrap();
+        }
+        let before = snapshot(&env.state);
+        assert!(before.contains_key(Path::new("lock")), "{before:?}");
+        let with_paths: [&[&str]; 4] = [
+            &["inspect", s(&target)],
+            &["inspect", "--json", s(&target)],
+            &["inspect", "--leaks", "--foreign", s(&foreign)],
+            &["gc", "--dry-run", "--foreign", s(&foreign)],
+        ];
+        for args in LOOKS.iter().chain(&with_paths) {
+            env.ok(args);
+            assert_eq!(
+                snapshot(&env.state),
+                before,
+                "{args:?} (cache: {with_cache})"
+            );
+        }
+        let shown: Value =
+            serde_json::from_str(&env.ok(&["inspect", "--features", "--json"])).unwrap();
+        if with_cache {
+            assert_eq!(shown, cached);
+        } else {
+            assert_eq!(shown["detached"], cached["detached"], "{shown}");
+            assert_ne!(shown["probed_on"], cached["probed_on"], "{shown}");
+        }
+    }
+    env.ok(&["umount", s(&target)]);
+    env.assert_clean();
 }

@@ -165,7 +165,6 @@ fn a_full_state_filesystem_fails_before_mounting() {
     for strategy in strategies() {
         let env = Env::new();
         state_on_tmpfs(&env, "size=256k,nr_inodes=64");
-        env.ok(&["inspect", "--features"]); // the state tree and its probe
         works_again(&env);
         fill(&env, &env.state);
         mount_fails_cleanly(&env, strategy, &["No space left on device"], "full");

@@ -1,5 +1,6 @@
 use crate::support::*;
 use serde_json::Value;
+use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
@@ -200,6 +201,68 @@ fn foreign_leaks_are_listed_and_removed_only_with_foreign() {
     assert_eq!(json(&out)["cleaned"][0]["kind"], "foreign-mount");
     assert!(env.our_mounts().is_empty());
     assert!(leaks(&env).is_empty());
+}
+
+/// The kernel keeps no mount times: a foreign mount's age counts from the
+/// first real gc that saw it. `inspect` and `gc --dry-run` read those times
+/// but never write them, so they never start the clock.
+#[test]
+fn a_foreign_mounts_age_counts_from_the_first_real_gc() {
+    let env = Env::new();
+    let temp = leaked_temp_mount(&env);
+    let tmpmounts = env.mkdir("containerd/tmpmounts");
+    let leak = env.mkdir("containerd/tmpmounts/ovl-idmapped7");
+    assert!(
+        env.ns
+            .command("mount")
+            .args(["--move", s(&temp), s(&leak)])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(env.run(&["gc"]).status.code(), Some(0));
+    // As if no gc had seen it yet.
+    let seen = env.state.join("foreign-seen.json");
+    fs::remove_file(&seen).unwrap();
+    let dry_run = |min_age: &str| {
+        let out = env.run(&[
+            "gc",
+            "--dry-run",
+            "--json",
+            "--foreign",
+            s(&tmpmounts),
+            "--min-age",
+            min_age,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        json(&out)
+    };
+    for _ in 0..2 {
+        assert_eq!(leaks(&env).len(), 1);
+        assert_eq!(dry_run("1s")["skipped"].as_array().unwrap().len(), 1);
+        assert!(!seen.exists(), "a look remembered the foreign mount");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    // Two seconds after inspect and a dry run first saw it: still young,
+    // for the first real gc too, which starts the clock.
+    let out = env.run(&[
+        "gc",
+        "--json",
+        "--foreign",
+        s(&tmpmounts),
+        "--min-age",
+        "1s",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let skipped = &json(&out)["skipped"];
+    assert_eq!(skipped.as_array().unwrap().len(), 1, "{skipped}");
+    assert!(seen.exists());
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let would = dry_run("1s");
+    assert_eq!(would["cleaned"][0]["kind"], "foreign-mount", "{would}");
+    let out = env.run(&["gc", "--foreign", s(&tmpmounts), "--min-age", "1s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(env.our_mounts().is_empty());
 }
 
 #[test]

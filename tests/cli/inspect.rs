@@ -140,8 +140,19 @@ fn features_are_probed() {
         env.ok(&["inspect", "--features"])
             .contains(&format!("auto strategy:       {}", best()))
     );
-    // The probe attaches nothing and leaves nothing.
+    // mount's probe (in the state directory, cached there) attaches
+    // nothing and leaves nothing but the cache, which inspect then shows.
+    let target = env.mkdir("mnt");
+    env.ok(&mount_args("auto", &env.layers(2), &target));
+    env.ok(&["umount", s(&target)]);
     assert!(env.our_mounts().is_empty());
+    let cached: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.state.join("features.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&env.ok(&["inspect", "--features", "--json"])).unwrap(),
+        cached
+    );
     let left: Vec<String> = env
         .state_files("")
         .into_iter()

@@ -1403,9 +1403,21 @@ fn a_read_only_overlay_with_an_idle_copy_elsewhere() {
     );
     assert!(!stderr(&out).trim().is_empty(), "no warning on stderr");
     gc_keeps_it(&env, &ours);
+    // The metrics count it: found by the walk (no upperdir to ask about).
+    assert_eq!(overlays_elsewhere(&env), "1");
     keeper.stop();
     gc_removes_it_once_gone(&env, &ours);
+    assert_eq!(overlays_elsewhere(&env), "0");
     assert_all_clean(&env);
+}
+
+/// `idmap_overlay_overlays_elsewhere` as `inspect --format prometheus` says.
+fn overlays_elsewhere(env: &Env) -> String {
+    let text = env.ok(&["inspect", "--format", "prometheus"]);
+    text.lines()
+        .find_map(|l| l.strip_prefix("idmap_overlay_overlays_elsewhere "))
+        .unwrap_or_else(|| panic!("no idmap_overlay_overlays_elsewhere: {text}"))
+        .to_string()
 }
 
 /// The same with a user's process whose cwd is on the copy: umount waits

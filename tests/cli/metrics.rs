@@ -313,10 +313,41 @@ fn real_leaks_are_counted_then_gone_after_gc() {
     );
     assert_eq!(names(&dir), ["idmap_overlay.prom"]);
 
+    // gc's file with --foreign has every family there is.
+    every_family_is_documented(&fs::read_to_string(&file).unwrap());
+
     let m = inspect_metrics(&env, &["--foreign", s(&foreign)]);
     assert_eq!(leaks(&m), counts(&[]));
     assert_eq!(m[&dir_series], 0.0);
     env.assert_clean();
+}
+
+/// Every metric family in `text` is named in the main man page and in
+/// docs/CLI.md, and every name there is a family the tool writes.
+fn every_family_is_documented(text: &str) {
+    let families: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    for doc in ["man/idmap-overlay.8", "docs/CLI.md"] {
+        let doc_text = fs::read_to_string(Path::new(ROOT).join(doc)).unwrap();
+        for family in &families {
+            assert!(doc_text.contains(family), "{doc} does not name {family}");
+        }
+        let mut rest = doc_text.as_str();
+        while let Some(at) = rest.find("idmap_overlay_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            assert!(
+                families.contains(name.as_str()),
+                "{doc} names {name}, which the tool does not write"
+            );
+            rest = &rest[at + name.len()..];
+        }
+    }
 }
 
 /// A run that cannot clean everything (exit 64) writes its file too, with

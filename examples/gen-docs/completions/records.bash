@@ -1,6 +1,7 @@
 # Added by examples/gen-docs: a TARGET|ID argument (@SUBCOMMANDS@) is
 # completed with the recorded ids and targets that `idmap-overlay
-# complete-ids` prints; everything else is clap_complete's _idmap__overlay.
+# complete-ids` prints, and @COLUMNS_SUBCOMMAND@'s column options with the
+# column names; everything else is clap_complete's _idmap__overlay.
 _idmap__overlay_records() {
     local i word subcommand="" positionals=0 value_next=0 value_of="" state_dir=()
     for ((i = 1; i < COMP_CWORD; i++)); do
@@ -28,6 +29,20 @@ _idmap__overlay_records() {
         esac
     done
     local cur=${COMP_WORDS[COMP_CWORD]}
+    # Column names: after those a list option was given already (up to the
+    # last comma) or a leading + (added to the default columns).
+    if ((value_next)) && [[ $subcommand == @COLUMNS_SUBCOMMAND@ ]]; then
+        local head=""
+        case $value_of in
+            @LIST_OPTIONS@)
+                [[ $cur =~ ^(\+|.*,) ]] && head=${BASH_REMATCH[0]}
+                ;&
+            @ONE_OPTIONS@)
+                COMPREPLY=($(compgen -P "$head" -W "@COLUMNS@" -- "${cur:${#head}}"))
+                return 0
+                ;;
+        esac
+    fi
     case $subcommand in
         @SUBCOMMANDS@)
             if ((!value_next && positionals == 0)) && [[ $cur != -* ]]; then

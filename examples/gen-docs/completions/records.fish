@@ -38,3 +38,18 @@ function __fish_idmap_overlay_records
     command idmap-overlay $state_dir complete-ids 2>/dev/null
 end
 
+
+# Added by examples/gen-docs: the column names @COLUMNS_SUBCOMMAND@'s column
+# options take. With `list`, after those given already (up to the last
+# comma) or a leading + (added to the default columns).
+function __fish_idmap_overlay_columns
+    set -l head ''
+    if test "$argv[1]" = list
+        set -l token (commandline -ct | string replace -r -- '^(@LIST_PREFIXES@)' '')
+        set -l given (string match -r -- '^(?:\\+|.*,)' $token)
+        and set head $given
+    end
+    for column in @COLUMNS@
+        echo $head$column
+    end
+end

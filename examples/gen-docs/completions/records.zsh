@@ -16,3 +16,16 @@ _idmap-overlay_records() {
     _wanted records expl 'recorded id or target' compadd -a records
 }
 
+
+# Added by examples/gen-docs: the column names @COLUMNS_SUBCOMMAND@'s column
+# options take. With `list`, after those given already (up to the last
+# comma) or a leading + (added to the default columns).
+(( $+functions[_idmap-overlay_columns] )) ||
+_idmap-overlay_columns() {
+    local expl
+    local -a columns=(@COLUMNS@)
+    if [[ $1 == list ]]; then
+        compset -P '*,' || compset -P '+'
+    fi
+    _wanted columns expl column compadd -a columns
+}
