@@ -22,6 +22,8 @@ pub struct MountOptions {
     pub passthrough: Vec<(String, Option<String>)>,
     /// mount(8)'s per-mount flags (`ro`, `nosuid`, `noatime`, ...).
     pub flags: VfsFlags,
+    /// `idmapped_upper`: the upper layer idmapped too (`--idmapped-upper`).
+    pub idmapped_upper: bool,
 }
 
 impl MountOptions {
@@ -289,6 +291,12 @@ pub fn parse_options(text: &str) -> Result<MountOptions, String> {
             "workdir" => opts.workdir = Some(needs_value(value)?),
             "uidmap" => open_map = Some(("uidmap", needs_value(value)?)),
             "gidmap" => open_map = Some(("gidmap", needs_value(value)?)),
+            "idmapped_upper" => {
+                if value.is_some() {
+                    return Err("option \"idmapped_upper\" takes no value".into());
+                }
+                opts.idmapped_upper = true;
+            }
             _ => {
                 // mount(2) data is split on every comma: a quoted value with
                 // one would smuggle in another option. Only the LSM context

@@ -41,8 +41,18 @@ struct MountAttr {
 /// call fail (containers/storage#1308), and layers on submounts get trees of
 /// their own.
 pub fn idmap_tree(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<()> {
+    set_mount_attr(tree, MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY, userns)
+}
+
+/// The same, writable: the tree an idmapped upper layer and its work
+/// directory are reached through (`--idmapped-upper`).
+pub fn idmap_tree_writable(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<()> {
+    set_mount_attr(tree, MOUNT_ATTR_IDMAP, userns)
+}
+
+fn set_mount_attr(tree: BorrowedFd<'_>, attr_set: u64, userns: BorrowedFd<'_>) -> io::Result<()> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY,
+        attr_set,
         attr_clr: 0,
         propagation: MS_PRIVATE,
         userns_fd: userns.as_raw_fd() as u64,
@@ -695,4 +705,80 @@ mod tests {
             ["AtFlags", "statx", "openat"]
         );
     }
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3` (linux/capability.h): two 32-bit words.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Makes the calling thread act on files as `uid`:`gid` (its filesystem
+/// ids), keeping its capabilities: `setfsgid`, `setfsuid`, then `capset`
+/// with the effective set raised to the permitted one again (a change of
+/// fsuid away from 0 drops the filesystem capabilities, CAP_CHOWN,
+/// CAP_DAC_OVERRIDE, CAP_FOWNER... from the effective set). Only this
+/// thread changes: both calls act on the calling thread alone (glibc does
+/// not broadcast setfsuid, unlike setuid), and its credentials die with it.
+/// Run it on a thread of its own that ends after the work.
+pub fn act_on_files_as(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: setfsgid/setfsuid take plain integers and change only this
+    // thread's credentials. Each returns the previous id, never an error:
+    // asking again returns the id now in force, which is checked.
+    let (now_gid, now_uid) = unsafe {
+        libc::setfsgid(gid);
+        libc::setfsuid(uid);
+        (libc::setfsgid(gid) as u32, libc::setfsuid(uid) as u32)
+    };
+    if (now_uid, now_gid) != (uid, gid) {
+        return Err(io::Error::other(format!(
+            "setfsuid({uid})/setfsgid({gid}) did not take (fsuid {now_uid}, fsgid {now_gid})"
+        )));
+    }
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and data are live, properly laid out structs of the
+    // sizes version 3 expects (one header, two data words); pid 0 is the
+    // calling thread.
+    let got = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
+    if got != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for word in &mut data {
+        word.effective = word.permitted;
+    }
+    // SAFETY: as above; capset reads the two data words.
+    let set = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
+    if set != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
