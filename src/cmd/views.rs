@@ -524,6 +524,7 @@ pub(crate) mod golden {
             } else {
                 vec![format!("/run/idmap-overlay/tmp/{id}/0").into()]
             },
+            idmapped_upper: false,
             source: source_tag(id),
             mount_id,
             mount_id_unique: None,

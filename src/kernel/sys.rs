@@ -6,9 +6,10 @@
 //! wherever it has the call (mount, umount2, openat, openat2, mkdirat,
 //! unlinkat, readlinkat, fstat, fstatfs, fcntl, setns, clone, ...); rustix
 //! only for what nix lacks: the new mount API (open_tree, move_mount, fsopen,
-//! fsconfig, fsmount), statx and the terminal's window size; libc only in
+//! fsconfig, fsmount), statx, extended attributes and the terminal's window
+//! size; libc only in
 //! this module, for what neither wraps (mount_setattr, statmount,
-//! listmount, the nsfs ioctls, `struct flock`, `_exit`). Errno values are
+//! listmount, the nsfs ioctls, capget/capset, `struct flock`, `_exit`). Errno values are
 //! compared as nix's `Errno`, open flags and file types are nix's `OFlag`
 //! and `SFlag`; an errno shown to a person goes through `std::io::Error`
 //! first, whose text every message uses (nix's prints `ENOENT: ...`).
@@ -669,11 +670,24 @@ mod tests {
     }
 
     /// rustix only for what nix lacks: the new mount API (all of
-    /// `rustix::mount`), statx, and the terminal's window size.
+    /// `rustix::mount`), statx, extended attributes, and the terminal's
+    /// window size.
     #[test]
     fn rustix_only_for_what_nix_lacks() {
         let allowed: &[(&str, &[&str])] = &[
-            ("rustix::fs::", &["statx", "StatxFlags", "AtFlags", "CWD"]),
+            (
+                "rustix::fs::",
+                &[
+                    "statx",
+                    "StatxFlags",
+                    "AtFlags",
+                    "CWD",
+                    "getxattr",
+                    "setxattr",
+                    "removexattr",
+                    "XattrFlags",
+                ],
+            ),
             ("rustix::io::", &["Errno", "Result"]),
             ("rustix::termios::", &["tcgetwinsize"]),
         ];
@@ -735,14 +749,13 @@ struct CapData {
 /// not broadcast setfsuid, unlike setuid), and its credentials die with it.
 /// Run it on a thread of its own that ends after the work.
 pub fn act_on_files_as(uid: u32, gid: u32) -> io::Result<()> {
-    // SAFETY: setfsgid/setfsuid take plain integers and change only this
-    // thread's credentials. Each returns the previous id, never an error:
-    // asking again returns the id now in force, which is checked.
-    let (now_gid, now_uid) = unsafe {
-        libc::setfsgid(gid);
-        libc::setfsuid(uid);
-        (libc::setfsgid(gid) as u32, libc::setfsuid(uid) as u32)
-    };
+    // Each returns the previous id, never an error: asking again returns
+    // the id now in force, which is checked.
+    use nix::unistd::{Gid, Uid, setfsgid, setfsuid};
+    setfsgid(Gid::from_raw(gid));
+    setfsuid(Uid::from_raw(uid));
+    let now_gid = setfsgid(Gid::from_raw(gid)).as_raw();
+    let now_uid = setfsuid(Uid::from_raw(uid)).as_raw();
     if (now_uid, now_gid) != (uid, gid) {
         return Err(io::Error::other(format!(
             "setfsuid({uid})/setfsgid({gid}) did not take (fsuid {now_uid}, fsgid {now_gid})"
