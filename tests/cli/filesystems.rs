@@ -350,7 +350,12 @@ fn idmapped_upper_on(kind: &str, idmappable: bool) {
             let out = crate::idmapped_upper::mount_idmapped_upper(
                 &env, strategy, &layers, &upper, &work, &target, 100000,
             );
-            assert_eq!(out.status.code(), Some(32), "{kind}/{strategy}: {}", stderr(&out));
+            assert_eq!(
+                out.status.code(),
+                Some(32),
+                "{kind}/{strategy}: {}",
+                stderr(&out)
+            );
             assert!(env.our_mounts().iter().all(|m| m.fs_type != "overlay"));
         }
     }

@@ -187,7 +187,11 @@ fn tar_owners(dir: &Path) -> BTreeSet<String> {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -242,32 +246,67 @@ pub fn round_trip(
 
     // On disk: the container's own ids.
     for name in [
-        "file", "dir", "link", "hard", "fifo", "ldir", "ldir/new", "shared", "suid", "capped",
-        "acl", "home/ufile",
+        "file",
+        "dir",
+        "link",
+        "hard",
+        "fifo",
+        "ldir",
+        "ldir/new",
+        "shared",
+        "suid",
+        "capped",
+        "acl",
+        "home/ufile",
     ] {
-        let want = if name.starts_with("home/") { (1000, 1000) } else { (0, 0) };
+        let want = if name.starts_with("home/") {
+            (1000, 1000)
+        } else {
+            (0, 0)
+        };
         assert_eq!(owner(&disk.join(name)), want, "{what}: {name}");
     }
     for name in ["home", "home/udir", "home/ulink"] {
         assert_eq!(owner(&disk.join(name)), (1000, 1000), "{what}: {name}");
     }
-    assert_eq!(fs::metadata(disk.join("hard")).unwrap().nlink(), 2, "{what}");
+    assert_eq!(
+        fs::metadata(disk.join("hard")).unwrap().nlink(),
+        2,
+        "{what}"
+    );
     assert_eq!(
         fs::metadata(disk.join("hard")).unwrap().ino(),
         fs::metadata(disk.join("file")).unwrap().ino(),
         "{what}"
     );
-    assert!(fs::symlink_metadata(disk.join("fifo")).unwrap().file_type().is_fifo());
+    assert!(
+        fs::symlink_metadata(disk.join("fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
     let whiteout = fs::symlink_metadata(disk.join("only-1")).unwrap();
     assert!(whiteout.file_type().is_char_device(), "{what}: no whiteout");
-    assert_eq!((whiteout.rdev(), whiteout.uid(), whiteout.gid()), (0, 0, 0), "{what}");
     assert_eq!(
-        host_tool("getfattr", &["--only-values", "-n", "trusted.overlay.opaque"], &disk.join("ldir")),
+        (whiteout.rdev(), whiteout.uid(), whiteout.gid()),
+        (0, 0, 0),
+        "{what}"
+    );
+    assert_eq!(
+        host_tool(
+            "getfattr",
+            &["--only-values", "-n", "trusted.overlay.opaque"],
+            &disk.join("ldir")
+        ),
         "y",
         "{what}"
     );
     assert_eq!(
-        fs::metadata(disk.join("suid")).unwrap().permissions().mode() & 0o7777,
+        fs::metadata(disk.join("suid"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
         0o4755,
         "{what}"
     );
@@ -281,7 +320,11 @@ pub fn round_trip(
         "{what}: {acl}"
     );
     assert_eq!(
-        host_tool("getfattr", &["--only-values", "-n", "user.foo"], &disk.join("file")),
+        host_tool(
+            "getfattr",
+            &["--only-values", "-n", "user.foo"],
+            &disk.join("file")
+        ),
         "bar",
         "{what}"
     );
@@ -297,7 +340,11 @@ pub fn round_trip(
 
     // Another map: the same files are the second container's own.
     let out = mount_idmapped_upper(env, strategy, layers, upper, work, &target, 200000);
-    assert!(out.status.success(), "{what} (map 200000): {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "{what} (map 200000): {}",
+        stderr(&out)
+    );
     let c2 = ContainerIds::new(env, 200000);
     let seen = c2.ok(
         0,
@@ -324,10 +371,20 @@ getfattr --only-values -n user.foo file; echo",
         "bar",
         "more",
     ] {
-        assert!(seen.contains(line), "{what} (map 200000): no {line:?} in:\n{seen}");
+        assert!(
+            seen.contains(line),
+            "{what} (map 200000): no {line:?} in:\n{seen}"
+        );
     }
-    assert!(!seen.contains("inner"), "{what}: the opaque dir shows a lower entry:\n{seen}");
-    c2.ok(1000, &target, "echo again >> home/ufile && echo x > home/second");
+    assert!(
+        !seen.contains("inner"),
+        "{what}: the opaque dir shows a lower entry:\n{seen}"
+    );
+    c2.ok(
+        1000,
+        &target,
+        "echo again >> home/ufile && echo x > home/second",
+    );
     assert_eq!(owner(&disk.join("home/second")), (1000, 1000), "{what}");
     assert_eq!(
         owner(&env.ns.path(&target.join("home/second"))),
@@ -364,7 +421,11 @@ fn container_writes_are_stored_with_container_ids() {
         let (layers, upper, work) = fixture(&env);
         let before = snapshot(&env.path("layers"));
         round_trip(&env, strategy, &layers, &upper, &work, "root fs");
-        assert_eq!(snapshot(&env.path("layers")), before, "{strategy}: layers changed");
+        assert_eq!(
+            snapshot(&env.path("layers")),
+            before,
+            "{strategy}: layers changed"
+        );
         env.assert_clean();
     }
 }
@@ -411,7 +472,10 @@ fn an_upper_users_can_reach_is_refused() {
     ];
     for &(name, mode, uid, gid, closed) in cases {
         let above = env.mkdir(name);
-        let (upper, work) = (env.mkdir(&format!("{name}/u")), env.mkdir(&format!("{name}/w")));
+        let (upper, work) = (
+            env.mkdir(&format!("{name}/u")),
+            env.mkdir(&format!("{name}/w")),
+        );
         // A user's directory holds the user's own (the path rule refuses
         // root's directories below a user's before this one is asked).
         for dir in [&above, &upper, &work] {
@@ -507,7 +571,11 @@ fn mixing_shifted_and_idmapped_uppers_is_refused() {
     ]);
     let id = out.trim();
     let record = json(&env.run(&["inspect", "--json", id]));
-    let record = if record.is_array() { record[0].clone() } else { record };
+    let record = if record.is_array() {
+        record[0].clone()
+    } else {
+        record
+    };
     assert_eq!(record["idmapped_upper"], true, "{record}");
     env.ok(&["umount", s(&target)]);
     env.assert_clean();
@@ -571,8 +639,15 @@ fn a_read_only_result_is_undone() {
         assert_eq!(err.lines().count(), 1, "{strategy}: {err}");
         assert!(err.contains("made the overlay at"), "{strategy}: {err}");
         assert!(err.contains("read-only"), "{strategy}: {err}");
-        assert!(env.our_mounts().is_empty(), "{strategy}: {:?}", env.our_mounts());
-        assert!(!marked(&upper), "{strategy}: the failed mount left its mark");
+        assert!(
+            env.our_mounts().is_empty(),
+            "{strategy}: {:?}",
+            env.our_mounts()
+        );
+        assert!(
+            !marked(&upper),
+            "{strategy}: the failed mount left its mark"
+        );
         env.assert_clean();
     }
 }
@@ -623,8 +698,101 @@ fn crash_at_every_step_then_gc() {
                 "{what}: an idmapped mount left"
             );
             env.assert_clean();
-            assert_eq!(snapshot(&env.path("layers")), before, "{what}: layers changed");
+            assert_eq!(
+                snapshot(&env.path("layers")),
+                before,
+                "{what}: layers changed"
+            );
         }
     }
 }
 
+/// crun, a real OCI runtime: a container in a user namespace 0:100000
+/// writes into its root (our overlay with an idmapped upper) and stops;
+/// the upper holds its files with container ids; a second container under
+/// 0:200000, on the same upper mounted with that map, owns them.
+#[test]
+fn a_real_oci_runtime_writes_and_another_map_reads() {
+    let env = Env::new();
+    let base = crate::containers::rootfs_layer(&env);
+    close(&env.mkdir("store"));
+    let (upper, work) = (env.mkdir("store/upper"), env.mkdir("store/work"));
+    let target = env.mkdir("rootfs");
+    crate::containers::cgroups_for_crun(&env);
+    let crun_state = env.mkdir("crun-state");
+    // Runs `script` with /bin/sh as root in a container under `host`.
+    let run = |name: &str, host: u32, script: &str| {
+        let bundle = env.mkdir(&format!("bundle-{name}"));
+        let map = serde_json::json!([{"containerID": 0, "hostID": host, "size": 65536}]);
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": ["/bin/sh", "-c", script],
+                "cwd": "/",
+                "env": ["PATH=/bin"]
+            },
+            "root": {"path": s(&target), "readonly": false},
+            "hostname": name,
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+            "linux": {
+                "uidMappings": map,
+                "gidMappings": map,
+                "namespaces": [
+                    {"type": "pid"}, {"type": "mount"}, {"type": "user"},
+                    {"type": "ipc"}, {"type": "uts"}
+                ]
+            }
+        });
+        fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+        let out = env
+            .ns
+            .command("crun")
+            .args(["--root", s(&crun_state), "--cgroup-manager=disabled"])
+            .args(["run", "--bundle", s(&bundle), name])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "crun run {name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+    };
+    let layers = [base];
+    let out = mount_idmapped_upper(&env, best(), &layers, &upper, &work, &target, 100000);
+    assert!(out.status.success(), "{}", stderr(&out));
+    run(
+        "c1",
+        100000,
+        "echo from-c1 > /written && [ -O /written ] && echo yes > /c1-owns-it",
+    );
+    env.ok(&["umount", s(&target)]);
+    let disk = env.ns.path(&upper);
+    assert_eq!(owner(&disk.join("written")), (0, 0));
+    assert_eq!(
+        fs::read_to_string(disk.join("c1-owns-it")).unwrap(),
+        "yes\n"
+    );
+
+    let out = mount_idmapped_upper(&env, best(), &layers, &upper, &work, &target, 200000);
+    assert!(out.status.success(), "{}", stderr(&out));
+    run(
+        "c2",
+        200000,
+        "[ -O /written ] && read x < /written && echo \"$x\" > /c2-read-its-own",
+    );
+    assert_eq!(
+        fs::read_to_string(env.ns.path(&target.join("c2-read-its-own"))).unwrap(),
+        "from-c1\n"
+    );
+    assert_eq!(
+        owner(&env.ns.path(&target.join("written"))),
+        (200000, 200000)
+    );
+    env.ok(&["umount", s(&target)]);
+    assert_eq!(owner(&disk.join("c2-read-its-own")), (0, 0));
+    env.assert_clean();
+}
