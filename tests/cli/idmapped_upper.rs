@@ -220,6 +220,11 @@ pub fn round_trip(
     assert!(out.status.success(), "{what}: {}", stderr(&out));
     let record = json(&out);
     assert_eq!(record["idmapped_upper"], true, "{what}");
+    let detail = env.ok(&["inspect", record["id"].as_str().unwrap()]);
+    assert!(
+        detail.contains("upper ids:") && detail.contains("idmapped (the container's own ids"),
+        "{what}: {detail}"
+    );
     // No temporary or idmapped mount stays attached.
     assert!(
         env.ns.mountinfo().iter().all(|m| !m.idmapped()),
