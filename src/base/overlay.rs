@@ -519,6 +519,18 @@ mod tests {
     }
 
     #[test]
+    fn idmapped_upper_is_ours_not_overlayfs() {
+        let o = parse_options("lowerdir=/a:/b,idmapped_upper,index=off").unwrap();
+        assert!(o.idmapped_upper);
+        assert_eq!(
+            o.passthrough,
+            [("index".to_string(), Some("off".to_string()))]
+        );
+        assert!(!parse_options("lowerdir=/a:/b").unwrap().idmapped_upper);
+        assert!(parse_options("lowerdir=/a:/b,idmapped_upper=1").is_err());
+    }
+
+    #[test]
     fn common_dir_cases() {
         // containerd's cases (core/mount/mount_idmapped_utils_linux_test.go).
         let cases: &[(&[&str], &str)] = &[
