@@ -564,6 +564,50 @@ class Bench:
                 raise SystemExit(f"bench: latency {n} left {left} {recs}")
         self.results["sections"]["latency"] = sec
 
+    # ------------------------------------------------- idmapped upper
+    def idmapped_upper(self):
+        """Issue 22: the tool's mount + umount with --idmapped-upper against
+        the same without it, interleaved, for the strategies that work at
+        the largest common layer count (50 in a full run). Each variant has
+        its own upper and work directories: an upper written idmapped is
+        refused to a plain mount."""
+        counts = self.results["sections"]["counts"]
+        n = 50 if 50 in self.counts else self.counts[-1]
+        strategies = [s for s in STRATEGIES if counts[f"tool-{s}-{n}"]["ok"]]
+        variants = [(s, v) for s in strategies for v in ("plain", "idmapped")]
+        log(f"idmapped upper, {n} layers: {', '.join(strategies)}")
+        dirs = {c: self.dirs(f"upper-{c[1]}-{c[0]}-{n}") for c in variants}
+        lines = []
+        for r in range(self.warmup + self.runs):
+            for (s, v) in variants:
+                target, up, wk = dirs[(s, v)]
+                argv = self.mount_argv("tool", s, n, target, up, wk)
+                if v == "idmapped":
+                    argv.insert(2, "--idmapped-upper")
+                lines.append((f"{s}:{v}:mount:{r}", argv))
+                lines.append((f"{s}:{v}:umount:{r}", self.umount_argv("tool", target)))
+        res = self.quiet_plan(lines, f"idmapped upper {n} layers")
+        sec = {"layers": n, "strategies": {}}
+        for (s, v) in variants:
+            def get(phase):
+                return {int(l.rsplit(":", 1)[1]): (ms, st) for l, ms, st in res
+                        if l.startswith(f"{s}:{v}:{phase}:")}
+            mount, umount = get("mount"), get("umount")
+            keep = range(self.warmup, self.warmup + self.runs)
+            good = [r for r in keep if mount[r][1] == 0 and umount[r][1] == 0]
+            sec["strategies"].setdefault(s, {})[v] = {
+                "mount": summary([mount[r][0] for r in good]),
+                "umount": summary([umount[r][0] for r in good]),
+                "cycle": summary([mount[r][0] + umount[r][0] for r in good]),
+                "failures": len(keep) - len(good),
+                "exits": tally([mount[r][1] for r in keep]),
+            }
+            self.clean_config(dirs[(s, v)][0])
+        left, recs = self.leftovers()
+        if left or recs:
+            raise SystemExit(f"bench: idmapped upper left {left} {recs}")
+        self.results["sections"]["idmapped_upper"] = sec
+
     # ------------------------------------------------- build variants
     def variants(self):
         """Detached, 50 layers: the tool as installed (static) and dynamically
@@ -1100,6 +1144,7 @@ def main():
         b.startup()
         b.counts_and_events()
         b.latency()
+        b.idmapped_upper()
         b.variants()
         b.inproc()
         b.scale()

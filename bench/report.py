@@ -16,6 +16,9 @@ NS_GOAL_AT = 1000
 # and the library API against its in-process (Rust) floor.
 WHOLE_GOAL_19 = 1.5
 INPROC_GOAL_19 = 1.8
+# Issue 22: what --idmapped-upper adds to a mount + umount, at most this
+# share of the plain mount's time.
+UPPER_GOAL = 0.10
 # containerd's own mount code, in-process, 50 layers, measured on the
 # benchmark machine (issue 14): ms per cycle, and its floor.
 CONTAINERD_MS = (1.62, 1.66)
@@ -129,6 +132,7 @@ class Report:
         self.gc = r["sections"].get("gc", {})
         self.inproc = r["sections"].get("inproc")
         self.ns = r["sections"].get("namespaces")
+        self.upper = r["sections"].get("idmapped_upper")
 
     def lat_cycle(self, impl, strategy, n):
         e = self.lat.get(f"{impl}-{strategy}-{n}")
@@ -187,6 +191,7 @@ class Report:
                          f"containerd at {lo:.2f}–{hi:.2f}x of its floor, the API at {r:.2f}x",
                          f"{where} containerd"))
         rows += self.targets_19()
+        rows += self.targets_22()
         worse, ties = [], []
         for k in self.counts:
             d, c = self.lat_cycle("tool", "detached", k), self.lat_cycle("tool", "common-dir", k)
@@ -310,6 +315,55 @@ class Report:
                                       "in-use probes cost it " + (f"{chk - ip['impls']['cfloor']['median']:.2f} ms"
                                       if chk else "more") + " per cycle (*In-process*)")))
         return rows
+
+    def upper_extra(self, strategy):
+        """(plain cycle, idmapped cycle, extra share) for a strategy, or None."""
+        e = (self.upper or {}).get("strategies", {}).get(strategy)
+        if not e or not e["plain"]["cycle"]["n"] or not e["idmapped"]["cycle"]["n"]:
+            return None
+        p, i = e["plain"]["cycle"]["median"], e["idmapped"]["cycle"]["median"]
+        return p, i, (i - p) / p
+
+    def targets_22(self):
+        """Issue 22's goal: --idmapped-upper adds under 10% to a mount."""
+        rows = []
+        for strategy in STRATEGIES:
+            got = self.upper_extra(strategy)
+            if not got:
+                continue
+            p, i, extra = got
+            rows.append((f"`--idmapped-upper`, {strategy}, {self.upper['layers']} layers: extra cost per "
+                         f"mount+umount under {UPPER_GOAL:.0%} of the plain mount (issue 22)",
+                         f"{ms(i)} ms vs {ms(p)} ms: **{extra:+.1%}**",
+                         "met" if extra < UPPER_GOAL else "**missed**: see *Idmapped upper layer*"))
+        return rows
+
+    def upper_section(self):
+        u = self.upper
+        if not u:
+            return "Not measured in this run."
+        out = [f"The tool's mount + umount, {u['layers']} layers, with `--idmapped-upper` and without, "
+               f"interleaved in one batch ({self.env['runs']} measured cycles each after "
+               f"{self.env['warmup']} warm-up), each variant with upper and work directories of its own "
+               "(under the benchmark's 0700 directory). What the flag adds: one more idmapped tree "
+               "(writable: the upper and work directories' common parent), the overlay created by a "
+               "thread acting as the container's root, the mark on the upper directory, a statvfs of "
+               "the result. ms, median (p25–p75).",
+               "",
+               "| strategy | plain: mount | umount | cycle | idmapped upper: mount | umount | cycle "
+               "| extra |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for strategy, e in u["strategies"].items():
+            got = self.upper_extra(strategy)
+            extra = f"**{got[2]:+.1%}** ({ms(got[1] - got[0])} ms)" if got else "–"
+            out.append(f"| {strategy} | {cell(e['plain']['mount'])} | {cell(e['plain']['umount'])} | "
+                       f"{cell(e['plain']['cycle'])} | {cell(e['idmapped']['mount'])} | "
+                       f"{cell(e['idmapped']['umount'])} | {cell(e['idmapped']['cycle'])} | {extra} |")
+        fails = [f"{s} {v}: exits {fmt_exits(e[v]['exits'])}" for s, e in u["strategies"].items()
+                 for v in ("plain", "idmapped") if e[v]["failures"]]
+        if fails:
+            out += ["", "**Failures**: " + "; ".join(fails)]
+        return "\n".join(out)
 
     # ------------------------------------------------------------ tables
     def table_temp(self):
@@ -1073,6 +1127,10 @@ records remaining after the umounts.
 ## 5. gc and inspect --leaks
 
 {self.gc_section()}
+
+## Idmapped upper layer (issue 22)
+
+{self.upper_section()}
 
 ## Beside other mount namespaces (issue 19)
 

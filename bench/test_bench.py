@@ -319,6 +319,27 @@ class NamespacesReport(unittest.TestCase):
         self.assertIn("| C floor with kernel checks (`floor.c --kernel-checks cycles`) | 2.50",
                       report.Report(r).table_inproc())
 
+    def test_idmapped_upper_goal_and_section(self):
+        r = results()
+        def variant(c):
+            return {"mount": stats(c / 2), "umount": stats(c / 2), "cycle": stats(c),
+                    "failures": 0, "exits": {"0": 10}}
+        r["sections"]["idmapped_upper"] = {"layers": 50, "strategies": {
+            "detached": {"plain": variant(7.0), "idmapped": variant(7.35)},
+            "common-dir": {"plain": variant(8.0), "idmapped": variant(9.0)}}}
+        _, measured, verdict = row(r, "`--idmapped-upper`, detached")
+        self.assertIn("7.35 ms vs 7.00 ms: **+5.0%**", measured)
+        self.assertEqual(verdict, "met")
+        _, measured, verdict = row(r, "`--idmapped-upper`, common-dir")
+        self.assertIn("**+12.5%**", measured)
+        self.assertTrue(verdict.startswith("**missed**"), verdict)
+        section = report.Report(r).upper_section()
+        self.assertIn("| detached |", section)
+        self.assertIn("**+5.0%** (0.35 ms)", section)
+        del r["sections"]["idmapped_upper"]
+        self.assertEqual(report.Report(r).upper_section(), "Not measured in this run.")
+        self.assertFalse(any(x[0].startswith("`--idmapped") for x in target_rows(r)))
+
     def test_exit_statuses_are_shown(self):
         r = results()
         r["sections"]["namespaces"] = ns_section()

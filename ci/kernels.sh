@@ -72,11 +72,11 @@ expected() {
     6.1:feature:idmapped_mounts) echo true ;;
     6.1:feature:*) echo false ;;
     6.1:auto) echo ok:common-dir ;;
-    6.1:detached | 6.1:tmpfs-layers) echo exit-32 ;;
+    6.1:detached | 6.1:tmpfs-layers | 6.1:idmapped-upper:detached) echo exit-32 ;;
     6.12:feature:idmapped_mounts | 6.12:feature:idmapped_tmpfs | 6.12:feature:unique_mount_ids) echo true ;;
     6.12:feature:*) echo false ;;
     6.12:auto) echo ok:common-dir ;;
-    6.12:detached) echo exit-32 ;;
+    6.12:detached | 6.12:idmapped-upper:detached) echo exit-32 ;;
     6.1:crash:detached | 6.12:crash:detached) echo exit-32,gc-0,clean ;;
     7.x:feature:*) echo true ;;
     7.x:auto) echo ok:detached ;;
@@ -87,7 +87,8 @@ expected() {
 }
 
 checks=(kernel feature:idmapped_mounts feature:detached feature:idmapped_tmpfs feature:unique_mount_ids
-        feature:statmount_idmaps auto detached common-dir per-layer tmpfs-layers inspect gc
+        feature:statmount_idmaps auto detached common-dir per-layer tmpfs-layers
+        idmapped-upper:detached idmapped-upper:common-dir inspect gc
         crash:detached crash:common-dir crash:per-layer forged leftovers suite)
 
 echo "kernels: building the static tool (with test points)"
@@ -221,6 +222,9 @@ marked ✗ is a result other than the expected one (and the script fails).
   `inspect` and `umount` must succeed and leave nothing mounted;
   `auto` shows the strategy it picked.
 - `tmpfs-layers`: the same (common-dir) with the layers on tmpfs.
+- `idmapped-upper:*`: `mount --idmapped-upper` with that strategy; the container's root (a user
+  namespace mapping 0 to 100000, entered with nsenter) writes a file, which must be stored on
+  disk as 0:0, while host root must fail to create one through the overlay; then umount.
 - `inspect`, `gc`: on a clean state directory.
 - `crash:*`: the tool killed (SIGKILL) right after mounting the overlay,
   before recording it as mounted, then `gc`: nothing may be left.

@@ -227,7 +227,7 @@ _idmap__overlay() {
             return 0
             ;;
         idmap__overlay__subcmd__mount)
-            opts="-o -v -q -h -V --lowerdir --upperdir --workdir --uidmap --gidmap --userns --userns-owner --options --strategy --allow-host-root --id --json --timeout --state-dir --verbose --quiet --help --version"
+            opts="-o -v -q -h -V --lowerdir --upperdir --workdir --uidmap --gidmap --userns --userns-owner --options --strategy --allow-host-root --idmapped-upper --id --json --timeout --state-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -50,6 +50,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l id
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l timeout -d 'How long to retry unmounting a busy temporary mount, and to wait for the state lock' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l allow-host-root -d 'Accept a map that shows an on-disk id other than 0 as host root (0): a setuid file owned by that id would then run as root'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l idmapped-upper -d 'Idmap the upper layer too: what the container writes is stored with its own ids (a portable layer). The upperdir must be out of reach of users other than root (a 0700 root directory above it)'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l json -d 'Print the record as JSON instead of the id'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s q -l quiet -d 'Only errors on stderr: no warnings'

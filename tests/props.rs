@@ -143,6 +143,7 @@ fn valid_options() -> impl Strategy<Value = MountOptions> {
                 }
                 MountOptions {
                     flags,
+                    idmapped_upper: false,
                     lowerdirs,
                     upperdir,
                     workdir,
@@ -294,6 +295,8 @@ fn record() -> impl Strategy<Value = Record> {
                 common_dir,
                 idmapped_dirs,
                 temp_mounts,
+                // Both values, without another generator in the tuple.
+                idmapped_upper: pid % 2 == 0,
                 mount_id,
                 mount_id_unique,
                 dev: None,

@@ -174,6 +174,28 @@ pub fn maps_to_host_root(ranges: &[IdRange]) -> Option<IdRange> {
         .find(|r| r.host == 0 && r.container != 0)
 }
 
+/// The host id the map shows on-disk id `container` as, if it maps it.
+pub fn host_of(ranges: &[IdRange], container: u32) -> Option<u32> {
+    ranges.iter().find_map(|r| {
+        let offset = container.checked_sub(r.container)?;
+        (offset < r.size).then(|| r.host + offset)
+    })
+}
+
+/// Does some range of the map show an on-disk id as `host`?
+pub fn shows_as(ranges: &[IdRange], host: u32) -> bool {
+    ranges.iter().any(|r| {
+        host.checked_sub(r.host)
+            .is_some_and(|offset| offset < r.size)
+    })
+}
+
+/// Does the map take on-disk id `container` (is it in some range's
+/// container side)?
+pub fn maps_container_id(ranges: &[IdRange], container: u32) -> bool {
+    host_of(ranges, container).is_some()
+}
+
 /// Renders the map as the lines written to `/proc/PID/uid_map`.
 pub fn to_proc_lines(ranges: &[IdRange]) -> String {
     ranges
@@ -286,6 +308,14 @@ mod tests {
     #[test]
     fn only_non_root_ids_shown_as_host_root_are_flagged() {
         assert_eq!(maps_to_host_root(&[r(0, 0, 65536)]), None);
+        let two = [r(0, 100000, 1000), r(1000, 200000, 10)];
+        assert_eq!(host_of(&two, 0), Some(100000));
+        assert_eq!(host_of(&two, 999), Some(100999));
+        assert_eq!(host_of(&two, 1009), Some(200009));
+        assert_eq!(host_of(&two, 1010), None);
+        assert!(shows_as(&two, 100000) && shows_as(&two, 200009));
+        assert!(!shows_as(&two, 0) && !shows_as(&two, 101000));
+        assert!(maps_container_id(&two, 5) && !maps_container_id(&two, 5000));
         assert_eq!(maps_to_host_root(&[r(0, 100000, 65536)]), None);
         assert_eq!(
             maps_to_host_root(&[r(0, 100000, 1000), r(1000, 0, 1)]),

@@ -22,6 +22,8 @@ pub struct MountOptions {
     pub passthrough: Vec<(String, Option<String>)>,
     /// mount(8)'s per-mount flags (`ro`, `nosuid`, `noatime`, ...).
     pub flags: VfsFlags,
+    /// `idmapped_upper`: the upper layer idmapped too (`--idmapped-upper`).
+    pub idmapped_upper: bool,
 }
 
 impl MountOptions {
@@ -289,6 +291,12 @@ pub fn parse_options(text: &str) -> Result<MountOptions, String> {
             "workdir" => opts.workdir = Some(needs_value(value)?),
             "uidmap" => open_map = Some(("uidmap", needs_value(value)?)),
             "gidmap" => open_map = Some(("gidmap", needs_value(value)?)),
+            "idmapped_upper" => {
+                if value.is_some() {
+                    return Err("option \"idmapped_upper\" takes no value".into());
+                }
+                opts.idmapped_upper = true;
+            }
             _ => {
                 // mount(2) data is split on every comma: a quoted value with
                 // one would smuggle in another option. Only the LSM context
@@ -508,6 +516,18 @@ mod tests {
 
     fn paths(list: &[&str]) -> Vec<PathBuf> {
         list.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn idmapped_upper_is_ours_not_overlayfs() {
+        let o = parse_options("lowerdir=/a:/b,idmapped_upper,index=off").unwrap();
+        assert!(o.idmapped_upper);
+        assert_eq!(
+            o.passthrough,
+            [("index".to_string(), Some("off".to_string()))]
+        );
+        assert!(!parse_options("lowerdir=/a:/b").unwrap().idmapped_upper);
+        assert!(parse_options("lowerdir=/a:/b,idmapped_upper=1").is_err());
     }
 
     #[test]

@@ -89,6 +89,11 @@ pub struct MountArgs {
     /// a setuid file owned by that id would then run as root.
     #[arg(long)]
     pub allow_host_root: bool,
+    /// Idmap the upper layer too: what the container writes is stored with
+    /// its own ids (a portable layer). The upperdir must be out of reach of
+    /// users other than root (a 0700 root directory above it).
+    #[arg(long)]
+    pub idmapped_upper: bool,
     /// Record id (default: generated, unique).
     #[arg(long)]
     pub id: Option<String>,
@@ -116,6 +121,7 @@ impl Default for MountArgs {
             options: None,
             strategy: Strategy::Auto,
             allow_host_root: false,
+            idmapped_upper: false,
             id: None,
             json: false,
             timeout: DEFAULT_TIMEOUT,

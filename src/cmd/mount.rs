@@ -91,6 +91,7 @@ pub fn request(args: &MountArgs) -> Result<MountRequest> {
         allow_host_root: args.allow_host_root,
         userns_owner: args.userns_owner,
         strategy: args.strategy,
+        idmapped_upper: args.idmapped_upper || opts.idmapped_upper,
         id: args.id.clone(),
         timeout: args.timeout,
         cancel: crate::cmd::signals::flag(),

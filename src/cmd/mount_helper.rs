@@ -175,6 +175,7 @@ const OVERLAY_KEYS: &[&str] = &[
     "workdir",
     "uidmap",
     "gidmap",
+    "idmapped_upper",
     "default_permissions",
     "redirect_dir",
     "index",
@@ -430,6 +431,9 @@ mod tests {
         // Unknown: to overlayfs, or dropped when sloppy.
         let t = translate("lowerdir=/a,frobnicate,uidmap=0:1:1", false);
         assert_eq!(t.overlay_options, "lowerdir=/a,frobnicate,uidmap=0:1:1");
+        // Our own word stays, sloppy or not.
+        let t = translate("lowerdir=/a,idmapped_upper,frobnicate", true);
+        assert_eq!(t.overlay_options, "lowerdir=/a,idmapped_upper");
         let t = translate("lowerdir=/a,frobnicate,uidmap=0:1:1", true);
         assert_eq!(t.overlay_options, "lowerdir=/a,uidmap=0:1:1");
         assert_eq!(t.dropped, ["frobnicate"]);

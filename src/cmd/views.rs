@@ -296,6 +296,12 @@ pub fn render_detail(d: &Detail, now: u64) -> String {
     }
     field("uidmap:", IdRange::list_to_string(&r.uidmap));
     field("gidmap:", IdRange::list_to_string(&r.gidmap));
+    if r.idmapped_upper {
+        field(
+            "upper ids:",
+            "idmapped (the container's own ids on disk; --idmapped-upper)".into(),
+        );
+    }
     if let Some(ns) = &r.userns {
         field("userns:", ns.display().to_string());
     }
@@ -524,6 +530,7 @@ pub(crate) mod golden {
             } else {
                 vec![format!("/run/idmap-overlay/tmp/{id}/0").into()]
             },
+            idmapped_upper: false,
             source: source_tag(id),
             mount_id,
             mount_id_unique: None,

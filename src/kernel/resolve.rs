@@ -34,6 +34,7 @@ const MAX_SYMLINKS: usize = 40;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Meta {
     pub uid: u32,
+    pub gid: u32,
     pub mode: u32,
     pub dev: (u32, u32),
     pub ino: u64,
@@ -72,6 +73,7 @@ pub fn meta_of(fd: BorrowedFd<'_>) -> std::io::Result<Meta> {
     )?;
     Ok(Meta {
         uid: st.stx_uid,
+        gid: st.stx_gid,
         mode: u32::from(st.stx_mode),
         dev: (st.stx_dev_major, st.stx_dev_minor),
         ino: st.stx_ino,
@@ -183,6 +185,9 @@ struct Dir {
     /// No user but root can change what the path walked so far leads to
     /// (see [`Resolved::fixed`]).
     fixed: bool,
+    /// A directory above this one on the walk is closed to other users
+    /// (see [`Resolved::closed`]).
+    closed: bool,
     /// The owner the next step is judged against: the directory's, or the
     /// owner of the symlink that brought the walk here.
     leader: (u32, PathBuf, bool),
@@ -202,6 +207,13 @@ pub struct Resolved {
     /// the kernel as text (the mount table shows real paths); otherwise only
     /// the fd may be.
     pub fixed: bool,
+    /// No user but root can reach the object by this path: a directory
+    /// above it on the walk is root's and closed to every other user (no
+    /// search permission for others, nor for a group other than root's),
+    /// as containerd's and podman's storage directories are. What an
+    /// idmapped upper layer stores as host-root setuid files must be out
+    /// of every user's reach.
+    pub closed: bool,
 }
 
 /// A resolved place for a name: the directory (walked and checked) and the
@@ -274,6 +286,7 @@ fn open_root() -> Result<Dir, ResolveError> {
         path: root.into(),
         leader: (meta.uid, root.into(), false),
         fixed: meta.uid == 0,
+        closed: false,
         meta,
     })
 }
@@ -298,6 +311,12 @@ fn entry_is_fixed(dir: &Meta, reached_uid: u32) -> bool {
     let others_write = dir.mode & 0o022 != 0;
     let sticky = dir.mode & 0o1000 != 0;
     dir.uid == 0 && (!others_write || (sticky && reached_uid == 0))
+}
+
+/// Is the directory `dir` root's and closed to every other user: no
+/// search permission for others, nor for its group unless that is root's?
+fn closes_to_users(dir: &Meta) -> bool {
+    dir.uid == 0 && dir.mode & 0o001 == 0 && (dir.mode & 0o010 == 0 || dir.gid == 0)
 }
 
 fn check_step(dir: &Dir, reached: &Path, meta: &Meta) -> Result<(), ResolveError> {
@@ -345,6 +364,7 @@ impl Resolver {
                 path: root.path,
                 meta: root.meta,
                 fixed: root.fixed,
+                closed: root.closed,
             });
         }
         let (parent, name) = self.walk_to_last(path)?;
@@ -356,6 +376,7 @@ impl Resolver {
             path: last.path,
             meta: last.meta,
             fixed: last.fixed,
+            closed: last.closed,
         })
     }
 
@@ -457,6 +478,7 @@ fn walk(dir: Dir, name: OsString, follow_last: bool, whole: &Path) -> Result<Dir
         // may follow root's, only their own files may follow a user's.
         dir = Dir {
             leader: (meta.uid, reached.clone(), false),
+            closed: dir.closed || closes_to_users(&dir.meta),
             fd: Rc::new(fd),
             path: reached,
             meta,
@@ -516,6 +538,8 @@ fn parent_of(dir: &Dir) -> Result<Dir, ResolveError> {
         meta,
         // Not worked out for `..`: the text is not used.
         fixed: false,
+        // Nor this: counted as reachable.
+        closed: false,
     })
 }
 

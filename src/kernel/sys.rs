@@ -6,9 +6,10 @@
 //! wherever it has the call (mount, umount2, openat, openat2, mkdirat,
 //! unlinkat, readlinkat, fstat, fstatfs, fcntl, setns, clone, ...); rustix
 //! only for what nix lacks: the new mount API (open_tree, move_mount, fsopen,
-//! fsconfig, fsmount), statx and the terminal's window size; libc only in
+//! fsconfig, fsmount), statx, extended attributes and the terminal's window
+//! size; libc only in
 //! this module, for what neither wraps (mount_setattr, statmount,
-//! listmount, the nsfs ioctls, `struct flock`, `_exit`). Errno values are
+//! listmount, the nsfs ioctls, capget/capset, `struct flock`, `_exit`). Errno values are
 //! compared as nix's `Errno`, open flags and file types are nix's `OFlag`
 //! and `SFlag`; an errno shown to a person goes through `std::io::Error`
 //! first, whose text every message uses (nix's prints `ENOENT: ...`).
@@ -41,8 +42,18 @@ struct MountAttr {
 /// call fail (containers/storage#1308), and layers on submounts get trees of
 /// their own.
 pub fn idmap_tree(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<()> {
+    set_mount_attr(tree, MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY, userns)
+}
+
+/// The same, writable: the tree an idmapped upper layer and its work
+/// directory are reached through (`--idmapped-upper`).
+pub fn idmap_tree_writable(tree: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<()> {
+    set_mount_attr(tree, MOUNT_ATTR_IDMAP, userns)
+}
+
+fn set_mount_attr(tree: BorrowedFd<'_>, attr_set: u64, userns: BorrowedFd<'_>) -> io::Result<()> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY,
+        attr_set,
         attr_clr: 0,
         propagation: MS_PRIVATE,
         userns_fd: userns.as_raw_fd() as u64,
@@ -659,11 +670,24 @@ mod tests {
     }
 
     /// rustix only for what nix lacks: the new mount API (all of
-    /// `rustix::mount`), statx, and the terminal's window size.
+    /// `rustix::mount`), statx, extended attributes, and the terminal's
+    /// window size.
     #[test]
     fn rustix_only_for_what_nix_lacks() {
         let allowed: &[(&str, &[&str])] = &[
-            ("rustix::fs::", &["statx", "StatxFlags", "AtFlags", "CWD"]),
+            (
+                "rustix::fs::",
+                &[
+                    "statx",
+                    "StatxFlags",
+                    "AtFlags",
+                    "CWD",
+                    "getxattr",
+                    "setxattr",
+                    "removexattr",
+                    "XattrFlags",
+                ],
+            ),
             ("rustix::io::", &["Errno", "Result"]),
             ("rustix::termios::", &["tcgetwinsize"]),
         ];
@@ -695,4 +719,79 @@ mod tests {
             ["AtFlags", "statx", "openat"]
         );
     }
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3` (linux/capability.h): two 32-bit words.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Makes the calling thread act on files as `uid`:`gid` (its filesystem
+/// ids), keeping its capabilities: `setfsgid`, `setfsuid`, then `capset`
+/// with the effective set raised to the permitted one again (a change of
+/// fsuid away from 0 drops the filesystem capabilities, CAP_CHOWN,
+/// CAP_DAC_OVERRIDE, CAP_FOWNER... from the effective set). Only this
+/// thread changes: both calls act on the calling thread alone (glibc does
+/// not broadcast setfsuid, unlike setuid), and its credentials die with it.
+/// Run it on a thread of its own that ends after the work.
+pub fn act_on_files_as(uid: u32, gid: u32) -> io::Result<()> {
+    // Each returns the previous id, never an error: asking again returns
+    // the id now in force, which is checked.
+    use nix::unistd::{Gid, Uid, setfsgid, setfsuid};
+    setfsgid(Gid::from_raw(gid));
+    setfsuid(Uid::from_raw(uid));
+    let now_gid = setfsgid(Gid::from_raw(gid)).as_raw();
+    let now_uid = setfsuid(Uid::from_raw(uid)).as_raw();
+    if (now_uid, now_gid) != (uid, gid) {
+        return Err(io::Error::other(format!(
+            "setfsuid({uid})/setfsgid({gid}) did not take (fsuid {now_uid}, fsgid {now_gid})"
+        )));
+    }
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: header and data are live, properly laid out structs of the
+    // sizes version 3 expects (one header, two data words); pid 0 is the
+    // calling thread.
+    let got = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
+    if got != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for word in &mut data {
+        word.effective = word.permitted;
+    }
+    // SAFETY: as above; capset reads the two data words.
+    let set = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
+    if set != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

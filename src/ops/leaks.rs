@@ -766,6 +766,7 @@ mod tests {
             common_dir: Some("/l".into()),
             idmapped_dirs: vec!["/l".into()],
             temp_mounts: vec![format!("/run/io/tmp/{id}/0").into()],
+            idmapped_upper: false,
             upperdir_file: None,
             source: source_tag(id),
             mount_id,

@@ -14,7 +14,7 @@ use crate::kernel::proof::{Expected, unmount_proven};
 use crate::kernel::resolve::{Resolved, Resolver};
 use crate::kernel::sys::MountIds;
 use crate::ops::elsewhere::{overlays_using, summarize};
-use crate::ops::strategy::{OverlaySpec, PlannedTree, Target, TempMounts};
+use crate::ops::strategy::{OverlaySpec, PlannedTree, PlannedUpper, Target, TempMounts};
 use crate::state::{Record, RecordState, StateDir};
 use crate::{kernel::userns, ops::features, ops::strategy, state};
 use std::cell::{Cell, RefCell};
@@ -56,6 +56,10 @@ pub struct MountRequest {
     /// choosing).
     pub userns_owner: Option<u32>,
     pub strategy: Strategy,
+    /// Idmap the upper layer too (`--idmapped-upper`): what the container
+    /// writes is stored with its own ids, a portable layer. Needs an
+    /// upperdir no user but root can reach (see `Resolved::closed`).
+    pub idmapped_upper: bool,
     pub id: Option<String>,
     /// How long temporary mounts may stay busy before we give up on them.
     pub timeout: Duration,
@@ -102,6 +106,7 @@ impl MountRequest {
             allow_host_root: false,
             userns_owner: None,
             strategy: Strategy::Auto,
+            idmapped_upper: false,
             id: None,
             timeout: DEFAULT_TIMEOUT,
             cancel: Cancel::default(),
@@ -183,7 +188,7 @@ fn check_upper_work(
     lowerdirs: &[Resolved],
 ) -> Result<(Option<Resolved>, Option<Resolved>)> {
     match (&req.upperdir, &req.workdir) {
-        (None, None) => {
+        (None, None) if !req.idmapped_upper => {
             if lowerdirs.len() < 2 {
                 return Err(usage(
                     "a read-only overlay (no upperdir) needs at least two lower layers".into(),
@@ -191,6 +196,10 @@ fn check_upper_work(
             }
             Ok((None, None))
         }
+        (None, None) => Err(usage(
+            "--idmapped-upper needs an upperdir and a workdir: there is no upper layer to idmap"
+                .into(),
+        )),
         (Some(_), None) => Err(usage("upperdir given without workdir".into())),
         (None, Some(_)) => Err(usage("workdir given without upperdir".into())),
         (Some(upper), Some(work)) => {
@@ -211,6 +220,9 @@ fn check_upper_work(
                     w.display()
                 )));
             }
+            if req.idmapped_upper {
+                check_idmapped_upper_reach(&upper, &work)?;
+            }
             for layer in lowerdirs {
                 for (name, dir) in [("upperdir", u), ("workdir", w)] {
                     if dir.starts_with(&layer.path) || layer.path.starts_with(dir) {
@@ -225,6 +237,185 @@ fn check_upper_work(
             Ok((Some(upper), Some(work)))
         }
     }
+}
+
+/// `--idmapped-upper` stores what the container writes with its own ids:
+/// a file its root makes setuid is, on disk, a host-root setuid file. So
+/// no user but root may reach the upper or work directory by path: some
+/// directory above each is root's and closed to others (containerd's
+/// snapshot and podman's storage directories are 0700). And both must be
+/// on one mount, which the idmapped tree of their common parent clones.
+fn check_idmapped_upper_reach(upper: &Resolved, work: &Resolved) -> Result<()> {
+    for (what, dir) in [("upperdir", upper), ("workdir", work)] {
+        if !dir.closed {
+            return Err(usage(format!(
+                "--idmapped-upper: {what} {} can be reached by users other than root (no directory above it is root's and closed to others, as a 0700 one is); what the container stores there as its root, setuid files included, is owned by host root on disk",
+                dir.path.display()
+            )));
+        }
+    }
+    if upper.meta.mnt_id != work.meta.mnt_id {
+        return Err(usage(format!(
+            "--idmapped-upper: upperdir {} and workdir {} are on different mounts; one idmapped mount must hold both",
+            upper.path.display(),
+            work.path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The extended attribute `--idmapped-upper` marks an upper layer's root
+/// directory with (root's `trusted.` namespace, which no user can write):
+/// its files carry container ids, and it must be mounted that way again.
+pub const IDMAPPED_UPPER_XATTR: &str = "trusted.idmap-overlay.upper";
+const IDMAPPED_UPPER_VALUE: &[u8] = b"idmapped";
+
+fn marked_idmapped(upper: &Resolved) -> bool {
+    let mut value = [0u8; 16];
+    rustix::fs::getxattr(
+        crate::kernel::resolve::proc_fd_path(upper.fd.as_fd()),
+        IDMAPPED_UPPER_XATTR,
+        &mut value,
+    )
+    .is_ok_and(|n| &value[..n] == IDMAPPED_UPPER_VALUE)
+}
+
+/// Refuses to mix the two ways of storing a container's files in one
+/// upper layer: shifted host ids (without `--idmapped-upper`) and the
+/// container's own ids (with it). Mixed, the container sees half its
+/// files as nobody and cannot write them. Returns the container root's
+/// host uid and gid, whom an idmapped upper's overlay is created as.
+fn check_upper_ids(
+    req: &MountRequest,
+    checked: &Checked,
+    uidmap: &[IdRange],
+    gidmap: &[IdRange],
+) -> Result<Option<(u32, u32)>> {
+    let Some(upper) = &checked.upperdir else {
+        return Ok(None);
+    };
+    let marked = marked_idmapped(upper);
+    if !req.idmapped_upper {
+        if marked {
+            return Err(usage(format!(
+                "upperdir {} was written with --idmapped-upper (it stores the container's own ids, xattr {IDMAPPED_UPPER_XATTR}); mount it with --idmapped-upper, or its files show as nobody to the container",
+                upper.path.display()
+            )));
+        }
+        return Ok(None);
+    }
+    let owner = upper.meta.uid;
+    if !marked && idmap::shows_as(uidmap, owner) && !idmap::maps_container_id(uidmap, owner) {
+        return Err(usage(format!(
+            "--idmapped-upper: upperdir {} holds shifted data (its root is owned by host uid {owner}, inside the map's host range): it was written without --idmapped-upper; mounted with it, the container would see those files as nobody",
+            upper.path.display()
+        )));
+    }
+    match (idmap::host_of(uidmap, 0), idmap::host_of(gidmap, 0)) {
+        (Some(uid), Some(gid)) => Ok(Some((uid, gid))),
+        _ => Err(usage(
+            "--idmapped-upper needs maps that map container id 0 (the container's root, whom overlayfs acts as on the upper layer)".into(),
+        )),
+    }
+}
+
+/// The idmapped upper's plan: the upper and work directories' common
+/// parent, resolved, and each relative to it.
+fn plan_upper(checked: &Checked, creator: (u32, u32)) -> Result<Option<PlannedUpper>> {
+    let (Some(upper), Some(work)) = (&checked.upperdir, &checked.workdir) else {
+        return Ok(None);
+    };
+    let parent = overlay::common_dir(&[upper.path.clone(), work.path.clone()]);
+    let dir = Resolver::new().resolve_dir(&parent).map_err(|e| {
+        usage(format!(
+            "--idmapped-upper: the directory above upperdir and workdir, {}: {e}",
+            parent.display()
+        ))
+    })?;
+    if dir.meta.mnt_id != upper.meta.mnt_id {
+        return Err(usage(format!(
+            "--idmapped-upper: {} (above upperdir and workdir) is on another mount than they are",
+            parent.display()
+        )));
+    }
+    let relative = |p: &Path| p.strip_prefix(&parent).map(Path::to_path_buf);
+    match (relative(&upper.path), relative(&work.path)) {
+        (Ok(upper), Ok(work)) => Ok(Some(PlannedUpper {
+            dir,
+            upper,
+            work,
+            creator,
+        })),
+        _ => Err(fail(
+            ErrorKind::Bug,
+            "upperdir or workdir outside their common parent",
+        )),
+    }
+}
+
+/// Marks the upper layer as idmapped (before the overlay writes anything
+/// there); removed again if the mount fails and the mark was ours.
+struct UpperMark {
+    path: Option<PathBuf>,
+}
+
+impl UpperMark {
+    fn set(upper: &Resolved) -> Result<UpperMark> {
+        if marked_idmapped(upper) {
+            return Ok(UpperMark { path: None });
+        }
+        let path = crate::kernel::resolve::proc_fd_path(upper.fd.as_fd());
+        rustix::fs::setxattr(
+            &path,
+            IDMAPPED_UPPER_XATTR,
+            IDMAPPED_UPPER_VALUE,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .fail_as(ErrorKind::Mount, || {
+            format!(
+                "marking upperdir {} as idmapped (xattr {IDMAPPED_UPPER_XATTR})",
+                upper.path.display()
+            )
+        })?;
+        Ok(UpperMark { path: Some(path) })
+    }
+
+    fn keep(mut self) {
+        self.path = None;
+    }
+}
+
+impl Drop for UpperMark {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = rustix::fs::removexattr(&path, IDMAPPED_UPPER_XATTR);
+        }
+    }
+}
+
+/// The overlay came up writable, as asked: with an idmapped upper,
+/// overlayfs mounts read-only (only a line in the kernel log) when it
+/// cannot make its work directory as the creating credentials.
+fn check_writable(target: &Target, req: &MountRequest) -> Result<()> {
+    if req.flags.rdonly || !req.idmapped_upper {
+        return Ok(());
+    }
+    let mounted = target.entry.open().fail_as(ErrorKind::Mount, || {
+        format!("opening {} after mounting", target.dir.path.display())
+    })?;
+    let st = nix::sys::statvfs::fstatvfs(&mounted).fail_as(ErrorKind::Mount, || {
+        format!("statvfs {} after mounting", target.dir.path.display())
+    })?;
+    if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+        return Err(fail(
+            ErrorKind::Mount,
+            format!(
+                "overlayfs made the overlay at {} read-only: it could not prepare the idmapped upper layer's work directory as the container's root (the kernel log says why; a workdir holding files of ids outside the map does that); the overlay was undone",
+                target.dir.path.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check(req: &MountRequest) -> Result<Checked> {
@@ -325,7 +516,8 @@ fn already_mounted(
         && record.uidmap == uidmap
         && record.gidmap == gidmap
         && record.options == option_strings(&req.options)
-        && record.vfs_flags == req.flags.words();
+        && record.vfs_flags == req.flags.words()
+        && record.idmapped_upper == req.idmapped_upper;
     let proven = matches!(
         crate::kernel::proof::prove(&checked.target.entry, &record.expected(), None),
         crate::kernel::proof::Proof::Proven(_)
@@ -711,9 +903,11 @@ fn preparing_record(
     id: &str,
     strategy: Strategy,
     trees: &[PlannedTree],
+    upper: Option<&PlannedUpper>,
     uidmap: Vec<IdRange>,
     gidmap: Vec<IdRange>,
 ) -> Record {
+    let idmapped_dirs = trees.iter().map(|t| &t.dir).chain(upper.map(|u| &u.dir));
     Record {
         version: state::RECORD_VERSION,
         id: id.to_string(),
@@ -736,14 +930,15 @@ fn preparing_record(
         },
         common_dir: (strategy != Strategy::PerLayer && trees.len() == 1)
             .then(|| trees[0].dir.path.clone()),
-        idmapped_dirs: trees.iter().map(|t| t.dir.path.clone()).collect(),
+        idmapped_dirs: idmapped_dirs.clone().map(|d| d.path.clone()).collect(),
         temp_mounts: if strategy != Strategy::Detached {
-            (0..trees.len())
+            (0..idmapped_dirs.count())
                 .map(|n| state.temp_root(id).join(n.to_string()))
                 .collect()
         } else {
             Vec::new()
         },
+        idmapped_upper: upper.is_some(),
         source: state::source_tag(id),
         mount_id: None,
         mount_id_unique: None,
@@ -797,6 +992,11 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         state::check_id(id).map_err(usage)?;
     }
     let (userns_fd, uidmap, gidmap) = maps_of(req)?;
+    let creator = check_upper_ids(req, &checked, &uidmap, &gidmap)?;
+    let upper_plan = match creator {
+        Some(creator) => plan_upper(&checked, creator)?,
+        None => None,
+    };
     // `mount -a` twice, or a unit started again: the very same overlay is
     // there already. Looked up without creating anything.
     if let Some(existing) = already_mounted(state_root, &checked, req, &uidmap, &gidmap) {
@@ -829,7 +1029,17 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     let attached = strategy != Strategy::Detached;
     let temp_root = state.temp_root(&id);
     let target = &checked.target;
-    let mut record = preparing_record(req, &checked, state, &id, strategy, &trees, uidmap, gidmap);
+    let mut record = preparing_record(
+        req,
+        &checked,
+        state,
+        &id,
+        strategy,
+        &trees,
+        upper_plan.as_ref(),
+        uidmap,
+        gidmap,
+    );
 
     let _lock = claim(state, &record, &checked, req.timeout, &mut prober)?;
     let overlay_left = Cell::new(false);
@@ -852,6 +1062,10 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         Some(fd) => fd,
         None => userns::create(&record.uidmap, &record.gidmap, &req.cancel)?,
     };
+    let upper_mark = match (&upper_plan, &checked.upperdir) {
+        (Some(_), Some(upper)) => Some(UpperMark::set(upper)?),
+        _ => None,
+    };
     let spec = OverlaySpec {
         target,
         source: &record.source,
@@ -859,6 +1073,7 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         trees: &trees,
         upperdir: checked.upperdir.as_ref(),
         workdir: checked.workdir.as_ref(),
+        idmapped_upper: upper_plan.as_ref(),
         options: &req.options,
         flags: req.flags,
         cancel: &req.cancel,
@@ -890,6 +1105,7 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
         overlay_left: &overlay_left,
     };
     check_unmoved(&checked)?;
+    check_writable(target, req)?;
     checkpoint(&req.cancel, "overlay-mounted")?;
 
     // The overlay holds its own clones of the layers: the temporary mounts
@@ -905,5 +1121,8 @@ pub fn mount(req: &MountRequest, state_root: &Path) -> Result<Record> {
     checkpoint(&req.cancel, "record-mounted")?;
     overlay_guard.ids = None;
     record_guard.armed = false;
+    if let Some(mark) = upper_mark {
+        mark.keep();
+    }
     Ok(record)
 }

@@ -37,6 +37,22 @@ pub struct Target {
     pub entry: Entry,
 }
 
+/// An idmapped upper layer (`--idmapped-upper`): the upper and work
+/// directories are seen through one writable idmapped tree of a directory
+/// above both (overlayfs wants them on one mount), and the overlay is
+/// created by a thread acting on files as the container's root, whom
+/// overlayfs then acts as on the upper layer: what the container writes is
+/// stored with the container's own ids.
+pub struct PlannedUpper {
+    /// The directory cloned: the upper and work directories' common parent.
+    pub dir: Resolved,
+    /// The upper and work directories, relative to `dir`.
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// The container root's host uid and gid, whom overlayfs acts as.
+    pub creator: (u32, u32),
+}
+
 /// What overlayfs is asked to mount, with the layers already planned.
 pub struct OverlaySpec<'a> {
     pub target: &'a Target,
@@ -47,15 +63,17 @@ pub struct OverlaySpec<'a> {
     pub trees: &'a [PlannedTree],
     pub upperdir: Option<&'a Resolved>,
     pub workdir: Option<&'a Resolved>,
+    /// Set with `--idmapped-upper`.
+    pub idmapped_upper: Option<&'a PlannedUpper>,
     pub options: &'a [(String, Option<String>)],
     pub flags: VfsFlags,
     pub cancel: &'a Cancel,
 }
 
-/// A detached, idmapped, read-only, private clone of the directory `dir`:
-/// in no mount table, gone when the fd is closed (and the mounts that use
-/// it let go).
-fn idmapped_tree(dir: &Resolved, userns: BorrowedFd<'_>) -> Result<OwnedFd> {
+/// A detached, idmapped, private clone of the directory `dir`, read-only
+/// unless `writable` (an idmapped upper layer's): in no mount table, gone
+/// when the fd is closed (and the mounts that use it let go).
+fn idmapped_tree(dir: &Resolved, userns: BorrowedFd<'_>, writable: bool) -> Result<OwnedFd> {
     let tree = open_tree(
         &dir.fd,
         "",
@@ -66,7 +84,12 @@ fn idmapped_tree(dir: &Resolved, userns: BorrowedFd<'_>) -> Result<OwnedFd> {
     .fail_as(ErrorKind::Mount, || {
         format!("cloning {} (open_tree)", dir.path.display())
     })?;
-    sys::idmap_tree(tree.as_fd(), userns).map_err(|e| {
+    let idmapped = if writable {
+        sys::idmap_tree_writable(tree.as_fd(), userns)
+    } else {
+        sys::idmap_tree(tree.as_fd(), userns)
+    };
+    idmapped.map_err(|e| {
         let hint = if e.raw_os_error() == Some(nix::errno::Errno::ENOSYS as i32) {
             "this kernel has no mount_setattr: idmapped mounts need Linux 5.12+, idmapped overlay layers 5.19+"
         } else if sys::fs_magic(dir.fd.as_fd()).is_ok_and(|magic| magic == sys::TMPFS_MAGIC) {
@@ -82,10 +105,11 @@ fn idmapped_tree(dir: &Resolved, userns: BorrowedFd<'_>) -> Result<OwnedFd> {
     Ok(tree)
 }
 
-/// Opens layer `rel` beneath `tree` (no symlinks, no other mount, nothing
+/// Opens `rel` beneath `tree` (no symlinks, no other mount, nothing
 /// outside the tree) and checks it is the very directory that was resolved
-/// as the layer: its owner could have swapped it since.
-fn open_layer_beneath(tree: BorrowedFd<'_>, rel: &Path, layer: &Resolved) -> Result<OwnedFd> {
+/// as `layer` (a lower layer, the upperdir or the workdir: `what`): its
+/// owner could have swapped it since.
+fn open_beneath(tree: BorrowedFd<'_>, rel: &Path, layer: &Resolved, what: &str) -> Result<OwnedFd> {
     let how = OpenHow::new()
         .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
         .resolve(
@@ -95,7 +119,7 @@ fn open_layer_beneath(tree: BorrowedFd<'_>, rel: &Path, layer: &Resolved) -> Res
         );
     let fd = openat2(tree, rel, how).fail_as(ErrorKind::Mount, || {
         format!(
-            "opening layer {} in its idmapped tree",
+            "opening {what} {} in its idmapped tree",
             layer.path.display()
         )
     })?;
@@ -106,7 +130,7 @@ fn open_layer_beneath(tree: BorrowedFd<'_>, rel: &Path, layer: &Resolved) -> Res
         return Err(fail(
             ErrorKind::Mount,
             format!(
-                "layer {} was replaced while mounting (renamed or swapped); nothing mounted",
+                "{what} {} was replaced while mounting (renamed or swapped); nothing mounted",
                 layer.path.display()
             ),
         ));
@@ -146,32 +170,63 @@ fn with_kernel_message<T>(
     })
 }
 
-/// Sets `upperdir` or `workdir` to exactly the resolved directory: by fd
-/// where the kernel takes one (FSCONFIG_SET_FD, newer kernels), else as
-/// `/proc/self/fd/N`, which overlayfs resolves to that same directory.
-fn set_dir(fs_fd: BorrowedFd<'_>, key: &str, dir: &Resolved) -> Result<()> {
-    match fsconfig_set_fd(fs_fd, key, &dir.fd) {
+/// Sets `upperdir` or `workdir` to exactly the directory `dir` holds
+/// (`shown` in messages): by fd where the kernel takes one
+/// (FSCONFIG_SET_FD, newer kernels), else as `/proc/self/fd/N`, which
+/// overlayfs resolves to that same directory.
+fn set_dir(fs_fd: BorrowedFd<'_>, key: &str, dir: BorrowedFd<'_>, shown: &Path) -> Result<()> {
+    match fsconfig_set_fd(fs_fd, key, dir) {
         Ok(()) => Ok(()),
         Err(Errno::INVAL) => {
             let _ = kernel_message(fs_fd); // the refusal of the fd form
             with_kernel_message(
-                fsconfig_set_string(fs_fd, key, proc_fd_path(dir.fd.as_fd())),
+                fsconfig_set_string(fs_fd, key, proc_fd_path(dir)),
                 fs_fd,
-                || format!("setting overlay {key}={}", dir.path.display()),
+                || format!("setting overlay {key}={}", shown.display()),
             )
         }
         Err(e) => with_kernel_message(Err(e), fs_fd, || {
-            format!("setting overlay {key}={}", dir.path.display())
+            format!("setting overlay {key}={}", shown.display())
         }),
     }
 }
 
-/// Sets upperdir, workdir and the passthrough options on an fs context.
-fn configure_common(fs_fd: BorrowedFd<'_>, spec: &OverlaySpec) -> Result<()> {
+/// The upper and work directories as overlayfs gets them: `(key, fd,
+/// directory)`. Without an idmapped upper, the resolved directories
+/// themselves; with one, the same directories opened beneath its tree
+/// `upper_tree` (and checked to be them).
+fn upper_and_work<'a>(
+    spec: &'a OverlaySpec,
+    upper_tree: Option<BorrowedFd<'_>>,
+) -> Result<Vec<(&'static str, Option<OwnedFd>, &'a Resolved)>> {
+    let mut out = Vec::new();
     for (key, dir) in [("upperdir", spec.upperdir), ("workdir", spec.workdir)] {
-        if let Some(dir) = dir {
-            set_dir(fs_fd, key, dir)?;
-        }
+        let Some(dir) = dir else { continue };
+        let beneath = match (upper_tree, spec.idmapped_upper) {
+            (Some(tree), Some(up)) => {
+                let rel = if key == "upperdir" {
+                    &up.upper
+                } else {
+                    &up.work
+                };
+                Some(open_beneath(tree, rel, dir, key)?)
+            }
+            _ => None,
+        };
+        out.push((key, beneath, dir));
+    }
+    Ok(out)
+}
+
+/// Sets upperdir, workdir and the passthrough options on an fs context.
+fn configure_common(
+    fs_fd: BorrowedFd<'_>,
+    spec: &OverlaySpec,
+    upper_tree: Option<BorrowedFd<'_>>,
+) -> Result<()> {
+    for (key, beneath, dir) in upper_and_work(spec, upper_tree)? {
+        let fd = beneath.as_ref().map_or(dir.fd.as_fd(), |fd| fd.as_fd());
+        set_dir(fs_fd, key, fd, &dir.path)?;
     }
     for (key, value) in spec.options {
         let result = match value {
@@ -200,6 +255,34 @@ fn overlay_context(spec: &OverlaySpec) -> Result<OwnedFd> {
     Ok(fs_fd)
 }
 
+/// Runs `work` (the call that creates the overlay's superblock) on a thread
+/// of its own acting on files as `creator`, the container root's host ids,
+/// when there is an idmapped upper: overlayfs keeps the creating task's
+/// credentials and acts as them on the upper layer, through its idmap, so
+/// the work directory and everything the container writes are stored with
+/// container ids. As host root (not in the map) it could not even make its
+/// work directory (EOVERFLOW) and would come up read-only. The process's
+/// own credentials never change.
+fn as_creator<T: Send>(
+    creator: Option<(u32, u32)>,
+    work: impl FnOnce() -> Result<T> + Send,
+) -> Result<T> {
+    let Some((uid, gid)) = creator else {
+        return work();
+    };
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                sys::act_on_files_as(uid, gid).fail_as(ErrorKind::Mount, || {
+                    format!("acting as the container's root (host uid {uid}, gid {gid})")
+                })?;
+                work()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(fail(ErrorKind::Bug, "the creating thread panicked")))
+    })
+}
+
 /// The detached strategy: one idmapped tree per group, never attached; each
 /// layer handed to overlayfs as an fd opened beneath its tree. Overlayfs
 /// takes private clones of its layers, so once the superblock exists every
@@ -210,8 +293,12 @@ pub fn mount_detached(spec: &OverlaySpec, userns: BorrowedFd<'_>) -> Result<Moun
     // first dissolves it and CREATE fails with EINVAL.
     let mut trees = Vec::new();
     for tree in spec.trees {
-        trees.push(idmapped_tree(&tree.dir, userns)?);
+        trees.push(idmapped_tree(&tree.dir, userns, false)?);
     }
+    let upper_tree = spec
+        .idmapped_upper
+        .map(|up| idmapped_tree(&up.dir, userns, true))
+        .transpose()?;
     checkpoint(spec.cancel, "tree-open")?;
     let layer_fds = layers_beneath(spec, &trees)?;
     let fs_fd = overlay_context(spec)?;
@@ -227,13 +314,16 @@ pub fn mount_detached(spec: &OverlaySpec, userns: BorrowedFd<'_>) -> Result<Moun
             },
         )?;
     }
-    configure_common(fs_fd.as_fd(), spec)?;
+    configure_common(fs_fd.as_fd(), spec, upper_tree.as_ref().map(|t| t.as_fd()))?;
     checkpoint(spec.cancel, "overlay-configured")?;
-    with_kernel_message(fsconfig_create(fs_fd.as_fd()), fs_fd.as_fd(), || {
-        format!(
-            "creating the overlay for {}",
-            spec.target.dir.path.display()
-        )
+    let creator = spec.idmapped_upper.map(|up| up.creator);
+    as_creator(creator, || {
+        with_kernel_message(fsconfig_create(fs_fd.as_fd()), fs_fd.as_fd(), || {
+            format!(
+                "creating the overlay for {}",
+                spec.target.dir.path.display()
+            )
+        })
     })?;
     let mnt = fsmount(
         fs_fd.as_fd(),
@@ -267,10 +357,11 @@ fn layers_beneath(spec: &OverlaySpec, trees: &[impl AsFd]) -> Result<Vec<OwnedFd
     let mut layer_fds: Vec<Option<OwnedFd>> = (0..spec.layers.len()).map(|_| None).collect();
     for (tree, tree_fd) in spec.trees.iter().zip(trees) {
         for (index, rel) in &tree.layers {
-            layer_fds[*index] = Some(open_layer_beneath(
+            layer_fds[*index] = Some(open_beneath(
                 tree_fd.as_fd(),
                 rel,
                 &spec.layers[*index],
+                "layer",
             )?);
         }
     }
@@ -383,9 +474,14 @@ impl TempMounts {
         Ok(entry)
     }
 
-    /// Attaches an idmapped clone of `dir` at the next temporary mountpoint
-    /// and returns the attached tree's fd.
-    pub fn attach(&mut self, dir: &Resolved, userns: BorrowedFd<'_>) -> Result<BorrowedFd<'_>> {
+    /// Attaches an idmapped clone of `dir` (read-only unless `writable`)
+    /// at the next temporary mountpoint and returns the attached tree's fd.
+    pub fn attach(
+        &mut self,
+        dir: &Resolved,
+        userns: BorrowedFd<'_>,
+        writable: bool,
+    ) -> Result<BorrowedFd<'_>> {
         if self.root_dir.is_none() {
             self.root_dir = Some(Self::make_dir(&self.root)?);
         }
@@ -395,7 +491,7 @@ impl TempMounts {
             .open()
             .fail_as(ErrorKind::State, || format!("opening {}", path.display()))?;
         self.dirs.push(entry);
-        let tree = idmapped_tree(dir, userns)?;
+        let tree = idmapped_tree(dir, userns, writable)?;
         move_mount(
             tree.as_fd(),
             "",
@@ -517,14 +613,45 @@ pub fn mount_attached(
     temps: &mut TempMounts,
 ) -> Result<MountIds> {
     for tree in spec.trees {
-        temps.attach(&tree.dir, userns)?;
+        temps.attach(&tree.dir, userns, false)?;
     }
+    // The idmapped upper's tree goes last: the layers' trees keep the
+    // positions the plan gave them.
+    let upper_mountpoint = match spec.idmapped_upper {
+        Some(up) => {
+            temps.attach(&up.dir, userns, true)?;
+            temps.mountpoints().pop()
+        }
+        None => None,
+    };
     checkpoint(spec.cancel, "temp-mounted")?;
-    let layer_fds = layers_beneath(spec, &temps.trees())?;
-    let mut data = option_paths(spec, temps, &layer_fds, true);
+    let trees = temps.trees();
+    let layer_fds = layers_beneath(spec, &trees)?;
+    let upper_work = upper_and_work(
+        spec,
+        upper_mountpoint.is_some().then(|| trees[trees.len() - 1]),
+    )?;
+    // Where each is, as text: its own path, or beneath the upper's
+    // temporary mountpoint.
+    let upper_work: Vec<_> = upper_work
+        .iter()
+        .map(|(key, beneath, dir)| {
+            let fd = beneath.as_ref().map_or(dir.fd.as_fd(), |fd| fd.as_fd());
+            let path = match (&upper_mountpoint, spec.idmapped_upper) {
+                (Some(mountpoint), Some(up)) => mountpoint.join(if *key == "upperdir" {
+                    &up.upper
+                } else {
+                    &up.work
+                }),
+                _ => dir.path.clone(),
+            };
+            (*key, fd, path, dir.fixed)
+        })
+        .collect();
+    let mut data = option_paths(spec, temps, &layer_fds, &upper_work, true);
     if data.len() > MAX_MOUNT_DATA {
         // Long paths: the short form always fits 500 layers.
-        data = option_paths(spec, temps, &layer_fds, false);
+        data = option_paths(spec, temps, &layer_fds, &upper_work, false);
     }
     for (key, value) in spec.options {
         data.push(',');
@@ -551,11 +678,13 @@ pub fn mount_attached(
     }
     checkpoint(spec.cancel, "overlay-configured")?;
     let target = proc_fd_path(spec.target.dir.fd.as_fd());
-    mount_from_fds(spec.source, &target, spec.flags.ms_flags(), &data)
+    let creator = spec.idmapped_upper.map(|up| up.creator);
+    mount_from_fds(spec.source, &target, spec.flags.ms_flags(), &data, creator)
         .fail_as(ErrorKind::Mount, || {
             format!("mounting the overlay at {}", spec.target.dir.path.display())
         })?;
     drop(layer_fds);
+    drop(upper_work);
     identify_new_mount(spec.target, spec.source)
 }
 
@@ -571,6 +700,7 @@ fn option_paths(
     spec: &OverlaySpec,
     temps: &TempMounts,
     layer_fds: &[OwnedFd],
+    upper_work: &[(&str, BorrowedFd<'_>, PathBuf, bool)],
     as_text: bool,
 ) -> String {
     let number = |fd: BorrowedFd<'_>| fd.as_raw_fd().to_string();
@@ -603,11 +733,9 @@ fn option_paths(
         .collect::<Vec<_>>()
         .join(":");
     let mut data = format!("lowerdir={lowerdir}");
-    for (key, dir) in [("upperdir", spec.upperdir), ("workdir", spec.workdir)] {
-        if let Some(dir) = dir {
-            let value = name(dir.fixed, Some(dir.path.clone()), dir.fd.as_fd());
-            data.push_str(&format!(",{key}={value}"));
-        }
+    for (key, fd, path, fixed) in upper_work {
+        let value = name(*fixed, Some(path.clone()), *fd);
+        data.push_str(&format!(",{key}={value}"));
     }
     data
 }
@@ -616,18 +744,25 @@ fn option_paths(
 /// thread whose working directory is `/proc/self/fd` (a thread of its own,
 /// after unshare(CLONE_FS), so the process's directory never changes):
 /// `lowerdir=12:13` stays short enough for 500 layers in one page, and each
-/// name is a magic link to exactly the directory its fd holds.
+/// name is a magic link to exactly the directory its fd holds. With an
+/// idmapped upper the thread acts on files as `creator` (see [`as_creator`]).
 fn mount_from_fds(
     source: &str,
     target: &Path,
     flags: nix::mount::MsFlags,
     data: &str,
+    creator: Option<(u32, u32)>,
 ) -> Result<()> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| -> Result<()> {
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
                     .context("unshare(CLONE_FS)")?;
+                if let Some((uid, gid)) = creator {
+                    sys::act_on_files_as(uid, gid).fail_as(ErrorKind::Mount, || {
+                        format!("acting as the container's root (host uid {uid}, gid {gid})")
+                    })?;
+                }
                 std::env::set_current_dir("/proc/self/fd").context("entering /proc/self/fd")?;
                 nix::mount::mount(Some(source), target, Some("overlay"), flags, Some(data))?;
                 Ok(())

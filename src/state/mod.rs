@@ -70,6 +70,10 @@ pub struct Record {
     /// The temporary mountpoints this operation uses (common-dir and
     /// per-layer); they are gone once the overlay is mounted.
     pub temp_mounts: Vec<PathBuf>,
+    /// The upper layer is idmapped too (`--idmapped-upper`): the last of
+    /// `idmapped_dirs` is the upper and work directories' common parent.
+    #[serde(default)]
+    pub idmapped_upper: bool,
     /// The overlay's source column in mountinfo: `idmap-overlay:<id>`.
     pub source: String,
     /// The overlay's mount id as mountinfo shows it, once mounted.

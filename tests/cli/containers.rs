@@ -12,15 +12,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A bottom layer that can be a container's root: /bin/sleep with the
-/// libraries it needs, and the directories a runtime mounts on.
-fn rootfs_layer(env: &Env) -> PathBuf {
+/// A bottom layer that can be a container's root: /bin/sleep and /bin/sh
+/// with the libraries they need, and the directories a runtime mounts on.
+pub fn rootfs_layer(env: &Env) -> PathBuf {
     let layer = env.mkdir("layers/base/fs");
-    let ldd = Command::new("ldd").arg("/bin/sleep").output().unwrap();
-    let mut files = vec![PathBuf::from("/bin/sleep")];
-    for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
-        if word.starts_with('/') {
-            files.push(PathBuf::from(word));
+    let mut files = vec![PathBuf::from("/bin/sleep"), PathBuf::from("/bin/sh")];
+    for program in ["/bin/sleep", "/bin/sh"] {
+        let ldd = Command::new("ldd").arg(program).output().unwrap();
+        for word in String::from_utf8_lossy(&ldd.stdout).split_whitespace() {
+            if word.starts_with('/') {
+                files.push(PathBuf::from(word));
+            }
         }
     }
     for file in files {
@@ -367,6 +369,21 @@ fn an_upperdir_or_workdir_in_use_is_refused() {
     env.assert_clean();
 }
 
+/// crun refuses a host whose cgroups are mixed v1 and v2 (as this kind of
+/// machine's are), even with no cgroup manager: in the test's private
+/// namespace, a plain cgroup2 hierarchy is mounted over them.
+pub fn cgroups_for_crun(env: &Env) {
+    if fs::metadata("/sys/fs/cgroup/unified").is_ok() {
+        let out = env
+            .ns
+            .command("mount")
+            .args(["-t", "cgroup2", "cgroup2", "/sys/fs/cgroup"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cgroup2: {}", stderr(&out));
+    }
+}
+
 /// crun, a real OCI runtime, runs a container whose root is our overlay in
 /// a user namespace 0:100000:65536: it sees its files owned by its root,
 /// and the tool treats the container's copy as above.
@@ -399,18 +416,7 @@ fn a_real_oci_runtime_on_our_overlay() {
         }
     });
     fs::write(bundle.join("config.json"), config.to_string()).unwrap();
-    // crun refuses a host whose cgroups are mixed v1 and v2 (as this kind of
-    // machine's are), even with no cgroup manager: in the test's private
-    // namespace, a plain cgroup2 hierarchy is mounted over them.
-    if fs::metadata("/sys/fs/cgroup/unified").is_ok() {
-        let out = env
-            .ns
-            .command("mount")
-            .args(["-t", "cgroup2", "cgroup2", "/sys/fs/cgroup"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "cgroup2: {}", stderr(&out));
-    }
+    cgroups_for_crun(&env);
     let crun = |args: &[&str]| {
         let out = env
             .ns

@@ -298,10 +298,16 @@ fn layers_on(kind: &str, idmappable: bool) {
         before,
         "{kind}: layer data changed"
     );
+    unmount_filesystem(&env, &mnt, device, kind);
+}
+
+/// Checks that gc finds nothing, unmounts the test's filesystem and
+/// waits for its loop device to go.
+fn unmount_filesystem(env: &Env, mnt: &Path, device: Option<LoopDevice>, kind: &str) {
     // Only the test's own filesystem is left, and gc finds nothing.
     let leaks = env.ok(&["inspect", "--leaks", "--json"]);
     assert!(leaks.contains("\"leaks\": []"), "{kind}: {leaks}");
-    sh(&env, &format!("umount {}", s(&mnt)));
+    sh(env, &format!("umount {}", s(mnt)));
     env.assert_clean();
     if let Some(device) = device {
         let image = device.image.clone();
@@ -318,6 +324,67 @@ fn layers_on(kind: &str, idmappable: bool) {
         }
         assert_eq!(left, "", "{kind}: loop device left");
     }
+}
+
+/// `--idmapped-upper` with the layers, upper and work directories on a
+/// filesystem of `kind`: the round trip of idmapped_upper.rs on every
+/// strategy, or the clear refusal where this kernel cannot idmap it.
+fn idmapped_upper_on(kind: &str, idmappable: bool) {
+    let env = Env::new();
+    let (mnt, layers, device) = filesystem(&env, kind);
+    let bottom = env.ns.path(&layers[layers.len() - 1]);
+    fs::create_dir_all(bottom.join("ldir")).unwrap();
+    fs::write(bottom.join("ldir/inner"), "i\n").unwrap();
+    let before = snapshot(&env.ns.path(&mnt.join("layers")));
+    for strategy in strategies() {
+        let store = mnt.join(format!("store-{strategy}"));
+        fs::create_dir_all(env.ns.path(&store)).unwrap();
+        crate::idmapped_upper::close(&env.ns.path(&store));
+        let (upper, work) = (store.join("upper"), store.join("work"));
+        fs::create_dir_all(env.ns.path(&upper)).unwrap();
+        fs::create_dir_all(env.ns.path(&work)).unwrap();
+        if idmappable {
+            crate::idmapped_upper::round_trip(&env, strategy, &layers, &upper, &work, kind);
+        } else {
+            let target = env.mkdir("mnt");
+            let out = crate::idmapped_upper::mount_idmapped_upper(
+                &env, strategy, &layers, &upper, &work, &target, 100000,
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(32),
+                "{kind}/{strategy}: {}",
+                stderr(&out)
+            );
+            assert!(env.our_mounts().iter().all(|m| m.fs_type != "overlay"));
+        }
+    }
+    assert_eq!(
+        snapshot(&env.ns.path(&mnt.join("layers"))),
+        before,
+        "{kind}: layer data changed"
+    );
+    unmount_filesystem(&env, &mnt, device, kind);
+}
+
+#[test]
+fn idmapped_upper_on_ext4() {
+    idmapped_upper_on("ext4", true);
+}
+
+#[test]
+fn idmapped_upper_on_xfs() {
+    idmapped_upper_on("xfs", true);
+}
+
+#[test]
+fn idmapped_upper_on_btrfs() {
+    idmapped_upper_on("btrfs", true);
+}
+
+#[test]
+fn idmapped_upper_on_tmpfs() {
+    idmapped_upper_on("tmpfs", kernel().idmapped_tmpfs);
 }
 
 #[test]

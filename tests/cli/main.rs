@@ -18,6 +18,7 @@ mod filesystems;
 mod gc;
 mod helper;
 mod hostile;
+mod idmapped_upper;
 mod inspect;
 mod kernel_answers;
 mod load;
