@@ -79,6 +79,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l 
 json\t'JSON for scripts (the same as --json)'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector: records by state, leaks by kind (the same with or without --leaks)'"
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l foreign -d 'With --leaks or --format prometheus: count other programs\' idmapped mounts below DIR as leaks, as `gc --foreign DIR` would. Repeatable' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l timeout -d 'With --poll: end once DURATION passed without a line' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s J -l json -d 'Output JSON for scripts: the same as --format json'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s n -l noheadings -d 'Print no header line'
@@ -86,6 +87,8 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l list-columns -d 'List the columns -o takes, and what they show'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l leaks -d 'List everything leaked on this host: ours and other programs\''
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l features -d 'What the running kernel supports, from real probes'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l poll -d 'Print a line per change to our overlays as it happens (mounted, unmounted, detached, vanished, leaked, cleaned), as findmnt --poll does; JSON lines with -J. Sees this mount namespace\'s mount table, and the records for the rest. Ends on SIGINT or SIGTERM (exit 0)'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l first-only -d 'With --poll: end after the first line'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -208,6 +208,20 @@ pub struct InspectArgs {
     /// What the running kernel supports, from real probes.
     #[arg(long, conflicts_with = "what")]
     pub features: bool,
+    /// Print a line per change to our overlays as it happens (mounted,
+    /// unmounted, detached, vanished, leaked, cleaned), as findmnt --poll
+    /// does; JSON lines with -J. Sees this mount namespace's mount table,
+    /// and the records for the rest. Ends on SIGINT or SIGTERM (exit 0).
+    #[arg(long, conflicts_with_all = [
+        "leaks", "features", "what", "list_columns", "output", "noheadings", "raw", "sort",
+    ])]
+    pub poll: bool,
+    /// With --poll: end after the first line.
+    #[arg(long, requires = "poll")]
+    pub first_only: bool,
+    /// With --poll: end once DURATION passed without a line.
+    #[arg(long, requires = "poll", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
     /// One overlay, by mountpoint (contains '/') or record id.
     #[arg(value_name = "TARGET|ID")]
     pub what: Option<String>,

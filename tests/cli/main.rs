@@ -24,6 +24,7 @@ mod load;
 mod metrics;
 mod mount;
 mod namespaces;
+mod poll;
 mod privacy;
 mod scale;
 mod signals;
