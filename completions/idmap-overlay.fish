@@ -25,7 +25,7 @@ function __fish_idmap_overlay_using_subcommand
 end
 
 complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
-complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s v -l verbose -d 'Say on stderr what was done on success (-v, info lines; -vv adds debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s V -l version -d 'Print version'
@@ -51,14 +51,14 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l ti
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l allow-host-root -d 'Accept a map that shows an on-disk id other than 0 as host root (0): a setuid file owned by that id would then run as root'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l json -d 'Print the record as JSON instead of the id'
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s v -l verbose -d 'Say on stderr what was done on success (-v, info lines; -vv adds debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s V -l version -d 'Print version'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l timeout -d 'How long to retry while the overlay is busy (EBUSY, or alive in another mount namespace)' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l detach -d 'Unmount it from this mount namespace only, while copies live on in others (containers): the record stays, in state `detached`, until gc finds no copy left anywhere'
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s v -l verbose -d 'Say on stderr what was done on success (-v, info lines; -vv adds debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s V -l version -d 'Print version'
@@ -69,7 +69,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l metri
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l dry-run -d 'Say what would be removed, remove nothing'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l json -d 'Print the report as JSON'
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s v -l verbose -d 'Say on stderr what was done on success (-v, info lines; -vv adds debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s V -l version -d 'Print version'
@@ -89,7 +89,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l features -d 'What the running kernel supports, from real probes'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l poll -d 'Print a line per change to our overlays as it happens (mounted, unmounted, detached, vanished, leaked, cleaned), as findmnt --poll does; JSON lines with -J. Sees this mount namespace\'s mount table, and the records for the rest. Ends on SIGINT or SIGTERM (exit 0)'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l first-only -d 'With --poll: end after the first line'
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s v -l verbose -d 'Say on stderr what was done on success (-v, info lines; -vv adds debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s V -l version -d 'Print version'

@@ -20,7 +20,8 @@ pub struct Cli {
     /// IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay].
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
+    /// Say on stderr what was done on success (-v, info lines; -vv adds
+    /// debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only errors on stderr: no warnings.

@@ -607,10 +607,40 @@ fn record_outcome<'a>(
     outcome: Result<(), Problem>,
 ) {
     match outcome {
-        Ok(()) => report.cleaned.push(item(finding, finding.why.clone())),
+        Ok(()) => {
+            log::info!("{}", what_was_done(finding));
+            report.cleaned.push(item(finding, finding.why.clone()));
+        }
         Err(Problem::Busy(mount_id)) => busy.push((finding, mount_id)),
         Err(Problem::Skipped(why)) => report.skipped.push(item(finding, why)),
         Err(Problem::Failed(why)) => report.failed.push(item(finding, why)),
+    }
+}
+
+/// What gc did about a finding, for `-v`, as `umount -v` says what it
+/// unmounted (the report says why it was a leak).
+fn what_was_done(finding: &Finding) -> String {
+    let path = finding.path.display();
+    let kind = serde_json::to_value(finding.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    match &finding.action {
+        Action::Teardown { id } if finding.kind == Kind::CrashedOperation => {
+            format!("cleaned up {path} after the operation on overlay {id} that died")
+        }
+        Action::Teardown { id } => {
+            format!("removed the record of overlay {id}, gone from {path} and everywhere")
+        }
+        Action::RemoveTemps { id } => {
+            format!("removed the temporary mounts of overlay {id} ({path})")
+        }
+        Action::RemoveStaleIndex { id } => {
+            format!("removed {path}, an index entry of record {id}, which is gone")
+        }
+        Action::Unmount { mount_id } => format!("unmounted {path} (mount {mount_id}, {kind})"),
+        Action::RemoveFile | Action::RemoveProbe => format!("removed {path} ({kind})"),
+        Action::None => format!("{path}: nothing to do ({kind})"),
     }
 }
 

@@ -29,4 +29,5 @@ mod privacy;
 mod scale;
 mod signals;
 mod umount;
+mod verbose;
 mod waits;
