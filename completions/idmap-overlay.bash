@@ -189,7 +189,7 @@ _idmap__overlay() {
             return 0
             ;;
         idmap__overlay__subcmd__inspect)
-            opts="-J -o -n -r -v -q -h -V --json --output --noheadings --raw --sort --list-columns --format --leaks --foreign --features --state-dir --verbose --quiet --help --version"
+            opts="-J -o -n -r -v -q -h -V --json --output --noheadings --raw --sort --list-columns --format --leaks --foreign --features --poll --first-only --timeout --state-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -212,6 +212,10 @@ _idmap__overlay() {
                     return 0
                     ;;
                 --foreign)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

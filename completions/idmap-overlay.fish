@@ -25,7 +25,7 @@ function __fish_idmap_overlay_using_subcommand
 end
 
 complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
-complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s v -l verbose -d 'Say on stderr what was done on success (-v, info lines; -vv adds debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_needs_command" -s V -l version -d 'Print version'
@@ -52,14 +52,14 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l st
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l allow-host-root -d 'Accept a map that shows an on-disk id other than 0 as host root (0): a setuid file owned by that id would then run as root'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l idmapped-upper -d 'Idmap the upper layer too: what the container writes is stored with its own ids (a portable layer). The upperdir must be out of reach of users other than root (a 0700 root directory above it)'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -l json -d 'Print the record as JSON instead of the id'
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s v -l verbose -d 'Say on stderr what was done on success (-v, info lines; -vv adds debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s V -l version -d 'Print version'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l timeout -d 'How long to retry while the overlay is busy (EBUSY, or alive in another mount namespace)' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l detach -d 'Unmount it from this mount namespace only, while copies live on in others (containers): the record stays, in state `detached`, until gc finds no copy left anywhere'
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s v -l verbose -d 'Say on stderr what was done on success (-v, info lines; -vv adds debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s V -l version -d 'Print version'
@@ -70,7 +70,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l metri
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l dry-run -d 'Say what would be removed, remove nothing'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -l json -d 'Print the report as JSON'
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s v -l verbose -d 'Say on stderr what was done on success (-v, info lines; -vv adds debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s V -l version -d 'Print version'
@@ -80,6 +80,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l 
 json\t'JSON for scripts (the same as --json)'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector: records by state, leaks by kind (the same with or without --leaks)'"
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l foreign -d 'With --leaks or --format prometheus: count other programs\' idmapped mounts below DIR as leaks, as `gc --foreign DIR` would. Repeatable' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l timeout -d 'With --poll: end once DURATION passed without a line' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s J -l json -d 'Output JSON for scripts: the same as --format json'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s n -l noheadings -d 'Print no header line'
@@ -87,7 +88,9 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l list-columns -d 'List the columns -o takes, and what they show'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l leaks -d 'List everything leaked on this host: ours and other programs\''
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l features -d 'What the running kernel supports: this boot\'s cached probe, else a probe made now (in a temporary directory, cached nowhere)'
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l poll -d 'Print a line per change to our overlays as it happens (mounted, unmounted, detached, vanished, leaked, cleaned), as findmnt --poll does; JSON lines with -J. Sees this mount namespace\'s mount table, and the records for the rest. Ends on SIGINT or SIGTERM (exit 0)'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l first-only -d 'With --poll: end after the first line'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s v -l verbose -d 'Say on stderr what was done on success (-v, info lines; -vv adds debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s V -l version -d 'Print version'

@@ -22,6 +22,7 @@
 //! | read what is recorded | [`StateDir`], [`BadRecord`], [`DEFAULT_STATE_DIR`] |
 //! | find leaks | [`gather`] → [`Snapshot`] → [`classify`] → [`Finding`]s ([`FindingKind`], [`Action`], [`Health`], [`Elsewhere`]) |
 //! | clean them up | [`collect`] → [`Report`] ([`ReportItem`]) |
+//! | be told of a change to the mount table or the records | [`Watch`] |
 //! | know what this kernel can do | [`probe_features`] → [`Features`]; [`KernelIdmaps`] |
 //! | mount in another mount namespace | [`enter_mount_namespace`] |
 //! | write a file others read | [`check_file_path`], then [`write_file`] |
@@ -74,6 +75,7 @@ pub use ops::features::{Features, probe as probe_features};
 pub use ops::leaks::{Action, Finding, Health, Kind as FindingKind, Snapshot, classify};
 pub use ops::mounting::{DEFAULT_TIMEOUT, Maps, MountRequest, mount};
 pub use ops::unmounting::umount;
+pub use ops::watch::Watch;
 pub use state::atomic_write::{check_file_path, write_file};
 pub use state::{BadRecord, DEFAULT_DIR as DEFAULT_STATE_DIR, Record, RecordState, StateDir};
 

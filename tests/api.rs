@@ -187,7 +187,7 @@ fn every_item_of_the_api_in_one_life() {
     use idmap_overlay::{
         Action, Atime, BadRecord, DEFAULT_STATE_DIR, DEFAULT_TIMEOUT, Elsewhere, Error, Features,
         Finding, FindingKind, Health, KernelIdmaps, MountOptions, Record, Report, ReportItem,
-        Result, Snapshot, VfsFlags,
+        Result, Snapshot, VfsFlags, Watch,
     };
     if !in_private_namespace("every_item_of_the_api_in_one_life") {
         return;
@@ -307,6 +307,28 @@ fn every_item_of_the_api_in_one_life() {
     let unknown: Result<()> = idmap_overlay::umount(&state, "nosuchid", DEFAULT_TIMEOUT, false);
     let err: Error = unknown.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Mount, "{err}");
+
+    // Watched, and unmounted behind the library's back: the watch wakes,
+    // names the overlay that died, and the kernel is asked about it only
+    // when asked.
+    let mut watch: Watch = Watch::new(&state).unwrap();
+    assert!(["fanotify", "mountinfo"].contains(&watch.mount_events()));
+    assert!(watch.watch_overlay(&record));
+    assert!(
+        !watch.wait(Duration::from_millis(50)).unwrap(),
+        "no change yet"
+    );
+    nix::mount::umount(&target).unwrap();
+    assert!(watch.wait(Duration::from_secs(5)).unwrap());
+    assert_eq!(watch.died(), std::slice::from_ref(&record.id));
+    let mut cheap =
+        idmap_overlay::gather(&state, &[], Duration::from_secs(60), false, Duration::ZERO).unwrap();
+    let gone = cheap.find(&record.id).unwrap().clone();
+    assert_eq!(cheap.health(&gone).word(), "unknown", "asked already");
+    cheap.ask_about(&state, std::slice::from_ref(&record.id), DEFAULT_TIMEOUT);
+    assert_eq!(cheap.health(&gone).word(), "leaked");
+    // The record of an overlay already gone: cleaned.
     idmap_overlay::umount(&state, &record.id, DEFAULT_TIMEOUT, false).unwrap();
     assert_eq!(our_mounts(), Vec::<String>::new());
+    assert!(state.records().unwrap().0.is_empty());
 }

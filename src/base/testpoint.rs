@@ -34,9 +34,15 @@ pub const UMOUNT_POINTS: &[&str] = &["record-unmounting", "overlay-unmounted"];
 /// something fail or slow to see what follows: `in-use-proof` (the feature
 /// probe finds the kernel's in-use and superblock answers wrong),
 /// `walk-step` (each namespace or process a walk looks at),
-/// `namespace-list` (the kernel's list of mount namespaces, Linux 6.12+).
+/// `namespace-list` (the kernel's list of mount namespaces, Linux 6.12+),
+/// `mount-events` (fanotify's mount events, Linux 6.15+).
 #[cfg(feature = "testpoints")]
-pub const FAULT_POINTS: &[&str] = &["in-use-proof", "walk-step", "namespace-list"];
+pub const FAULT_POINTS: &[&str] = &[
+    "in-use-proof",
+    "walk-step",
+    "namespace-list",
+    "mount-events",
+];
 
 /// Runs the test action asked for at the point `name` (see the module
 /// doc); `detail` goes into the `pause` line. Nothing at all in a build

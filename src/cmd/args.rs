@@ -24,7 +24,8 @@ pub struct Cli {
     /// IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay].
     #[arg(long, global = true, value_name = "DIR", help_heading = GLOBAL)]
     pub state_dir: Option<PathBuf>,
-    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
+    /// Say on stderr what was done on success (-v, info lines; -vv adds
+    /// debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
     /// Only errors on stderr: no warnings.
@@ -223,6 +224,20 @@ pub struct InspectArgs {
     /// probe made now (in a temporary directory, cached nowhere).
     #[arg(long, conflicts_with = "what")]
     pub features: bool,
+    /// Print a line per change to our overlays as it happens (mounted,
+    /// unmounted, detached, vanished, leaked, cleaned), as findmnt --poll
+    /// does; JSON lines with -J. Sees this mount namespace's mount table,
+    /// and the records for the rest. Ends on SIGINT or SIGTERM (exit 0).
+    #[arg(long, conflicts_with_all = [
+        "leaks", "features", "what", "list_columns", "output", "noheadings", "raw", "sort",
+    ])]
+    pub poll: bool,
+    /// With --poll: end after the first line.
+    #[arg(long, requires = "poll")]
+    pub first_only: bool,
+    /// With --poll: end once DURATION passed without a line.
+    #[arg(long, requires = "poll", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
     /// One overlay, by mountpoint (contains '/') or record id.
     #[arg(value_name = "TARGET|ID")]
     pub what: Option<String>,

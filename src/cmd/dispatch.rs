@@ -4,7 +4,7 @@
 use crate::cmd::args::{Cli, Command};
 use crate::cmd::context::Context;
 use crate::cmd::exit::{Code, fail};
-use crate::cmd::{complete, gc, inspect, mount, umount};
+use crate::cmd::{complete, gc, inspect, mount, poll, umount};
 use anyhow::Result;
 
 /// A clap error as one line, like every other error the tool prints:
@@ -37,6 +37,8 @@ pub fn run(cli: Cli) -> Result<Code> {
         Command::Mount(args) => mount::run(args, &ctx),
         Command::Umount(args) => umount::run(args, &ctx),
         Command::Gc(args) => gc::run(args, &ctx),
+        // Watching ends with a signal, and that is success.
+        Command::Inspect(args) if args.poll => poll::run(&args, args.format()?, &ctx),
         Command::Inspect(args) => {
             let code = inspect::run(args, &ctx)?;
             match crate::cmd::signals::received() {

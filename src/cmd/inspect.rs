@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 impl InspectArgs {
     /// The format asked for, or why the flags contradict each other.
-    fn format(&self) -> Result<Format> {
+    pub fn format(&self) -> Result<Format> {
         let format = match (self.json, self.format) {
             (true, Some(format)) if format != Format::Json => {
                 return Err(fail(

@@ -2,11 +2,12 @@
 //! the library's API. Their clap `Args` live together in `args.rs`, which
 //! the man page and completion generators read on its own.
 
-// One file per subcommand:
+// One file per subcommand (and `inspect --poll`'s own):
 pub mod complete;
 pub mod gc;
 pub mod inspect;
 pub mod mount;
+pub mod poll;
 pub mod umount;
 
 // What they share: the arguments, what every subcommand gets (context),

@@ -103,6 +103,17 @@ pub fn run(args: MountArgs, ctx: &Context) -> Result<Code> {
     require_root()?;
     crate::cmd::signals::cancel_on_interrupt();
     let record = idmap_overlay::mount(&req, &ctx.state_dir)?;
+    // -v says what was done, as mount(8) -v does, on stderr: stdout is the
+    // id (or the record) for scripts. The same overlay there already was
+    // no mount of ours (a warning said so): its record names another pid.
+    if record.pid == std::process::id() {
+        log::info!(
+            "overlay {} mounted on {} (strategy {})",
+            record.id,
+            record.target.display(),
+            record.strategy.name()
+        );
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&record)?);
     } else {

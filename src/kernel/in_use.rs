@@ -217,3 +217,55 @@ impl SuperblockWatch {
         }
     }
 }
+
+/// [`SuperblockWatch`]es of many overlays in one inotify instance (one file
+/// descriptor, whatever their number), each under a name: which of them
+/// died (`inspect --poll`).
+pub struct SuperblockWatches {
+    inotify: Inotify,
+    names: std::collections::HashMap<nix::sys::inotify::WatchDescriptor, String>,
+}
+
+impl SuperblockWatches {
+    pub fn new() -> io::Result<SuperblockWatches> {
+        Ok(SuperblockWatches {
+            inotify: Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)?,
+            names: std::collections::HashMap::new(),
+        })
+    }
+
+    /// Watches the filesystem whose root directory `root` is (as
+    /// [`SuperblockWatch::new`]), under `name`.
+    pub fn add(&mut self, root: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+        let watch = self.inotify.add_watch(
+            &crate::kernel::resolve::proc_fd_path(root),
+            AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_ONLYDIR,
+        )?;
+        self.names.insert(watch, name.to_string());
+        Ok(())
+    }
+
+    /// Readable (`POLLIN`) when one died.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.inotify.as_fd()
+    }
+
+    /// The names of those that died since the last call; does not wait.
+    pub fn died(&mut self) -> Vec<String> {
+        let mut died = Vec::new();
+        while let Ok(events) = self.inotify.read_events() {
+            for event in events {
+                if event.mask.contains(AddWatchFlags::IN_UNMOUNT)
+                    && let Some(name) = self.names.get(&event.wd)
+                {
+                    died.push(name.clone());
+                }
+                // The watch is gone with the superblock.
+                if event.mask.contains(AddWatchFlags::IN_IGNORED) {
+                    self.names.remove(&event.wd);
+                }
+            }
+        }
+        died
+    }
+}

@@ -9,10 +9,12 @@
 //! fsconfig, fsmount), statx, extended attributes and the terminal's window
 //! size; libc only in
 //! this module, for what neither wraps (mount_setattr, statmount,
-//! listmount, the nsfs ioctls, capget/capset, `struct flock`, `_exit`). Errno values are
-//! compared as nix's `Errno`, open flags and file types are nix's `OFlag`
-//! and `SFlag`; an errno shown to a person goes through `std::io::Error`
-//! first, whose text every message uses (nix's prints `ENOENT: ...`).
+//! listmount, the nsfs ioctls, capget/capset, `struct flock`, `_exit`, and
+//! fanotify's mount events, whose flags and info records nix's fanotify
+//! does not know). Errno values are compared as nix's `Errno`, open flags
+//! and file types are nix's `OFlag` and `SFlag`; an errno shown to a
+//! person goes through `std::io::Error` first, whose text every message
+//! uses (nix's prints `ENOENT: ...`).
 
 use nix::errno::Errno;
 use std::io;
@@ -601,6 +603,113 @@ pub fn neighbour_mount_namespace(
     // SAFETY: on success the ioctl returns a new file descriptor that
     // nothing else owns.
     Ok((unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }, id))
+}
+
+/// `FAN_REPORT_MNT` (linux/fanotify.h, Linux 6.15): a group that reports
+/// mount events; libc does not have it yet, nor the four below.
+const FAN_REPORT_MNT: libc::c_uint = 0x0000_4000;
+/// `FAN_MARK_MNTNS`: the mark is on a mount namespace (an nsfs fd).
+const FAN_MARK_MNTNS: libc::c_uint = 0x0000_0110;
+/// `FAN_MNT_ATTACH`: a mount was attached to the marked namespace.
+pub const FAN_MNT_ATTACH: u64 = 0x0100_0000;
+/// `FAN_MNT_DETACH`: a mount was detached from it (both bits: moved).
+pub const FAN_MNT_DETACH: u64 = 0x0200_0000;
+/// `FAN_EVENT_INFO_TYPE_MNT`: the info record `{hdr, __u64 mnt_id}`.
+const FAN_EVENT_INFO_TYPE_MNT: u8 = 7;
+
+/// A descriptor that reads one event for each mount attached to or
+/// detached from the mount namespace `ns`:
+/// `fanotify_init(FAN_REPORT_MNT | FAN_CLOEXEC | FAN_NONBLOCK, 0)`, then
+/// `fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_MNTNS, FAN_MNT_ATTACH |
+/// FAN_MNT_DETACH, ns, NULL)` (fanotify_init(2), Linux 6.15+; EINVAL on
+/// older kernels, which do not know the flag). Readable (`POLLIN`) while
+/// events are queued.
+pub fn mount_events(ns: BorrowedFd<'_>) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain integer arguments; a non-negative result is a new fd.
+    let fd =
+        unsafe { libc::fanotify_init(FAN_REPORT_MNT | libc::FAN_CLOEXEC | libc::FAN_NONBLOCK, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned to us and nothing else owns it.
+    let group = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    // SAFETY: both fds are live for the call; a NULL path with a dirfd
+    // marks the object the dirfd refers to (here: the namespace).
+    let ret = unsafe {
+        libc::fanotify_mark(
+            group.as_raw_fd(),
+            libc::FAN_MARK_ADD | FAN_MARK_MNTNS,
+            FAN_MNT_ATTACH | FAN_MNT_DETACH,
+            ns.as_raw_fd(),
+            std::ptr::null(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(group)
+}
+
+/// One event read from a [`mount_events`] descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MountEvent {
+    /// [`FAN_MNT_ATTACH`], [`FAN_MNT_DETACH`], both (a move), or
+    /// `FAN_Q_OVERFLOW` (events were lost).
+    pub mask: u64,
+    /// The mount's unique (64-bit) id, as statx's `STATX_MNT_ID_UNIQUE`;
+    /// none for an overflow.
+    pub mount_id: Option<u64>,
+}
+
+/// Every event queued on a [`mount_events`] descriptor, without waiting
+/// (none queued: an empty list). Each is `struct fanotify_event_metadata`
+/// (`event_len` at 0, `vers` at 4, `metadata_len` at 6, `mask` at 8) and
+/// info records after it, each `{info_type, pad, len}` then, for a mount,
+/// its id at offset 8.
+pub fn read_mount_events(fd: BorrowedFd<'_>) -> io::Result<Vec<MountEvent>> {
+    let mut events = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let len = match nix::unistd::read(fd, &mut buf) {
+            Ok(0) | Err(Errno::EAGAIN) => return Ok(events),
+            Ok(len) => len,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut at = 0;
+        while at + 24 <= len {
+            let event_len = u32_at(&buf, at) as usize;
+            let version = buf[at + 4];
+            let metadata_len = u16::from_ne_bytes([buf[at + 6], buf[at + 7]]) as usize;
+            if version != libc::FANOTIFY_METADATA_VERSION
+                || event_len < metadata_len
+                || metadata_len < 24
+                || at + event_len > len
+            {
+                return Err(io::Error::other(format!(
+                    "fanotify event of version {version}, length {event_len}: not understood"
+                )));
+            }
+            let mut event = MountEvent {
+                mask: u64_at(&buf, at + 8),
+                mount_id: None,
+            };
+            let mut info = at + metadata_len;
+            while info + 4 <= at + event_len {
+                let info_len = u16::from_ne_bytes([buf[info + 2], buf[info + 3]]) as usize;
+                if info_len < 4 || info + info_len > at + event_len {
+                    break;
+                }
+                if buf[info] == FAN_EVENT_INFO_TYPE_MNT && info_len >= 16 {
+                    event.mount_id = Some(u64_at(&buf, info + 8));
+                }
+                info += info_len;
+            }
+            events.push(event);
+            at += event_len;
+        }
+    }
 }
 
 #[cfg(test)]

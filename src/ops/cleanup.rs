@@ -137,6 +137,36 @@ pub fn gather(
     })
 }
 
+impl Snapshot {
+    /// Asks the kernel, as [`gather`] does, whether the overlays of the
+    /// records `ids` live on elsewhere (those not mounted here and with no
+    /// operation running; a read-only one by a walk over the mount
+    /// namespaces), until `timeout`; the answers replace what the snapshot
+    /// had. For a snapshot gathered with a zero timeout, which asks about
+    /// nothing: `inspect --poll` asks only about the records that changed,
+    /// since each question writes a line to the kernel log.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let state = idmap_overlay::StateDir::open_to_read("/run/idmap-overlay".as_ref(), false)?;
+    /// let mut snap = idmap_overlay::gather(&state, &[], Duration::from_secs(60), false, Duration::ZERO)?;
+    /// snap.ask_about(&state, &["6b16a2f0".to_string()], Duration::from_secs(5));
+    /// # Ok::<(), idmap_overlay::Error>(())
+    /// ```
+    pub fn ask_about(&mut self, state: &StateDir, ids: &[String], timeout: Duration) {
+        let records: Vec<crate::state::Record> = self
+            .records
+            .iter()
+            .filter(|r| ids.contains(&r.id))
+            .cloned()
+            .collect();
+        let deadline = Deadline::after(timeout, &state.cancel);
+        let answers =
+            ask_about_the_absent(state, &records, &self.in_flight, &self.table, &deadline);
+        self.beyond.extend(answers);
+    }
+}
+
 /// For each record whose overlay is not mounted here (and no operation is
 /// running on it): does it live on elsewhere? Asked of the kernel, one
 /// question per record (is its upperdir in use); for those the kernel
@@ -577,10 +607,40 @@ fn record_outcome<'a>(
     outcome: Result<(), Problem>,
 ) {
     match outcome {
-        Ok(()) => report.cleaned.push(item(finding, finding.why.clone())),
+        Ok(()) => {
+            log::info!("{}", what_was_done(finding));
+            report.cleaned.push(item(finding, finding.why.clone()));
+        }
         Err(Problem::Busy(mount_id)) => busy.push((finding, mount_id)),
         Err(Problem::Skipped(why)) => report.skipped.push(item(finding, why)),
         Err(Problem::Failed(why)) => report.failed.push(item(finding, why)),
+    }
+}
+
+/// What gc did about a finding, for `-v`, as `umount -v` says what it
+/// unmounted (the report says why it was a leak).
+fn what_was_done(finding: &Finding) -> String {
+    let path = finding.path.display();
+    let kind = serde_json::to_value(finding.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    match &finding.action {
+        Action::Teardown { id } if finding.kind == Kind::CrashedOperation => {
+            format!("cleaned up {path} after the operation on overlay {id} that died")
+        }
+        Action::Teardown { id } => {
+            format!("removed the record of overlay {id}, gone from {path} and everywhere")
+        }
+        Action::RemoveTemps { id } => {
+            format!("removed the temporary mounts of overlay {id} ({path})")
+        }
+        Action::RemoveStaleIndex { id } => {
+            format!("removed {path}, an index entry of record {id}, which is gone")
+        }
+        Action::Unmount { mount_id } => format!("unmounted {path} (mount {mount_id}, {kind})"),
+        Action::RemoveFile | Action::RemoveProbe => format!("removed {path} ({kind})"),
+        Action::None => format!("{path}: nothing to do ({kind})"),
     }
 }
 

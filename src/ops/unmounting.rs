@@ -581,14 +581,30 @@ pub fn umount(state: &StateDir, arg: &str, timeout: Duration, detach: bool) -> R
             crate::kernel::holders::describe(&crate::kernel::holders::of_mount(mount_id, &look))
         })
     })?;
+    // What was done, for -v (as umount(8) -v says "/mnt unmounted"); a
+    // warning says it where something was not as expected.
     match done {
-        Teardown::Unmounted => Ok(()),
+        Teardown::Unmounted => {
+            log::info!(
+                "{} unmounted (overlay {}); record removed",
+                record.target.display(),
+                record.id
+            );
+            Ok(())
+        }
         Teardown::WasGone => {
             if was == RecordState::Mounted {
                 log::warn!(
                     "{}: overlay {} was already unmounted; removed its record",
                     record.target.display(),
                     record.id
+                );
+            } else {
+                log::info!(
+                    "{}: overlay {} ({}) is gone everywhere; record removed",
+                    record.target.display(),
+                    record.id,
+                    was.name()
                 );
             }
             Ok(())
@@ -674,6 +690,10 @@ fn lives_on(
         // when; without one (the overlay was gone from here already) the
         // kernel is asked about the upperdir every 100 ms.
         if wait_until_gone(state, record, watch.as_ref(), deadline) {
+            log::info!(
+                "{target} is {done_here}, and the last copy elsewhere is gone (overlay {}); record removed",
+                record.id
+            );
             return forget_gone(state, record);
         }
         if let Some(reason) = state.cancel.reason() {
@@ -701,6 +721,10 @@ fn lives_on(
         &state.cancel,
     );
     if wait_until_gone(state, record, watch.as_ref(), &moment) {
+        log::info!(
+            "{target} is {done_here}, and the copy elsewhere is gone (overlay {}); record removed",
+            record.id
+        );
         return forget_gone(state, record);
     }
     log::warn!(
@@ -900,7 +924,14 @@ fn umount_untracked(
         ..Default::default()
     };
     match unmount_proven(&place, &want, Some(&table), timeout, cancel) {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            log::info!(
+                "{} unmounted (overlay {}, no record)",
+                entry.mount_point.display(),
+                entry.source
+            );
+            Ok(())
+        }
         Err(UnmountError::Cancelled(reason)) => Err(fail(
             ErrorKind::Cancelled,
             format!("{reason}; nothing unmounted"),
