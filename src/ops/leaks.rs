@@ -262,7 +262,8 @@ impl Snapshot {
     /// The record `what` names: a target (an argument with a `/`, walked
     /// as `umount` walks it), or a record id or a unique prefix of one (4
     /// characters or more). An error of kind `InvalidInput` names what is
-    /// wrong.
+    /// wrong; one of kind `State` says why the record it names cannot be
+    /// read.
     ///
     /// ```no_run
     /// # use std::time::Duration;
@@ -282,8 +283,30 @@ impl Snapshot {
                 self.records.iter().find(|r| r.target == path)
             }
             false => {
-                let ids: Vec<&str> = self.records.iter().map(|r| r.id.as_str()).collect();
+                // Unreadable records count too: a prefix is ambiguous
+                // whether or not the file it also names can be read.
+                let unreadable: Vec<String> = self.bad_records.iter().map(|b| b.id()).collect();
+                let ids: Vec<&str> = self
+                    .records
+                    .iter()
+                    .map(|r| r.id.as_str())
+                    .chain(unreadable.iter().map(String::as_str))
+                    .collect();
                 let id = crate::state::match_id(what, &ids).map_err(invalid)?;
+                if let Some(bad) = self
+                    .bad_records
+                    .iter()
+                    .find(|b| Some(b.id().as_str()) == id)
+                {
+                    return Err(crate::base::error::fail(
+                        crate::base::error::ErrorKind::State,
+                        format!(
+                            "{what}: record {} {}; not touched, inspect and remove it by hand",
+                            bad.path.display(),
+                            bad.problem
+                        ),
+                    ));
+                }
                 self.records.iter().find(|r| Some(r.id.as_str()) == id)
             }
         };

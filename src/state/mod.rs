@@ -269,7 +269,20 @@ pub fn now_rfc3339() -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadRecord {
     pub path: PathBuf,
+    /// Why, as the end of a sentence that begins with the file's path:
+    /// `is not valid JSON (...)`.
     pub problem: String,
+}
+
+impl BadRecord {
+    /// The id its file name gives (`<id>.json`): all that is known of the
+    /// record, and perhaps not a valid id (a file somebody put there).
+    pub fn id(&self) -> String {
+        self.path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
 }
 
 pub struct StateDir {
