@@ -84,7 +84,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s n -l noheadings -d 'Print no header line'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s r -l raw -d 'Raw output for scripts: cells separated by one space, spaces and other unsafe characters escaped (\\x20), nothing cut or aligned'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l list-columns -d 'List the columns -o takes, and what they show'
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l leaks -d 'List everything leaked on this host: ours and other programs\''
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l leaks -d 'List everything leaked on this host, ours and other programs\'; exit 3 if anything is'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l features -d 'What the running kernel supports, from real probes'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s q -l quiet -d 'Only errors on stderr: no warnings'

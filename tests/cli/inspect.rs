@@ -243,3 +243,39 @@ fn corrupt_records_are_rows_and_entries() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("(web-1, web-2)"), "{}", stderr(&out));
 }
+
+/// `inspect --leaks` says "found" with exit 3, text or JSON, and 0 when it
+/// lists nothing; an error keeps its own code. (It exited 0 whatever it
+/// found: a script had to parse the list.)
+#[test]
+fn leaks_found_exit_3_and_errors_keep_their_codes() {
+    let env = Env::new();
+    let (target, _) = env.mounted();
+    let out = env.run(&["inspect", "--leaks"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "no leaks found\n");
+
+    env.plain_umount(&target);
+    for args in [&["inspect", "--leaks"][..], &["inspect", "--leaks", "-J"]] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("vanished-overlay"),
+            "{args:?}"
+        );
+        assert_eq!(stderr(&out), "", "{args:?}: found is no error");
+    }
+
+    let out = env.run(&["inspect", "--leaks", "--foreign", "relative"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = env
+        .tool(&["inspect", "--leaks"])
+        .env("IDMAP_OVERLAY_STATE_DIR", env.path("missing"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(16), "{}", stderr(&out));
+
+    env.ok(&["gc"]);
+    let out = env.run(&["inspect", "--leaks", "-J"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
