@@ -581,6 +581,7 @@ pub(crate) mod golden {
             root,
             cwd: !root,
             fd: false,
+            fds: Vec::new(),
         }
     }
 
