@@ -86,7 +86,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s n -l noheadings -d 'Print no header line'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s r -l raw -d 'Raw output for scripts: cells separated by one space, spaces and other unsafe characters escaped (\\x20), nothing cut or aligned'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l list-columns -d 'List the columns -o takes, and what they show'
-complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l leaks -d 'List everything leaked on this host: ours and other programs\''
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l leaks -d 'List everything leaked on this host, ours and other programs\'; exit 3 if anything is'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l features -d 'What the running kernel supports: this boot\'s cached probe, else a probe made now (in a temporary directory, cached nowhere)'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l poll -d 'Print a line per change to our overlays as it happens (mounted, unmounted, detached, vanished, leaked, cleaned), as findmnt --poll does; JSON lines with -J. Sees this mount namespace\'s mount table, and the records for the rest. Ends on SIGINT or SIGTERM (exit 0)'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l first-only -d 'With --poll: end after the first line'

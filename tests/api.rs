@@ -279,8 +279,13 @@ fn every_item_of_the_api_in_one_life() {
     std::fs::write(state_root.join("mounts/broken.json"), "{").unwrap();
     let (_, bad): (Vec<Record>, Vec<BadRecord>) = state.records().unwrap();
     assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].id(), "broken");
+    assert!(bad[0].problem.contains("not valid JSON"), "{bad:?}");
     let snap =
         idmap_overlay::gather(&state, &[], Duration::from_secs(60), true, DEFAULT_TIMEOUT).unwrap();
+    assert_eq!(snap.bad_records, bad);
+    let err = snap.find("broken").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::State, "{err}");
     let findings = idmap_overlay::classify(&snap);
     assert_eq!(findings.len(), 1, "{findings:?}");
     assert_eq!(findings[0].kind, FindingKind::BadRecord);

@@ -213,7 +213,8 @@ pub struct InspectArgs {
     /// Output format.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
-    /// List everything leaked on this host: ours and other programs'.
+    /// List everything leaked on this host, ours and other programs'; exit 3
+    /// if anything is.
     #[arg(long, conflicts_with_all = ["features", "what"])]
     pub leaks: bool,
     /// With --leaks or --format prometheus: count other programs' idmapped

@@ -12,6 +12,11 @@ pub enum Code {
     Usage = 1,
     /// System error: out of memory, cannot fork, a syscall failed unexpectedly.
     System = 2,
+    /// Not an error: `inspect --leaks` found leaks (findmnt and diff say
+    /// "found" with 1, our usage error). 3 is no mount(8) code, and as
+    /// their bits (1|2) it would be a usage and a system error at once,
+    /// which no run of ours reports: each exits with exactly one code.
+    LeaksFound = 3,
     /// Internal bug.
     Bug = 4,
     /// Interrupted by a signal (SIGINT, SIGTERM).

@@ -106,15 +106,14 @@ fn render_gc(report: &idmap_overlay::Report) -> String {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default()
     };
-    let verb = if report.dry_run {
-        "would clean"
-    } else {
-        "cleaned"
+    let (cleaned, left) = match report.dry_run {
+        true => ("would clean", "would leave alone"),
+        false => ("cleaned", "left alone"),
     };
     for (verb, items) in [
-        (verb, &report.cleaned),
+        (cleaned, &report.cleaned),
         ("failed", &report.failed),
-        ("left alone", &report.skipped),
+        (left, &report.skipped),
     ] {
         for i in items {
             out.push_str(&format!(

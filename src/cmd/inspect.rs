@@ -128,7 +128,12 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     }
     let sort = args.sort.as_deref();
     if args.leaks {
-        let leaks = idmap_overlay::classify(snap);
+        // An overlay alive in another mount namespace is no leak: the
+        // table (HEALTH `elsewhere`) and `inspect ID` show it.
+        let leaks: Vec<idmap_overlay::Finding> = idmap_overlay::classify(snap)
+            .into_iter()
+            .filter(|f| f.kind != idmap_overlay::FindingKind::AliveElsewhere)
+            .collect();
         if json {
             let out = serde_json::json!({"version": 1, "leaks": leaks});
             outln!("{}", serde_json::to_string_pretty(&out)?);
@@ -137,7 +142,10 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
                 .map_err(|e| fail(Code::Usage, e))?;
             out!("{text}");
         }
-        return Ok(Code::Success);
+        return Ok(match leaks.is_empty() {
+            true => Code::Success,
+            false => Code::LeaksFound,
+        });
     }
     match &args.what {
         None => {

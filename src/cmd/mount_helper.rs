@@ -32,7 +32,9 @@ pub fn invoked_as_helper(argv0: &OsStr) -> bool {
 /// The helper's command line, as mount(8) passes it.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct HelperArgs {
-    /// The source ("none" in fstab): ignored, the layers are in `-o`.
+    /// The source (fstab's first field): `idmap-overlay:ID` names the
+    /// record id (see [`id_of_spec`]); anything else ("none") is ignored,
+    /// the layers are in `-o`.
     pub spec: String,
     pub target: PathBuf,
     /// Every `-o`, joined with commas.
@@ -59,8 +61,10 @@ pub const USAGE: &str = "\
 usage: mount.idmap-overlay SPEC DIR [-sfnv] [-N NAMESPACE] [-o OPTIONS] [-t TYPE]
 
 The mount(8) helper of idmap-overlay, run by `mount -t idmap-overlay`:
-  mount -t idmap-overlay -o lowerdir=A:B,upperdir=U,workdir=W,uidmap=0:100000:65536 none DIR
-SPEC is ignored (use \"none\"); OPTIONS are those of `idmap-overlay mount -o`
+  mount -t idmap-overlay -o lowerdir=A:B,upperdir=U,workdir=W,uidmap=0:100000:65536 idmap-overlay:web DIR
+SPEC idmap-overlay:ID gives the record id, which the mount table then shows as
+the source, so that `mount -a` sees the overlay mounted; \"none\" lets one be
+generated. OPTIONS are those of `idmap-overlay mount -o`
 plus the filesystem-independent ones (ro, nosuid, nodev, noexec, noatime, ...).
   -s  sloppy: drop options that neither idmap-overlay nor overlayfs knows
   -f  fake: check the options, mount nothing
@@ -244,12 +248,24 @@ pub fn translate(options: &str, sloppy: bool) -> Translation {
     }
 }
 
+/// The record id a SPEC names: `idmap-overlay:ID` is the source tag the
+/// overlay of record ID shows in the mount table. mount(8) compares an
+/// fstab line's source and target (not its type) with the mount table's
+/// (libmount's `mnt_table_is_fs_mounted`), so with this source `mount -a`
+/// sees the overlay mounted and skips it, as for any filesystem. Any other
+/// SPEC ("none") names nothing: an id is generated, and mount(8) cannot
+/// tell the line is mounted.
+pub fn id_of_spec(spec: &str) -> Option<&str> {
+    spec.strip_prefix("idmap-overlay:")
+}
+
 /// The `idmap-overlay mount` arguments the helper stands for.
-pub fn mount_args(target: &Path, translation: &Translation) -> MountArgs {
+pub fn mount_args(spec: &str, target: &Path, translation: &Translation) -> MountArgs {
     MountArgs {
         target: target.to_path_buf(),
         options: (!translation.overlay_options.is_empty())
             .then(|| translation.overlay_options.clone()),
+        id: id_of_spec(spec).map(str::to_string),
         ..MountArgs::default()
     }
 }
@@ -279,7 +295,7 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
     for option in &translation.dropped {
         log::warn!("ignoring unknown option {option:?} (-s)");
     }
-    let req = cmd::mount::request(&mount_args(&helper.target, &translation))?;
+    let req = cmd::mount::request(&mount_args(&helper.spec, &helper.target, &translation))?;
     if let Some(namespace) = &helper.namespace {
         enter_namespace(namespace)?;
     }
@@ -297,9 +313,22 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from(idmap_overlay::DEFAULT_STATE_DIR),
     };
+    // The very same overlay there already is a no-op for the library (and
+    // exit 0 for `idmap-overlay mount`), but mount(8) would then say
+    // "successfully mounted" for a mount that did not happen. The record
+    // handed back is then the one read before, unchanged (a record
+    // replaced under the same id has a new mount).
+    let recorded_before: Vec<idmap_overlay::Record> =
+        idmap_overlay::StateDir::open_to_read(&state_dir, false)
+            .and_then(|state| state.records())
+            .map(|(records, _)| records)
+            .unwrap_or_default();
     // The per-mount flags (ro, nosuid, ...) are part of the request: the
     // overlay's mount is made with them, never changed afterwards by path.
     let record = idmap_overlay::mount(&req, &state_dir)?;
+    if recorded_before.contains(&record) {
+        return Err(already_mounted(helper, &record));
+    }
     if helper.verbose {
         outln!(
             "{HELPER_NAME}: mounted {} (record {})",
@@ -308,6 +337,23 @@ pub fn run(helper: &HelperArgs) -> Result<Code> {
         );
     }
     Ok(Code::Success)
+}
+
+/// As mount(8) says for any filesystem mounted already (exit 32), with
+/// what makes `mount -a` skip the line when its source does not. (The
+/// library's warning before it names the record.)
+fn already_mounted(helper: &HelperArgs, record: &idmap_overlay::Record) -> anyhow::Error {
+    let hint = match id_of_spec(&helper.spec) {
+        Some(_) => String::new(),
+        None => format!(
+            "; mount -a skips it when its source (fstab's first field) is {}, not {:?}",
+            record.source, helper.spec
+        ),
+    };
+    fail(
+        Code::Mount,
+        format!("{}: already mounted{hint}", record.target.display()),
+    )
 }
 
 #[cfg(test)]
@@ -449,8 +495,11 @@ mod tests {
             "rw,nosuid,noatime,lowerdir=/a:/b,uidmap=0:100000:65536,nofail",
             false,
         );
-        let req = cmd::mount::request(&mount_args(Path::new("/mnt/c"), &t)).unwrap();
+        let req = cmd::mount::request(&mount_args("none", Path::new("/mnt/c"), &t)).unwrap();
         assert_eq!(req.target, PathBuf::from("/mnt/c"));
+        assert_eq!(req.id, None);
+        let tagged = mount_args("idmap-overlay:web-1", Path::new("/mnt/c"), &t);
+        assert_eq!(tagged.id.as_deref(), Some("web-1"));
         assert_eq!(req.lowerdirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
         assert_eq!(req.flags.words(), ["nosuid", "noatime"]);
         assert_eq!(req.strategy, idmap_overlay::Strategy::Auto);

@@ -4,9 +4,9 @@
 
 use crate::cmd::escape::escape;
 use crate::cmd::table::{self, Column, Layout};
-use idmap_overlay::Record;
 use idmap_overlay::RecordState;
 use idmap_overlay::{Action, Finding, Health, Snapshot};
+use idmap_overlay::{BadRecord, Record};
 use idmap_overlay::{Features, IdRange};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -40,16 +40,35 @@ struct MountView<'a> {
     health: Health,
 }
 
-/// `inspect --json`: every record with its live health.
+/// A record file that cannot be read, in `inspect --json`: what its name
+/// says, where it is, and why (`corrupt`, a field no record has).
+#[derive(Debug, Serialize)]
+struct CorruptView<'a> {
+    id: String,
+    path: &'a PathBuf,
+    corrupt: &'a str,
+}
+
+/// `inspect --json`: every record file that cannot be read, then every
+/// record with its live health.
 pub fn mounts_json(snap: &Snapshot) -> serde_json::Value {
-    let mounts: Vec<MountView> = snap
-        .records
-        .iter()
-        .map(|record| MountView {
+    let corrupt = snap.bad_records.iter().map(|bad| {
+        serde_json::to_value(CorruptView {
+            id: bad.id(),
+            path: &bad.path,
+            corrupt: &bad.problem,
+        })
+    });
+    let records = snap.records.iter().map(|record| {
+        serde_json::to_value(MountView {
             record,
             health: snap.health(record),
         })
-        .collect();
+    });
+    let mounts: Vec<serde_json::Value> = corrupt
+        .chain(records)
+        .collect::<Result<_, _>>()
+        .expect("records and health serialize");
     serde_json::json!({ "version": 1, "mounts": mounts })
 }
 
@@ -81,7 +100,7 @@ pub const RECORD_COLUMNS: &[Column] = &[
     ),
     column(
         "STATE",
-        "mounted, unmounted (behind our back), preparing, unmounting, detached",
+        "mounted, unmounted (behind our back), preparing, unmounting, detached, corrupt (the record file cannot be read)",
         false,
         true,
     ),
@@ -188,6 +207,17 @@ fn record_cell(column: &str, r: &Record, health: &Health, now: u64) -> String {
     }
 }
 
+/// A row for a record file that cannot be read: the id its name gives,
+/// `corrupt` for STATE and HEALTH, nothing else known (`inspect ID` and
+/// `inspect --leaks` say why).
+fn corrupt_cell(column: &str, bad: &BadRecord) -> String {
+    match column {
+        "ID" => bad.id(),
+        "STATE" | "HEALTH" => "corrupt".into(),
+        _ => "-".into(),
+    }
+}
+
 /// How bad a row looks: leaked first, then running, then the rest.
 fn rank(health: &Health) -> u8 {
     match (health.leaked, health.owner_alive) {
@@ -205,7 +235,7 @@ pub fn render_table(
     layout: Layout,
     sort_by: Option<&str>,
 ) -> Result<String, String> {
-    if snap.records.is_empty() {
+    if snap.records.is_empty() && snap.bad_records.is_empty() {
         return Ok("no idmap-overlay mounts recorded\n".into());
     }
     let mut ranked: Vec<(u8, Vec<String>)> = snap
@@ -221,7 +251,13 @@ pub fn render_table(
         })
         .collect();
     ranked.sort_by_key(|(rank, _)| *rank);
-    let mut rows: Vec<Vec<String>> = ranked.into_iter().map(|(_, cells)| cells).collect();
+    // Record files that cannot be read come first: a person must look.
+    let mut rows: Vec<Vec<String>> = snap
+        .bad_records
+        .iter()
+        .map(|bad| columns.iter().map(|c| corrupt_cell(c.name, bad)).collect())
+        .chain(ranked.into_iter().map(|(_, cells)| cells))
+        .collect();
     if let Some(by) = sort_by {
         table::sort(columns, &mut rows, by)?;
     }
@@ -552,6 +588,7 @@ pub(crate) mod golden {
             root,
             cwd: !root,
             fd: false,
+            fds: Vec::new(),
         }
     }
 

@@ -53,9 +53,13 @@ impl fmt::Display for Holder {
 }
 
 /// What to look for: files on any of `mount_ids` (as statx reports them:
-/// ids are global, the same in every namespace), or directories on any of
-/// `devices` (a directory on an overlay always shows the overlay's device;
-/// a file may show its layer's, so files are matched by mount id only).
+/// ids are global, the same in every namespace), or on any of `devices`.
+/// A directory on an overlay always shows the overlay's device; another
+/// file shows it when the layers share a filesystem or `xino` maps their
+/// inodes (the common case), else a device of its layer's: such a file is
+/// found only by the mount id of a copy it was opened through. A file
+/// whose copy was unmounted since (`umount -l`) has no mount to be found
+/// by: only its device names it.
 #[derive(Debug, Clone, Default)]
 pub struct Targets {
     pub mount_ids: HashSet<u64>,
@@ -74,18 +78,9 @@ impl Targets {
     /// The mount and device of what `path` (a `/proc` magic link) leads
     /// to, when it is one of the targets.
     fn matches(&self, path: &Path) -> Option<(u64, Device)> {
-        let st = statx(
-            CWD,
-            path,
-            AtFlags::empty(),
-            StatxFlags::MNT_ID | StatxFlags::TYPE,
-        )
-        .ok()?;
+        let st = statx(CWD, path, AtFlags::empty(), StatxFlags::MNT_ID).ok()?;
         let device = Device::from((st.stx_dev_major, st.stx_dev_minor));
-        let is_dir = nix::sys::stat::SFlag::from_bits_truncate(u32::from(st.stx_mode))
-            & nix::sys::stat::SFlag::S_IFMT
-            == nix::sys::stat::SFlag::S_IFDIR;
-        (self.mount_ids.contains(&st.stx_mnt_id) || (is_dir && self.devices.contains(&device)))
+        (self.mount_ids.contains(&st.stx_mnt_id) || self.devices.contains(&device))
             .then_some((st.stx_mnt_id, device))
     }
 }
@@ -195,7 +190,9 @@ pub fn namespace_of(proc_dir: &Path) -> Option<u64> {
 /// How many of a long list a message names before "and N more".
 pub const NAMED: usize = 5;
 
-/// "pid 12 (sh) through its cwd, pid 40 (cat) through its fd 3", at most
+/// "pid 12 (sh) through its cwd, pid 40 (cat) through its fd 3 in mount
+/// namespace 4026532321" (the namespace named when it is not ours: a file
+/// opened here stays open in the namespace its process moved to), at most
 /// [`NAMED`] of them and then how many more.
 pub fn describe(found: &Found) -> String {
     if found.holders.is_empty() {
@@ -205,11 +202,17 @@ pub fn describe(found: &Found) -> String {
             "no process found before the time was up".into()
         };
     }
+    let own = namespace_of(Path::new("/proc/self"));
     let mut text = found
         .holders
         .iter()
         .take(NAMED)
-        .map(|h| h.to_string())
+        .map(|h| match h.ns {
+            Some(ns) if own.is_some_and(|own| own != ns) => {
+                format!("{h} in mount namespace {ns}")
+            }
+            _ => h.to_string(),
+        })
         .collect::<Vec<_>>()
         .join(", ");
     if found.holders.len() > NAMED {

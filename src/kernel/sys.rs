@@ -779,8 +779,8 @@ mod tests {
     }
 
     /// rustix only for what nix lacks: the new mount API (all of
-    /// `rustix::mount`), statx, extended attributes, and the terminal's
-    /// window size.
+    /// `rustix::mount`), statx, extended attributes, the terminal's window
+    /// size, and getrandom(2) (record ids).
     #[test]
     fn rustix_only_for_what_nix_lacks() {
         let allowed: &[(&str, &[&str])] = &[
@@ -799,6 +799,7 @@ mod tests {
             ),
             ("rustix::io::", &["Errno", "Result"]),
             ("rustix::termios::", &["tcgetwinsize"]),
+            ("rustix::rand::", &["getrandom", "GetRandomFlags"]),
         ];
         for (path, text) in sources() {
             for (prefix, names) in allowed {
@@ -812,7 +813,7 @@ mod tests {
             }
             for module in names_after(&text, "rustix::") {
                 assert!(
-                    ["fs", "io", "mount", "termios"].contains(&module.as_str()),
+                    ["fs", "io", "mount", "rand", "termios"].contains(&module.as_str()),
                     "{}: rustix::{module}",
                     path.display()
                 );

@@ -290,10 +290,14 @@ pub struct Item {
 pub struct Report {
     pub version: u32,
     pub dry_run: bool,
+    /// Cleaned, or in a dry run what would be.
     pub cleaned: Vec<Item>,
+    /// Could not be cleaned; bad records, which gc never touches, too.
+    /// Empty in a dry run: nothing is done, so nothing fails.
     pub failed: Vec<Item>,
     /// Found but left alone on purpose (foreign mounts without `--foreign`
-    /// or too young, an operation running on it).
+    /// or too young, an operation running on it; in a dry run, bad
+    /// records).
     pub skipped: Vec<Item>,
     /// The run was cancelled before it was done: the signal that did it,
     /// or 0 when [`Cancel::cancel`](crate::base::cancel::Cancel::cancel) was called.
@@ -519,7 +523,9 @@ pub fn collect(
     let touched: BTreeSet<String> = findings.iter().filter_map(|f| f.id.clone()).collect();
     for finding in &findings {
         if finding.action == Action::None {
-            if finding.kind == Kind::BadRecord {
+            // A bad record is a failure of the run (a person must look),
+            // but a dry run fails nothing: it only says gc leaves it.
+            if finding.kind == Kind::BadRecord && !dry_run {
                 report.failed.push(item(finding, finding.why.clone()));
             } else {
                 report.skipped.push(item(finding, finding.why.clone()));

@@ -97,6 +97,9 @@ pub struct Elsewhere {
     pub root: bool,
     pub cwd: bool,
     pub fd: bool,
+    /// The numbers of those open files (its fds), lowest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fds: Vec<u32>,
 }
 
 impl Elsewhere {
@@ -124,7 +127,17 @@ impl fmt::Display for Elsewhere {
         match (self.root, self.cwd, self.fd) {
             (true, ..) => f.write_str(", the overlay is its root"),
             (false, true, _) => f.write_str(", the overlay is its cwd"),
-            (false, false, true) => f.write_str(", it has a file open on the overlay"),
+            (false, false, true) => {
+                f.write_str(", it has a file open on the overlay")?;
+                match self.fds.as_slice() {
+                    [] => Ok(()),
+                    [one] => write!(f, " (fd {one})"),
+                    [first, second] => write!(f, " (fds {first}, {second})"),
+                    [first, second, rest @ ..] => {
+                        write!(f, " (fds {first}, {second} and {} more)", rest.len())
+                    }
+                }
+            }
             _ => f.write_str(", not using it"),
         }
     }
@@ -211,6 +224,7 @@ impl Copies {
                 root: false,
                 cwd: false,
                 fd: false,
+                fds: Vec::new(),
             });
         }
         for holder in self.holders_of(device) {
@@ -221,6 +235,7 @@ impl Copies {
                 root: false,
                 cwd: false,
                 fd: false,
+                fds: Vec::new(),
             });
             // Name the process that uses it, the one that pivoted into it
             // before one that only has a file open.
@@ -232,16 +247,25 @@ impl Copies {
                 root: holder.via == Via::Root,
                 cwd: holder.via == Via::Cwd,
                 fd: matches!(holder.via, Via::Fd(_)),
+                fds: match holder.via {
+                    Via::Fd(n) => vec![n],
+                    _ => Vec::new(),
+                },
             };
             if entry.pid == mine.pid {
                 entry.root |= mine.root;
                 entry.cwd |= mine.cwd;
                 entry.fd |= mine.fd;
+                entry.fds.extend(mine.fds);
             } else if rank(&mine) > rank(entry) {
                 *entry = mine;
             }
         }
         let mut list: Vec<Elsewhere> = by_ns.into_values().collect();
+        for entry in &mut list {
+            entry.fds.sort_unstable();
+            entry.fds.dedup();
+        }
         list.sort_by_key(|e| (!e.used(), e.mount_ns, e.pid));
         list
     }
@@ -304,10 +328,12 @@ pub fn find_copies(
         return copies;
     }
     let mut complete = true;
-    // Who uses it first: a process whose root or cwd (or an open
-    // directory) is on the overlay shows its device, whichever namespace
-    // it is in. A container is found this way even when the walk over the
-    // namespaces below does not finish in time.
+    // Who uses it first: a process whose root, cwd or an open file is on
+    // the overlay shows its device (a file, where the layers share a
+    // filesystem or xino maps them), whichever namespace it is in, also
+    // when no mount of the overlay is attached anywhere any more. A
+    // container is found this way even when the walk over the namespaces
+    // below does not finish in time.
     let by_device = Targets {
         mount_ids: HashSet::new(),
         devices: devices.clone(),
@@ -360,8 +386,9 @@ pub fn find_copies(
             complete &= walk_through_proc(proc_root, devices, own_ns, deadline, &mut copies);
         }
     }
-    // A file (not a directory) on an overlay may show its layer's device:
-    // such holders are found by the mount ids of the copies just found.
+    // A file (not a directory) on an overlay may show a device of its
+    // layer's instead: such holders are found by the mount ids of the
+    // copies just found.
     let place_ids: HashSet<u64> = copies
         .places
         .values()
@@ -621,6 +648,7 @@ mod tests {
                 root: false,
                 cwd: false,
                 fd: false,
+                fds: Vec::new(),
             })
             .collect();
         let text = describe(&copies);

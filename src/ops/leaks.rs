@@ -262,7 +262,8 @@ impl Snapshot {
     /// The record `what` names: a target (an argument with a `/`, walked
     /// as `umount` walks it), or a record id or a unique prefix of one (4
     /// characters or more). An error of kind `InvalidInput` names what is
-    /// wrong.
+    /// wrong; one of kind `State` says why the record it names cannot be
+    /// read.
     ///
     /// ```no_run
     /// # use std::time::Duration;
@@ -282,8 +283,30 @@ impl Snapshot {
                 self.records.iter().find(|r| r.target == path)
             }
             false => {
-                let ids: Vec<&str> = self.records.iter().map(|r| r.id.as_str()).collect();
+                // Unreadable records count too: a prefix is ambiguous
+                // whether or not the file it also names can be read.
+                let unreadable: Vec<String> = self.bad_records.iter().map(|b| b.id()).collect();
+                let ids: Vec<&str> = self
+                    .records
+                    .iter()
+                    .map(|r| r.id.as_str())
+                    .chain(unreadable.iter().map(String::as_str))
+                    .collect();
                 let id = crate::state::match_id(what, &ids).map_err(invalid)?;
+                if let Some(bad) = self
+                    .bad_records
+                    .iter()
+                    .find(|b| Some(b.id().as_str()) == id)
+                {
+                    return Err(crate::base::error::fail(
+                        crate::base::error::ErrorKind::State,
+                        format!(
+                            "{what}: record {} {}; not touched, inspect and remove it by hand",
+                            bad.path.display(),
+                            bad.problem
+                        ),
+                    ));
+                }
                 self.records.iter().find(|r| Some(r.id.as_str()) == id)
             }
         };
@@ -383,11 +406,7 @@ impl Snapshot {
 pub fn classify(snap: &Snapshot) -> Vec<Finding> {
     let known = Known::of(snap);
     let mut findings = Vec::new();
-    findings.extend(
-        snap.records
-            .iter()
-            .filter_map(|r| recorded_overlay(snap, r)),
-    );
+    findings.extend(snap.records.iter().flat_map(|r| recorded_overlay(snap, r)));
     findings.extend(loose_temp_mounts(snap, &known));
     findings.extend(loose_temp_dirs(snap, &known));
     findings.extend(stale_lock_files(snap, &known));
@@ -430,10 +449,11 @@ impl<'a> Known<'a> {
 }
 
 /// A record whose overlay crashed halfway, vanished, left temporary mounts,
-/// or lives on only in other mount namespaces.
-fn recorded_overlay(snap: &Snapshot, record: &Record) -> Option<Finding> {
+/// or lives on only in other mount namespaces (with its leaked temporary
+/// mounts apart: those are a leak, the overlay is not).
+fn recorded_overlay(snap: &Snapshot, record: &Record) -> Vec<Finding> {
     if snap.in_flight.contains(&record.id) {
-        return None;
+        return Vec::new();
     }
     let health = snap.health(record);
     let finding = |kind, path: PathBuf, why: String, action| Finding {
@@ -445,18 +465,33 @@ fn recorded_overlay(snap: &Snapshot, record: &Record) -> Option<Finding> {
         action,
     };
     let id = record.id.clone();
-    let temps = !health.temp_mounts_present.is_empty();
+    let temps = (!health.temp_mounts_present.is_empty()).then(|| {
+        finding(
+            Kind::TempMount,
+            snap.temp_root().join(&record.id),
+            format!(
+                "{} temporary mount(s) of {} were never unmounted",
+                health.temp_mounts_present.len(),
+                if health.mounted {
+                    "a mounted overlay"
+                } else {
+                    "an overlay not mounted here"
+                }
+            ),
+            Action::RemoveTemps { id: id.clone() },
+        )
+    });
     match record.state {
         // A crashed operation is rolled back: what it left here goes, and
         // its record too unless the overlay lives on elsewhere (then it is
         // kept, detached). Never judged by another namespace's tags.
-        RecordState::Preparing => Some(finding(
+        RecordState::Preparing => vec![finding(
             Kind::CrashedOperation,
             record.target.clone(),
             format!("mount by pid {} died before it finished", record.pid),
             Action::Teardown { id },
-        )),
-        RecordState::Unmounting => Some(finding(
+        )],
+        RecordState::Unmounting => vec![finding(
             Kind::CrashedOperation,
             record.target.clone(),
             format!(
@@ -464,20 +499,12 @@ fn recorded_overlay(snap: &Snapshot, record: &Record) -> Option<Finding> {
                 record.pid
             ),
             Action::Teardown { id },
-        )),
-        RecordState::Mounted | RecordState::Detached if health.mounted => temps.then(|| {
-            finding(
-                Kind::TempMount,
-                snap.temp_root().join(&record.id),
-                format!(
-                    "{} temporary mount(s) of a mounted overlay were never unmounted",
-                    health.temp_mounts_present.len()
-                ),
-                Action::RemoveTemps { id },
-            )
-        }),
+        )],
+        RecordState::Mounted | RecordState::Detached if health.mounted => {
+            temps.into_iter().collect()
+        }
         RecordState::Mounted | RecordState::Detached => match health.alive_elsewhere {
-            Some(false) => Some(finding(
+            Some(false) => vec![finding(
                 Kind::VanishedOverlay,
                 record.target.clone(),
                 format!(
@@ -486,36 +513,35 @@ fn recorded_overlay(snap: &Snapshot, record: &Record) -> Option<Finding> {
                     record.target.display()
                 ),
                 Action::Teardown { id },
-            )),
+            )],
             // Alive elsewhere (a container keeps a copy), or perhaps: not a
-            // leak, and nothing to clean but temporary leftovers; the
-            // record stays, listed.
-            alive => Some(finding(
-                Kind::AliveElsewhere,
-                record.target.clone(),
-                format!(
-                    "not mounted here; {}",
-                    match alive {
-                        Some(_) => format!(
-                            "alive elsewhere: {}",
-                            health.elsewhere_because.clone().unwrap_or_default()
-                        ),
-                        None => format!(
-                            "it may live on elsewhere ({}); kept",
-                            health.elsewhere_because.clone().unwrap_or_default()
-                        ),
-                    }
-                ) + &if health.elsewhere.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", describe(&health.elsewhere))
-                },
-                if temps {
-                    Action::RemoveTemps { id }
-                } else {
-                    Action::None
-                },
-            )),
+            // leak, nothing to clean; the record stays, listed. Its
+            // temporary mounts, if any leaked, are a leak of their own.
+            alive => temps
+                .into_iter()
+                .chain([finding(
+                    Kind::AliveElsewhere,
+                    record.target.clone(),
+                    format!(
+                        "not mounted here; {}",
+                        match alive {
+                            Some(_) => format!(
+                                "alive elsewhere: {}",
+                                health.elsewhere_because.clone().unwrap_or_default()
+                            ),
+                            None => format!(
+                                "it may live on elsewhere ({}); kept",
+                                health.elsewhere_because.clone().unwrap_or_default()
+                            ),
+                        }
+                    ) + &if health.elsewhere.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", describe(&health.elsewhere))
+                    },
+                    Action::None,
+                )])
+                .collect(),
         },
     }
 }
@@ -878,10 +904,18 @@ mod tests {
                 ..snapshot()
             };
             snap.table = vec![idmapped(80, "/run/io/tmp/a/0")];
+            // Two findings: the temporary mounts are a leak, the overlay
+            // that may live on is not.
+            let found = classify(&snap);
             assert_eq!(
-                classify(&snap)[0].action,
-                Action::RemoveTemps { id: "a".into() }
+                kinds(&found),
+                vec![
+                    (Kind::TempMount, "/run/io/tmp/a".into()),
+                    (Kind::AliveElsewhere, "/mnt/a".into())
+                ]
             );
+            assert_eq!(found[0].action, Action::RemoveTemps { id: "a".into() });
+            assert_eq!(found[1].action, Action::None);
         }
     }
 

@@ -655,12 +655,18 @@ fn claim(
     prober: &mut Prober,
 ) -> Result<RecordLock> {
     let _all = state.lock_all()?;
-    if fs::symlink_metadata(state.record_path(&record.id)).is_ok() {
-        return Err(usage(format!("id {} is already in use", record.id)));
+    let at_target = state.record_at(&record.target);
+    // The id must be free, but for the record of a stale overlay at this
+    // very target, replaced below: an fstab line's `idmap-overlay:ID`
+    // mounted again after a plain umount(8).
+    let id_taken = || fs::symlink_metadata(state.record_path(&record.id)).is_ok();
+    let id_error = || usage(format!("id {} is already in use", record.id));
+    if id_taken() && at_target.as_ref().is_none_or(|other| other.id != record.id) {
+        return Err(id_error());
     }
     // A detached record's overlay lives on in other namespaces only: its
     // target here is free.
-    if let Some(other) = state.record_at(&record.target)
+    if let Some(other) = at_target
         && other.state != RecordState::Detached
         && !replaced_stale(state, &other, timeout)?
     {
@@ -673,6 +679,9 @@ fn claim(
                 other.state.name()
             ),
         ));
+    }
+    if id_taken() {
+        return Err(id_error());
     }
     // Two overlays on one upperdir or workdir corrupt each other's data
     // (overlayfs only warns in dmesg). The kernel said the directories

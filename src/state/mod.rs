@@ -196,9 +196,14 @@ pub fn check_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// At most this many ids are named when a prefix matches several.
+const LISTED_MATCHES: usize = 5;
+
 /// The one id among `ids` that `given` names: itself, or a unique prefix
 /// of at least 4 characters. `Ok(None)` when none does; an ambiguous
-/// prefix is an error listing the matches.
+/// prefix is a one-line error naming the first few matches, sorted, and
+/// how many more there are (a prefix of a busy host's ids could match
+/// thousands).
 pub fn match_id<'a>(given: &str, ids: &[&'a str]) -> Result<Option<&'a str>, String> {
     if let Some(exact) = ids.iter().find(|id| **id == given) {
         return Ok(Some(exact));
@@ -206,33 +211,58 @@ pub fn match_id<'a>(given: &str, ids: &[&'a str]) -> Result<Option<&'a str>, Str
     if given.chars().count() < 4 {
         return Ok(None);
     }
-    let matches: Vec<&str> = ids
+    let mut matches: Vec<&str> = ids
         .iter()
         .copied()
         .filter(|id| id.starts_with(given))
         .collect();
+    matches.sort_unstable();
     match matches.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(one)),
-        many => Err(format!(
-            "{given}: the prefix of {} ids ({}); give more of it",
-            many.len(),
-            many.join(", ")
-        )),
+        many => {
+            let listed = many[..many.len().min(LISTED_MATCHES)].join(", ");
+            let more = match many.len().saturating_sub(LISTED_MATCHES) {
+                0 => String::new(),
+                n => format!(", and {n} more"),
+            };
+            Err(format!(
+                "{given}: the prefix of {} ids ({listed}{more}); give more of it",
+                many.len()
+            ))
+        }
     }
 }
 
-/// A fresh id: seconds and nanoseconds since the epoch and our pid, in hex.
+/// A fresh id: 16 lowercase hex digits, the first 6 telling it apart from
+/// the ids made around the same time, so that a prefix of 4 to 6
+/// characters names one overlay in practice.
+///
+/// The first 6 are the microsecond clock modulo 2^24 (16.7 s), its hex
+/// digits last first: ids made one after another within 16 seconds (a
+/// node starting its containers) never share them, and ids made further
+/// apart share them only by chance. The other 10 are random (40 bits), so
+/// that ids made in the same microsecond (two processes at once) differ
+/// too. Nothing reads the time back out of an id: the record keeps when
+/// and by whom it was made (`created`, `pid`). Ids of earlier versions
+/// (`<seconds>-<pid>-<nanoseconds>` in hex) remain valid.
 pub fn new_id() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    format!(
-        "{:x}-{:x}-{:x}",
-        now.as_secs(),
-        std::process::id(),
-        now.subsec_nanos()
-    )
+    let clock: String = format!("{:06x}", now.as_micros() % (1 << 24))
+        .chars()
+        .rev()
+        .collect();
+    let mut random = [0u8; 5];
+    if rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty()).is_err() {
+        // Never seen (getrandom(2) fails only when interrupted, or on a
+        // kernel before 3.17): our pid and the clock's nanoseconds instead.
+        let fallback = u64::from(std::process::id()) << 30 ^ u64::from(now.subsec_nanos());
+        random.copy_from_slice(&fallback.to_le_bytes()[..5]);
+    }
+    let random: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    clock + &random
 }
 
 pub fn now_rfc3339() -> String {
@@ -243,7 +273,20 @@ pub fn now_rfc3339() -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadRecord {
     pub path: PathBuf,
+    /// Why, as the end of a sentence that begins with the file's path:
+    /// `is not valid JSON (...)`.
     pub problem: String,
+}
+
+impl BadRecord {
+    /// The id its file name gives (`<id>.json`): all that is known of the
+    /// record, and perhaps not a valid id (a file somebody put there).
+    pub fn id(&self) -> String {
+        self.path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
 }
 
 pub struct StateDir {
@@ -642,8 +685,9 @@ impl StateDir {
         }
     }
 
-    /// Every record, plus the files under `mounts/` that are not usable
-    /// records (reported, never acted on).
+    /// Every record, oldest first (by `created`, then id: ids no longer
+    /// sort by time), plus the files under `mounts/` that are not usable
+    /// records (reported, never acted on), by file name.
     ///
     /// ```no_run
     /// use idmap_overlay::StateDir;
@@ -702,6 +746,7 @@ impl StateDir {
                 Err(problem) => bad.push(BadRecord { path, problem }),
             }
         }
+        good.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
         Ok((good, bad))
     }
 
@@ -917,5 +962,39 @@ mod tests {
             assert!(check_id(bad).is_err(), "{bad}");
         }
         assert!(check_id(&new_id()).is_ok());
+        // Ids of earlier versions stay valid.
+        assert!(check_id("6b085fcb-1b8a-31a866ff").is_ok());
+    }
+
+    #[test]
+    fn new_ids_differ_at_once() {
+        let ids: Vec<String> = (0..1000).map(|_| new_id()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 16, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        }
+        let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len(), "made in one process, at once");
+    }
+
+    #[test]
+    fn an_ambiguous_prefix_names_a_few_matches_sorted_and_counts_the_rest() {
+        let ids: Vec<String> = (0..29).rev().map(|n| format!("6b16{n:02}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let said = match_id("6b16", &ids).unwrap_err();
+        assert_eq!(
+            said,
+            "6b16: the prefix of 29 ids (6b1600, 6b1601, 6b1602, 6b1603, 6b1604, and 24 more); give more of it"
+        );
+        let said = match_id("6b162", &ids).unwrap_err();
+        assert!(
+            said.contains("of 9 ids (6b1620, 6b1621, 6b1622, 6b1623, 6b1624, and 4 more)"),
+            "{said}"
+        );
+        let few = ["6b16ff", "6b16aa"];
+        let said = match_id("6b16", &few).unwrap_err();
+        assert!(said.contains("of 2 ids (6b16aa, 6b16ff);"), "{said}");
+        assert_eq!(match_id("6b1628", &ids), Ok(Some("6b1628")));
+        assert_eq!(match_id("6b1", &ids), Ok(None), "too short");
     }
 }

@@ -76,7 +76,9 @@ fn control_characters_never_reach_the_terminal() {
     // Unmounted behind the tool's back: the leak list, gc's report and
     // umount's warning all name the target.
     env.plain_umount(&target);
-    let leaks = env.ok(&["inspect", "--leaks"]);
+    let leaks = env.run(&["inspect", "--leaks"]);
+    assert_eq!(leaks.status.code(), Some(3), "leaks found");
+    let leaks = String::from_utf8(leaks.stdout).unwrap();
     assert_escaped("leaks", &leaks);
     assert!(leaks.contains("vanished-overlay"), "{leaks}");
     let dry = env.run(&["gc", "--dry-run"]);

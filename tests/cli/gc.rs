@@ -4,10 +4,14 @@ use std::fs;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
+/// What `inspect --leaks` lists; its exit status says whether it listed
+/// anything (3) or not (0).
 fn leaks(env: &Env) -> Vec<Value> {
     let out = env.run(&["inspect", "--leaks", "--json"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    json(&out)["leaks"].as_array().unwrap().clone()
+    let found = json(&out)["leaks"].as_array().unwrap().clone();
+    let expected = if found.is_empty() { 0 } else { 3 };
+    assert_eq!(out.status.code(), Some(expected), "{}", stderr(&out));
+    found
 }
 
 /// After gc: either nothing at all, or exactly one healthy mounted overlay
@@ -362,6 +366,35 @@ fn corrupt_records_are_reported_and_left_alone() {
     let found = leaks(&env);
     assert_eq!(found.len(), 3);
     assert!(found.iter().all(|f| f["kind"] == "bad-record"));
+    // A dry run does nothing, so nothing fails: it says gc leaves them,
+    // exit 0, and its metrics count no failure (they did: exit 64,
+    // `failed: bad-record`).
+    let metrics = env.mkdir("metrics").join("gc.prom");
+    let dry = env.run(&["gc", "--dry-run", "--metrics-file", s(&metrics)]);
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    let said = String::from_utf8_lossy(&dry.stdout).into_owned();
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), 3, "{said}");
+    for (line, name) in lines.iter().zip(["broken", "empty", "future"]) {
+        let path = env.state.join(format!("mounts/{name}.json"));
+        assert!(
+            line.starts_with(&format!("would leave alone: bad-record {} (", s(&path))),
+            "{said}"
+        );
+    }
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("\nidmap_overlay_gc_failed{kind=\"bad-record\"} 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nidmap_overlay_leaks{kind=\"bad-record\"} 3\n"),
+        "{text}"
+    );
+    let dry = json(&env.run(&["gc", "--dry-run", "--json"]));
+    assert_eq!(dry["failed"], serde_json::json!([]), "{dry}");
+    assert_eq!(dry["skipped"].as_array().unwrap().len(), 3, "{dry}");
+    // gc itself still fails on them: a person must look.
     let out = env.run(&["gc", "--json"]);
     assert_eq!(out.status.code(), Some(64));
     assert_eq!(json(&out)["failed"].as_array().unwrap().len(), 3);

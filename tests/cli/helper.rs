@@ -189,28 +189,115 @@ fn an_fstab_line_works() {
     h.umount_and_check_clean(&target);
 }
 
-/// `mount -a` twice: mount(8) cannot tell our entry is mounted (source and
-/// type differ in mountinfo), so it runs the helper again, which finds the
-/// very same overlay there and does nothing.
+/// `mount -a -v` again never says "successfully mounted" for a mount that
+/// did not happen. With `idmap-overlay:ID` as its source, a line is seen
+/// mounted by mount(8) itself ("already mounted"), as any filesystem's:
+/// the mount table shows that source. With "none", mount(8) cannot tell
+/// and runs the helper, which says "already mounted" and exits 32, as
+/// mount(8) does, naming the source that would make mount -a skip it.
+/// (It exited 0, and mount(8) said "successfully mounted".) After a plain
+/// umount(8), the tagged line mounts again under its id.
 #[test]
-fn mount_a_twice_is_idempotent() {
+fn a_second_mount_a_never_claims_a_mount_that_did_not_happen() {
     let h = HelperEnv::new();
-    let (options, target) = h.overlay();
+    let layers = h.env.layers(2);
+    let mut lines = Vec::new();
+    let mut targets = Vec::new();
+    for (source, name) in [("idmap-overlay:web-1", "tagged"), ("none", "untagged")] {
+        let (upper, work) = (
+            h.env.mkdir(&format!("{name}/upper")),
+            h.env.mkdir(&format!("{name}/work")),
+        );
+        let target = h.env.mkdir(&format!("{name}/mnt"));
+        lines.push(format!(
+            "{source} {} idmap-overlay lowerdir={},upperdir={},workdir={},uidmap=0:100000:65536,nosuid 0 0",
+            s(&target),
+            join(&layers),
+            s(&upper),
+            s(&work)
+        ));
+        targets.push(target);
+    }
     let fstab = h.env.path("fstab");
+    fs::write(&fstab, lines.join("\n") + "\n").unwrap();
+    // What mount(8) -v says about each target, and its exit status.
+    let mount_a = || {
+        let out = h.run(&["-a", "-v", "--fstab", s(&fstab)]);
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        let about = |target: &PathBuf| {
+            said.lines()
+                .find(|l| l.starts_with(s(target)) && l.contains(": "))
+                .map(|l| l.rsplit(": ").next().unwrap().to_string())
+        };
+        let words: Vec<Option<String>> = targets.iter().map(about).collect();
+        (out.status.code(), words, stderr(&out))
+    };
+    let mounted = || {
+        let mut sources: Vec<(PathBuf, String)> = h
+            .env
+            .our_mounts()
+            .into_iter()
+            .map(|m| (m.mount_point, m.source))
+            .collect();
+        sources.sort();
+        sources
+    };
+    let success = Some("successfully mounted".to_string());
+    let already = Some("already mounted".to_string());
+
+    let (code, words, err) = mount_a();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(words, [success.clone(), success.clone()], "{err}");
+    let first = mounted();
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert_eq!(first[0], (targets[0].clone(), "idmap-overlay:web-1".into()));
+    let generated = first[1].1.trim_start_matches("idmap-overlay:").to_string();
+
+    let (code, words, err) = mount_a();
+    assert_eq!(words, [already.clone(), None], "{err}");
+    assert_eq!(code, Some(32), "the untagged line's helper failed: {err}");
+    // The library's warning names the record, the helper's error what
+    // makes mount -a skip the line.
+    assert!(
+        err.contains(&format!("(record {generated}); nothing done")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "mount.idmap-overlay: {}: already mounted; mount -a skips it when its source (fstab's first field) is idmap-overlay:{generated}, not \"none\"",
+            s(&targets[1])
+        )),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert_eq!(mounted(), first, "nothing mounted twice");
+
+    // The source it names makes mount(8) see that line mounted too.
     fs::write(
         &fstab,
-        format!(
-            "none {} idmap-overlay {options},nosuid 0 0\n",
-            target.display()
-        ),
+        lines
+            .join("\n")
+            .replace("none ", &format!("idmap-overlay:{generated} "))
+            + "\n",
     )
     .unwrap();
-    for round in 0..2 {
-        let out = h.run(&["--fstab", s(&fstab), "-a"]);
-        ok(&out, &format!("mount -a, round {round}"));
-        h.assert_mounted(&target);
+    let (code, words, err) = mount_a();
+    assert_eq!(
+        (code, words),
+        (Some(0), vec![already.clone(), already.clone()]),
+        "{err}"
+    );
+
+    // Unmounted behind the tool's back, the tagged line mounts again
+    // under its id (its stale record is replaced).
+    h.env.plain_umount(&targets[0]);
+    let (code, words, err) = mount_a();
+    assert_eq!((code, words), (Some(0), vec![success, already]), "{err}");
+    assert_eq!(mounted()[0].1, "idmap-overlay:web-1");
+    for target in &targets {
+        h.env.ok(&["umount", s(target)]);
     }
-    h.umount_and_check_clean(&target);
+    h.env.assert_clean();
 }
 
 #[test]

@@ -168,3 +168,125 @@ fn features_are_probed() {
     assert!(gc.contains("feature probe directory"), "{gc}");
     assert!(!crashed.exists());
 }
+
+/// A record file that cannot be read (not JSON, a record that fails its
+/// checks, a name a person could not type) is a row of the table and an
+/// entry of `-J`, named by its file, with `corrupt` where the state and
+/// health go; `inspect ID` says why. They were shown only by `--leaks`
+/// and gc.
+#[test]
+fn corrupt_records_are_rows_and_entries() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let target = env.mkdir("mnt");
+    env.ok(&mount_args_with(
+        best(),
+        &layers,
+        &target,
+        &["--id", "web-1"],
+    ));
+    let good: Value = serde_json::from_str(&env.ok(&["inspect", "-J", "web-1"])).unwrap();
+    let mut mismatched = good.clone();
+    mismatched["id"] = "web-9".into();
+    let mounts = env.state.join("mounts");
+    for (name, text) in [
+        (
+            "broken.json".to_string(),
+            "{\"version\": 1, \"id\"".to_string(),
+        ),
+        ("web-2.json".to_string(), mismatched.to_string()),
+        ("evil\x1b[31m.json".to_string(), String::new()),
+    ] {
+        std::fs::write(mounts.join(name), text).unwrap();
+    }
+
+    let table = env.ok(&["inspect", "-o", "ID,STATE,HEALTH,TARGET"]);
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    fn corrupt(id: &str) -> Vec<&str> {
+        vec![id, "corrupt", "corrupt", "-"]
+    }
+    assert_eq!(
+        rows,
+        [
+            corrupt("broken"),
+            corrupt("evil\\x1b[31m"),
+            corrupt("web-2"),
+            vec!["web-1", "mounted", "ok", s(&target)],
+        ],
+        "{table}"
+    );
+    assert!(!table.contains('\x1b'), "a raw escape reached the terminal");
+
+    let all: Value = serde_json::from_str(&env.ok(&["inspect", "-J"])).unwrap();
+    let entries = all["mounts"].as_array().unwrap();
+    assert_eq!(entries.len(), 4, "{all}");
+    let entry = |id: &str| entries.iter().find(|m| m["id"] == id).unwrap();
+    let why = |id: &str| {
+        entry(id)["corrupt"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(why("broken").contains("is not valid JSON"), "{all}");
+    assert!(why("web-2").contains("holds id \"web-9\""), "{all}");
+    assert!(why("evil\x1b[31m").contains("is empty"), "{all}");
+    assert_eq!(entry("web-2")["path"], s(&mounts.join("web-2.json")));
+    assert_eq!(entry("web-1")["health"]["word"], "ok");
+    assert!(entry("web-1").get("corrupt").is_none(), "{all}");
+
+    // One of them by id (or a prefix): why, exit 16 (a record's problem).
+    let out = env.run(&["inspect", "brok"]);
+    assert_eq!(out.status.code(), Some(16), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "brok: record {} is not valid JSON",
+            s(&mounts.join("broken.json"))
+        )),
+        "{}",
+        stderr(&out)
+    );
+    // A prefix both a record and a corrupt file have is ambiguous.
+    let out = env.run(&["inspect", "web-"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("(web-1, web-2)"), "{}", stderr(&out));
+}
+
+/// `inspect --leaks` says "found" with exit 3, text or JSON, and 0 when it
+/// lists nothing; an error keeps its own code. (It exited 0 whatever it
+/// found: a script had to parse the list.)
+#[test]
+fn leaks_found_exit_3_and_errors_keep_their_codes() {
+    let env = Env::new();
+    let (target, _) = env.mounted();
+    let out = env.run(&["inspect", "--leaks"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "no leaks found\n");
+
+    env.plain_umount(&target);
+    for args in [&["inspect", "--leaks"][..], &["inspect", "--leaks", "-J"]] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("vanished-overlay"),
+            "{args:?}"
+        );
+        assert_eq!(stderr(&out), "", "{args:?}: found is no error");
+    }
+
+    let out = env.run(&["inspect", "--leaks", "--foreign", "relative"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = env
+        .tool(&["inspect", "--leaks"])
+        .env("IDMAP_OVERLAY_STATE_DIR", env.path("missing"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(16), "{}", stderr(&out));
+
+    env.ok(&["gc"]);
+    let out = env.run(&["inspect", "--leaks", "-J"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

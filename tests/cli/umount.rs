@@ -1,4 +1,5 @@
 use crate::support::*;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -255,4 +256,116 @@ fn the_global_lock_held_by_another_never_turns_a_done_umount_into_a_failure() {
     );
     env.ok(&["gc"]);
     env.assert_clean();
+}
+
+/// A process in another mount namespace that holds the overlay through an
+/// open file is named with its fd, its command escaped: while its copy is
+/// attached there, and once that copy is unmounted (`umount -l`) so that
+/// no mount table shows the overlay any more (it used to be named
+/// without its fd, and not at all then: umount called the overlay idle
+/// and exited 0).
+#[test]
+fn a_file_open_in_another_namespace_is_named_with_its_fd() {
+    const COMMAND: &str = "\x1b[2Jholder";
+    for copy_unmounted in [false, true] {
+        let env = Env::new();
+        let layers = env.layers(2);
+        let (upper, work) = (env.mkdir("upper"), env.mkdir("work"));
+        let target = env.mkdir("mnt");
+        let extra = ["--upperdir", s(&upper), "--workdir", s(&work)];
+        let id = env
+            .ok(&mount_args_with(best(), &layers, &target, &extra))
+            .trim()
+            .to_string();
+        let script = format!(
+            "exec 3< \"$1\"/shared && {}printf '%s' \"$2\" > /proc/self/comm && echo ready && read line",
+            if copy_unmounted {
+                "umount -l \"$1\" && "
+            } else {
+                ""
+            }
+        );
+        let mut child = env
+            .ns
+            .command("unshare")
+            .args(["-m", "--propagation", "private", "--", "sh", "-c", &script])
+            .args(["sh", s(&target), COMMAND])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut ready,
+        )
+        .unwrap();
+        assert_eq!(ready, "ready\n");
+        let holder = Started(child);
+        let ns = std::fs::read_link(format!("/proc/{}/ns/mnt", holder.pid())).unwrap();
+        let ns = ns.to_str().unwrap();
+        let ns = &ns["mnt:[".len()..ns.len() - 1];
+
+        let out = env.run(&["umount", "--timeout", "300ms", s(&target)]);
+        let said = stderr(&out);
+        assert_eq!(out.status.code(), Some(32), "{copy_unmounted}: {said}");
+        let named = format!(
+            "pid {} (\\x1b[2Jholder) in mount namespace {ns}, it has a file open on the overlay (fd 3)",
+            holder.pid()
+        );
+        assert!(said.contains(&named), "{copy_unmounted}: {said}");
+        assert!(!said.contains('\x1b'), "{copy_unmounted}: raw escape");
+        assert_eq!(said.lines().count(), 1, "{copy_unmounted}: {said}");
+
+        // inspect names it the same way; its JSON has the fd and the
+        // command exactly.
+        let detail = env.ok(&["inspect", &id]);
+        assert!(detail.contains(&named), "{copy_unmounted}: {detail}");
+        let one = json(&env.run(&["inspect", "-J", &id]));
+        let copy = &one["health"]["elsewhere"][0];
+        assert_eq!(copy["pid"], holder.pid(), "{one}");
+        assert_eq!(copy["command"], COMMAND, "{one}");
+        assert_eq!(copy["fds"], serde_json::json!([3]), "{one}");
+    }
+}
+
+/// A file opened here by a process that then moved to a mount namespace of
+/// its own keeps the overlay busy here: the holder is named with its fd
+/// and, as it is not in ours, its namespace.
+#[test]
+fn a_holder_that_moved_to_another_namespace_is_named_with_it() {
+    let env = Env::new();
+    let (target, _) = env.mounted();
+    let mut child = env
+        .ns
+        .command("sh")
+        .args([
+            "-c",
+            "exec 3< \"$1\"/shared && exec unshare -m --propagation private sh -c 'echo ready && read line'",
+            "sh",
+            s(&target),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready, "ready\n");
+    let holder = Started(child);
+    let ns = std::fs::read_link(format!("/proc/{}/ns/mnt", holder.pid())).unwrap();
+    let ns = ns.to_str().unwrap();
+    let ns = &ns["mnt:[".len()..ns.len() - 1];
+    let out = env.run(&["umount", "--timeout", "100ms", s(&target)]);
+    assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
+    let named = format!(
+        "pid {} (sh) through its fd 3 in mount namespace {ns}",
+        holder.pid()
+    );
+    assert!(stderr(&out).contains(&named), "{}", stderr(&out));
+    assert_eq!(env.our_mounts().len(), 1, "nothing unmounted");
 }
