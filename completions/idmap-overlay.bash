@@ -189,7 +189,7 @@ _idmap__overlay() {
             return 0
             ;;
         idmap__overlay__subcmd__inspect)
-            opts="-J -o -n -r -v -q -h -V --json --output --noheadings --raw --sort --list-columns --format --leaks --foreign --features --state-dir --verbose --quiet --help --version"
+            opts="-J -o -n -r -v -q -h -V --json --output --noheadings --raw --sort --width --no-trunc --list-columns --format --leaks --foreign --features --state-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -204,6 +204,10 @@ _idmap__overlay() {
                     return 0
                     ;;
                 --sort)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --width)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -332,7 +336,7 @@ _idmap__overlay_records() {
             continue
         fi
         case $word in
-            --foreign|--format|--output|--sort|--state-dir|--timeout|-o)
+            --foreign|--format|--output|--sort|--state-dir|--timeout|--width|-o)
                 value_next=1
                 value_of=$word
                 ;;

@@ -75,6 +75,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s h -l 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s V -l version -d 'Print version'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s o -l output -d 'The columns to show, comma-separated (see --list-columns)' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l sort -d 'Sort the rows by this column' -r
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l width -d 'Fit the table and the detail view to COLS characters, also in a pipe (default: the terminal\'s width, or COLUMNS, on a terminal; nothing is cut in a pipe)' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l format -d 'Output format' -r -f -a "text\t'Tables and fields for people'
 json\t'JSON for scripts (the same as --json)'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector: records by state, leaks by kind (the same with or without --leaks)'"
@@ -83,6 +84,7 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s J -l json -d 'Output JSON for scripts: the same as --format json'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s n -l noheadings -d 'Print no header line'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s r -l raw -d 'Raw output for scripts: cells separated by one space, spaces and other unsafe characters escaped (\\x20), nothing cut or aligned'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l no-trunc -d 'Cut nothing, even on a terminal: whole ids, whole paths'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l list-columns -d 'List the columns -o takes, and what they show'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l leaks -d 'List everything leaked on this host: ours and other programs\''
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l features -d 'What the running kernel supports, from real probes'
@@ -112,7 +114,7 @@ function __fish_idmap_overlay_wants_record
             set value_next 0
             continue
         end
-        if contains -- $token --foreign --format --output --sort --state-dir --timeout -o
+        if contains -- $token --foreign --format --output --sort --state-dir --timeout --width -o
             set value_next 1
         else if not string match -q -- '-*' $token
             set words (math $words + 1)

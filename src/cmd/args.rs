@@ -192,6 +192,14 @@ pub struct InspectArgs {
     /// Sort the rows by this column.
     #[arg(long, value_name = "COLUMN")]
     pub sort: Option<String>,
+    /// Fit the table and the detail view to COLS characters, also in a pipe
+    /// (default: the terminal's width, or COLUMNS, on a terminal; nothing
+    /// is cut in a pipe).
+    #[arg(long, value_name = "COLS", value_parser = clap::value_parser!(u16).range(1..), conflicts_with_all = ["raw", "no_trunc"])]
+    pub width: Option<u16>,
+    /// Cut nothing, even on a terminal: whole ids, whole paths.
+    #[arg(long)]
+    pub no_trunc: bool,
     /// List the columns -o takes, and what they show.
     #[arg(long)]
     pub list_columns: bool,

@@ -72,14 +72,18 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     }
     let chosen =
         table::choose(columns, args.output.as_deref()).map_err(|e| fail(Code::Usage, e))?;
+    // A terminal's width, or the one asked for; nothing is cut in a pipe,
+    // in raw output or with --no-trunc.
+    let width = match (args.width, args.raw || args.no_trunc) {
+        (Some(width), _) => Some(usize::from(width)),
+        (None, true) => None,
+        (None, false) => table::terminal_width(),
+    };
     let layout = Layout {
         headings: !args.noheadings,
         raw: args.raw,
-        width: if args.raw {
-            None
-        } else {
-            table::terminal_width()
-        },
+        width,
+        spare_defaults: args.output.as_deref().is_none_or(|o| o.starts_with('+')),
     };
     require_root()?;
     crate::cmd::signals::cancel_on_interrupt();
@@ -160,7 +164,7 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
             if json {
                 outln!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
-                out!("{}", views::render_detail(&detail, snap.now));
+                out!("{}", views::render_detail(&detail, snap.now, width));
             }
         }
     }

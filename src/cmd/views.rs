@@ -3,12 +3,13 @@
 //! says is asked in `cmd::inspect`), golden-tested.
 
 use crate::cmd::escape::escape;
-use crate::cmd::table::{self, Column, Layout};
+use crate::cmd::table::{self, Column, Fit, Layout};
 use idmap_overlay::Record;
 use idmap_overlay::RecordState;
 use idmap_overlay::{Action, Finding, Health, Snapshot};
 use idmap_overlay::{Features, IdRange};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 fn created_secs(record: &Record) -> Option<u64> {
@@ -66,79 +67,154 @@ fn maps_cell(record: &Record) -> String {
 pub const RECORD_COLUMNS: &[Column] = &[
     column(
         "ID",
-        "the record's id (a unique prefix of 4 or more is accepted back)",
+        "the record's id: on a terminal its shortest unique prefix of 8 or more (a unique prefix of 4 or more is accepted back), whole in a pipe, with -r or --no-trunc",
         false,
         true,
+        Fit::Whole,
     ),
-    column("TARGET", "where the overlay is mounted", false, true),
-    column("STRATEGY", "how its layers were idmapped", false, true),
-    column("LAYERS", "how many lower layers", true, true),
+    column(
+        "TARGET",
+        "where the overlay is mounted",
+        false,
+        true,
+        Fit::KeepEnd,
+    ),
+    column(
+        "STRATEGY",
+        "how its layers were idmapped",
+        false,
+        true,
+        Fit::Spare(0),
+    ),
+    column("LAYERS", "how many lower layers", true, true, Fit::Spare(1)),
     column(
         "MAPS",
         "uid map C:H:S (and g: gid map when it differs)",
         false,
         false,
+        Fit::Wrap,
     ),
     column(
         "STATE",
         "mounted, unmounted (behind our back), preparing, unmounting, detached",
         false,
         true,
+        Fit::Whole,
     ),
-    column("AGE", "time since it was mounted", false, true),
+    column(
+        "AGE",
+        "time since it was mounted",
+        false,
+        true,
+        Fit::Spare(2),
+    ),
     column(
         "HEALTH",
         "ok (mounted here), elsewhere (only in other mount namespaces), unknown, running, leaked, gone",
         false,
         true,
+        Fit::Whole,
     ),
-    column("UPPER", "the upperdir", false, false),
-    column("WORK", "the workdir", false, false),
-    column("SOURCE", "the source tag mountinfo shows", false, false),
-    column("MOUNTID", "the overlay's mount id", true, false),
-    column("DEV", "the overlay's device, major:minor", false, false),
+    column("UPPER", "the upperdir", false, false, Fit::KeepEnd),
+    column("WORK", "the workdir", false, false, Fit::KeepEnd),
+    column(
+        "SOURCE",
+        "the source tag mountinfo shows",
+        false,
+        false,
+        Fit::Whole,
+    ),
+    column("MOUNTID", "the overlay's mount id", true, false, Fit::Whole),
+    column(
+        "DEV",
+        "the overlay's device, major:minor",
+        false,
+        false,
+        Fit::Whole,
+    ),
     column(
         "MOUNTNS",
         "the mount namespace it was mounted in",
         true,
         false,
+        Fit::Whole,
     ),
     column(
         "ELSEWHERE",
         "whether it lives on in other mount namespaces: yes, no, ? (cannot tell), - (mounted here, not asked)",
         true,
         false,
+        Fit::Whole,
     ),
-    column("PID", "the process that mounted it", true, false),
-    column("CREATED", "when it was mounted, RFC 3339", false, false),
+    column(
+        "PID",
+        "the process that mounted it",
+        true,
+        false,
+        Fit::Whole,
+    ),
+    column(
+        "CREATED",
+        "when it was mounted, RFC 3339",
+        false,
+        false,
+        Fit::Whole,
+    ),
 ];
 
 /// The columns of `inspect --leaks`.
 pub const LEAK_COLUMNS: &[Column] = &[
-    column("KIND", "what leaked (see gc's findings)", false, true),
-    column("MOUNT", "its mount id, if it is a mount", true, true),
-    column("PATH", "where it is", false, true),
-    column("WHY", "why it counts, and what gc does", false, true),
+    column(
+        "KIND",
+        "what leaked (see gc's findings)",
+        false,
+        true,
+        Fit::Whole,
+    ),
+    column(
+        "MOUNT",
+        "its mount id, if it is a mount",
+        true,
+        true,
+        Fit::Spare(0),
+    ),
+    column("PATH", "where it is", false, true, Fit::KeepEnd),
+    column(
+        "WHY",
+        "why it counts, and what gc does",
+        false,
+        true,
+        Fit::Wrap,
+    ),
     column(
         "ID",
         "the record or temporary id it belongs to",
         false,
         false,
+        Fit::Whole,
     ),
     column(
         "ACTION",
         "what gc does: clean, or nothing (left alone)",
         false,
         false,
+        Fit::Whole,
     ),
 ];
 
-const fn column(name: &'static str, help: &'static str, numeric: bool, default: bool) -> Column {
+const fn column(
+    name: &'static str,
+    help: &'static str,
+    numeric: bool,
+    default: bool,
+    fit: Fit,
+) -> Column {
     Column {
         name,
         help,
         numeric,
         default,
+        fit,
     }
 }
 
@@ -197,8 +273,34 @@ fn rank(health: &Health) -> u8 {
     }
 }
 
-/// `inspect`: one row per record, leaked and unhealthy first, full ids;
-/// on a terminal TARGET gives up what the width needs (cut in the middle).
+/// The shortest prefix of each id, of `least` characters or more, that no
+/// other id starts with (the whole id where none is shorter): what a
+/// terminal shows, as docker and podman show short ids. Sorted, each id
+/// needs one character more than it shares with either neighbour.
+pub fn short_ids<'a>(ids: &[&'a str], least: usize) -> HashMap<&'a str, &'a str> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let shared = |a: &str, b: &str| a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    (0..sorted.len())
+        .map(|i| {
+            let id = sorted[i];
+            let before = i.checked_sub(1).map_or(0, |j| shared(sorted[j], id));
+            let after = sorted.get(i + 1).map_or(0, |next| shared(id, next));
+            let keep = (before.max(after) + 1).max(least);
+            let end = id.char_indices().nth(keep).map_or(id.len(), |(at, _)| at);
+            (id, &id[..end])
+        })
+        .collect()
+}
+
+/// How many characters of an id a terminal shows at the least.
+pub const SHORT_ID: usize = 8;
+
+/// `inspect`: one row per record, leaked and unhealthy first. With a width
+/// (a terminal, `--width`), ids are their shortest unique prefix among
+/// every record (so each is accepted back) and the table fits the width;
+/// without one, nothing is cut.
 pub fn render_table(
     snap: &Snapshot,
     columns: &[Column],
@@ -208,6 +310,11 @@ pub fn render_table(
     if snap.records.is_empty() {
         return Ok("no idmap-overlay mounts recorded\n".into());
     }
+    let all_ids: Vec<&str> = snap.records.iter().map(|r| r.id.as_str()).collect();
+    let short = layout
+        .width
+        .is_some()
+        .then(|| short_ids(&all_ids, SHORT_ID));
     let mut ranked: Vec<(u8, Vec<String>)> = snap
         .records
         .iter()
@@ -215,7 +322,10 @@ pub fn render_table(
             let health = snap.health(r);
             let cells = columns
                 .iter()
-                .map(|c| record_cell(c.name, r, &health, snap.now))
+                .map(|c| match (c.name, &short) {
+                    ("ID", Some(short)) => short[r.id.as_str()].to_string(),
+                    (name, _) => record_cell(name, r, &health, snap.now),
+                })
                 .collect();
             (rank(&health), cells)
         })
@@ -225,7 +335,7 @@ pub fn render_table(
     if let Some(by) = sort_by {
         table::sort(columns, &mut rows, by)?;
     }
-    Ok(table::render(columns, &rows, layout, "TARGET"))
+    Ok(table::render(columns, &rows, layout))
 }
 
 /// The maps as the kernel reports them (statmount), where it can.
@@ -259,12 +369,26 @@ impl<'a> Detail<'a> {
     }
 }
 
-/// `inspect TARGET|ID`.
-pub fn render_detail(d: &Detail, now: u64) -> String {
+/// Where the values of the detail view start.
+const KEY_WIDTH: usize = 13;
+
+/// `inspect TARGET|ID`: `key: value` lines; with a width (a terminal,
+/// `--width`), a long value wraps onto lines of its own, indented, and
+/// nothing is cut.
+pub fn render_detail(d: &Detail, now: u64, width: Option<usize>) -> String {
     let r = d.record;
     let mut out = String::new();
-    let mut field =
-        |name: &str, value: String| out.push_str(&format!("{name:<13}{}\n", escape(&value)));
+    let mut field = |name: &str, value: String| {
+        let value = escape(&value);
+        let lines = match width {
+            Some(width) => table::wrap(&value, width.saturating_sub(KEY_WIDTH).max(table::ROOM)),
+            None => vec![value.into_owned()],
+        };
+        for (i, line) in lines.iter().enumerate() {
+            let key = if i == 0 { name } else { "" };
+            out.push_str(&format!("{key:<KEY_WIDTH$}{line}\n"));
+        }
+    };
     field("id:", r.id.clone());
     field("target:", r.target.display().to_string());
     field("state:", r.state.name().to_string());
@@ -406,7 +530,7 @@ pub fn render_leaks(
     if let Some(by) = sort_by {
         table::sort(columns, &mut rows, by)?;
     }
-    Ok(table::render(columns, &rows, layout, "WHY"))
+    Ok(table::render(columns, &rows, layout))
 }
 
 /// `inspect --features`.
@@ -641,6 +765,7 @@ pub(crate) mod golden {
             headings: true,
             raw: false,
             width,
+            spare_defaults: true,
         }
     }
 
@@ -702,24 +827,36 @@ pub(crate) mod golden {
     fn a_crowd_fits_a_terminal_and_every_id_is_accepted_back() {
         let snap = crowd();
         let ids: Vec<&str> = snap.records.iter().map(|r| r.id.as_str()).collect();
-        for (name, width) in [("80", Some(80)), ("200", Some(200)), ("piped", None)] {
+        for (name, width) in [
+            ("60", Some(60)),
+            ("80", Some(80)),
+            ("200", Some(200)),
+            ("piped", None),
+        ] {
             let text = render_table(&snap, &default_columns(), layout(width), None).unwrap();
             check(&format!("inspect-table-{name}.txt"), &text);
             let mut seen = std::collections::BTreeSet::new();
+            let mut targets = std::collections::BTreeSet::new();
             for line in text.lines().skip(1) {
                 if let Some(w) = width {
                     assert!(line.chars().count() <= w, "{name}: {line}");
                 }
                 let cell = line.split_whitespace().next().unwrap();
                 let matched = idmap_overlay::testing::match_id(cell, &ids).unwrap();
-                assert_eq!(matched, Some(cell), "{name}: {cell} not accepted back");
-                assert!(seen.insert(cell.to_string()), "{name}: {cell} twice");
+                let whole = matched.unwrap_or_else(|| panic!("{name}: {cell} not accepted back"));
+                match width {
+                    None => assert_eq!(whole, cell, "{name}: a pipe shows whole ids"),
+                    Some(_) => assert!(
+                        cell.len() >= SHORT_ID && cell.len() < whole.len(),
+                        "{name}: {cell}"
+                    ),
+                }
+                assert!(seen.insert(whole), "{name}: {cell} twice");
                 let target = line.split_whitespace().nth(1).unwrap();
+                assert!(target.ends_with("/rootfs"), "{name}: {line}");
+                assert!(targets.insert(target.to_string()), "{name}: {target} twice");
                 if width.is_none() {
-                    assert!(
-                        target.ends_with("/rootfs") && !target.contains('…'),
-                        "{line}"
-                    );
+                    assert!(!target.contains('…'), "{line}");
                 }
             }
             assert_eq!(seen.len(), 120, "{name}");
@@ -727,7 +864,8 @@ pub(crate) mod golden {
         let raw = Layout {
             headings: false,
             raw: true,
-            width: Some(80),
+            width: None,
+            spare_defaults: false,
         };
         let columns = table::choose(RECORD_COLUMNS, Some("ID,HEALTH,TARGET")).unwrap();
         let mut sorted = render_table(&snap, &columns, raw, Some("TARGET")).unwrap();
@@ -755,6 +893,12 @@ pub(crate) mod golden {
             "inspect-leaks.txt",
             &render_leaks(&found, &columns, layout(None), None).unwrap(),
         );
+        // On a terminal of 60 or 80: PATH keeps its end, WHY wraps.
+        for width in [60, 80] {
+            let text = render_leaks(&found, &columns, layout(Some(width)), None).unwrap();
+            check(&format!("inspect-leaks-{width}.txt"), &text);
+            assert!(text.lines().all(|l| l.chars().count() <= width), "{text}");
+        }
         let json = serde_json::json!({"version": 1, "leaks": found});
         check(
             "inspect-leaks.json",
@@ -776,6 +920,48 @@ pub(crate) mod golden {
                 note: "as recorded".into(),
             },
         };
-        check("inspect-detail.txt", &render_detail(&detail, snap.now));
+        check(
+            "inspect-detail.txt",
+            &render_detail(&detail, snap.now, None),
+        );
+        // A long value wraps within the width, under its key; nothing is cut.
+        let long = Detail {
+            kernel_maps: KernelMaps {
+                note: "no idmapped mount of this overlay is attached (overlayfs keeps private clones of its layers), so the kernel cannot be asked".into(),
+                ..detail.kernel_maps.clone()
+            },
+            ..detail
+        };
+        let text = render_detail(&long, snap.now, Some(60));
+        check("inspect-detail-60.txt", &text);
+        assert!(text.lines().all(|l| l.chars().count() <= 60), "{text}");
+        let letters = |t: &str| t.split_whitespace().collect::<String>();
+        assert_eq!(
+            letters(&text),
+            letters(&render_detail(&long, snap.now, None))
+        );
+    }
+
+    #[test]
+    fn short_ids_are_unique_prefixes() {
+        let ids = [
+            "6b0e3a26-5000-1c2d00",
+            "6b0e3a26-5007-1c2d01",
+            "f00dfeed1",
+            "abcdefgh",
+            "abcdefghij",
+            "web-1",
+        ];
+        let short = short_ids(&ids, 8);
+        assert_eq!(short["6b0e3a26-5000-1c2d00"], "6b0e3a26-5000");
+        assert_eq!(short["6b0e3a26-5007-1c2d01"], "6b0e3a26-5007");
+        assert_eq!(short["f00dfeed1"], "f00dfeed");
+        assert_eq!(short["abcdefgh"], "abcdefgh");
+        assert_eq!(short["abcdefghij"], "abcdefghi");
+        assert_eq!(short["web-1"], "web-1");
+        for (id, prefix) in &short {
+            let matched = idmap_overlay::testing::match_id(prefix, &ids).unwrap();
+            assert_eq!(matched, Some(*id), "{prefix}");
+        }
     }
 }

@@ -27,5 +27,6 @@ mod namespaces;
 mod privacy;
 mod scale;
 mod signals;
+mod table;
 mod umount;
 mod waits;
