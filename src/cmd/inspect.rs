@@ -162,7 +162,7 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
                 .expect("found above");
             let detail = views::Detail::of(snap, record, kernel_maps(&snap.health(record)));
             if json {
-                outln!("{}", serde_json::to_string_pretty(&detail)?);
+                outln!("{}", serde_json::to_string_pretty(&detail.json())?);
             } else {
                 out!("{}", views::render_detail(&detail, snap.now, width));
             }

@@ -34,22 +34,29 @@ pub fn age(record: &Record, now: u64) -> String {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct MountView<'a> {
-    #[serde(flatten)]
-    record: &'a Record,
-    health: Health,
+/// A record as `inspect --json` shows it: its fields, but `state` is
+/// STATE's word, the same in the table, the detail and here (`unmounted`
+/// for a record saying `mounted` whose overlay is attached nowhere), and
+/// `recorded_state` what the record file says; then its live `health`.
+fn record_json(record: &Record, health: &Health) -> serde_json::Value {
+    let mut value = serde_json::to_value(record).expect("a record is plain data");
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("state".into(), state_word(record, health).into());
+        fields.insert("recorded_state".into(), record.state.name().into());
+        fields.insert(
+            "health".into(),
+            serde_json::to_value(health).expect("health is plain data"),
+        );
+    }
+    value
 }
 
 /// `inspect --json`: every record with its live health.
 pub fn mounts_json(snap: &Snapshot) -> serde_json::Value {
-    let mounts: Vec<MountView> = snap
+    let mounts: Vec<serde_json::Value> = snap
         .records
         .iter()
-        .map(|record| MountView {
-            record,
-            health: snap.health(record),
-        })
+        .map(|record| record_json(record, &snap.health(record)))
         .collect();
     serde_json::json!({ "version": 1, "mounts": mounts })
 }
@@ -229,6 +236,16 @@ pub fn state_word(record: &Record, health: &Health) -> &'static str {
     }
 }
 
+/// The detail view's state: STATE's word, and what the record says when
+/// that differs (umount(8) went behind our back; `umount` or `gc` removes
+/// the record).
+fn state_line(record: &Record, health: &Health) -> String {
+    match state_word(record, health) {
+        word if word == record.state.name() => word.to_string(),
+        word => format!("{word} (the record says {})", record.state.name()),
+    }
+}
+
 fn record_cell(column: &str, r: &Record, health: &Health, now: u64) -> String {
     let path = |p: &Option<PathBuf>| {
         p.as_ref()
@@ -348,10 +365,9 @@ pub struct KernelMaps {
     pub note: String,
 }
 
-#[derive(Debug, Serialize)]
+/// One overlay, for `inspect TARGET|ID`.
+#[derive(Debug)]
 pub struct Detail<'a> {
-    pub version: u32,
-    #[serde(flatten)]
     pub record: &'a Record,
     pub health: Health,
     pub kernel_maps: KernelMaps,
@@ -361,11 +377,24 @@ impl<'a> Detail<'a> {
     /// `kernel_maps` is what the kernel was asked (see `cmd::inspect`).
     pub fn of(snap: &Snapshot, record: &'a Record, kernel_maps: KernelMaps) -> Detail<'a> {
         Detail {
-            version: 1,
             record,
             health: snap.health(record),
             kernel_maps,
         }
+    }
+
+    /// `inspect --json TARGET|ID`: the record as in the list (see
+    /// [`record_json`]), with the maps the kernel reports.
+    pub fn json(&self) -> serde_json::Value {
+        let mut value = record_json(self.record, &self.health);
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("version".into(), 1.into());
+            fields.insert(
+                "kernel_maps".into(),
+                serde_json::to_value(&self.kernel_maps).expect("plain data"),
+            );
+        }
+        value
     }
 }
 
@@ -391,7 +420,7 @@ pub fn render_detail(d: &Detail, now: u64, width: Option<usize>) -> String {
     };
     field("id:", r.id.clone());
     field("target:", r.target.display().to_string());
-    field("state:", r.state.name().to_string());
+    field("state:", state_line(r, &d.health));
     field("health:", d.health.word());
     field("mounted:", yes_no(d.health.mounted).into());
     field("strategy:", r.strategy.name().into());
@@ -910,7 +939,6 @@ pub(crate) mod golden {
     fn detail() {
         let snap = fixture();
         let detail = Detail {
-            version: 1,
             record: &snap.records[1],
             health: snap.health(&snap.records[1]),
             kernel_maps: KernelMaps {
@@ -940,6 +968,63 @@ pub(crate) mod golden {
             letters(&text),
             letters(&render_detail(&long, snap.now, None))
         );
+    }
+
+    /// STATE and HEALTH are one answer, whichever view asks.
+    #[test]
+    fn every_view_says_the_same_state_and_health() {
+        let snap = fixture();
+        let columns = table::choose(RECORD_COLUMNS, Some("ID,STATE,HEALTH")).unwrap();
+        let raw = Layout {
+            headings: false,
+            raw: true,
+            width: None,
+            spare_defaults: false,
+        };
+        let table = render_table(&snap, &columns, raw, None).unwrap();
+        let listed = mounts_json(&snap);
+        let mut unmounted = 0;
+        for record in &snap.records {
+            let row = table
+                .lines()
+                .find(|l| l.split(' ').next() == Some(record.id.as_str()))
+                .unwrap();
+            let cells: Vec<&str> = row.split(' ').collect();
+            let (state, health) = (cells[1], cells[2]);
+            let detail = Detail::of(&snap, record, detail_maps());
+            let text = render_detail(&detail, snap.now, None);
+            let value = |key: &str| {
+                let line = text.lines().find(|l| l.starts_with(key)).unwrap();
+                line[KEY_WIDTH..].split(' ').next().unwrap().to_string()
+            };
+            assert_eq!(
+                (value("state:"), value("health:")),
+                (state.into(), health.into())
+            );
+            let json = detail.json();
+            let entry = listed["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["id"] == record.id.as_str())
+                .unwrap();
+            for json in [&json, entry] {
+                assert_eq!(json["state"], state, "{}", record.id);
+                assert_eq!(json["health"]["word"], health, "{}", record.id);
+                assert_eq!(json["recorded_state"], record.state.name());
+            }
+            unmounted += usize::from(state == "unmounted");
+        }
+        assert_eq!(unmounted, 1, "the fixture's umount(8) behind our back");
+    }
+
+    fn detail_maps() -> KernelMaps {
+        KernelMaps {
+            from: None,
+            uid_lines: vec![],
+            gid_lines: vec![],
+            note: "as recorded".into(),
+        }
     }
 
     #[test]
