@@ -80,6 +80,20 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l 
 json\t'JSON for scripts (the same as --json)'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector: records by state, leaks by kind (the same with or without --leaks)'"
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l foreign -d 'With --leaks or --format prometheus: count other programs\' idmapped mounts below DIR as leaks, as `gc --foreign DIR` would. Repeatable' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s T -l target-of -d 'Only the overlay that holds FILE here (the mount FILE lies on), as findmnt -T; FILE may be relative' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l state -d 'Only records whose STATE is one of these (comma-separated)' -r -f -a "mounted\t''
+unmounted\t''
+preparing\t''
+unmounting\t''
+detached\t''"
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l health -d 'Only records whose HEALTH is one of these (comma-separated)' -r -f -a "ok\t''
+elsewhere\t''
+unknown\t''
+running\t''
+leaked\t''
+gone\t''"
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l under -d 'Only records whose target is DIR or lies below it (whole path components; DIR as written, made absolute: symlinks are not followed)' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l namespace -d 'Only overlays mounted in this mount namespace: of the process PID, or a namespace file (/proc/PID/ns/mnt, or a bind mount of one)' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s J -l json -d 'Output JSON for scripts: the same as --format json'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s n -l noheadings -d 'Print no header line'
@@ -114,7 +128,7 @@ function __fish_idmap_overlay_wants_record
             set value_next 0
             continue
         end
-        if contains -- $token --foreign --format --output --sort --state-dir --timeout --width -o
+        if contains -- $token --foreign --format --health --namespace --output --sort --state --state-dir --target-of --timeout --under --width -T -o
             set value_next 1
         else if not string match -q -- '-*' $token
             set words (math $words + 1)

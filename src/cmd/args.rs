@@ -207,19 +207,59 @@ pub struct InspectArgs {
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<Format>,
     /// List everything leaked on this host: ours and other programs'.
-    #[arg(long, conflicts_with_all = ["features", "what"])]
+    #[arg(long, conflicts_with_all = ["features", "what", "filters"])]
     pub leaks: bool,
     /// With --leaks or --format prometheus: count other programs' idmapped
     /// mounts below DIR as leaks, as `gc --foreign DIR` would. Repeatable.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["features", "what"])]
     pub foreign: Vec<PathBuf>,
     /// What the running kernel supports, from real probes.
-    #[arg(long, conflicts_with = "what")]
+    #[arg(long, conflicts_with_all = ["what", "filters", "target_of"])]
     pub features: bool,
+    /// Only the overlay that holds FILE here (the mount FILE lies on), as
+    /// findmnt -T; FILE may be relative.
+    #[arg(short = 'T', long, value_name = "FILE", conflicts_with_all = ["what", "leaks"])]
+    pub target_of: Option<PathBuf>,
+    #[command(flatten)]
+    pub filters: Filters,
     /// One overlay, by mountpoint (contains '/') or record id.
-    #[arg(value_name = "TARGET|ID")]
+    #[arg(value_name = "TARGET|ID", conflicts_with_all = ["leaks", "filters"])]
     pub what: Option<String>,
 }
+
+/// Which records `inspect` lists and `umount --all` unmounts: every
+/// filter given must hold.
+#[derive(Debug, Default, Args)]
+#[group(id = "filters", multiple = true)]
+pub struct Filters {
+    /// Only records whose STATE is one of these (comma-separated).
+    #[arg(long, value_name = "STATES", value_delimiter = ',', value_parser = STATE_WORDS)]
+    pub state: Vec<String>,
+    /// Only records whose HEALTH is one of these (comma-separated).
+    #[arg(long, value_name = "HEALTHS", value_delimiter = ',', value_parser = HEALTH_WORDS)]
+    pub health: Vec<String>,
+    /// Only records whose target is DIR or lies below it (whole path
+    /// components; DIR as written, made absolute: symlinks are not
+    /// followed).
+    #[arg(long, value_name = "DIR")]
+    pub under: Option<PathBuf>,
+    /// Only overlays mounted in this mount namespace: of the process PID,
+    /// or a namespace file (/proc/PID/ns/mnt, or a bind mount of one).
+    #[arg(long, value_name = "PID|PATH")]
+    pub namespace: Option<String>,
+}
+
+/// The words of the STATE column.
+pub const STATE_WORDS: [&str; 5] = [
+    "mounted",
+    "unmounted",
+    "preparing",
+    "unmounting",
+    "detached",
+];
+
+/// The words of the HEALTH column.
+pub const HEALTH_WORDS: [&str; 6] = ["ok", "elsewhere", "unknown", "running", "leaked", "gone"];
 
 #[derive(Debug, Args)]
 pub struct CompleteIdsArgs {}

@@ -1,6 +1,7 @@
 use crate::cmd::args::{Format, InspectArgs};
 use crate::cmd::context::{Context, require_root};
 use crate::cmd::exit::{Code, Coded, fail};
+use crate::cmd::filters::{self, Selection};
 use crate::cmd::metrics;
 use crate::cmd::table::{self, Layout};
 use crate::cmd::views;
@@ -25,10 +26,11 @@ impl InspectArgs {
             (true, _) => Format::Json,
             (false, format) => format.unwrap_or(Format::Text),
         };
-        if format == Format::Prometheus && (self.features || self.what.is_some()) {
+        let filtered = filters::any_given(&self.filters) || self.target_of.is_some();
+        if format == Format::Prometheus && (self.features || self.what.is_some() || filtered) {
             return Err(fail(
                 Code::Usage,
-                "--format prometheus shows the whole host: not one overlay, nor --features",
+                "--format prometheus shows the whole host: not one overlay, no filter, nor --features",
             ));
         }
         if !self.foreign.is_empty() && !self.leaks && format != Format::Prometheus {
@@ -129,28 +131,37 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
         return Ok(Code::Success);
     }
     let sort = args.sort.as_deref();
+    let usage = |e: String| fail(Code::Usage, e);
     if args.leaks {
         let leaks = idmap_overlay::classify(snap);
-        if json {
+        if json && args.output.is_some() {
+            let rows = views::leak_rows(&leaks, &chosen, sort).map_err(usage)?;
+            let out = views::rows_json(&chosen, rows, "leaks");
+            outln!("{}", serde_json::to_string_pretty(&out)?);
+        } else if json {
             let out = serde_json::json!({"version": 1, "leaks": leaks});
             outln!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            let text = views::render_leaks(&leaks, &chosen, layout, sort)
-                .map_err(|e| fail(Code::Usage, e))?;
+            let text = views::render_leaks(&leaks, &chosen, layout, sort).map_err(usage)?;
             out!("{text}");
         }
         return Ok(Code::Success);
     }
     match &args.what {
         None => {
-            if json {
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&views::mounts_json(snap))?
-                );
+            let selection = Selection::new(&args.filters, args.target_of.as_deref(), snap)?;
+            let records = selection.records(snap);
+            if json && args.output.is_some() {
+                let rows =
+                    views::record_rows(snap, &records, &chosen, false, sort).map_err(usage)?;
+                let out = views::rows_json(&chosen, rows, "mounts");
+                outln!("{}", serde_json::to_string_pretty(&out)?);
+            } else if json {
+                let out = views::mounts_json(snap, &records);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                let text = views::render_table(snap, &chosen, layout, sort)
-                    .map_err(|e| fail(Code::Usage, e))?;
+                let text =
+                    views::render_table(snap, &records, &chosen, layout, sort).map_err(usage)?;
                 out!("{text}");
             }
         }

@@ -51,14 +51,39 @@ fn record_json(record: &Record, health: &Health) -> serde_json::Value {
     value
 }
 
-/// `inspect --json`: every record with its live health.
-pub fn mounts_json(snap: &Snapshot) -> serde_json::Value {
-    let mounts: Vec<serde_json::Value> = snap
-        .records
+/// `inspect --json`: the records (every one, or those the filters keep)
+/// with their live health.
+pub fn mounts_json(snap: &Snapshot, records: &[&Record]) -> serde_json::Value {
+    let mounts: Vec<serde_json::Value> = records
         .iter()
         .map(|record| record_json(record, &snap.health(record)))
         .collect();
     serde_json::json!({ "version": 1, "mounts": mounts })
+}
+
+/// `-J` with `-o`: each row an object of the chosen columns, keyed by
+/// their names in lower case, under `list` (`mounts`, `leaks`). Cells are
+/// whole (ids too) and exact; a numeric column's number is a number, and
+/// `-` (none) is null.
+pub fn rows_json(columns: &[Column], rows: Vec<Vec<String>>, list: &str) -> serde_json::Value {
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = rows
+        .into_iter()
+        .map(|row| {
+            columns
+                .iter()
+                .zip(row)
+                .map(|(column, cell)| {
+                    let value = match (cell.as_str(), cell.parse::<u64>()) {
+                        ("-", _) => serde_json::Value::Null,
+                        (_, Ok(n)) if column.numeric => n.into(),
+                        _ => cell.into(),
+                    };
+                    (column.name.to_ascii_lowercase(), value)
+                })
+                .collect()
+        })
+        .collect();
+    serde_json::json!({ "version": 1, list: rows })
 }
 
 fn maps_cell(record: &Record) -> String {
@@ -314,26 +339,20 @@ pub fn short_ids<'a>(ids: &[&'a str], least: usize) -> HashMap<&'a str, &'a str>
 /// How many characters of an id a terminal shows at the least.
 pub const SHORT_ID: usize = 8;
 
-/// `inspect`: one row per record, leaked and unhealthy first. With a width
-/// (a terminal, `--width`), ids are their shortest unique prefix among
-/// every record (so each is accepted back) and the table fits the width;
-/// without one, nothing is cut.
-pub fn render_table(
+/// The rows of `inspect`'s table for `records`: leaked and unhealthy
+/// first, or by the column `sort_by`. With `short_ids`, each id is its
+/// shortest unique prefix among every record of the snapshot (so it is
+/// accepted back whatever the filters left out).
+pub fn record_rows(
     snap: &Snapshot,
+    records: &[&Record],
     columns: &[Column],
-    layout: Layout,
+    short_ids: bool,
     sort_by: Option<&str>,
-) -> Result<String, String> {
-    if snap.records.is_empty() {
-        return Ok("no idmap-overlay mounts recorded\n".into());
-    }
+) -> Result<Vec<Vec<String>>, String> {
     let all_ids: Vec<&str> = snap.records.iter().map(|r| r.id.as_str()).collect();
-    let short = layout
-        .width
-        .is_some()
-        .then(|| short_ids(&all_ids, SHORT_ID));
-    let mut ranked: Vec<(u8, Vec<String>)> = snap
-        .records
+    let short = short_ids.then(|| self::short_ids(&all_ids, SHORT_ID));
+    let mut ranked: Vec<(u8, Vec<String>)> = records
         .iter()
         .map(|r| {
             let health = snap.health(r);
@@ -351,6 +370,27 @@ pub fn render_table(
     let mut rows: Vec<Vec<String>> = ranked.into_iter().map(|(_, cells)| cells).collect();
     if let Some(by) = sort_by {
         table::sort(columns, &mut rows, by)?;
+    }
+    Ok(rows)
+}
+
+/// `inspect`: one row per record (of `records`), leaked and unhealthy
+/// first. With a width (a terminal, `--width`), ids are short and the
+/// table fits the width; without one, nothing is cut. Records the filters
+/// all left out print nothing.
+pub fn render_table(
+    snap: &Snapshot,
+    records: &[&Record],
+    columns: &[Column],
+    layout: Layout,
+    sort_by: Option<&str>,
+) -> Result<String, String> {
+    if snap.records.is_empty() {
+        return Ok("no idmap-overlay mounts recorded\n".into());
+    }
+    let rows = record_rows(snap, records, columns, layout.width.is_some(), sort_by)?;
+    if rows.is_empty() {
+        return Ok(String::new());
     }
     Ok(table::render(columns, &rows, layout))
 }
@@ -520,16 +560,13 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-/// `inspect --leaks`: on a terminal WHY gives up what the width needs.
-pub fn render_leaks(
+/// The rows of `inspect --leaks`, in the findings' order or by the column
+/// `sort_by`.
+pub fn leak_rows(
     findings: &[Finding],
     columns: &[Column],
-    layout: Layout,
     sort_by: Option<&str>,
-) -> Result<String, String> {
-    if findings.is_empty() {
-        return Ok("no leaks found\n".into());
-    }
+) -> Result<Vec<Vec<String>>, String> {
     let mut rows: Vec<Vec<String>> = findings
         .iter()
         .map(|f| {
@@ -559,6 +596,20 @@ pub fn render_leaks(
     if let Some(by) = sort_by {
         table::sort(columns, &mut rows, by)?;
     }
+    Ok(rows)
+}
+
+/// `inspect --leaks`: on a terminal PATH keeps its end and WHY wraps.
+pub fn render_leaks(
+    findings: &[Finding],
+    columns: &[Column],
+    layout: Layout,
+    sort_by: Option<&str>,
+) -> Result<String, String> {
+    if findings.is_empty() {
+        return Ok("no leaks found\n".into());
+    }
+    let rows = leak_rows(findings, columns, sort_by)?;
     Ok(table::render(columns, &rows, layout))
 }
 
@@ -798,13 +849,20 @@ pub(crate) mod golden {
         }
     }
 
+    /// Every record of `snap`: no filter.
+    fn all(snap: &Snapshot) -> Vec<&Record> {
+        snap.records.iter().collect()
+    }
+
     fn default_columns() -> Vec<Column> {
         table::choose(RECORD_COLUMNS, None).unwrap()
     }
 
     #[test]
     fn table() {
-        let text = render_table(&fixture(), &default_columns(), layout(None), None).unwrap();
+        let snap = fixture();
+        let text =
+            render_table(&snap, &all(&snap), &default_columns(), layout(None), None).unwrap();
         check("inspect-table.txt", &text);
     }
 
@@ -862,7 +920,8 @@ pub(crate) mod golden {
             ("200", Some(200)),
             ("piped", None),
         ] {
-            let text = render_table(&snap, &default_columns(), layout(width), None).unwrap();
+            let text =
+                render_table(&snap, &all(&snap), &default_columns(), layout(width), None).unwrap();
             check(&format!("inspect-table-{name}.txt"), &text);
             let mut seen = std::collections::BTreeSet::new();
             let mut targets = std::collections::BTreeSet::new();
@@ -897,7 +956,7 @@ pub(crate) mod golden {
             spare_defaults: false,
         };
         let columns = table::choose(RECORD_COLUMNS, Some("ID,HEALTH,TARGET")).unwrap();
-        let mut sorted = render_table(&snap, &columns, raw, Some("TARGET")).unwrap();
+        let mut sorted = render_table(&snap, &all(&snap), &columns, raw, Some("TARGET")).unwrap();
         sorted.truncate(sorted.find('\n').unwrap());
         assert_eq!(
             sorted,
@@ -907,9 +966,29 @@ pub(crate) mod golden {
 
     #[test]
     fn json() {
+        let snap = fixture();
+        let json = mounts_json(&snap, &all(&snap));
         check(
             "inspect.json",
-            &(serde_json::to_string_pretty(&mounts_json(&fixture())).unwrap() + "\n"),
+            &(serde_json::to_string_pretty(&json).unwrap() + "\n"),
+        );
+        // -J -o: the chosen columns, lower case, whole and exact.
+        let columns = table::choose(RECORD_COLUMNS, Some("ID,MOUNTID,UPPER,HEALTH")).unwrap();
+        let rows = record_rows(&snap, &all(&snap), &columns, false, Some("ID")).unwrap();
+        let chosen = rows_json(&columns, rows, "mounts");
+        assert_eq!(
+            chosen["mounts"][0],
+            serde_json::json!({
+                "id": "6b0860aa-3327-178bc4d2",
+                "mountid": null,
+                "upper": "/var/lib/c/upper",
+                "health": "leaked",
+            })
+        );
+        assert_eq!(chosen["mounts"][1]["mountid"], 99);
+        assert_eq!(
+            chosen["mounts"].as_array().unwrap().len(),
+            snap.records.len()
         );
     }
 
@@ -981,8 +1060,8 @@ pub(crate) mod golden {
             width: None,
             spare_defaults: false,
         };
-        let table = render_table(&snap, &columns, raw, None).unwrap();
-        let listed = mounts_json(&snap);
+        let table = render_table(&snap, &all(&snap), &columns, raw, None).unwrap();
+        let listed = mounts_json(&snap, &all(&snap));
         let mut unmounted = 0;
         for record in &snap.records {
             let row = table

@@ -15,6 +15,7 @@ mod containers;
 mod escaping;
 mod faults;
 mod filesystems;
+mod filters;
 mod gc;
 mod helper;
 mod hostile;
