@@ -321,12 +321,28 @@ _idmap__overlay() {
             return 0
             ;;
         idmap__overlay__subcmd__umount)
-            opts="-v -q -h -V --timeout --detach --state-dir --verbose --quiet --help --version"
+            opts="-a -v -q -h -V --all --state --health --under --namespace --dry-run --timeout --detach --state-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --state)
+                    COMPREPLY=($(compgen -W "mounted unmounted preparing unmounting detached" -- "${cur}"))
+                    return 0
+                    ;;
+                --health)
+                    COMPREPLY=($(compgen -W "ok elsewhere unknown running leaked gone" -- "${cur}"))
+                    return 0
+                    ;;
+                --under)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -55,8 +55,23 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s v 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s V -l version -d 'Print version'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l state -d 'Only records whose STATE is one of these (comma-separated)' -r -f -a "mounted\t''
+unmounted\t''
+preparing\t''
+unmounting\t''
+detached\t''"
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l health -d 'Only records whose HEALTH is one of these (comma-separated)' -r -f -a "ok\t''
+elsewhere\t''
+unknown\t''
+running\t''
+leaked\t''
+gone\t''"
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l under -d 'Only records whose target is DIR or lies below it (whole path components; DIR as written, made absolute: symlinks are not followed)' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l namespace -d 'Only overlays mounted in this mount namespace: of the process PID, or a namespace file (/proc/PID/ns/mnt, or a bind mount of one)' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l timeout -d 'How long to retry while the overlay is busy (EBUSY, or alive in another mount namespace)' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s a -l all -d 'Unmount every recorded overlay the filters keep (the rows `inspect` lists with the same filters; all of them without one), deepest targets first, printing each'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l dry-run -d 'With --all: print what would be unmounted, unmount nothing'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l detach -d 'Unmount it from this mount namespace only, while copies live on in others (containers): the record stays, in state `detached`, until gc finds no copy left anywhere'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s v -l verbose -d 'More logging on stderr (-v info, -vv debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s q -l quiet -d 'Only errors on stderr: no warnings'

@@ -121,9 +121,20 @@ pub const DEFAULT_TIMEOUT: Duration = idmap_overlay::DEFAULT_TIMEOUT;
 
 #[derive(Debug, Args)]
 pub struct UmountArgs {
-    /// The mountpoint (anything containing '/') or the record id.
-    #[arg(value_name = "TARGET|ID")]
-    pub what: String,
+    /// Mountpoints (anything containing '/') or record ids, each unmounted
+    /// as if alone.
+    #[arg(value_name = "TARGET|ID", conflicts_with = "all")]
+    pub what: Vec<String>,
+    /// Unmount every recorded overlay the filters keep (the rows `inspect`
+    /// lists with the same filters; all of them without one), deepest
+    /// targets first, printing each.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub filters: Filters,
+    /// With --all: print what would be unmounted, unmount nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// How long to retry while the overlay is busy (EBUSY, or alive in
     /// another mount namespace).
     #[arg(long, default_value = "2.5s", value_parser = parse_duration, value_name = "DURATION")]

@@ -11,6 +11,7 @@ mod cli;
 mod admin;
 mod attacks;
 mod bad_input;
+mod bulk;
 mod containers;
 mod escaping;
 mod faults;
