@@ -189,7 +189,7 @@ _idmap__overlay() {
             return 0
             ;;
         idmap__overlay__subcmd__inspect)
-            opts="-J -o -n -r -v -q -h -V --json --output --noheadings --raw --sort --list-columns --format --leaks --foreign --features --poll --first-only --timeout --state-dir --verbose --quiet --help --version"
+            opts="-J -o -n -r -T -v -q -h -V --json --output --noheadings --raw --sort --width --no-trunc --list-columns --format --leaks --foreign --features --target-of --state --health --under --namespace --poll --first-only --timeout --state-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -207,11 +207,39 @@ _idmap__overlay() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --width)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --format)
                     COMPREPLY=($(compgen -W "text json prometheus" -- "${cur}"))
                     return 0
                     ;;
                 --foreign)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --target-of)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -T)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -W "mounted unmounted preparing unmounting detached" -- "${cur}"))
+                    return 0
+                    ;;
+                --health)
+                    COMPREPLY=($(compgen -W "ok elsewhere unknown running leaked gone" -- "${cur}"))
+                    return 0
+                    ;;
+                --under)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -297,12 +325,28 @@ _idmap__overlay() {
             return 0
             ;;
         idmap__overlay__subcmd__umount)
-            opts="-v -q -h -V --timeout --detach --state-dir --verbose --quiet --help --version"
+            opts="-a -v -q -h -V --all --state --health --under --namespace --dry-run --timeout --detach --state-dir --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --state)
+                    COMPREPLY=($(compgen -W "mounted unmounted preparing unmounting detached" -- "${cur}"))
+                    return 0
+                    ;;
+                --health)
+                    COMPREPLY=($(compgen -W "ok elsewhere unknown running leaked gone" -- "${cur}"))
+                    return 0
+                    ;;
+                --under)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -337,7 +381,7 @@ _idmap__overlay_records() {
             continue
         fi
         case $word in
-            --foreign|--format|--output|--sort|--state-dir|--timeout|-o)
+            --foreign|--format|--health|--namespace|--output|--sort|--state|--state-dir|--target-of|--timeout|--under|--width|-T|-o)
                 value_next=1
                 value_of=$word
                 ;;

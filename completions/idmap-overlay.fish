@@ -56,8 +56,23 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s v 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s q -l quiet -d 'Only errors on stderr: no warnings'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s h -l help -d 'Print help'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand mount" -s V -l version -d 'Print version'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l state -d 'Only records whose STATE is one of these (comma-separated)' -r -f -a "mounted\t''
+unmounted\t''
+preparing\t''
+unmounting\t''
+detached\t''"
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l health -d 'Only records whose HEALTH is one of these (comma-separated)' -r -f -a "ok\t''
+elsewhere\t''
+unknown\t''
+running\t''
+leaked\t''
+gone\t''"
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l under -d 'Only records whose target is DIR or lies below it (whole path components; DIR as written, made absolute: symlinks are not followed)' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l namespace -d 'Only overlays mounted in this mount namespace: of the process PID, or a namespace file (/proc/PID/ns/mnt, or a bind mount of one)' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l timeout -d 'How long to retry while the overlay is busy (EBUSY, or alive in another mount namespace)' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s a -l all -d 'Unmount every recorded overlay the filters keep (the rows `inspect` lists with the same filters; all of them without one), deepest targets first, printing each'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l dry-run -d 'With --all: print what would be unmounted, unmount nothing'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -l detach -d 'Unmount it from this mount namespace only, while copies live on in others (containers): the record stays, in state `detached`, until gc finds no copy left anywhere'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s v -l verbose -d 'Say on stderr what was done on success (-v, info lines; -vv adds debug); RUST_LOG overrides'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand umount" -s q -l quiet -d 'Only errors on stderr: no warnings'
@@ -76,15 +91,31 @@ complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s h -l 
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand gc" -s V -l version -d 'Print version'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s o -l output -d 'The columns to show, comma-separated (see --list-columns)' -r -f -a "(__fish_idmap_overlay_columns list)"
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l sort -d 'Sort the rows by this column' -r -f -a "(__fish_idmap_overlay_columns)"
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l width -d 'Fit the table and the detail view to COLS characters, also in a pipe (default: the terminal\'s width, or COLUMNS, on a terminal; nothing is cut in a pipe)' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l format -d 'Output format' -r -f -a "text\t'Tables and fields for people'
 json\t'JSON for scripts (the same as --json)'
 prometheus\t'Prometheus text exposition format, for node_exporter\'s textfile collector: records by state, leaks by kind (the same with or without --leaks)'"
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l foreign -d 'With --leaks or --format prometheus: count other programs\' idmapped mounts below DIR as leaks, as `gc --foreign DIR` would. Repeatable' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s T -l target-of -d 'Only the overlay that holds FILE here (the mount FILE lies on), as findmnt -T; FILE may be relative' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l state -d 'Only records whose STATE is one of these (comma-separated)' -r -f -a "mounted\t''
+unmounted\t''
+preparing\t''
+unmounting\t''
+detached\t''"
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l health -d 'Only records whose HEALTH is one of these (comma-separated)' -r -f -a "ok\t''
+elsewhere\t''
+unknown\t''
+running\t''
+leaked\t''
+gone\t''"
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l under -d 'Only records whose target is DIR or lies below it (whole path components; DIR as written, made absolute: symlinks are not followed)' -r -F
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l namespace -d 'Only overlays mounted in this mount namespace: of the process PID, or a namespace file (/proc/PID/ns/mnt, or a bind mount of one)' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l timeout -d 'With --poll: end once DURATION passed without a line' -r
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l state-dir -d 'Where records, locks and temporary mountpoints live [env: IDMAP_OVERLAY_STATE_DIR] [default: /run/idmap-overlay]' -r -F
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s J -l json -d 'Output JSON for scripts: the same as --format json'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s n -l noheadings -d 'Print no header line'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -s r -l raw -d 'Raw output for scripts: cells separated by one space, spaces and other unsafe characters escaped (\\x20), nothing cut or aligned'
+complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l no-trunc -d 'Cut nothing, even on a terminal: whole ids, whole paths'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l list-columns -d 'List the columns -o takes, and what they show'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l leaks -d 'List everything leaked on this host, ours and other programs\'; exit 3 if anything is'
 complete -c idmap-overlay -n "__fish_idmap_overlay_using_subcommand inspect" -l features -d 'What the running kernel supports: this boot\'s cached probe, else a probe made now (in a temporary directory, cached nowhere)'
@@ -116,7 +147,7 @@ function __fish_idmap_overlay_wants_record
             set value_next 0
             continue
         end
-        if contains -- $token --foreign --format --output --sort --state-dir --timeout -o
+        if contains -- $token --foreign --format --health --namespace --output --sort --state --state-dir --target-of --timeout --under --width -T -o
             set value_next 1
         else if not string match -q -- '-*' $token
             set words (math $words + 1)

@@ -265,6 +265,14 @@ fn every_item_of_the_api_in_one_life() {
     snap.look_for_copies(&found.id, DEFAULT_TIMEOUT);
     let health: Health = snap.health(&found);
     assert_eq!(health.word(), "ok");
+    // Which overlay holds a file (findmnt -T), which a namespace has.
+    let holder = snap.holding(&target.join("shared")).unwrap();
+    assert_eq!(holder.map(|r| r.id.as_str()), Some(record.id.as_str()));
+    assert_eq!(snap.holding(&lowers[0]).unwrap(), None);
+    let here = snap
+        .mounted_in_namespace(Path::new("/proc/self/ns/mnt"))
+        .unwrap();
+    assert!(here.contains(&record.id), "{here:?}");
     let copies: &[Elsewhere] = &health.elsewhere;
     assert!(copies.is_empty(), "{copies:?}");
     match health.kernel_idmaps() {

@@ -372,8 +372,9 @@ fn zsh(generated: String, records: &RecordArgs, columns: &[ColumnOption]) -> Str
             continue;
         }
         // clap_complete writes a positional as ':NAME -- HELP:ACTION' \
-        // ('::NAME' when optional).
-        let positional = trimmed.starts_with("':") && trimmed.ends_with(":_default' \\");
+        // ('::NAME' when optional, '*::NAME' when repeated).
+        let positional = (trimmed.starts_with("':") || trimmed.starts_with("'*:"))
+            && trimmed.ends_with(":_default' \\");
         if positional && records.subcommands.contains(&arm) {
             let at = line.rfind(":_default'").expect("checked above");
             text.push_str(&line[..at]);

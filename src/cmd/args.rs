@@ -135,9 +135,20 @@ pub const DEFAULT_TIMEOUT: Duration = idmap_overlay::DEFAULT_TIMEOUT;
 
 #[derive(Debug, Args)]
 pub struct UmountArgs {
-    /// The mountpoint (anything containing '/') or the record id.
-    #[arg(value_name = "TARGET|ID")]
-    pub what: String,
+    /// Mountpoints (anything containing '/') or record ids, each unmounted
+    /// as if alone.
+    #[arg(value_name = "TARGET|ID", conflicts_with = "all")]
+    pub what: Vec<String>,
+    /// Unmount every recorded overlay the filters keep (the rows `inspect`
+    /// lists with the same filters; all of them without one), deepest
+    /// targets first, printing each.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub filters: Filters,
+    /// With --all: print what would be unmounted, unmount nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// How long to retry while the overlay is busy (EBUSY, or alive in
     /// another mount namespace).
     #[arg(long, default_value = "2.5s", value_parser = parse_duration, value_name = "DURATION")]
@@ -207,6 +218,14 @@ pub struct InspectArgs {
     /// Sort the rows by this column.
     #[arg(long, value_name = "COLUMN")]
     pub sort: Option<String>,
+    /// Fit the table and the detail view to COLS characters, also in a pipe
+    /// (default: the terminal's width, or COLUMNS, on a terminal; nothing
+    /// is cut in a pipe).
+    #[arg(long, value_name = "COLS", value_parser = clap::value_parser!(u16).range(1..), conflicts_with_all = ["raw", "no_trunc"])]
+    pub width: Option<u16>,
+    /// Cut nothing, even on a terminal: whole ids, whole paths.
+    #[arg(long)]
+    pub no_trunc: bool,
     /// List the columns -o takes, and what they show.
     #[arg(long)]
     pub list_columns: bool,
@@ -215,7 +234,7 @@ pub struct InspectArgs {
     pub format: Option<Format>,
     /// List everything leaked on this host, ours and other programs'; exit 3
     /// if anything is.
-    #[arg(long, conflicts_with_all = ["features", "what"])]
+    #[arg(long, conflicts_with_all = ["features", "what", "filters"])]
     pub leaks: bool,
     /// With --leaks or --format prometheus: count other programs' idmapped
     /// mounts below DIR as leaks, as `gc --foreign DIR` would. Repeatable.
@@ -223,14 +242,21 @@ pub struct InspectArgs {
     pub foreign: Vec<PathBuf>,
     /// What the running kernel supports: this boot's cached probe, else a
     /// probe made now (in a temporary directory, cached nowhere).
-    #[arg(long, conflicts_with = "what")]
+    #[arg(long, conflicts_with_all = ["what", "filters", "target_of"])]
     pub features: bool,
+    /// Only the overlay that holds FILE here (the mount FILE lies on), as
+    /// findmnt -T; FILE may be relative.
+    #[arg(short = 'T', long, value_name = "FILE", conflicts_with_all = ["what", "leaks"])]
+    pub target_of: Option<PathBuf>,
+    #[command(flatten)]
+    pub filters: Filters,
     /// Print a line per change to our overlays as it happens (mounted,
     /// unmounted, detached, vanished, leaked, cleaned), as findmnt --poll
     /// does; JSON lines with -J. Sees this mount namespace's mount table,
     /// and the records for the rest. Ends on SIGINT or SIGTERM (exit 0).
     #[arg(long, conflicts_with_all = [
         "leaks", "features", "what", "list_columns", "output", "noheadings", "raw", "sort",
+        "filters", "target_of",
     ])]
     pub poll: bool,
     /// With --poll: end after the first line.
@@ -240,9 +266,43 @@ pub struct InspectArgs {
     #[arg(long, requires = "poll", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Option<Duration>,
     /// One overlay, by mountpoint (contains '/') or record id.
-    #[arg(value_name = "TARGET|ID")]
+    #[arg(value_name = "TARGET|ID", conflicts_with_all = ["leaks", "filters"])]
     pub what: Option<String>,
 }
+
+/// Which records `inspect` lists and `umount --all` unmounts: every
+/// filter given must hold.
+#[derive(Debug, Default, Args)]
+#[group(id = "filters", multiple = true)]
+pub struct Filters {
+    /// Only records whose STATE is one of these (comma-separated).
+    #[arg(long, value_name = "STATES", value_delimiter = ',', value_parser = STATE_WORDS)]
+    pub state: Vec<String>,
+    /// Only records whose HEALTH is one of these (comma-separated).
+    #[arg(long, value_name = "HEALTHS", value_delimiter = ',', value_parser = HEALTH_WORDS)]
+    pub health: Vec<String>,
+    /// Only records whose target is DIR or lies below it (whole path
+    /// components; DIR as written, made absolute: symlinks are not
+    /// followed).
+    #[arg(long, value_name = "DIR")]
+    pub under: Option<PathBuf>,
+    /// Only overlays mounted in this mount namespace: of the process PID,
+    /// or a namespace file (/proc/PID/ns/mnt, or a bind mount of one).
+    #[arg(long, value_name = "PID|PATH")]
+    pub namespace: Option<String>,
+}
+
+/// The words of the STATE column.
+pub const STATE_WORDS: [&str; 5] = [
+    "mounted",
+    "unmounted",
+    "preparing",
+    "unmounting",
+    "detached",
+];
+
+/// The words of the HEALTH column.
+pub const HEALTH_WORDS: [&str; 6] = ["ok", "elsewhere", "unknown", "running", "leaked", "gone"];
 
 #[derive(Debug, Args)]
 pub struct CompleteIdsArgs {}

@@ -1,6 +1,7 @@
 use crate::cmd::args::{Format, InspectArgs};
 use crate::cmd::context::{Context, require_root};
 use crate::cmd::exit::{Code, Coded, fail};
+use crate::cmd::filters::{self, Selection};
 use crate::cmd::metrics;
 use crate::cmd::table::{self, Layout};
 use crate::cmd::views;
@@ -25,10 +26,11 @@ impl InspectArgs {
             (true, _) => Format::Json,
             (false, format) => format.unwrap_or(Format::Text),
         };
-        if format == Format::Prometheus && (self.features || self.what.is_some()) {
+        let filtered = filters::any_given(&self.filters) || self.target_of.is_some();
+        if format == Format::Prometheus && (self.features || self.what.is_some() || filtered) {
             return Err(fail(
                 Code::Usage,
-                "--format prometheus shows the whole host: not one overlay, nor --features",
+                "--format prometheus shows the whole host: not one overlay, no filter, nor --features",
             ));
         }
         if !self.foreign.is_empty() && !self.leaks && format != Format::Prometheus {
@@ -74,14 +76,18 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     }
     let chosen =
         table::choose(columns, args.output.as_deref()).map_err(|e| fail(Code::Usage, e))?;
+    // A terminal's width, or the one asked for; nothing is cut in a pipe,
+    // in raw output or with --no-trunc.
+    let width = match (args.width, args.raw || args.no_trunc) {
+        (Some(width), _) => Some(usize::from(width)),
+        (None, true) => None,
+        (None, false) => table::terminal_width(),
+    };
     let layout = Layout {
         headings: !args.noheadings,
         raw: args.raw,
-        width: if args.raw {
-            None
-        } else {
-            table::terminal_width()
-        },
+        width,
+        spare_defaults: args.output.as_deref().is_none_or(|o| o.starts_with('+')),
     };
     require_root()?;
     crate::cmd::signals::cancel_on_interrupt();
@@ -127,6 +133,7 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
         return Ok(Code::Success);
     }
     let sort = args.sort.as_deref();
+    let usage = |e: String| fail(Code::Usage, e);
     if args.leaks {
         // An overlay alive in another mount namespace is no leak: the
         // table (HEALTH `elsewhere`) and `inspect ID` show it.
@@ -134,12 +141,15 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
             .into_iter()
             .filter(|f| f.kind != idmap_overlay::FindingKind::AliveElsewhere)
             .collect();
-        if json {
+        if json && args.output.is_some() {
+            let rows = views::leak_rows(&leaks, &chosen, sort).map_err(usage)?;
+            let out = views::rows_json(&chosen, rows, "leaks");
+            outln!("{}", serde_json::to_string_pretty(&out)?);
+        } else if json {
             let out = serde_json::json!({"version": 1, "leaks": leaks});
             outln!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            let text = views::render_leaks(&leaks, &chosen, layout, sort)
-                .map_err(|e| fail(Code::Usage, e))?;
+            let text = views::render_leaks(&leaks, &chosen, layout, sort).map_err(usage)?;
             out!("{text}");
         }
         return Ok(match leaks.is_empty() {
@@ -149,14 +159,22 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
     }
     match &args.what {
         None => {
-            if json {
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&views::mounts_json(snap))?
-                );
+            let selection = Selection::new(&args.filters, args.target_of.as_deref(), snap)?;
+            let records = selection.records(snap);
+            // Record files that cannot be read are listed when no filter
+            // picks records.
+            let corrupt = !filters::any_given(&args.filters) && args.target_of.is_none();
+            if json && args.output.is_some() {
+                let rows = views::record_rows(snap, &records, corrupt, &chosen, false, sort)
+                    .map_err(usage)?;
+                let out = views::rows_json(&chosen, rows, "mounts");
+                outln!("{}", serde_json::to_string_pretty(&out)?);
+            } else if json {
+                let out = views::mounts_json(snap, &records, corrupt);
+                outln!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                let text = views::render_table(snap, &chosen, layout, sort)
-                    .map_err(|e| fail(Code::Usage, e))?;
+                let text = views::render_table(snap, &records, corrupt, &chosen, layout, sort)
+                    .map_err(usage)?;
                 out!("{text}");
             }
         }
@@ -168,9 +186,9 @@ pub fn run(args: InspectArgs, ctx: &Context) -> Result<Code> {
                 .expect("found above");
             let detail = views::Detail::of(snap, record, kernel_maps(&snap.health(record)));
             if json {
-                outln!("{}", serde_json::to_string_pretty(&detail)?);
+                outln!("{}", serde_json::to_string_pretty(&detail.json())?);
             } else {
-                out!("{}", views::render_detail(&detail, snap.now));
+                out!("{}", views::render_detail(&detail, snap.now, width));
             }
         }
     }

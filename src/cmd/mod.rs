@@ -11,13 +11,15 @@ pub mod poll;
 pub mod umount;
 
 // What they share: the arguments, what every subcommand gets (context),
-// exit codes, escaping, signals, tables and views, metrics, the mount(8)
-// helper, and the dispatch from arguments to a subcommand.
+// exit codes, escaping, signals, tables and views, which records the
+// filters keep, metrics, the mount(8) helper, and the dispatch from
+// arguments to a subcommand.
 pub mod args;
 pub mod context;
 pub mod dispatch;
 pub mod escape;
 pub mod exit;
+pub mod filters;
 pub mod metrics;
 pub mod mount_helper;
 pub mod signals;

@@ -3,12 +3,13 @@
 //! says is asked in `cmd::inspect`), golden-tested.
 
 use crate::cmd::escape::escape;
-use crate::cmd::table::{self, Column, Layout};
+use crate::cmd::table::{self, Column, Fit, Layout};
 use idmap_overlay::RecordState;
 use idmap_overlay::{Action, Finding, Health, Snapshot};
 use idmap_overlay::{BadRecord, Record};
 use idmap_overlay::{Features, IdRange};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 fn created_secs(record: &Record) -> Option<u64> {
@@ -33,11 +34,21 @@ pub fn age(record: &Record, now: u64) -> String {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct MountView<'a> {
-    #[serde(flatten)]
-    record: &'a Record,
-    health: Health,
+/// A record as `inspect --json` shows it: its fields, but `state` is
+/// STATE's word, the same in the table, the detail and here (`unmounted`
+/// for a record saying `mounted` whose overlay is attached nowhere), and
+/// `recorded_state` what the record file says; then its live `health`.
+fn record_json(record: &Record, health: &Health) -> serde_json::Value {
+    let mut value = serde_json::to_value(record).expect("a record is plain data");
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("state".into(), state_word(record, health).into());
+        fields.insert("recorded_state".into(), record.state.name().into());
+        fields.insert(
+            "health".into(),
+            serde_json::to_value(health).expect("health is plain data"),
+        );
+    }
+    value
 }
 
 /// A record file that cannot be read, in `inspect --json`: what its name
@@ -49,27 +60,51 @@ struct CorruptView<'a> {
     corrupt: &'a str,
 }
 
-/// `inspect --json`: every record file that cannot be read, then every
-/// record with its live health.
-pub fn mounts_json(snap: &Snapshot) -> serde_json::Value {
-    let corrupt = snap.bad_records.iter().map(|bad| {
+/// `inspect --json`: every record file that cannot be read (unless
+/// filters were given: they select records), then the records (every one,
+/// or those the filters keep) with their live health.
+pub fn mounts_json(snap: &Snapshot, records: &[&Record], with_corrupt: bool) -> serde_json::Value {
+    let corrupt = snap.bad_records.iter().filter(|_| with_corrupt).map(|bad| {
         serde_json::to_value(CorruptView {
             id: bad.id(),
             path: &bad.path,
             corrupt: &bad.problem,
         })
-    });
-    let records = snap.records.iter().map(|record| {
-        serde_json::to_value(MountView {
-            record,
-            health: snap.health(record),
-        })
+        .expect("a bad record is plain data")
     });
     let mounts: Vec<serde_json::Value> = corrupt
-        .chain(records)
-        .collect::<Result<_, _>>()
-        .expect("records and health serialize");
+        .chain(
+            records
+                .iter()
+                .map(|record| record_json(record, &snap.health(record))),
+        )
+        .collect();
     serde_json::json!({ "version": 1, "mounts": mounts })
+}
+
+/// `-J` with `-o`: each row an object of the chosen columns, keyed by
+/// their names in lower case, under `list` (`mounts`, `leaks`). Cells are
+/// whole (ids too) and exact; a numeric column's number is a number, and
+/// `-` (none) is null.
+pub fn rows_json(columns: &[Column], rows: Vec<Vec<String>>, list: &str) -> serde_json::Value {
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = rows
+        .into_iter()
+        .map(|row| {
+            columns
+                .iter()
+                .zip(row)
+                .map(|(column, cell)| {
+                    let value = match (cell.as_str(), cell.parse::<u64>()) {
+                        ("-", _) => serde_json::Value::Null,
+                        (_, Ok(n)) if column.numeric => n.into(),
+                        _ => cell.into(),
+                    };
+                    (column.name.to_ascii_lowercase(), value)
+                })
+                .collect()
+        })
+        .collect();
+    serde_json::json!({ "version": 1, list: rows })
 }
 
 fn maps_cell(record: &Record) -> String {
@@ -85,79 +120,154 @@ fn maps_cell(record: &Record) -> String {
 pub const RECORD_COLUMNS: &[Column] = &[
     column(
         "ID",
-        "the record's id (a unique prefix of 4 or more is accepted back)",
+        "the record's id: on a terminal its shortest unique prefix of 8 or more (a unique prefix of 4 or more is accepted back), whole in a pipe, with -r or --no-trunc",
         false,
         true,
+        Fit::Whole,
     ),
-    column("TARGET", "where the overlay is mounted", false, true),
-    column("STRATEGY", "how its layers were idmapped", false, true),
-    column("LAYERS", "how many lower layers", true, true),
+    column(
+        "TARGET",
+        "where the overlay is mounted",
+        false,
+        true,
+        Fit::KeepEnd,
+    ),
+    column(
+        "STRATEGY",
+        "how its layers were idmapped",
+        false,
+        true,
+        Fit::Spare(0),
+    ),
+    column("LAYERS", "how many lower layers", true, true, Fit::Spare(1)),
     column(
         "MAPS",
         "uid map C:H:S (and g: gid map when it differs)",
         false,
         false,
+        Fit::Wrap,
     ),
     column(
         "STATE",
         "mounted, unmounted (behind our back), preparing, unmounting, detached, corrupt (the record file cannot be read)",
         false,
         true,
+        Fit::Whole,
     ),
-    column("AGE", "time since it was mounted", false, true),
+    column(
+        "AGE",
+        "time since it was mounted",
+        false,
+        true,
+        Fit::Spare(2),
+    ),
     column(
         "HEALTH",
         "ok (mounted here), elsewhere (only in other mount namespaces), unknown, running, leaked, gone",
         false,
         true,
+        Fit::Whole,
     ),
-    column("UPPER", "the upperdir", false, false),
-    column("WORK", "the workdir", false, false),
-    column("SOURCE", "the source tag mountinfo shows", false, false),
-    column("MOUNTID", "the overlay's mount id", true, false),
-    column("DEV", "the overlay's device, major:minor", false, false),
+    column("UPPER", "the upperdir", false, false, Fit::KeepEnd),
+    column("WORK", "the workdir", false, false, Fit::KeepEnd),
+    column(
+        "SOURCE",
+        "the source tag mountinfo shows",
+        false,
+        false,
+        Fit::Whole,
+    ),
+    column("MOUNTID", "the overlay's mount id", true, false, Fit::Whole),
+    column(
+        "DEV",
+        "the overlay's device, major:minor",
+        false,
+        false,
+        Fit::Whole,
+    ),
     column(
         "MOUNTNS",
         "the mount namespace it was mounted in",
         true,
         false,
+        Fit::Whole,
     ),
     column(
         "ELSEWHERE",
         "whether it lives on in other mount namespaces: yes, no, ? (cannot tell), - (mounted here, not asked)",
         true,
         false,
+        Fit::Whole,
     ),
-    column("PID", "the process that mounted it", true, false),
-    column("CREATED", "when it was mounted, RFC 3339", false, false),
+    column(
+        "PID",
+        "the process that mounted it",
+        true,
+        false,
+        Fit::Whole,
+    ),
+    column(
+        "CREATED",
+        "when it was mounted, RFC 3339",
+        false,
+        false,
+        Fit::Whole,
+    ),
 ];
 
 /// The columns of `inspect --leaks`.
 pub const LEAK_COLUMNS: &[Column] = &[
-    column("KIND", "what leaked (see gc's findings)", false, true),
-    column("MOUNT", "its mount id, if it is a mount", true, true),
-    column("PATH", "where it is", false, true),
-    column("WHY", "why it counts, and what gc does", false, true),
+    column(
+        "KIND",
+        "what leaked (see gc's findings)",
+        false,
+        true,
+        Fit::Whole,
+    ),
+    column(
+        "MOUNT",
+        "its mount id, if it is a mount",
+        true,
+        true,
+        Fit::Spare(0),
+    ),
+    column("PATH", "where it is", false, true, Fit::KeepEnd),
+    column(
+        "WHY",
+        "why it counts, and what gc does",
+        false,
+        true,
+        Fit::Wrap,
+    ),
     column(
         "ID",
         "the record or temporary id it belongs to",
         false,
         false,
+        Fit::Whole,
     ),
     column(
         "ACTION",
         "what gc does: clean, or nothing (left alone)",
         false,
         false,
+        Fit::Whole,
     ),
 ];
 
-const fn column(name: &'static str, help: &'static str, numeric: bool, default: bool) -> Column {
+const fn column(
+    name: &'static str,
+    help: &'static str,
+    numeric: bool,
+    default: bool,
+    fit: Fit,
+) -> Column {
     Column {
         name,
         help,
         numeric,
         default,
+        fit,
     }
 }
 
@@ -169,6 +279,16 @@ pub fn state_word(record: &Record, health: &Health) -> &'static str {
     match record.state {
         RecordState::Mounted if !health.alive() => "unmounted",
         state => state.name(),
+    }
+}
+
+/// The detail view's state: STATE's word, and what the record says when
+/// that differs (umount(8) went behind our back; `umount` or `gc` removes
+/// the record).
+fn state_line(record: &Record, health: &Health) -> String {
+    match state_word(record, health) {
+        word if word == record.state.name() => word.to_string(),
+        word => format!("{word} (the record says {})", record.state.name()),
     }
 }
 
@@ -227,10 +347,83 @@ fn rank(health: &Health) -> u8 {
     }
 }
 
-/// `inspect`: one row per record, leaked and unhealthy first, full ids;
-/// on a terminal TARGET gives up what the width needs (cut in the middle).
+/// The shortest prefix of each id, of `least` characters or more, that no
+/// other id starts with (the whole id where none is shorter): what a
+/// terminal shows, as docker and podman show short ids. Sorted, each id
+/// needs one character more than it shares with either neighbour.
+pub fn short_ids<'a>(ids: &[&'a str], least: usize) -> HashMap<&'a str, &'a str> {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let shared = |a: &str, b: &str| a.chars().zip(b.chars()).take_while(|(x, y)| x == y).count();
+    (0..sorted.len())
+        .map(|i| {
+            let id = sorted[i];
+            let before = i.checked_sub(1).map_or(0, |j| shared(sorted[j], id));
+            let after = sorted.get(i + 1).map_or(0, |next| shared(id, next));
+            let keep = (before.max(after) + 1).max(least);
+            let end = id.char_indices().nth(keep).map_or(id.len(), |(at, _)| at);
+            (id, &id[..end])
+        })
+        .collect()
+}
+
+/// How many characters of an id a terminal shows at the least.
+pub const SHORT_ID: usize = 8;
+
+/// The rows of `inspect`'s table for `records`: leaked and unhealthy
+/// first, or by the column `sort_by`. With `short_ids`, each id is its
+/// shortest unique prefix among every record of the snapshot (so it is
+/// accepted back whatever the filters left out).
+pub fn record_rows(
+    snap: &Snapshot,
+    records: &[&Record],
+    with_corrupt: bool,
+    columns: &[Column],
+    short_ids: bool,
+    sort_by: Option<&str>,
+) -> Result<Vec<Vec<String>>, String> {
+    let all_ids: Vec<&str> = snap.records.iter().map(|r| r.id.as_str()).collect();
+    let short = short_ids.then(|| self::short_ids(&all_ids, SHORT_ID));
+    let mut ranked: Vec<(u8, Vec<String>)> = records
+        .iter()
+        .map(|r| {
+            let health = snap.health(r);
+            let cells = columns
+                .iter()
+                .map(|c| match (c.name, &short) {
+                    ("ID", Some(short)) => short[r.id.as_str()].to_string(),
+                    (name, _) => record_cell(name, r, &health, snap.now),
+                })
+                .collect();
+            (rank(&health), cells)
+        })
+        .collect();
+    ranked.sort_by_key(|(rank, _)| *rank);
+    // Record files that cannot be read come first: a person must look
+    // (unless filters were given: they select records).
+    let mut rows: Vec<Vec<String>> = snap
+        .bad_records
+        .iter()
+        .filter(|_| with_corrupt)
+        .map(|bad| columns.iter().map(|c| corrupt_cell(c.name, bad)).collect())
+        .chain(ranked.into_iter().map(|(_, cells)| cells))
+        .collect();
+    if let Some(by) = sort_by {
+        table::sort(columns, &mut rows, by)?;
+    }
+    Ok(rows)
+}
+
+/// `inspect`: one row per record (of `records`), leaked and unhealthy
+/// first, after one per record file that cannot be read (`with_corrupt`:
+/// no filter given). With a width (a terminal, `--width`), ids are short
+/// and the table fits the width; without one, nothing is cut. Records the
+/// filters all left out print nothing.
 pub fn render_table(
     snap: &Snapshot,
+    records: &[&Record],
+    with_corrupt: bool,
     columns: &[Column],
     layout: Layout,
     sort_by: Option<&str>,
@@ -238,30 +431,18 @@ pub fn render_table(
     if snap.records.is_empty() && snap.bad_records.is_empty() {
         return Ok("no idmap-overlay mounts recorded\n".into());
     }
-    let mut ranked: Vec<(u8, Vec<String>)> = snap
-        .records
-        .iter()
-        .map(|r| {
-            let health = snap.health(r);
-            let cells = columns
-                .iter()
-                .map(|c| record_cell(c.name, r, &health, snap.now))
-                .collect();
-            (rank(&health), cells)
-        })
-        .collect();
-    ranked.sort_by_key(|(rank, _)| *rank);
-    // Record files that cannot be read come first: a person must look.
-    let mut rows: Vec<Vec<String>> = snap
-        .bad_records
-        .iter()
-        .map(|bad| columns.iter().map(|c| corrupt_cell(c.name, bad)).collect())
-        .chain(ranked.into_iter().map(|(_, cells)| cells))
-        .collect();
-    if let Some(by) = sort_by {
-        table::sort(columns, &mut rows, by)?;
+    let rows = record_rows(
+        snap,
+        records,
+        with_corrupt,
+        columns,
+        layout.width.is_some(),
+        sort_by,
+    )?;
+    if rows.is_empty() {
+        return Ok(String::new());
     }
-    Ok(table::render(columns, &rows, layout, "TARGET"))
+    Ok(table::render(columns, &rows, layout))
 }
 
 /// The maps as the kernel reports them (statmount), where it can.
@@ -274,10 +455,9 @@ pub struct KernelMaps {
     pub note: String,
 }
 
-#[derive(Debug, Serialize)]
+/// One overlay, for `inspect TARGET|ID`.
+#[derive(Debug)]
 pub struct Detail<'a> {
-    pub version: u32,
-    #[serde(flatten)]
     pub record: &'a Record,
     pub health: Health,
     pub kernel_maps: KernelMaps,
@@ -287,23 +467,50 @@ impl<'a> Detail<'a> {
     /// `kernel_maps` is what the kernel was asked (see `cmd::inspect`).
     pub fn of(snap: &Snapshot, record: &'a Record, kernel_maps: KernelMaps) -> Detail<'a> {
         Detail {
-            version: 1,
             record,
             health: snap.health(record),
             kernel_maps,
         }
     }
+
+    /// `inspect --json TARGET|ID`: the record as in the list (see
+    /// [`record_json`]), with the maps the kernel reports.
+    pub fn json(&self) -> serde_json::Value {
+        let mut value = record_json(self.record, &self.health);
+        if let Some(fields) = value.as_object_mut() {
+            fields.insert("version".into(), 1.into());
+            fields.insert(
+                "kernel_maps".into(),
+                serde_json::to_value(&self.kernel_maps).expect("plain data"),
+            );
+        }
+        value
+    }
 }
 
-/// `inspect TARGET|ID`.
-pub fn render_detail(d: &Detail, now: u64) -> String {
+/// Where the values of the detail view start.
+const KEY_WIDTH: usize = 13;
+
+/// `inspect TARGET|ID`: `key: value` lines; with a width (a terminal,
+/// `--width`), a long value wraps onto lines of its own, indented, and
+/// nothing is cut.
+pub fn render_detail(d: &Detail, now: u64, width: Option<usize>) -> String {
     let r = d.record;
     let mut out = String::new();
-    let mut field =
-        |name: &str, value: String| out.push_str(&format!("{name:<13}{}\n", escape(&value)));
+    let mut field = |name: &str, value: String| {
+        let value = escape(&value);
+        let lines = match width {
+            Some(width) => table::wrap(&value, width.saturating_sub(KEY_WIDTH).max(table::ROOM)),
+            None => vec![value.into_owned()],
+        };
+        for (i, line) in lines.iter().enumerate() {
+            let key = if i == 0 { name } else { "" };
+            out.push_str(&format!("{key:<KEY_WIDTH$}{line}\n"));
+        }
+    };
     field("id:", r.id.clone());
     field("target:", r.target.display().to_string());
-    field("state:", r.state.name().to_string());
+    field("state:", state_line(r, &d.health));
     field("health:", d.health.word());
     field("mounted:", yes_no(d.health.mounted).into());
     field("strategy:", r.strategy.name().into());
@@ -409,16 +616,13 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-/// `inspect --leaks`: on a terminal WHY gives up what the width needs.
-pub fn render_leaks(
+/// The rows of `inspect --leaks`, in the findings' order or by the column
+/// `sort_by`.
+pub fn leak_rows(
     findings: &[Finding],
     columns: &[Column],
-    layout: Layout,
     sort_by: Option<&str>,
-) -> Result<String, String> {
-    if findings.is_empty() {
-        return Ok("no leaks found\n".into());
-    }
+) -> Result<Vec<Vec<String>>, String> {
     let mut rows: Vec<Vec<String>> = findings
         .iter()
         .map(|f| {
@@ -448,7 +652,21 @@ pub fn render_leaks(
     if let Some(by) = sort_by {
         table::sort(columns, &mut rows, by)?;
     }
-    Ok(table::render(columns, &rows, layout, "WHY"))
+    Ok(rows)
+}
+
+/// `inspect --leaks`: on a terminal PATH keeps its end and WHY wraps.
+pub fn render_leaks(
+    findings: &[Finding],
+    columns: &[Column],
+    layout: Layout,
+    sort_by: Option<&str>,
+) -> Result<String, String> {
+    if findings.is_empty() {
+        return Ok("no leaks found\n".into());
+    }
+    let rows = leak_rows(findings, columns, sort_by)?;
+    Ok(table::render(columns, &rows, layout))
 }
 
 /// `inspect --features`.
@@ -685,7 +903,13 @@ pub(crate) mod golden {
             headings: true,
             raw: false,
             width,
+            spare_defaults: true,
         }
+    }
+
+    /// Every record of `snap`: no filter.
+    fn all(snap: &Snapshot) -> Vec<&Record> {
+        snap.records.iter().collect()
     }
 
     fn default_columns() -> Vec<Column> {
@@ -707,7 +931,16 @@ pub(crate) mod golden {
 
     #[test]
     fn table() {
-        let text = render_table(&fixture(), &default_columns(), layout(None), None).unwrap();
+        let snap = fixture();
+        let text = render_table(
+            &snap,
+            &all(&snap),
+            true,
+            &default_columns(),
+            layout(None),
+            None,
+        )
+        .unwrap();
         check("inspect-table.txt", &text);
     }
 
@@ -759,24 +992,44 @@ pub(crate) mod golden {
     fn a_crowd_fits_a_terminal_and_every_id_is_accepted_back() {
         let snap = crowd();
         let ids: Vec<&str> = snap.records.iter().map(|r| r.id.as_str()).collect();
-        for (name, width) in [("80", Some(80)), ("200", Some(200)), ("piped", None)] {
-            let text = render_table(&snap, &default_columns(), layout(width), None).unwrap();
+        for (name, width) in [
+            ("60", Some(60)),
+            ("80", Some(80)),
+            ("200", Some(200)),
+            ("piped", None),
+        ] {
+            let text = render_table(
+                &snap,
+                &all(&snap),
+                true,
+                &default_columns(),
+                layout(width),
+                None,
+            )
+            .unwrap();
             check(&format!("inspect-table-{name}.txt"), &text);
             let mut seen = std::collections::BTreeSet::new();
+            let mut targets = std::collections::BTreeSet::new();
             for line in text.lines().skip(1) {
                 if let Some(w) = width {
                     assert!(line.chars().count() <= w, "{name}: {line}");
                 }
                 let cell = line.split_whitespace().next().unwrap();
                 let matched = idmap_overlay::testing::match_id(cell, &ids).unwrap();
-                assert_eq!(matched, Some(cell), "{name}: {cell} not accepted back");
-                assert!(seen.insert(cell.to_string()), "{name}: {cell} twice");
+                let whole = matched.unwrap_or_else(|| panic!("{name}: {cell} not accepted back"));
+                match width {
+                    None => assert_eq!(whole, cell, "{name}: a pipe shows whole ids"),
+                    Some(_) => assert!(
+                        cell.len() >= SHORT_ID && cell.len() < whole.len(),
+                        "{name}: {cell}"
+                    ),
+                }
+                assert!(seen.insert(whole), "{name}: {cell} twice");
                 let target = line.split_whitespace().nth(1).unwrap();
+                assert!(target.ends_with("/rootfs"), "{name}: {line}");
+                assert!(targets.insert(target.to_string()), "{name}: {target} twice");
                 if width.is_none() {
-                    assert!(
-                        target.ends_with("/rootfs") && !target.contains('…'),
-                        "{line}"
-                    );
+                    assert!(!target.contains('…'), "{line}");
                 }
             }
             assert_eq!(seen.len(), 120, "{name}");
@@ -784,10 +1037,12 @@ pub(crate) mod golden {
         let raw = Layout {
             headings: false,
             raw: true,
-            width: Some(80),
+            width: None,
+            spare_defaults: false,
         };
         let columns = table::choose(RECORD_COLUMNS, Some("ID,HEALTH,TARGET")).unwrap();
-        let mut sorted = render_table(&snap, &columns, raw, Some("TARGET")).unwrap();
+        let mut sorted =
+            render_table(&snap, &all(&snap), true, &columns, raw, Some("TARGET")).unwrap();
         sorted.truncate(sorted.find('\n').unwrap());
         assert_eq!(
             sorted,
@@ -797,9 +1052,29 @@ pub(crate) mod golden {
 
     #[test]
     fn json() {
+        let snap = fixture();
+        let json = mounts_json(&snap, &all(&snap), true);
         check(
             "inspect.json",
-            &(serde_json::to_string_pretty(&mounts_json(&fixture())).unwrap() + "\n"),
+            &(serde_json::to_string_pretty(&json).unwrap() + "\n"),
+        );
+        // -J -o: the chosen columns, lower case, whole and exact.
+        let columns = table::choose(RECORD_COLUMNS, Some("ID,MOUNTID,UPPER,HEALTH")).unwrap();
+        let rows = record_rows(&snap, &all(&snap), true, &columns, false, Some("ID")).unwrap();
+        let chosen = rows_json(&columns, rows, "mounts");
+        assert_eq!(
+            chosen["mounts"][0],
+            serde_json::json!({
+                "id": "6b0860aa-3327-178bc4d2",
+                "mountid": null,
+                "upper": "/var/lib/c/upper",
+                "health": "leaked",
+            })
+        );
+        assert_eq!(chosen["mounts"][1]["mountid"], 99);
+        assert_eq!(
+            chosen["mounts"].as_array().unwrap().len(),
+            snap.records.len()
         );
     }
 
@@ -812,6 +1087,12 @@ pub(crate) mod golden {
             "inspect-leaks.txt",
             &render_leaks(&found, &columns, layout(None), None).unwrap(),
         );
+        // On a terminal of 60 or 80: PATH keeps its end, WHY wraps.
+        for width in [60, 80] {
+            let text = render_leaks(&found, &columns, layout(Some(width)), None).unwrap();
+            check(&format!("inspect-leaks-{width}.txt"), &text);
+            assert!(text.lines().all(|l| l.chars().count() <= width), "{text}");
+        }
         let json = serde_json::json!({"version": 1, "leaks": found});
         check(
             "inspect-leaks.json",
@@ -823,7 +1104,6 @@ pub(crate) mod golden {
     fn detail() {
         let snap = fixture();
         let detail = Detail {
-            version: 1,
             record: &snap.records[1],
             health: snap.health(&snap.records[1]),
             kernel_maps: KernelMaps {
@@ -833,6 +1113,105 @@ pub(crate) mod golden {
                 note: "as recorded".into(),
             },
         };
-        check("inspect-detail.txt", &render_detail(&detail, snap.now));
+        check(
+            "inspect-detail.txt",
+            &render_detail(&detail, snap.now, None),
+        );
+        // A long value wraps within the width, under its key; nothing is cut.
+        let long = Detail {
+            kernel_maps: KernelMaps {
+                note: "no idmapped mount of this overlay is attached (overlayfs keeps private clones of its layers), so the kernel cannot be asked".into(),
+                ..detail.kernel_maps.clone()
+            },
+            ..detail
+        };
+        let text = render_detail(&long, snap.now, Some(60));
+        check("inspect-detail-60.txt", &text);
+        assert!(text.lines().all(|l| l.chars().count() <= 60), "{text}");
+        let letters = |t: &str| t.split_whitespace().collect::<String>();
+        assert_eq!(
+            letters(&text),
+            letters(&render_detail(&long, snap.now, None))
+        );
+    }
+
+    /// STATE and HEALTH are one answer, whichever view asks.
+    #[test]
+    fn every_view_says_the_same_state_and_health() {
+        let snap = fixture();
+        let columns = table::choose(RECORD_COLUMNS, Some("ID,STATE,HEALTH")).unwrap();
+        let raw = Layout {
+            headings: false,
+            raw: true,
+            width: None,
+            spare_defaults: false,
+        };
+        let table = render_table(&snap, &all(&snap), true, &columns, raw, None).unwrap();
+        let listed = mounts_json(&snap, &all(&snap), true);
+        let mut unmounted = 0;
+        for record in &snap.records {
+            let row = table
+                .lines()
+                .find(|l| l.split(' ').next() == Some(record.id.as_str()))
+                .unwrap();
+            let cells: Vec<&str> = row.split(' ').collect();
+            let (state, health) = (cells[1], cells[2]);
+            let detail = Detail::of(&snap, record, detail_maps());
+            let text = render_detail(&detail, snap.now, None);
+            let value = |key: &str| {
+                let line = text.lines().find(|l| l.starts_with(key)).unwrap();
+                line[KEY_WIDTH..].split(' ').next().unwrap().to_string()
+            };
+            assert_eq!(
+                (value("state:"), value("health:")),
+                (state.into(), health.into())
+            );
+            let json = detail.json();
+            let entry = listed["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["id"] == record.id.as_str())
+                .unwrap();
+            for json in [&json, entry] {
+                assert_eq!(json["state"], state, "{}", record.id);
+                assert_eq!(json["health"]["word"], health, "{}", record.id);
+                assert_eq!(json["recorded_state"], record.state.name());
+            }
+            unmounted += usize::from(state == "unmounted");
+        }
+        assert_eq!(unmounted, 1, "the fixture's umount(8) behind our back");
+    }
+
+    fn detail_maps() -> KernelMaps {
+        KernelMaps {
+            from: None,
+            uid_lines: vec![],
+            gid_lines: vec![],
+            note: "as recorded".into(),
+        }
+    }
+
+    #[test]
+    fn short_ids_are_unique_prefixes() {
+        let ids = [
+            "6b0e3a26-5000-1c2d00",
+            "6b0e3a26-5007-1c2d01",
+            "f00dfeed1",
+            "abcdefgh",
+            "abcdefghij",
+            "web-1",
+        ];
+        let short = short_ids(&ids, 8);
+        assert_eq!(short["6b0e3a26-5000-1c2d00"], "6b0e3a26-5000");
+        assert_eq!(short["6b0e3a26-5007-1c2d01"], "6b0e3a26-5007");
+        assert_eq!(short["f00dfeed1"], "f00dfeed");
+        assert_eq!(short["abcdefgh"], "abcdefgh");
+        assert_eq!(short["abcdefghij"], "abcdefghi");
+        assert_eq!(short["web-1"], "web-1");
+        for (id, prefix) in &short {
+            let matched = idmap_overlay::testing::match_id(prefix, &ids).unwrap();
+            assert_eq!(matched, Some(*id), "{prefix}");
+        }
     }
 }

@@ -187,6 +187,35 @@ pub fn held_by_fds(
 /// that enters it: the only way into a namespace no process is in, on
 /// kernels without listmount(2) for other namespaces.
 pub fn table_entering(path: &Path) -> Result<Vec<crate::kernel::mount_table::MountEntry>> {
+    let file = std::fs::File::open(path)
+        .fail_as(ErrorKind::System, || format!("opening {}", path.display()))?;
+    table_inside(file.into(), path)
+}
+
+/// The mount table of the mount namespace a person named (`/proc/PID/ns/mnt`,
+/// or a bind mount of one), its file opened safely: an error of kind
+/// `InvalidInput` when it cannot be opened or is no mount namespace.
+pub fn table_of(path: &Path) -> Result<Vec<crate::kernel::mount_table::MountEntry>> {
+    let file = crate::kernel::resolve::open_namespace_file(path).map_err(|e| {
+        fail(
+            ErrorKind::InvalidInput,
+            format!("{}: {}", path.display(), e.describe(path)),
+        )
+        .with_path(path)
+    })?;
+    table_inside(file, path).map_err(|e| match e.errno() {
+        Some(errno) if errno == nix::errno::Errno::EINVAL as i32 => fail(
+            ErrorKind::InvalidInput,
+            format!("{}: not a mount namespace", path.display()),
+        )
+        .with_path(path),
+        _ => e,
+    })
+}
+
+/// The mount table of the mount namespace `file` is, read from a thread
+/// that enters it.
+fn table_inside(file: OwnedFd, path: &Path) -> Result<Vec<crate::kernel::mount_table::MountEntry>> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| -> Result<Vec<crate::kernel::mount_table::MountEntry>> {
@@ -194,8 +223,6 @@ pub fn table_entering(path: &Path) -> Result<Vec<crate::kernel::mount_table::Mou
                 // filesystem context of its own (setns(2)).
                 nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)
                     .fail_as(ErrorKind::System, || "unshare(CLONE_FS)".into())?;
-                let file = std::fs::File::open(path)
-                    .fail_as(ErrorKind::System, || format!("opening {}", path.display()))?;
                 nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNS)
                     .fail_as(ErrorKind::System, || format!("entering {}", path.display()))?;
                 crate::kernel::mount_table::read()

@@ -576,6 +576,23 @@ pub fn open_namespace_file(path: &Path) -> Result<OwnedFd, ResolveError> {
         .map_err(|e| io_error(&entry.path, e))
 }
 
+/// The mount id (as mountinfo shows it) of the mount `path` lies on, as
+/// findmnt -T finds it: opened with `O_PATH` (nothing is read, no device
+/// is opened), symlinks followed, a relative path taken from the current
+/// directory.
+pub fn mount_id_of(path: &Path) -> Result<u64, ResolveError> {
+    let fd = openat(
+        AT_FDCWD,
+        path,
+        OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_error(path, e))?;
+    meta_of(fd.as_fd())
+        .map(|meta| meta.mnt_id)
+        .map_err(|e| ResolveError::Io(path.to_path_buf(), e))
+}
+
 /// Resolves one directory argument.
 pub fn resolve_dir(path: &Path) -> Result<Resolved, ResolveError> {
     Resolver::new().resolve_dir(path)

@@ -319,6 +319,50 @@ impl Snapshot {
         })
     }
 
+    /// The record whose overlay holds `file` here, as findmnt -T finds a
+    /// file's mount: the mount `file` lies on (its mount id, asked of the
+    /// kernel; symlinks followed, a relative path taken from the current
+    /// directory) is the overlay of a record, in this namespace's table.
+    /// `None` when it lies on anything else (another mount inside the
+    /// overlay included). An error of kind `InvalidInput` when `file`
+    /// cannot be reached.
+    pub fn holding(&self, file: &Path) -> crate::base::error::Result<Option<&Record>> {
+        let mount_id = crate::kernel::resolve::mount_id_of(file).map_err(|e| {
+            crate::base::error::fail(
+                crate::base::error::ErrorKind::InvalidInput,
+                format!("{}: {}", file.display(), e.describe(file)),
+            )
+        })?;
+        let Some(mount) = self.table.iter().find(|m| m.id == mount_id) else {
+            return Ok(None);
+        };
+        Ok(self.records.iter().find(|r| r.is_overlay(mount)))
+    }
+
+    /// The ids of the records whose overlay is mounted in the mount
+    /// namespace `ns` names (`/proc/PID/ns/mnt`, or a bind mount of one):
+    /// that namespace has a mount of the overlay's superblock (its device
+    /// as recorded; source tags there are anyone's to write). A record
+    /// whose overlay is known to be gone is never counted: its device
+    /// number may belong to another filesystem by now. One read of that
+    /// one mount table, no walk. An error of kind `InvalidInput` when
+    /// `ns` is no mount namespace that can be entered.
+    pub fn mounted_in_namespace(&self, ns: &Path) -> crate::base::error::Result<BTreeSet<String>> {
+        let table = crate::kernel::namespaces::table_of(ns)?;
+        let devices: std::collections::HashSet<crate::kernel::mount_table::Device> = table
+            .iter()
+            .filter(|m| m.fs_type == "overlay")
+            .map(|m| m.device)
+            .collect();
+        Ok(self
+            .records
+            .iter()
+            .filter(|r| r.device().is_some_and(|d| devices.contains(&d)))
+            .filter(|r| self.health(r).alive())
+            .map(|r| r.id.clone())
+            .collect())
+    }
+
     /// Looks for where the overlay of record `id` lives in other mount
     /// namespaces (one walk, until `timeout`), when it may live anywhere,
     /// so that [`Snapshot::health`] names them (at most [`NAMED_COPIES`]).

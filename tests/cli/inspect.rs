@@ -290,3 +290,68 @@ fn leaks_found_exit_3_and_errors_keep_their_codes() {
     let out = env.run(&["inspect", "--leaks", "-J"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// After umount(8) behind the tool's back, every view says the same STATE
+/// and HEALTH: the table, the detail, `-J` and `-J ID`.
+#[test]
+fn every_view_says_the_same_state_and_health() {
+    let env = Env::new();
+    let layers = env.layers(2);
+    let mut ids = Vec::new();
+    for name in ["behind", "kept"] {
+        let target = env.mkdir(name);
+        let id = env.ok(&mount_args(best(), &layers, &target));
+        ids.push((id.trim().to_string(), target));
+    }
+    env.plain_umount(&ids[0].1);
+    let table = env.ok(&["inspect", "-r", "-n", "-o", "ID,STATE,HEALTH"]);
+    let listed: Value = serde_json::from_str(&env.ok(&["inspect", "-J"])).unwrap();
+    let mut seen = Vec::new();
+    for (id, _) in &ids {
+        let row: Vec<&str> = table
+            .lines()
+            .find(|l| l.starts_with(id.as_str()))
+            .unwrap_or_else(|| panic!("{id} not in {table}"))
+            .split(' ')
+            .collect();
+        let (state, health) = (row[1], row[2]);
+        let detail = env.ok(&["inspect", id]);
+        let field = |key: &str| {
+            let line = detail.lines().find(|l| l.starts_with(key)).unwrap();
+            line[key.len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            (field("state:"), field("health:")),
+            (state.to_string(), health.to_string()),
+            "{detail}"
+        );
+        let one: Value = serde_json::from_str(&env.ok(&["inspect", "-J", id])).unwrap();
+        let entry = listed["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id.as_str())
+            .unwrap();
+        for json in [&one, entry] {
+            assert_eq!(json["state"], state, "{json}");
+            assert_eq!(json["health"]["word"], health, "{json}");
+            assert_eq!(json["recorded_state"], "mounted", "{json}");
+        }
+        seen.push((state.to_string(), health.to_string()));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("unmounted".into(), "leaked".into()),
+            ("mounted".into(), "ok".into())
+        ]
+    );
+    assert!(
+        env.ok(&["inspect", &ids[0].0])
+            .contains("unmounted (the record says mounted)")
+    );
+}
