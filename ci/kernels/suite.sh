@@ -8,10 +8,12 @@ set -euo pipefail
 root=$1 binary=$2 prefix=$3 limit=${4:-900}
 here=$(dirname "$0")
 vmlinuz=$(find "$root/" -name 'vmlinuz*' -type f | head -1)
-echo "$PWD $binary" > "$prefix.suite-command"
-cp "$prefix.suite-command" "$(dirname "$prefix")/suite-command"
+# The initramfs takes the file by its name, suite-command: one directory
+# per run, so that runs side by side do not share it.
+mkdir -p "$prefix.cmd"
+echo "$PWD $binary" > "$prefix.cmd/suite-command"
 "$here/initramfs.sh" "$root" "$prefix.cpio.gz" "$here/suite-init" \
-    "9p 9pnet_virtio virtio_pci virtio_blk overlay loop ext4 xfs btrfs erofs" "$(dirname "$prefix")/suite-command"
+    "9p 9pnet_virtio virtio_pci virtio_blk overlay loop ext4 xfs btrfs erofs" "$prefix.cmd/suite-command"
 rm -f "$prefix.disk"
 truncate -s 8G "$prefix.disk"
 mkfs.ext4 -q -F "$prefix.disk"

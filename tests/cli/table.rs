@@ -210,7 +210,10 @@ fn a_busy_host_fits_every_width_and_tells_overlays_apart() {
         // -o chosen columns lose none; the defaults may leave some out.
         let chosen = env.ok(&["inspect", "--width", &w, "-o", "ID,TARGET,HEALTH"]);
         check_table(&host, &chosen, Some(width));
-        let leaks = env.ok(&["inspect", "--leaks", "--width", &w]);
+        // Exit 3: leaks found (the fixture has some).
+        let out = env.run(&["inspect", "--leaks", "--width", &w]);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        let leaks = String::from_utf8(out.stdout).unwrap();
         assert!(widest(&leaks) <= width, "--leaks at {width}:\n{leaks}");
         assert!(leaks.contains("vanished-overlay"), "{leaks}");
         // The detail of an overlay alive elsewhere, and of a gone one.
