@@ -49,11 +49,31 @@ impl InspectArgs {
 /// directory: not the directory, not its lock, not the cache (a probe
 /// there would need the lock, so that gc can tell a crash's probe
 /// directory).
+/// Where a probe without a cache runs: beside the state directory (in its
+/// parent, so on the filesystem where `mount` would probe: idmapped mounts
+/// depend on it, tmpfs before 6.3 has none) when only root can change what
+/// is there; else (or where nothing can be made there, a read-only
+/// filesystem) /tmp, whose sticky bit keeps others from moving our
+/// directory.
+fn probe_parent(state: &idmap_overlay::StateDir) -> std::path::PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    state
+        .root
+        .parent()
+        .filter(|parent| {
+            std::fs::metadata(parent)
+                .is_ok_and(|m| m.is_dir() && m.uid() == 0 && m.mode() & 0o022 == 0)
+        })
+        .map_or_else(|| "/tmp".into(), std::path::Path::to_path_buf)
+}
+
 fn features(state: &idmap_overlay::StateDir) -> Result<idmap_overlay::Features> {
     if let Some(found) = idmap_overlay::Features::cached(state) {
         return Ok(found);
     }
-    let temp = nix::unistd::mkdtemp("/tmp/idmap-overlay-features.XXXXXX")
+    let name = "idmap-overlay-features.XXXXXX";
+    let temp = nix::unistd::mkdtemp(&probe_parent(state).join(name))
+        .or_else(|_| nix::unistd::mkdtemp(&std::path::Path::new("/tmp").join(name)))
         .code(Code::System, || "making a temporary probe directory".into())?;
     let mut probe_state = idmap_overlay::StateDir::unchecked(&temp);
     probe_state.cancel = crate::cmd::signals::flag();
