@@ -338,6 +338,11 @@ fn every_item_of_the_api_in_one_life() {
         idmap_overlay::gather(&state, &[], Duration::from_secs(60), false, Duration::ZERO).unwrap();
     let gone = cheap.find(&record.id).unwrap().clone();
     assert_eq!(cheap.health(&gone).word(), "unknown", "asked already");
+    // The watch's word alone says it: it died.
+    let mut told =
+        idmap_overlay::gather(&state, &[], Duration::from_secs(60), false, Duration::ZERO).unwrap();
+    told.died(std::slice::from_ref(&record.id));
+    assert_eq!(told.health(&gone).word(), "leaked");
     cheap.ask_about(&state, std::slice::from_ref(&record.id), DEFAULT_TIMEOUT);
     assert_eq!(cheap.health(&gone).word(), "leaked");
     // The record of an overlay already gone: cleaned.

@@ -35,10 +35,12 @@ pub const UMOUNT_POINTS: &[&str] = &["record-unmounting", "overlay-unmounted"];
 /// probe finds the kernel's in-use and superblock answers wrong),
 /// `walk-step` (each namespace or process a walk looks at),
 /// `namespace-list` (the kernel's list of mount namespaces, Linux 6.12+),
-/// `mount-events` (fanotify's mount events, Linux 6.15+).
+/// `mount-events` (fanotify's mount events, Linux 6.15+), `in-use-probe`
+/// (`fail`: every directory probes in use).
 #[cfg(feature = "testpoints")]
 pub const FAULT_POINTS: &[&str] = &[
     "in-use-proof",
+    "in-use-probe",
     "walk-step",
     "namespace-list",
     "mount-events",

@@ -236,6 +236,9 @@ impl Poller {
         let mut lines = Vec::new();
         if !changed.is_empty() {
             snap.ask_about(state, &changed, idmap_overlay::DEFAULT_TIMEOUT);
+            // A death the watch heard of is one: the upper directory may
+            // still probe in use for a moment after it.
+            snap.died(&died);
             let findings = idmap_overlay::classify(&snap);
             for record in snap.records.iter().filter(|r| changed.contains(&r.id)) {
                 let health = snap.health(record);

@@ -105,6 +105,12 @@ impl Prober {
     /// from two threads at once does not help: each then takes twice as
     /// long (measured on 6.18, 2 CPUs).
     pub fn dir_in_use(&mut self, dir: BorrowedFd<'_>) -> DirUse {
+        // Test point `in-use-probe:fail`: every directory probes in use, as
+        // an overlay's upper directory still does for a moment after its
+        // superblock watch heard it die (see `Snapshot::died`).
+        if crate::base::testpoint::act("in-use-probe", "").is_err() {
+            return DirUse::InUse;
+        }
         if self.disproven {
             return DirUse::Unknown(
                 "the kernel's in-use answer failed its proof on this boot (inspect --features)"

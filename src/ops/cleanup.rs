@@ -165,6 +165,31 @@ impl Snapshot {
             ask_about_the_absent(state, &records, &self.in_flight, &self.table, &deadline);
         self.beyond.extend(answers);
     }
+
+    /// Takes the word of a [`Watch`](crate::Watch) that the overlays of the
+    /// records `ids` died everywhere ([`Watch::died`](crate::Watch::died)):
+    /// where not mounted here, they live on nowhere, whatever
+    /// [`Snapshot::ask_about`] was told. The watch hears of a death when
+    /// the superblock is shut down, a moment before overlayfs lets go of
+    /// the upper directory, which until then still probes in use.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # let state = idmap_overlay::StateDir::open_to_read("/run/idmap-overlay".as_ref(), false)?;
+    /// # let mut watch = idmap_overlay::Watch::new(&state)?;
+    /// let died = watch.died();
+    /// let mut snap = idmap_overlay::gather(&state, &[], Duration::from_secs(60), false, Duration::ZERO)?;
+    /// snap.ask_about(&state, &died, Duration::from_secs(5));
+    /// snap.died(&died);
+    /// # Ok::<(), idmap_overlay::Error>(())
+    /// ```
+    pub fn died(&mut self, ids: &[String]) {
+        for id in ids {
+            if self.records.iter().any(|r| &r.id == id) {
+                self.beyond.insert(id.clone(), Beyond::Gone);
+            }
+        }
+    }
 }
 
 /// For each record whose overlay is not mounted here (and no operation is
