@@ -322,7 +322,7 @@ fn umount_and_gc_never_unmount_through_a_swapped_parent() {
     }
     let mut unmounted = 0;
     for remover in [Remover::BusyUmount, Remover::Umount, Remover::GcOfACrash] {
-        for trial in 0..20 {
+        for trial in 0..rounds(20) {
             let what = format!("{remover:?} trial {trial}");
             let args = mount_args(best(), &layers, &target);
             let id = match remover {

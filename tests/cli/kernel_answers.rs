@@ -1257,8 +1257,7 @@ fn twenty_thousand_namespaces_keep_umount_and_gc_bounded() {
     // hardware help: ci/kernels/suite-init says so) everything runs some
     // twenty times slower in a 2 GiB machine: a tenth of the flood, and
     // four times the slack.
-    let emulated = std::env::var_os("IDMAP_OVERLAY_TEST_EMULATED").is_some();
-    let (namespaces, slack) = match emulated {
+    let (namespaces, slack) = match emulated() {
         false => (20_000, SLACK),
         true => (2_000, SLACK * 4),
     };

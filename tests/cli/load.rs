@@ -8,22 +8,23 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-const CYCLES: usize = 200;
 const WORKERS: usize = 16;
 
-/// 200 mount/umount cycles on distinct targets from 16 threads, each
-/// running the tool, while gc loops: no failure, no leak, no layer changed.
+/// 200 mount/umount cycles (a quarter under emulation) on distinct
+/// targets from 16 threads, each running the tool, while gc loops: no
+/// failure, no leak, no layer changed.
 #[test]
 fn parallel_cycles_with_gc_beside_them() {
+    let cycles = rounds(200);
     let env = Env::new();
     let layers = env.layers(4);
     let lowerdir = join(&layers);
     let before = snapshot(&env.path("layers"));
-    let targets: Vec<PathBuf> = (0..CYCLES)
+    let targets: Vec<PathBuf> = (0..cycles)
         .map(|i| env.mkdir(&format!("mnt/{i}")))
         .collect();
     // Every fourth cycle is writable, with its own upper and work dirs.
-    let writable: Vec<Option<(PathBuf, PathBuf)>> = (0..CYCLES)
+    let writable: Vec<Option<(PathBuf, PathBuf)>> = (0..cycles)
         .map(|i| {
             (i % 4 == 0).then(|| {
                 (
@@ -60,7 +61,7 @@ fn parallel_cycles_with_gc_beside_them() {
                 scope.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, Ordering::SeqCst);
-                        if i >= CYCLES {
+                        if i >= cycles {
                             break;
                         }
                         if let Err(e) = cycle(&env, i, &lowerdir, &targets[i], &writable[i]) {
@@ -77,7 +78,7 @@ fn parallel_cycles_with_gc_beside_them() {
     });
     let elapsed = started.elapsed();
     eprintln!(
-        "{CYCLES} cycles, {WORKERS} workers, {} gc runs: {elapsed:?}",
+        "{cycles} cycles, {WORKERS} workers, {} gc runs: {elapsed:?}",
         gc_runs.load(Ordering::SeqCst)
     );
     let failures = failures.into_inner().unwrap();
@@ -177,7 +178,7 @@ fn two_mounts_on_one_target_one_wins() {
     let lowerdir = join(&layers);
     let target = env.mkdir("mnt");
     let all = strategies();
-    for round in 0..20 {
+    for round in 0..rounds(20) {
         let strategies = [all[round % all.len()], all[(round + 1) % all.len()]];
         let barrier = Barrier::new(2);
         let outs: Vec<std::process::Output> = std::thread::scope(|scope| {

@@ -84,6 +84,21 @@ pub fn strategies() -> Vec<&'static str> {
     STRATEGIES.into_iter().filter(|s| supported(s)).collect()
 }
 
+/// Whether the suite runs in the kernel matrix's emulated machines (QEMU
+/// without hardware help; ci/kernels/suite-init says so), where everything
+/// runs some twenty times slower than here: tests that bound a wait give
+/// it more time there.
+pub fn emulated() -> bool {
+    std::env::var_os("IDMAP_OVERLAY_TEST_EMULATED").is_some()
+}
+
+/// How many rounds a test that repeats a race or a load makes: `host`
+/// here, a quarter under emulation, where each round takes some twenty
+/// times longer (the host, in `.ci/run`, makes them all).
+pub fn rounds(host: usize) -> usize {
+    if emulated() { (host / 4).max(1) } else { host }
+}
+
 /// What `auto` picks here: `detached` where the kernel has it.
 pub fn best() -> &'static str {
     if kernel().detached {

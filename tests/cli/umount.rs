@@ -306,7 +306,10 @@ fn a_file_open_in_another_namespace_is_named_with_its_fd() {
         let ns = ns.to_str().unwrap();
         let ns = &ns["mnt:[".len()..ns.len() - 1];
 
-        let out = env.run(&["umount", "--timeout", "300ms", s(&target)]);
+        // Time to look at every namespace: under emulation, 300 ms were
+        // not always enough.
+        let timeout = if emulated() { "3s" } else { "300ms" };
+        let out = env.run(&["umount", "--timeout", timeout, s(&target)]);
         let said = stderr(&out);
         assert_eq!(out.status.code(), Some(32), "{copy_unmounted}: {said}");
         let named = format!(
