@@ -62,7 +62,7 @@ fn control_characters_never_reach_the_terminal() {
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    let busy = env.run(&["umount", "--timeout", "100ms", &id]);
+    let busy = env.run(&["umount", "--timeout", &walk_timeout(100), &id]);
     assert_eq!(busy.status.code(), Some(32), "{}", stderr(&busy));
     assert_escaped("busy message", &both(&busy));
     assert!(

@@ -160,7 +160,7 @@ fn gc_reports_a_temp_mount_busy_for_good() {
     let env = Env::new();
     let temp = leaked_temp_mount(&env);
     let mut holder = hold_busy(&env, &temp, "60");
-    let out = env.run(&["gc", "--json", "--timeout", "300ms"]);
+    let out = env.run(&["gc", "--json", "--timeout", &walk_timeout(300)]);
     assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
     let report = json(&out);
     let reason = report["failed"][0]["reason"].as_str().unwrap().to_string();

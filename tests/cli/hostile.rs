@@ -503,7 +503,7 @@ fn a_recorded_target_holding_somebody_elses_mount_is_left_alone() {
         assert!(!theirs_before.is_empty(), "{what}");
 
         for arg in [id.as_str(), s(&target)] {
-            let out = env.run(&["umount", "--timeout", "100ms", arg]);
+            let out = env.run(&["umount", "--timeout", &walk_timeout(100), arg]);
             assert_eq!(
                 out.status.code(),
                 Some(32),

@@ -509,7 +509,7 @@ fn an_empty_source_overlay_in_a_copied_namespace_hides_nothing() {
     let out = umount_keeps_it_detached(
         &env,
         &ours,
-        &["umount", "--timeout", "1s", s(&ours.target)],
+        &["umount", "--timeout", &walk_timeout(1000), s(&ours.target)],
         0,
         &copy_ns,
     );
@@ -569,7 +569,7 @@ fn a_copy_made_private_after_propagation_keeps_the_record() {
         let out = umount_keeps_it_detached(
             &env,
             &ours,
-            &["umount", "--timeout", "1s", s(&ours.target)],
+            &["umount", "--timeout", &walk_timeout(1000), s(&ours.target)],
             0,
             &copy_ns,
         );
@@ -685,7 +685,7 @@ fn an_idle_copy_that_no_process_uses_keeps_the_record() {
         let out = umount_keeps_it_detached(
             &env,
             &ours,
-            &["umount", "--timeout", "1s", s(&ours.target)],
+            &["umount", "--timeout", &walk_timeout(1000), s(&ours.target)],
             0,
             &copy_ns,
         );
@@ -1396,7 +1396,7 @@ fn a_read_only_overlay_with_an_idle_copy_elsewhere() {
     let out = umount_keeps_it_detached(
         &env,
         &ours,
-        &["umount", "--timeout", "1s", s(&ours.target)],
+        &["umount", "--timeout", &walk_timeout(1000), s(&ours.target)],
         0,
         &copy_ns,
     );
@@ -1434,7 +1434,7 @@ fn a_read_only_overlay_with_a_used_copy_elsewhere() {
     let out = umount_keeps_it_detached(
         &env,
         &ours,
-        &["umount", "--timeout", "300ms", s(&ours.target)],
+        &["umount", "--timeout", &walk_timeout(300), s(&ours.target)],
         32,
         &format!("/proc/{}/ns/mnt", copy.pid()),
     );
@@ -1537,7 +1537,7 @@ fn without_the_kernels_namespace_list_a_namespace_kept_by_a_file_is_still_read()
     umount_keeps_it_detached(
         &env,
         &ours,
-        &["umount", "--timeout", "1s", s(&ours.target)],
+        &["umount", "--timeout", &walk_timeout(1000), s(&ours.target)],
         0,
         &copy_ns,
     );

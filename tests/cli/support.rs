@@ -92,6 +92,14 @@ pub fn emulated() -> bool {
     std::env::var_os("IDMAP_OVERLAY_TEST_EMULATED").is_some()
 }
 
+/// A `--timeout` for a command whose answer needs a walk over the mount
+/// namespaces or processes to finish within it: `host_ms` here, ten times
+/// that under emulation (on 6.1, with no list of namespaces, a walk under
+/// load outlasted 300 ms there).
+pub fn walk_timeout(host_ms: u64) -> String {
+    format!("{}ms", if emulated() { host_ms * 10 } else { host_ms })
+}
+
 /// How many rounds a test that repeats a race or a load makes: `host`
 /// here, a quarter under emulation, where each round takes some twenty
 /// times longer (the host, in `.ci/run`, makes them all).

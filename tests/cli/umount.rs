@@ -82,7 +82,7 @@ fn busy_for_good_names_the_holder() {
     let env = Env::new();
     let (target, id) = env.mounted();
     let mut holder = hold_busy(&env, &target, "60");
-    let out = env.run(&["umount", "--timeout", "200ms", s(&target)]);
+    let out = env.run(&["umount", "--timeout", &walk_timeout(200), s(&target)]);
     assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
     let msg = stderr(&out);
     assert!(msg.contains(&format!("pid {}", holder.id())), "{msg}");
@@ -306,10 +306,7 @@ fn a_file_open_in_another_namespace_is_named_with_its_fd() {
         let ns = ns.to_str().unwrap();
         let ns = &ns["mnt:[".len()..ns.len() - 1];
 
-        // Time to look at every namespace: under emulation, 300 ms were
-        // not always enough.
-        let timeout = if emulated() { "3s" } else { "300ms" };
-        let out = env.run(&["umount", "--timeout", timeout, s(&target)]);
+        let out = env.run(&["umount", "--timeout", &walk_timeout(300), s(&target)]);
         let said = stderr(&out);
         assert_eq!(out.status.code(), Some(32), "{copy_unmounted}: {said}");
         let named = format!(
@@ -363,7 +360,7 @@ fn a_holder_that_moved_to_another_namespace_is_named_with_it() {
     let ns = std::fs::read_link(format!("/proc/{}/ns/mnt", holder.pid())).unwrap();
     let ns = ns.to_str().unwrap();
     let ns = &ns["mnt:[".len()..ns.len() - 1];
-    let out = env.run(&["umount", "--timeout", "100ms", s(&target)]);
+    let out = env.run(&["umount", "--timeout", &walk_timeout(100), s(&target)]);
     assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
     let named = format!(
         "pid {} (sh) through its fd 3 in mount namespace {ns}",
