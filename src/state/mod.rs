@@ -905,9 +905,12 @@ fn open_lock_file(path: &Path, create: bool) -> Result<File> {
     Ok(file)
 }
 
-/// "pid 12 (idmap-overlay)": who has the lock file open (OFD locks do not
-/// report their owner), for the message when a wait times out.
+/// Who holds the lock on `path`: the processes with an open file of it
+/// that holds a lock (a `lock:` line in its `/proc/PID/fdinfo`), not
+/// those that only wait for it (they have it open too). The first five,
+/// then how many more.
 fn describe_lock_holders(path: &Path) -> String {
+    const NAMED: usize = 5;
     let holders: Vec<String> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -918,19 +921,21 @@ fn describe_lock_holders(path: &Path) -> String {
                 return None;
             }
             let fds = std::fs::read_dir(entry.path().join("fd")).ok()?;
-            let holds = fds
-                .flatten()
-                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == path));
+            let holds = fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|l| l == path)
+                    && std::fs::read_to_string(entry.path().join("fdinfo").join(fd.file_name()))
+                        .is_ok_and(|info| info.lines().any(|l| l.starts_with("lock:")))
+            });
             holds.then(|| {
                 let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
                 format!("pid {pid} ({})", comm.trim())
             })
         })
         .collect();
-    if holders.is_empty() {
-        "another process".into()
-    } else {
-        holders.join(", ")
+    match holders.len() {
+        0 => "another process".into(),
+        n if n <= NAMED => holders.join(", "),
+        n => format!("{} and {} more", holders[..NAMED].join(", "), n - NAMED),
     }
 }
 

@@ -184,7 +184,18 @@ fn foreign_idmapped_mount(env: &Env, at: &Path) {
 }
 
 fn gc_with_metrics(env: &Env, file: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["gc", "--json", "--metrics-file", s(file)];
+    // gc rolls back, then decides a read-only overlay gone from here by a
+    // walk over the mount namespaces: its default timeout (2.5 s) ran out
+    // under emulation.
+    let timeout = walk_timeout(2500);
+    let mut args = vec![
+        "gc",
+        "--json",
+        "--timeout",
+        &timeout,
+        "--metrics-file",
+        s(file),
+    ];
     args.extend(extra);
     env.run(&args)
 }

@@ -124,6 +124,32 @@ fn a_held_state_lock_ends_on_a_signal_or_at_the_deadline() {
         "{}",
         stderr(&out)
     );
+    // A process that waits for the lock has the file open too, but holds
+    // nothing: it is not named (50 waiting mounts were all named as
+    // holders, in a line of 28 pids).
+    let waiter = spawn(&env, &["gc", "--timeout", "60s"]);
+    let lock = env.state.join("lock");
+    let fds = format!("/proc/{}/fd", waiter.id());
+    let until = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_dir(&fds)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == lock))
+    {
+        assert!(Instant::now() < until, "the waiter never opened the lock");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = env.run(&["gc", "--timeout", "300ms"]);
+    assert_eq!(out.status.code(), Some(16), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("locked by pid {} (", std::process::id())),
+        "{said}"
+    );
+    assert!(!said.contains(&format!("pid {}", waiter.id())), "{said}");
+    let (out, _) = signal_after(waiter, Duration::ZERO, Signal::SIGTERM);
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
     drop(held);
     assert!(env.our_mounts().is_empty());
     env.ok(&["gc"]);
