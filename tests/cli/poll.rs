@@ -332,6 +332,37 @@ fn copy_namespace(env: &Env) -> Started {
     panic!("the copy never got a namespace of its own");
 }
 
+/// Overlay `b`, with a copy in another namespace, is unmounted here by
+/// umount(8): `vanished` (health `elsewhere`); the copy's namespace ends:
+/// `leaked`; gc: `cleaned`.
+fn vanishes_then_dies_elsewhere(env: &Env, poll: &Poll, layers: &[PathBuf]) {
+    let (b, id_b) = mount_writable(env, layers, "b");
+    assert_eq!(poll.next_json("mount b")["event"], "mounted");
+    let mut copy = copy_namespace(env);
+    env.plain_umount(&b);
+    let line = poll.next_json("umount(8) of b");
+    assert_line(
+        &line,
+        "vanished",
+        &id_b,
+        &b,
+        "mounted".into(),
+        "elsewhere".into(),
+    );
+    copy.stop();
+    let line = poll.next_json("the copy of b dies");
+    assert_line(
+        &line,
+        "leaked",
+        &id_b,
+        &b,
+        "mounted".into(),
+        "leaked".into(),
+    );
+    env.ok(&["gc"]);
+    assert_eq!(poll.next_json("gc after b")["event"], "cleaned");
+}
+
 /// An overlay that lives on in another namespace (a container's) when it
 /// goes from here, by `umount --detach` or behind our back, is seen to die
 /// there: `leaked`, which gc then cleans.
@@ -368,31 +399,7 @@ fn copies_elsewhere_are_seen_to_die() {
     env.ok(&["gc"]);
     assert_eq!(poll.next_json("gc after a")["event"], "cleaned");
 
-    let (b, id_b) = mount_writable(&env, &layers, "b");
-    assert_eq!(poll.next_json("mount b")["event"], "mounted");
-    let mut copy = copy_namespace(&env);
-    env.plain_umount(&b);
-    let line = poll.next_json("umount(8) of b");
-    assert_line(
-        &line,
-        "vanished",
-        &id_b,
-        &b,
-        "mounted".into(),
-        "elsewhere".into(),
-    );
-    copy.stop();
-    let line = poll.next_json("the copy of b dies");
-    assert_line(
-        &line,
-        "leaked",
-        &id_b,
-        &b,
-        "mounted".into(),
-        "leaked".into(),
-    );
-    env.ok(&["gc"]);
-    assert_eq!(poll.next_json("gc after b")["event"], "cleaned");
+    vanishes_then_dies_elsewhere(&env, &poll, &layers);
 
     let (status, _) = poll.end_with(Signal::SIGTERM);
     assert_eq!(status.code(), Some(0), "{status:?}");
@@ -410,31 +417,7 @@ fn a_death_is_told_while_the_upper_still_probes_in_use() {
     env.ok(&["gc"]);
     let layers = env.layers(2);
     let (mut poll, _) = Poll::start(&env, &["-J"], Some("in-use-probe:fail"));
-    let (b, id_b) = mount_writable(&env, &layers, "b");
-    assert_eq!(poll.next_json("mount b")["event"], "mounted");
-    let mut copy = copy_namespace(&env);
-    env.plain_umount(&b);
-    let line = poll.next_json("umount(8) of b");
-    assert_line(
-        &line,
-        "vanished",
-        &id_b,
-        &b,
-        "mounted".into(),
-        "elsewhere".into(),
-    );
-    copy.stop();
-    let line = poll.next_json("the copy of b dies");
-    assert_line(
-        &line,
-        "leaked",
-        &id_b,
-        &b,
-        "mounted".into(),
-        "leaked".into(),
-    );
-    env.ok(&["gc"]);
-    assert_eq!(poll.next_json("gc after b")["event"], "cleaned");
+    vanishes_then_dies_elsewhere(&env, &poll, &layers);
     let (status, _) = poll.end_with(Signal::SIGTERM);
     assert_eq!(status.code(), Some(0), "{status:?}");
     env.assert_clean();
