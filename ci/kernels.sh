@@ -184,6 +184,10 @@ if [ "$run_suite" = yes ]; then
         else
             got[$name:suite]="FAILED:${passed:-?}-passed,${failed_n:-?}-failed"
             grep -E '^test .* FAILED$' <<<"$console" | sed "s/^/kernels: $name: /" >&2 || true
+            # What each failed test said (the suite's first "failures:"
+            # section), so that a failure in CI can be read from its log.
+            awk '/^failures:$/ { n++; next } n == 1' <<<"$console" | head -60 |
+                sed "s/^/kernels: $name: | /" >&2 || true
         fi
         notes[$name:suite]=$(grep -m1 '^cli: kernel' <<<"$console" || true)
         seconds[$name:suite]=$(( $(date +%s) - t0 ))

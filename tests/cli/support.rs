@@ -100,6 +100,14 @@ pub fn walk_timeout(host_ms: u64) -> String {
     format!("{}ms", if emulated() { host_ms * 10 } else { host_ms })
 }
 
+/// How long a test lets something take that the tool does promptly (end
+/// on a signal, give up at a deadline): `host` here, four times that under
+/// emulation, where a process's start and exit alone take a good part of
+/// a second under load.
+pub fn allowed(host: std::time::Duration) -> std::time::Duration {
+    if emulated() { host * 4 } else { host }
+}
+
 /// How many rounds a test that repeats a race or a load makes: `host`
 /// here, a quarter under emulation, where each round takes some twenty
 /// times longer (the host, in `.ci/run`, makes them all).
