@@ -246,7 +246,12 @@ fn real_leaks_are_counted_then_gone_after_gc() {
 
     // Without --foreign, the other program's mount is nobody's leak.
     let plain = inspect_metrics(&env, &[]);
-    assert_eq!(leaks(&plain), counts(&ours));
+    assert_eq!(
+        leaks(&plain),
+        counts(&ours),
+        "{}",
+        String::from_utf8_lossy(&env.run(&["inspect", "--json"]).stdout)
+    );
     assert_eq!(leaks(&plain), json_leak_counts(&env, &[]));
     assert_eq!(series_by(&plain, "idmap_overlay_records", "state"), records);
     assert!(!plain.keys().any(|k| k.contains("foreign_idmapped")));
