@@ -907,10 +907,10 @@ fn open_lock_file(path: &Path, create: bool) -> Result<File> {
 
 /// Who holds the lock on `path`: the processes with an open file of it
 /// that holds a lock (a `lock:` line in its `/proc/PID/fdinfo`), not
-/// those that only wait for it (they have it open too). The first five,
-/// then how many more.
+/// those that only wait for it (they have it open too). The first
+/// [`NAMED`], then how many more.
 fn describe_lock_holders(path: &Path) -> String {
-    const NAMED: usize = 5;
+    use crate::kernel::holders::{NAMED, read_command};
     let holders: Vec<String> = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -927,8 +927,8 @@ fn describe_lock_holders(path: &Path) -> String {
                         .is_ok_and(|info| info.lines().any(|l| l.starts_with("lock:")))
             });
             holds.then(|| {
-                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-                format!("pid {pid} ({})", comm.trim())
+                let command = read_command(&entry.path()).unwrap_or_default();
+                format!("pid {pid} ({command})")
             })
         })
         .collect();
